@@ -1,0 +1,4 @@
+//! zkrs: a ZooKeeper-compatible coordination server on a thread-per-core core.
+
+pub mod proto;
+pub mod tree;
