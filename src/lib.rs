@@ -1,6 +1,9 @@
 //! zkrs: a ZooKeeper-compatible coordination server on a thread-per-core core.
 
+pub mod admin_glue;
 pub mod config;
+pub mod net;
 pub mod proto;
 pub mod server;
+pub mod session;
 pub mod tree;

@@ -1,9 +1,184 @@
-//! Wiring: executors, channels, the ordering-core loop.
+//! Wiring: executors, channels, signals.
+//!
+//! `run` starts one ordering-core executor and `config.shards` client-shard executors,
+//! connects them with bounded cross-core channels (shared_channel), and waits for SIGTERM
+//! or SIGINT.
+
+pub mod messages;
+pub mod ordering;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
+use messages::{ToOrdering, ToShard};
+
+/// Capacity of each cross-core channel (messages; commit batches are Arc'ed).
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// State shared by every executor. Only touched on connection open/close, by the
+/// four-letter words and with relaxed atomics; never a lock on the request path.
+#[derive(Default)]
+pub struct SharedStats {
+    pub last_zxid: AtomicI64,
+    pub latency_min_ms: AtomicU64,
+    pub latency_max_ms: AtomicU64,
+    pub latency_total_ms: AtomicU64,
+    pub latency_count: AtomicU64,
+    /// Live sessions (id, timeout), published by the ordering core when they change.
+    pub sessions: Mutex<Vec<(i64, i32)>>,
+    /// Open connections per client address (maxClientCnxns).
+    ip_counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl SharedStats {
+    pub fn record_latency(&self, ms: u64) {
+        let count = self.latency_count.fetch_add(1, AtomicOrdering::Relaxed);
+        if count == 0 {
+            self.latency_min_ms.store(ms, AtomicOrdering::Relaxed);
+        } else {
+            self.latency_min_ms.fetch_min(ms, AtomicOrdering::Relaxed);
+        }
+        self.latency_max_ms.fetch_max(ms, AtomicOrdering::Relaxed);
+        self.latency_total_ms.fetch_add(ms, AtomicOrdering::Relaxed);
+    }
+
+    pub fn reset_latency(&self) {
+        self.latency_min_ms.store(0, AtomicOrdering::Relaxed);
+        self.latency_max_ms.store(0, AtomicOrdering::Relaxed);
+        self.latency_total_ms.store(0, AtomicOrdering::Relaxed);
+        self.latency_count.store(0, AtomicOrdering::Relaxed);
+    }
+
+    /// Counts a new connection from `ip`; false when that would exceed `max` (0 = no limit).
+    pub fn admit_ip(&self, ip: IpAddr, max: u32) -> bool {
+        let Ok(mut counts) = self.ip_counts.lock() else {
+            return true;
+        };
+        let n = counts.entry(ip).or_insert(0);
+        if max != 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn release_ip(&self, ip: IpAddr) {
+        if let Ok(mut counts) = self.ip_counts.lock() {
+            if let Some(n) = counts.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Memory each executor registers for io_uring buffers; kept small so that many executors
+/// fit under the default 8 MiB memlock limit.
+const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
 
 /// Runs the server until it is stopped (SIGTERM/SIGINT). Blocks the calling thread.
-pub fn run(config: Config) -> std::io::Result<()> {
-    let _ = config;
-    todo!()
+pub fn run(config: Config) -> io::Result<()> {
+    let config = Arc::new(config);
+    let shards = config.shards.max(1);
+    let listen = SocketAddr::new(
+        config
+            .client_port_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        config.client_port,
+    );
+    // The shards bind with SO_REUSEPORT, which would silently share the port with another
+    // server; a plain bind first turns "port in use" into a clear error.
+    std::net::TcpListener::bind(listen).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}"))
+    })?;
+
+    block_signals();
+    let stats = Arc::new(SharedStats::default());
+    let mut to_ordering_rx = Vec::new();
+    let mut to_shard_tx = Vec::new();
+    let mut shard_ends = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = shared_channel::new_bounded::<ToOrdering>(CHANNEL_CAPACITY);
+        to_ordering_rx.push(rx);
+        let (stx, srx) = shared_channel::new_bounded::<ToShard>(CHANNEL_CAPACITY);
+        to_shard_tx.push(stx);
+        shard_ends.push((tx, srx));
+    }
+
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut handles = Vec::new();
+    {
+        let config = config.clone();
+        let stats = stats.clone();
+        handles.push(
+            LocalExecutorBuilder::new(Placement::Unbound)
+                .name("zkrs-ordering")
+                .io_memory(EXECUTOR_IO_MEMORY)
+                .spawn(move || ordering::run(config, stats, to_ordering_rx, to_shard_tx))
+                .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
+        );
+    }
+    for (index, (tx, srx)) in shard_ends.into_iter().enumerate() {
+        let config = config.clone();
+        let stats = stats.clone();
+        let placement = if shards <= cpus {
+            Placement::Fixed(index % cpus)
+        } else {
+            Placement::Unbound
+        };
+        handles.push(
+            LocalExecutorBuilder::new(placement)
+                .name(&format!("zkrs-shard-{index}"))
+                .io_memory(EXECUTOR_IO_MEMORY)
+                .spawn(move || crate::net::shard::run(index, config, stats, listen, tx, srx))
+                .map_err(|e| io::Error::other(format!("cannot start shard {index}: {e}")))?,
+        );
+    }
+    log::info!(
+        "zkrs {} serving on {listen} with {shards} shard(s); data is in memory only",
+        env!("CARGO_PKG_VERSION")
+    );
+    let signal = wait_for_signal();
+    log::info!("received signal {signal}, shutting down");
+    Ok(())
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        set
+    }
+}
+
+/// Blocks SIGTERM/SIGINT in this thread and every thread it starts afterwards, so that
+/// `wait_for_signal` receives them.
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: pthread_sigmask with a valid set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_signal() -> i32 {
+    let set = signal_set();
+    let mut signal: libc::c_int = 0;
+    // SAFETY: sigwait with a valid set and out-pointer.
+    unsafe {
+        libc::sigwait(&set, &mut signal);
+    }
+    signal
 }

@@ -1,0 +1,712 @@
+//! One client shard: accept loop, connections, request routing, commit application.
+//!
+//! Per connection, requests are answered in arrival order (ZooKeeper's per-session FIFO):
+//! a read that arrives while a write of the same connection is outstanding waits in the
+//! connection's queue and is served, against the version that includes the write, right
+//! after the write's reply. Commit items are applied in zxid order: fire the watches they
+//! trigger, switch the read version, then answer the write — so a client always receives a
+//! watch event before it can read the data that fired it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Semaphore;
+
+use super::notify::Notify;
+use crate::config::Config;
+use crate::proto::codec::{
+    decode_connect_request, decode_request, encode_connect_response, encode_notification,
+    encode_reply,
+};
+use crate::proto::frame::FrameDecoder;
+use crate::proto::jute::DecodeError;
+use crate::proto::{
+    xid, ConnectResponse, ErrorCode, Id, OpCode, ReplyHeader, Request, RequestHeader, Response,
+};
+use crate::server::messages::*;
+use crate::server::SharedStats;
+use crate::tree::{self, acl, ConnId, DataTree, SessionView, WatchTable};
+
+/// A request that waits in its connection's queue.
+enum Pending {
+    /// Sent to the ordering core; its reply comes with a commit item.
+    Write { xid: i32, op: i32, started: Instant },
+    /// A read queued behind a write of the same connection.
+    Read {
+        header: RequestHeader,
+        request: Request,
+        started: Instant,
+    },
+}
+
+/// Per-connection counters, for the cons four-letter word.
+#[derive(Default)]
+pub struct ConnStats {
+    pub received: Cell<u64>,
+    pub sent: Cell<u64>,
+    pub last_op: Cell<&'static str>,
+    pub last_xid: Cell<i32>,
+    pub last_zxid: Cell<i64>,
+    pub latency_min_ms: Cell<u64>,
+    pub latency_max_ms: Cell<u64>,
+    pub latency_total_ms: Cell<u64>,
+    pub latency_count: Cell<u64>,
+}
+
+pub struct Conn {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub established: Instant,
+    pub session_id: Cell<i64>,
+    pub timeout_ms: Cell<i32>,
+    auth: RefCell<Arc<Vec<Id>>>,
+    out: RefCell<BytesMut>,
+    writer_wake: Notify,
+    queue: RefCell<VecDeque<Pending>>,
+    connect_result: RefCell<Option<Action>>,
+    connect_wake: Notify,
+    /// Once set, nothing more is read; the writer flushes what is queued and shuts down.
+    closing: Cell<bool>,
+    fd: i32,
+    pub stats: ConnStats,
+}
+
+impl Conn {
+    fn wake_writer(&self) {
+        self.writer_wake.notify();
+    }
+
+    fn close(&self) {
+        self.closing.set(true);
+        self.wake_writer();
+        self.connect_wake.notify();
+    }
+
+    fn send_reply(&self, header: &ReplyHeader, body: &Response) {
+        encode_reply(&mut self.out.borrow_mut(), header, body);
+        self.stats.sent.set(self.stats.sent.get() + 1);
+        self.wake_writer();
+    }
+}
+
+pub struct Shard {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub stats: Arc<SharedStats>,
+    tree: RefCell<DataTree>,
+    pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
+    pub watches: RefCell<WatchTable>,
+    to_ordering: ConnectedSender<ToOrdering>,
+    touched: RefCell<HashSet<i64>>,
+    next_conn: Cell<ConnId>,
+    outstanding: Rc<Semaphore>,
+}
+
+fn op_name(op: i32) -> &'static str {
+    match OpCode::from_i32(op) {
+        Some(OpCode::Create) => "CREA",
+        Some(OpCode::Create2) | Some(OpCode::CreateContainer) | Some(OpCode::CreateTtl) => "CRE2",
+        Some(OpCode::Delete) => "DELE",
+        Some(OpCode::Exists) => "EXIS",
+        Some(OpCode::GetData) => "GETD",
+        Some(OpCode::SetData) => "SETD",
+        Some(OpCode::GetAcl) => "GETA",
+        Some(OpCode::SetAcl) => "SETA",
+        Some(OpCode::GetChildren) => "GETC",
+        Some(OpCode::GetChildren2) => "GETC",
+        Some(OpCode::Sync) => "SYNC",
+        Some(OpCode::Ping) => "PING",
+        Some(OpCode::Multi) => "MULT",
+        Some(OpCode::CloseSession) => "CLOS",
+        Some(OpCode::SetWatches) | Some(OpCode::SetWatches2) => "SETW",
+        _ => "UNKN",
+    }
+}
+
+fn is_write(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Create(..)
+            | Request::Delete(_)
+            | Request::DeleteContainer(_)
+            | Request::SetData(_)
+            | Request::SetAcl(_)
+            | Request::Check(_)
+            | Request::Multi(_)
+            | Request::Sync(_)
+            | Request::CloseSession
+    )
+}
+
+impl Shard {
+    pub fn tree(&self) -> std::cell::Ref<'_, DataTree> {
+        self.tree.borrow()
+    }
+
+    fn last_zxid(&self) -> i64 {
+        self.tree.borrow().last_zxid()
+    }
+
+    async fn send_to_ordering(&self, message: ToOrdering) {
+        if self.to_ordering.send(message).await.is_err() {
+            log::error!("shard {}: the ordering core's channel is closed", self.index);
+        }
+    }
+
+    /// Applies one commit batch from the ordering core.
+    fn apply_commit(&self, batch: &CommitBatch) {
+        for item in &batch.items {
+            if !item.triggers.is_empty() {
+                let conns = self.conns.borrow();
+                let mut watches = self.watches.borrow_mut();
+                for trigger in &item.triggers {
+                    for (conn_id, event) in watches.trigger(trigger) {
+                        if let Some(conn) = conns.get(&conn_id) {
+                            encode_notification(&mut conn.out.borrow_mut(), &event);
+                            conn.stats.sent.set(conn.stats.sent.get() + 1);
+                            conn.wake_writer();
+                        }
+                    }
+                }
+            }
+            if let Some(tree) = &item.tree {
+                *self.tree.borrow_mut() = tree.clone();
+            }
+            let Some((shard, conn_id)) = item.target else {
+                continue;
+            };
+            if shard != self.index {
+                continue;
+            }
+            let Some(conn) = self.conns.borrow().get(&conn_id).cloned() else {
+                continue;
+            };
+            match &item.action {
+                Action::None => {}
+                Action::Reply {
+                    xid,
+                    reply,
+                    header_err,
+                    close_after,
+                } => {
+                    self.finish_write(&conn, *xid, item.zxid, reply, *header_err);
+                    if *close_after {
+                        conn.close();
+                    }
+                }
+                Action::ConnectAccepted { .. } | Action::ConnectRejected => {
+                    *conn.connect_result.borrow_mut() = Some(item.action.clone());
+                    conn.connect_wake.notify();
+                }
+                Action::Close => {
+                    log::info!(
+                        "Closing connection from {} of session 0x{:x}",
+                        conn.peer,
+                        conn.session_id.get()
+                    );
+                    conn.close();
+                }
+            }
+        }
+    }
+
+    fn finish_write(
+        &self,
+        conn: &Rc<Conn>,
+        xid: i32,
+        zxid: i64,
+        reply: &Result<Response, ErrorCode>,
+        header_err: i32,
+    ) {
+        let front = conn.queue.borrow_mut().pop_front();
+        match front {
+            Some(Pending::Write {
+                xid: pending_xid,
+                op,
+                started,
+            }) => {
+                debug_assert_eq!(pending_xid, xid, "write replies come back in FIFO order");
+                self.record_latency(conn, op, xid, zxid, started);
+            }
+            _ => {
+                log::error!(
+                    "shard {}: reply for xid {xid} does not match the head of the queue",
+                    self.index
+                );
+            }
+        }
+        self.outstanding.signal(1);
+        let (err, body) = match reply {
+            Ok(body) => (header_err, body),
+            Err(code) => (code.code(), &Response::Empty),
+        };
+        conn.send_reply(&ReplyHeader { xid, zxid, err }, body);
+        self.drain_reads(conn);
+    }
+
+    fn record_latency(&self, conn: &Conn, op: i32, xid: i32, zxid: i64, started: Instant) {
+        let ms = started.elapsed().as_millis() as u64;
+        let s = &conn.stats;
+        s.last_op.set(op_name(op));
+        s.last_xid.set(xid);
+        s.last_zxid.set(zxid);
+        if s.latency_count.get() == 0 || ms < s.latency_min_ms.get() {
+            s.latency_min_ms.set(ms);
+        }
+        s.latency_max_ms.set(s.latency_max_ms.get().max(ms));
+        s.latency_total_ms.set(s.latency_total_ms.get() + ms);
+        s.latency_count.set(s.latency_count.get() + 1);
+        self.stats.record_latency(ms);
+    }
+
+    /// Serves the reads queued at the head of the connection's queue.
+    fn drain_reads(&self, conn: &Rc<Conn>) {
+        loop {
+            let next = {
+                let mut q = conn.queue.borrow_mut();
+                match q.front() {
+                    Some(Pending::Read { .. }) => q.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(Pending::Read {
+                header,
+                request,
+                started,
+            }) = next
+            else {
+                return;
+            };
+            self.serve_read(conn, header, &request, started);
+            self.outstanding.signal(1);
+        }
+    }
+
+    fn serve_read(&self, conn: &Rc<Conn>, header: RequestHeader, request: &Request, started: Instant) {
+        let tree = self.tree.borrow();
+        let zxid = tree.last_zxid();
+        let (err, body) = match request {
+            Request::Ping => (0, Response::Empty),
+            Request::Reconfig(_) => (ErrorCode::ReconfigDisabled.code(), Response::Empty),
+            Request::Sasl(_) => (ErrorCode::AuthFailed.code(), Response::Empty),
+            Request::SetWatches(sw) | Request::SetWatches2(sw) => {
+                let events = {
+                    let mut watches = self.watches.borrow_mut();
+                    tree::set_watches(&tree, sw, conn.id, &mut watches)
+                };
+                let mut out = conn.out.borrow_mut();
+                for event in &events {
+                    encode_notification(&mut out, event);
+                }
+                (0, Response::Empty)
+            }
+            _ => {
+                let session = SessionView {
+                    session_id: conn.session_id.get(),
+                    auth: conn.auth.borrow().as_ref().clone(),
+                };
+                let mut watches = self.watches.borrow_mut();
+                match tree::serve_read(&tree, request, &session, conn.id, &mut watches) {
+                    Ok(body) => (0, body),
+                    Err(code) => (code.code(), Response::Empty),
+                }
+            }
+        };
+        drop(tree);
+        if header.xid != xid::PING {
+            self.record_latency(conn, header.op, header.xid, zxid, started);
+        }
+        conn.send_reply(
+            &ReplyHeader {
+                xid: header.xid,
+                zxid,
+                err,
+            },
+            &body,
+        );
+    }
+
+    /// Routes one decoded request of an established session.
+    async fn on_request(&self, conn: &Rc<Conn>, header: RequestHeader, request: Request) {
+        let started = Instant::now();
+        conn.stats.received.set(conn.stats.received.get() + 1);
+        self.touched.borrow_mut().insert(conn.session_id.get());
+        if let Request::Auth(packet) = &request {
+            let result = acl::authenticate(
+                &packet.scheme,
+                &packet.auth,
+                self.config.super_digest.as_deref(),
+            );
+            match result {
+                Ok(ids) => {
+                    let mut auth = conn.auth.borrow_mut();
+                    let mut list = auth.as_ref().clone();
+                    for id in ids {
+                        if !list.contains(&id) {
+                            list.push(id);
+                        }
+                    }
+                    *auth = Arc::new(list);
+                    drop(auth);
+                    conn.send_reply(
+                        &ReplyHeader {
+                            xid: xid::AUTH,
+                            zxid: 0,
+                            err: 0,
+                        },
+                        &Response::Empty,
+                    );
+                }
+                Err(code) => {
+                    log::warn!("Authentication failed for scheme {} from {}", packet.scheme, conn.peer);
+                    conn.send_reply(
+                        &ReplyHeader {
+                            xid: xid::AUTH,
+                            zxid: 0,
+                            err: code.code(),
+                        },
+                        &Response::Empty,
+                    );
+                    conn.close();
+                }
+            }
+            return;
+        }
+        // Backpressure: while the shard's share of globalOutstandingLimit is used up, this
+        // connection stops reading.
+        if self.outstanding.acquire(1).await.is_err() {
+            return;
+        }
+        if is_write(&request) {
+            conn.queue.borrow_mut().push_back(Pending::Write {
+                xid: header.xid,
+                op: header.op,
+                started,
+            });
+            let message = ToOrdering::Write(Box::new(WriteRequest {
+                origin: (self.index, conn.id),
+                xid: header.xid,
+                session_id: conn.session_id.get(),
+                auth: conn.auth.borrow().clone(),
+                request,
+            }));
+            self.send_to_ordering(message).await;
+        } else if conn.queue.borrow().is_empty() {
+            self.serve_read(conn, header, &request, started);
+            self.outstanding.signal(1);
+        } else {
+            conn.queue.borrow_mut().push_back(Pending::Read {
+                header,
+                request,
+                started,
+            });
+        }
+    }
+
+    fn remove_conn(&self, conn: &Conn) {
+        self.conns.borrow_mut().remove(&conn.id);
+        self.watches.borrow_mut().remove_conn(conn.id);
+        let queued = conn.queue.borrow_mut().drain(..).count();
+        if queued > 0 {
+            self.outstanding.signal(queued as u64);
+        }
+        self.stats.release_ip(conn.peer.ip());
+    }
+}
+
+/// Runs shard `index` on the current glommio executor.
+pub async fn run(
+    index: usize,
+    config: Arc<Config>,
+    stats: Arc<SharedStats>,
+    listen: SocketAddr,
+    to_ordering: SharedSender<ToOrdering>,
+    from_ordering: SharedReceiver<ToShard>,
+) {
+    let to_ordering = to_ordering.connect().await;
+    let from_ordering = from_ordering.connect().await;
+    let share = (config.global_outstanding_limit as u64 / config.shards.max(1) as u64).max(1);
+    let shard = Rc::new(Shard {
+        index,
+        config: config.clone(),
+        stats,
+        tree: RefCell::new(DataTree::new()),
+        conns: RefCell::new(HashMap::new()),
+        watches: RefCell::new(WatchTable::new()),
+        to_ordering,
+        touched: RefCell::new(HashSet::new()),
+        next_conn: Cell::new(1),
+        outstanding: Rc::new(Semaphore::new(share)),
+    });
+
+    // Commits from the ordering core.
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(ToShard::Commit(batch)) = from_ordering.recv().await {
+                shard.apply_commit(&batch);
+            }
+            log::error!("shard {}: commit channel closed", shard.index);
+        })
+        .detach();
+    }
+    // Session touches, flushed twice per tick.
+    {
+        let shard = shard.clone();
+        let every = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                let ids: Vec<i64> = shard.touched.borrow_mut().drain().filter(|id| *id != 0).collect();
+                if !ids.is_empty() {
+                    shard.send_to_ordering(ToOrdering::Touch(ids)).await;
+                }
+            }
+        })
+        .detach();
+    }
+    crate::admin_glue::spawn_admin_inbox(shard.clone());
+
+    let listener = match TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("shard {index}: cannot bind {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    log::info!("shard {index}: accepting on {listen}");
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { handle_connection(shard, stream).await }).detach();
+            }
+            Err(e) => {
+                log::warn!("shard {index}: accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    if !shard.stats.admit_ip(peer.ip(), shard.config.max_client_cnxns) {
+        log::warn!(
+            "Too many connections from {} - max is {}",
+            peer.ip(),
+            shard.config.max_client_cnxns
+        );
+        return;
+    }
+    let id = shard.next_conn.get();
+    shard.next_conn.set(id + 1);
+    let conn = Rc::new(Conn {
+        id,
+        peer,
+        established: Instant::now(),
+        session_id: Cell::new(0),
+        timeout_ms: Cell::new(0),
+        auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
+        out: RefCell::new(BytesMut::with_capacity(4096)),
+        writer_wake: Notify::new(),
+        queue: RefCell::new(VecDeque::new()),
+        connect_result: RefCell::new(None),
+        connect_wake: Notify::new(),
+        closing: Cell::new(false),
+        fd: stream.as_raw_fd(),
+        stats: ConnStats::default(),
+    });
+    shard.conns.borrow_mut().insert(id, conn.clone());
+    let (reader, writer) = futures_lite::io::split(stream);
+    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
+    if let Err(reason) = read_loop(&shard, &conn, reader).await {
+        log::info!("Closing connection from {peer}: {reason}");
+    }
+    conn.close();
+    writer_task.await;
+    shard.remove_conn(&conn);
+    let session_id = conn.session_id.get();
+    if session_id != 0 {
+        shard
+            .send_to_ordering(ToOrdering::Disconnected {
+                origin: (shard.index, id),
+                session_id,
+            })
+            .await;
+    }
+}
+
+async fn write_loop(conn: Rc<Conn>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
+    loop {
+        let chunk: Bytes = conn.out.borrow_mut().split().freeze();
+        if !chunk.is_empty() {
+            if let Err(e) = writer.write_all(&chunk).await {
+                log::debug!("write to {} failed: {e}", conn.peer);
+                conn.closing.set(true);
+            }
+            continue;
+        }
+        if conn.closing.get() {
+            let _ = writer.flush().await;
+            // Wakes the reader's pending read too.
+            // SAFETY: the fd belongs to the stream whose halves are alive in this task and
+            // the reader; shutdown does not close the descriptor.
+            unsafe {
+                libc::shutdown(conn.fd, libc::SHUT_RDWR);
+            }
+            return;
+        }
+        conn.writer_wake.wait().await;
+    }
+}
+
+async fn read_exact_frame(
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    buf: &mut BytesMut,
+    decoder: &mut FrameDecoder,
+    scratch: &mut [u8],
+) -> Result<Option<Bytes>, String> {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(frame)) => return Ok(Some(frame)),
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad frame: {e}")),
+        }
+        let n = reader.read(scratch).await.map_err(|e| format!("read error: {e}"))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&scratch[..n]);
+    }
+}
+
+async fn read_loop(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+) -> Result<(), String> {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut scratch = vec![0u8; 64 * 1024];
+    // jute.maxbuffer bounds the body; a little slack for the request header.
+    let mut decoder = FrameDecoder::new(shard.config.jute_max_buffer + 1024);
+
+    // The first bytes are either a four-letter word or the connect request's frame.
+    while buf.len() < 4 {
+        let n = reader.read(&mut scratch).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&scratch[..n]);
+    }
+    if let Some(word) = crate::admin_glue::parse_four_letter(&buf[..4]) {
+        let text = crate::admin_glue::four_letter(shard, word).await;
+        conn.out.borrow_mut().extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
+    let Some(frame) = read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
+    else {
+        return Ok(());
+    };
+    let connect = decode_connect_request(&frame).map_err(|e| format!("bad connect request: {e}"))?;
+    let last_zxid = shard.last_zxid();
+    if connect.last_zxid_seen > last_zxid {
+        return Err(format!(
+            "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}",
+            connect.last_zxid_seen, last_zxid
+        ));
+    }
+    let config = &shard.config;
+    let timeout_ms = connect.timeout.clamp(
+        config.min_session_timeout_ms as i32,
+        config.max_session_timeout_ms as i32,
+    );
+    shard
+        .send_to_ordering(ToOrdering::Connect(ConnectAttempt {
+            origin: (shard.index, conn.id),
+            session_id: connect.session_id,
+            passwd: connect.passwd.clone(),
+            timeout_ms,
+        }))
+        .await;
+    let outcome = loop {
+        if let Some(outcome) = conn.connect_result.borrow_mut().take() {
+            break outcome;
+        }
+        if conn.closing.get() {
+            return Ok(());
+        }
+        conn.connect_wake.wait().await;
+    };
+    let read_only = false;
+    match outcome {
+        Action::ConnectAccepted {
+            session_id,
+            passwd,
+            timeout_ms,
+        } => {
+            conn.session_id.set(session_id);
+            conn.timeout_ms.set(timeout_ms);
+            encode_connect_response(
+                &mut conn.out.borrow_mut(),
+                &ConnectResponse {
+                    protocol_version: 0,
+                    timeout: timeout_ms,
+                    session_id,
+                    passwd: Bytes::copy_from_slice(&passwd),
+                    read_only,
+                },
+            );
+            conn.wake_writer();
+        }
+        _ => {
+            encode_connect_response(
+                &mut conn.out.borrow_mut(),
+                &ConnectResponse {
+                    protocol_version: 0,
+                    timeout: 0,
+                    session_id: 0,
+                    passwd: Bytes::from_static(&[0u8; 16]),
+                    read_only,
+                },
+            );
+            return Err(format!("session 0x{:x} is invalid or expired", connect.session_id));
+        }
+    }
+
+    while !conn.closing.get() {
+        let Some(frame) = read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
+        else {
+            return Ok(());
+        };
+        match decode_request(&frame) {
+            Ok((header, request)) => shard.on_request(conn, header, request).await,
+            Err(DecodeError::UnknownOpcode { xid, op }) => {
+                log::warn!("Unknown opcode {op} from {}", conn.peer);
+                conn.send_reply(
+                    &ReplyHeader {
+                        xid,
+                        zxid: shard.last_zxid(),
+                        err: ErrorCode::Unimplemented.code(),
+                    },
+                    &Response::Empty,
+                );
+            }
+            Err(e) => return Err(format!("malformed request: {e}")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Messages between the client shards and the ordering core.
+//!
+//! Everything that changes state, or must be ordered after state changes (writes, sync,
+//! closeSession, session creation and reconnection), goes to the ordering core; everything
+//! it decides comes back to every shard as one [`CommitBatch`], in zxid order.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::proto::{ErrorCode, Id, Request, Response};
+use crate::tree::{ConnId, DataTree, WatchTrigger};
+
+/// A connection somewhere in the server: (shard index, connection id on that shard).
+pub type ConnRef = (usize, ConnId);
+
+#[derive(Debug)]
+pub struct ConnectAttempt {
+    pub origin: ConnRef,
+    /// 0 asks for a new session.
+    pub session_id: i64,
+    pub passwd: Bytes,
+    /// Already clamped to [minSessionTimeout, maxSessionTimeout].
+    pub timeout_ms: i32,
+}
+
+#[derive(Debug)]
+pub struct WriteRequest {
+    pub origin: ConnRef,
+    pub xid: i32,
+    pub session_id: i64,
+    pub auth: Arc<Vec<Id>>,
+    /// A write (create*, delete, setData, setACL, check, multi), sync or closeSession.
+    pub request: Request,
+}
+
+#[derive(Debug)]
+pub enum ToOrdering {
+    Connect(ConnectAttempt),
+    Write(Box<WriteRequest>),
+    /// Sessions that showed life since the last flush.
+    Touch(Vec<i64>),
+    /// A connection went away (the session lives on until it expires or is closed).
+    Disconnected { origin: ConnRef, session_id: i64 },
+}
+
+#[derive(Debug)]
+pub enum ToShard {
+    Commit(Arc<CommitBatch>),
+}
+
+/// What the owning shard does for the connection an item targets.
+#[derive(Debug, Clone)]
+pub enum Action {
+    None,
+    Reply {
+        xid: i32,
+        reply: Result<Response, ErrorCode>,
+        header_err: i32,
+        /// closeSession: send the reply, then close the connection.
+        close_after: bool,
+    },
+    ConnectAccepted {
+        session_id: i64,
+        passwd: [u8; 16],
+        timeout_ms: i32,
+    },
+    /// Unknown or expired session, or wrong password: the timeout-0 answer, then close.
+    ConnectRejected,
+    /// The session expired or moved to another connection: close this one.
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitItem {
+    /// The item's txn zxid, or the last zxid when it made no txn (sync, reconnect).
+    pub zxid: i64,
+    /// The tree version after this item; None when the item changed nothing.
+    pub tree: Option<DataTree>,
+    /// Watches to fire, in order, before the version switch and the reply.
+    pub triggers: Vec<WatchTrigger>,
+    pub target: Option<ConnRef>,
+    pub action: Action,
+}
+
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    pub items: Vec<CommitItem>,
+}

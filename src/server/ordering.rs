@@ -1,0 +1,417 @@
+//! The ordering core: the one place that orders writes.
+//!
+//! It owns the authoritative (tip) tree and the session table, assigns zxids, validates
+//! and applies writes in arrival order, and sends each batch through
+//! propose -> persisted -> committed. A batch's items reach every shard only after the
+//! persistence stage says the batch is durable (today: in memory only; the transaction log
+//! slots in at `persist`, and a Zab quorum step after it).
+//!
+//! Invariant: `last_zxid` only grows, by exactly one per txn.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+
+use super::messages::*;
+use crate::config::Config;
+use crate::net::notify::Notify;
+use crate::proto::{ErrorCode, Id, Request, Response};
+use crate::session::SessionTable;
+use crate::tree::{DataTree, TxnContext, TxnHeader, WriteOutcome};
+
+/// At most this many inputs are turned into one commit batch.
+const BATCH_INPUTS_MAX: usize = 4096;
+
+enum Input {
+    External(ToOrdering),
+    Tick,
+    ContainerCheck,
+}
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Ordering {
+    config: Arc<Config>,
+    tree: DataTree,
+    sessions: SessionTable,
+    started: Instant,
+    stats: Arc<super::SharedStats>,
+}
+
+impl Ordering {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn next_zxid(&self) -> i64 {
+        self.tree.last_zxid() + 1
+    }
+
+    fn publish_session_stats(&self) {
+        let mut list: Vec<(i64, i32)> = self
+            .sessions
+            .iter()
+            .filter(|s| !s.closing)
+            .map(|s| (s.id, s.timeout_ms))
+            .collect();
+        list.sort_unstable();
+        if let Ok(mut guard) = self.stats.sessions.lock() {
+            *guard = list;
+        }
+    }
+
+    /// Turns one input into zero or more commit items (and txns for the log).
+    fn handle(&mut self, input: Input, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+        match input {
+            Input::External(ToOrdering::Connect(c)) => self.on_connect(c, items, log),
+            Input::External(ToOrdering::Write(w)) => self.on_write(*w, items, log),
+            Input::External(ToOrdering::Touch(ids)) => {
+                let now = self.now_ms();
+                for id in ids {
+                    self.sessions.touch(id, now);
+                }
+            }
+            Input::External(ToOrdering::Disconnected { origin, session_id }) => {
+                if self.sessions.get(session_id).and_then(|s| s.owner) == Some(origin) {
+                    self.sessions.set_owner(session_id, None);
+                }
+            }
+            Input::Tick => {
+                let expired = self.sessions.take_expired(self.now_ms());
+                for id in expired {
+                    log::info!("Expiring session 0x{id:x}");
+                    let owner = self.sessions.get(id).and_then(|s| s.owner);
+                    self.close_session(id, owner, Action::Close, items, log);
+                }
+            }
+            Input::ContainerCheck => {
+                let paths = self.tree.removable_containers_and_ttls(wall_ms());
+                let auth = [Id {
+                    scheme: "super".into(),
+                    id: String::new(),
+                }];
+                for path in paths {
+                    let zxid = self.next_zxid();
+                    let time_ms = wall_ms();
+                    let ctx = TxnContext {
+                        session_id: 0,
+                        auth: &auth,
+                        zxid,
+                        time_ms,
+                    };
+                    let out = self.tree.process_write(&Request::DeleteContainer(path), &ctx);
+                    self.push_txn(0, zxid, time_ms, out, None, None, items, log);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_txn(
+        &mut self,
+        session_id: i64,
+        zxid: i64,
+        time_ms: i64,
+        out: WriteOutcome,
+        target: Option<ConnRef>,
+        action: Option<Action>,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        debug_assert_eq!(self.tree.last_zxid(), zxid, "every processed write consumes its zxid");
+        log.push((
+            TxnHeader {
+                session_id,
+                zxid,
+                time_ms,
+            },
+            out.txn,
+        ));
+        items.push(CommitItem {
+            zxid,
+            tree: Some(self.tree.clone()),
+            triggers: out.triggers,
+            target,
+            action: action.unwrap_or(Action::None),
+        });
+    }
+
+    fn on_connect(&mut self, c: ConnectAttempt, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+        let now = self.now_ms();
+        if c.session_id == 0 {
+            let id = self.sessions.next_id();
+            let zxid = self.next_zxid();
+            let time_ms = wall_ms();
+            let ctx = TxnContext {
+                session_id: id,
+                auth: &[],
+                zxid,
+                time_ms,
+            };
+            let out = self.tree.create_session(&ctx, c.timeout_ms);
+            self.sessions.add(id, c.timeout_ms, Some(c.origin), now);
+            let passwd = self.sessions.password(id);
+            log::info!("Established session 0x{id:x} with negotiated timeout {} for {:?}", c.timeout_ms, c.origin);
+            self.push_txn(
+                id,
+                zxid,
+                time_ms,
+                out,
+                Some(c.origin),
+                Some(Action::ConnectAccepted {
+                    session_id: id,
+                    passwd,
+                    timeout_ms: c.timeout_ms,
+                }),
+                items,
+                log,
+            );
+            self.publish_session_stats();
+            return;
+        }
+        let valid = self.sessions.is_live(c.session_id)
+            && c.passwd.as_ref() == self.sessions.password(c.session_id).as_slice();
+        if !valid {
+            log::info!("Invalid session 0x{:x} for client {:?}, probably expired", c.session_id, c.origin);
+            items.push(CommitItem {
+                zxid: self.tree.last_zxid(),
+                tree: None,
+                triggers: Vec::new(),
+                target: Some(c.origin),
+                action: Action::ConnectRejected,
+            });
+            return;
+        }
+        self.sessions.touch(c.session_id, now);
+        let previous = self.sessions.set_owner(c.session_id, Some(c.origin));
+        if let Some(old) = previous.filter(|old| *old != c.origin) {
+            items.push(CommitItem {
+                zxid: self.tree.last_zxid(),
+                tree: None,
+                triggers: Vec::new(),
+                target: Some(old),
+                action: Action::Close,
+            });
+        }
+        items.push(CommitItem {
+            zxid: self.tree.last_zxid(),
+            tree: None,
+            triggers: Vec::new(),
+            target: Some(c.origin),
+            action: Action::ConnectAccepted {
+                session_id: c.session_id,
+                passwd: self.sessions.password(c.session_id),
+                timeout_ms: c.timeout_ms,
+            },
+        });
+    }
+
+    fn close_session(
+        &mut self,
+        id: i64,
+        target: Option<ConnRef>,
+        action: Action,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        let zxid = self.next_zxid();
+        let time_ms = wall_ms();
+        let ctx = TxnContext {
+            session_id: id,
+            auth: &[],
+            zxid,
+            time_ms,
+        };
+        let out = self.tree.close_session(&ctx);
+        self.sessions.remove(id);
+        self.push_txn(id, zxid, time_ms, out, target, Some(action), items, log);
+        self.publish_session_stats();
+    }
+
+    fn reply_now(&self, w: &WriteRequest, reply: Result<Response, ErrorCode>, items: &mut Vec<CommitItem>) {
+        items.push(CommitItem {
+            zxid: self.tree.last_zxid(),
+            tree: None,
+            triggers: Vec::new(),
+            target: Some(w.origin),
+            action: Action::Reply {
+                xid: w.xid,
+                reply,
+                header_err: 0,
+                close_after: false,
+            },
+        });
+    }
+
+    fn on_write(&mut self, w: WriteRequest, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+        let session = self.sessions.get(w.session_id);
+        let live = session.is_some_and(|s| !s.closing);
+        let owner = session.and_then(|s| s.owner);
+        match &w.request {
+            Request::CloseSession => {
+                let action = Action::Reply {
+                    xid: w.xid,
+                    reply: Ok(Response::Empty),
+                    header_err: 0,
+                    close_after: true,
+                };
+                if live && self.sessions.mark_closing(w.session_id) {
+                    log::info!("Closing session 0x{:x} at the client's request", w.session_id);
+                    self.close_session(w.session_id, Some(w.origin), action, items, log);
+                } else {
+                    items.push(CommitItem {
+                        zxid: self.tree.last_zxid(),
+                        tree: None,
+                        triggers: Vec::new(),
+                        target: Some(w.origin),
+                        action,
+                    });
+                }
+            }
+            _ if !live => self.reply_now(&w, Err(ErrorCode::SessionExpired), items),
+            _ if owner != Some(w.origin) => self.reply_now(&w, Err(ErrorCode::SessionMoved), items),
+            Request::Sync(path) => {
+                let path = path.clone();
+                self.reply_now(&w, Ok(Response::Sync(path)), items)
+            }
+            _ => {
+                let now = self.now_ms();
+                self.sessions.touch(w.session_id, now);
+                let zxid = self.next_zxid();
+                let time_ms = wall_ms();
+                let ctx = TxnContext {
+                    session_id: w.session_id,
+                    auth: &w.auth,
+                    zxid,
+                    time_ms,
+                };
+                let out = self.tree.process_write(&w.request, &ctx);
+                let action = Action::Reply {
+                    xid: w.xid,
+                    reply: out.reply.clone(),
+                    header_err: out.header_err,
+                    close_after: false,
+                };
+                self.push_txn(w.session_id, zxid, time_ms, out, Some(w.origin), Some(action), items, log);
+            }
+        }
+    }
+}
+
+/// Runs the ordering core on the current glommio executor until the process ends.
+pub async fn run(
+    config: Arc<Config>,
+    stats: Arc<super::SharedStats>,
+    from_shards: Vec<SharedReceiver<ToOrdering>>,
+    to_shards: Vec<SharedSender<ToShard>>,
+) {
+    let inbox: Rc<RefCell<VecDeque<Input>>> = Rc::new(RefCell::new(VecDeque::new()));
+    let notify = Rc::new(Notify::new());
+
+    for receiver in from_shards {
+        let inbox = inbox.clone();
+        let notify = notify.clone();
+        glommio::spawn_local(async move {
+            let receiver = receiver.connect().await;
+            while let Some(message) = receiver.recv().await {
+                inbox.borrow_mut().push_back(Input::External(message));
+                notify.notify();
+            }
+        })
+        .detach();
+    }
+    let tick = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+    {
+        let inbox = inbox.clone();
+        let notify = notify.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(tick).await;
+                inbox.borrow_mut().push_back(Input::Tick);
+                notify.notify();
+            }
+        })
+        .detach();
+    }
+    {
+        let inbox = inbox.clone();
+        let notify = notify.clone();
+        let every = Duration::from_millis(config.container_check_interval_ms.max(1));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                inbox.borrow_mut().push_back(Input::ContainerCheck);
+                notify.notify();
+            }
+        })
+        .detach();
+    }
+
+    let mut senders: Vec<ConnectedSender<ToShard>> = Vec::with_capacity(to_shards.len());
+    for s in to_shards {
+        senders.push(s.connect().await);
+    }
+
+    let server_id = config.my_id.unwrap_or(0);
+    let secret = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_i64(wall_ms());
+        h.finish()
+    };
+    let mut ordering = Ordering {
+        sessions: SessionTable::new(config.tick_time_ms as u64, server_id, wall_ms() as u64, secret),
+        tree: DataTree::new(),
+        started: Instant::now(),
+        config,
+        stats,
+    };
+    let _ = &ordering.config;
+
+    loop {
+        notify.wait().await;
+        loop {
+            let inputs: Vec<Input> = {
+                let mut q = inbox.borrow_mut();
+                let n = q.len().min(BATCH_INPUTS_MAX);
+                q.drain(..n).collect()
+            };
+            if inputs.is_empty() {
+                break;
+            }
+            let mut items = Vec::new();
+            let mut log = Vec::new();
+            for input in inputs {
+                ordering.handle(input, &mut items, &mut log);
+            }
+            if items.is_empty() {
+                continue;
+            }
+            // Persistence stage: the batch's txns must be durable before any of it is
+            // committed. Data is in memory only until the transaction log lands.
+            persist(&log).await;
+            ordering
+                .stats
+                .last_zxid
+                .store(ordering.tree.last_zxid(), std::sync::atomic::Ordering::Relaxed);
+            let batch = Arc::new(CommitBatch { items });
+            for s in &senders {
+                if s.send(ToShard::Commit(batch.clone())).await.is_err() {
+                    log::error!("a shard's commit channel is closed");
+                }
+            }
+        }
+    }
+}
+
+/// The persistence stage (in memory only for now).
+async fn persist(_txns: &[(TxnHeader, crate::tree::Txn)]) {}
