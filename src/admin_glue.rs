@@ -1,27 +1,236 @@
-//! Four-letter words: gathering the server's state from every shard for the admin module.
+//! Four-letter words on the client port: gathers the server's state from every shard into an
+//! [`admin::ServerSnapshot`] and renders it with the admin module.
+//!
+//! A shard that receives a four-letter word asks every shard (itself included) through a
+//! small crossbeam inbox per shard, which each shard drains on a short timer. This keeps the
+//! request path free of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::admin::{self, ConnectionInfo, ServerSnapshot, SessionInfo, WatchSummary};
 use crate::net::shard::Shard;
 
-/// Temporary: until the admin module lands.
-pub fn parse_four_letter(first4: &[u8]) -> Option<&'static str> {
-    match first4 {
-        b"ruok" => Some("ruok"),
-        b"srvr" => Some("srvr"),
-        _ => None,
+const INBOX_POLL: Duration = Duration::from_millis(10);
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub enum AdminQuery {
+    Report(Sender<ShardReport>),
+    ResetConnectionStats,
+}
+
+/// What one shard contributes to a snapshot.
+#[derive(Default)]
+pub struct ShardReport {
+    pub connections: Vec<ConnectionInfo>,
+    /// (path, session ids) of data watches.
+    pub watches_by_path: Vec<(String, Vec<i64>)>,
+    pub watch_count: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub outstanding: u64,
+}
+
+pub use crate::admin::parse_four_letter;
+
+/// Creates the inbox of a shard; the sender goes into the shared registry.
+pub fn new_inbox() -> (Sender<AdminQuery>, Receiver<AdminQuery>) {
+    crossbeam_channel::bounded(64)
+}
+
+fn unix_ms(at: std::time::Instant) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now.saturating_sub(at.elapsed().as_millis() as u64)
+}
+
+fn report(shard: &Shard) -> ShardReport {
+    let conns = shard.conns.borrow();
+    let mut out = ShardReport::default();
+    for conn in conns.values() {
+        let s = &conn.stats;
+        let count = s.latency_count.get();
+        out.packets_received += s.received.get();
+        out.packets_sent += s.sent.get();
+        let queued = conn.queued() as u64;
+        out.outstanding += queued;
+        out.connections.push(ConnectionInfo {
+            remote_address: Some(conn.peer),
+            interest_ops: 1,
+            outstanding_requests: queued,
+            packets_received: s.received.get(),
+            packets_sent: s.sent.get(),
+            session_id: conn.session_id.get(),
+            last_operation: s.last_op.get().to_string(),
+            established_ms: unix_ms(conn.established),
+            session_timeout_ms: conn.timeout_ms.get().max(0) as u32,
+            last_cxid: if count == 0 { -1 } else { s.last_xid.get() as i64 },
+            last_zxid: if count == 0 { -1 } else { s.last_zxid.get() },
+            last_response_time_ms: 0,
+            last_latency_ms: 0,
+            min_latency_ms: s.latency_min_ms.get(),
+            avg_latency_ms: s.latency_total_ms.get().checked_div(count).unwrap_or(0),
+            max_latency_ms: s.latency_max_ms.get(),
+            expire_at_ms: 0,
+        });
+    }
+    let watches = shard.watches.borrow();
+    out.watch_count = watches.len() as u64;
+    for (path, conn_ids) in watches.by_path() {
+        let sessions = conn_ids
+            .iter()
+            .filter_map(|id| conns.get(id).map(|c| c.session_id.get()))
+            .collect();
+        out.watches_by_path.push((path, sessions));
+    }
+    out
+}
+
+fn reset_connection_stats(shard: &Shard) {
+    for conn in shard.conns.borrow().values() {
+        conn.stats.reset();
     }
 }
 
-pub fn spawn_admin_inbox(_shard: Rc<Shard>) {}
+/// Drains the shard's admin inbox on a short timer.
+pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: Receiver<AdminQuery>) {
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(INBOX_POLL).await;
+            while let Ok(query) = inbox.try_recv() {
+                match query {
+                    AdminQuery::Report(reply) => {
+                        let _ = reply.send(report(&shard));
+                    }
+                    AdminQuery::ResetConnectionStats => reset_connection_stats(&shard),
+                }
+            }
+        }
+    })
+    .detach();
+}
 
-pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
-    match word {
-        "ruok" => "imok".to_string(),
-        _ => format!(
-            "Zookeeper version: 3.8.4-zkrs\nZxid: 0x{:x}\nMode: standalone\nNode count: {}\n",
-            shard.tree().last_zxid(),
-            shard.tree().node_count()
-        ),
+async fn gather(shard: &Shard) -> Vec<ShardReport> {
+    let inboxes = shard.stats.admin_inboxes();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut expected = 0;
+    for (index, inbox) in inboxes.iter().enumerate() {
+        if index == shard.index {
+            continue;
+        }
+        if inbox.try_send(AdminQuery::Report(tx.clone())).is_ok() {
+            expected += 1;
+        }
     }
+    let mut reports = vec![report(shard)];
+    let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
+    while reports.len() < expected + 1 && std::time::Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(r) => reports.push(r),
+            Err(_) => glommio::timer::sleep(Duration::from_millis(2)).await,
+        }
+    }
+    reports
+}
+
+/// Runs a four-letter word and returns the text to write back before closing.
+pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
+    let config = &shard.config;
+    let enabled = admin::is_enabled(word, config);
+    if enabled {
+        match word {
+            "crst" => {
+                for inbox in shard.stats.admin_inboxes() {
+                    let _ = inbox.try_send(AdminQuery::ResetConnectionStats);
+                }
+            }
+            "srst" => shard.stats.reset_latency(),
+            _ => {}
+        }
+    }
+    let mut snap = ServerSnapshot::default();
+    if enabled && !matches!(word, "ruok" | "crst" | "srst" | "isro" | "gtmk" | "stmk") {
+        fill_snapshot(shard, &mut snap).await;
+    }
+    admin::render(word, &snap, config)
+}
+
+async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
+    let reports = gather(shard).await;
+    let stats = &shard.stats;
+    {
+        let tree = shard.tree();
+        snap.last_processed_zxid = tree.last_zxid();
+        snap.node_count = tree.node_count() as u64;
+        snap.approximate_data_size = tree.approximate_data_size();
+    }
+    snap.latency_count = stats.latency_count.load(AtomicOrdering::Relaxed);
+    snap.latency_total_ms = stats.latency_total_ms.load(AtomicOrdering::Relaxed);
+    snap.latency_min_ms = stats.latency_min_ms.load(AtomicOrdering::Relaxed);
+    snap.latency_max_ms = stats.latency_max_ms.load(AtomicOrdering::Relaxed);
+    let mut by_path = Vec::new();
+    for r in reports {
+        snap.packets_received += r.packets_received;
+        snap.packets_sent += r.packets_sent;
+        snap.outstanding_requests += r.outstanding;
+        snap.watch_count += r.watch_count;
+        snap.connections.extend(r.connections);
+        by_path.extend(r.watches_by_path);
+    }
+    snap.connection_count = snap.connections.len() as u64;
+    // Merge per-shard watch lists into ZooKeeper's views: by path and by session.
+    by_path.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged: Vec<(String, Vec<i64>)> = Vec::new();
+    for (path, sessions) in by_path {
+        match merged.last_mut() {
+            Some((last, list)) if *last == path => list.extend(sessions),
+            _ => merged.push((path, sessions)),
+        }
+    }
+    let mut by_session: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for (path, sessions) in &merged {
+        for s in sessions {
+            by_session.entry(*s).or_default().push(path.clone());
+        }
+    }
+    snap.watch_summary = WatchSummary {
+        connections: by_session.len() as u64,
+        paths: merged.len() as u64,
+        total: by_session.values().map(|v| v.len() as u64).sum(),
+    };
+    snap.watches_by_path = merged;
+    snap.watches_by_session = by_session.into_iter().collect();
+
+    let sessions = stats.sessions.lock().map(|s| s.clone()).unwrap_or_default();
+    snap.session_count = sessions.len() as u64;
+    {
+        let tree = shard.tree();
+        for (id, _) in &sessions {
+            let eph = tree.ephemerals_of(*id);
+            if !eph.is_empty() {
+                snap.ephemerals_count += eph.len() as u64;
+                snap.ephemerals_by_session.push((*id, eph));
+            }
+        }
+    }
+    snap.sessions = sessions
+        .iter()
+        .map(|(id, timeout)| SessionInfo {
+            session_id: *id,
+            timeout_ms: (*timeout).max(0) as u32,
+            expire_at_ms: 0,
+        })
+        .collect();
+    snap.uptime_ms = stats.started.elapsed().as_millis() as u64;
+    let (open, max) = admin::file_descriptor_counts();
+    snap.open_file_descriptor_count = open;
+    snap.max_file_descriptor_count = max;
+    snap.data_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_dir);
+    snap.log_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_log_dir);
+    snap.client_port = Some(shard.config.client_port);
 }

@@ -24,8 +24,8 @@ use glommio::sync::Semaphore;
 use super::notify::Notify;
 use crate::config::Config;
 use crate::proto::codec::{
-    decode_connect_request, decode_request, encode_connect_response, encode_notification,
-    encode_reply,
+    decode_connect_request, decode_request, decode_request_header, encode_connect_response,
+    encode_connect_response_without_read_only, encode_notification, encode_reply,
 };
 use crate::proto::frame::FrameDecoder;
 use crate::proto::jute::DecodeError;
@@ -80,7 +80,23 @@ pub struct Conn {
     pub stats: ConnStats,
 }
 
+impl ConnStats {
+    pub fn reset(&self) {
+        self.received.set(0);
+        self.sent.set(0);
+        self.latency_min_ms.set(0);
+        self.latency_max_ms.set(0);
+        self.latency_total_ms.set(0);
+        self.latency_count.set(0);
+    }
+}
+
 impl Conn {
+    /// Requests of this connection not answered yet.
+    pub fn queued(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
     fn wake_writer(&self) {
         self.writer_wake.notify();
     }
@@ -341,7 +357,8 @@ impl Shard {
         conn.stats.received.set(conn.stats.received.get() + 1);
         self.touched.borrow_mut().insert(conn.session_id.get());
         if let Request::Auth(packet) = &request {
-            let result = acl::authenticate(
+            let result = acl::authenticate_from(
+                Some(&conn.peer.ip()),
                 &packet.scheme,
                 &packet.auth,
                 self.config.super_digest.as_deref(),
@@ -412,6 +429,20 @@ impl Shard {
         }
     }
 
+    /// Answers a request ZooKeeper refuses with `code`, then closes the connection.
+    /// Returns the reason to log.
+    fn reject_request(&self, conn: &Conn, xid: i32, code: ErrorCode, what: &str) -> String {
+        conn.send_reply(
+            &ReplyHeader {
+                xid,
+                zxid: self.last_zxid(),
+                err: code.code(),
+            },
+            &Response::Empty,
+        );
+        format!("{what} (xid {xid}): answered {code:?} and closing")
+    }
+
     fn remove_conn(&self, conn: &Conn) {
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
@@ -431,6 +462,7 @@ pub async fn run(
     listen: SocketAddr,
     to_ordering: SharedSender<ToOrdering>,
     from_ordering: SharedReceiver<ToShard>,
+    admin_inbox: crossbeam_channel::Receiver<crate::admin_glue::AdminQuery>,
 ) {
     let to_ordering = to_ordering.connect().await;
     let from_ordering = from_ordering.connect().await;
@@ -474,7 +506,7 @@ pub async fn run(
         })
         .detach();
     }
-    crate::admin_glue::spawn_admin_inbox(shard.clone());
+    crate::admin_glue::spawn_admin_inbox(shard.clone(), admin_inbox);
 
     let listener = match TcpListener::bind(listen) {
         Ok(l) => l,
@@ -652,6 +684,12 @@ async fn read_loop(
         conn.connect_wake.wait().await;
     };
     let read_only = false;
+    // ZooKeeper leaves readOnly out of the response when the client's request had none.
+    let encode_response = if connect.read_only.is_some() {
+        encode_connect_response
+    } else {
+        encode_connect_response_without_read_only
+    };
     match outcome {
         Action::ConnectAccepted {
             session_id,
@@ -660,7 +698,7 @@ async fn read_loop(
         } => {
             conn.session_id.set(session_id);
             conn.timeout_ms.set(timeout_ms);
-            encode_connect_response(
+            encode_response(
                 &mut conn.out.borrow_mut(),
                 &ConnectResponse {
                     protocol_version: 0,
@@ -673,7 +711,7 @@ async fn read_loop(
             conn.wake_writer();
         }
         _ => {
-            encode_connect_response(
+            encode_response(
                 &mut conn.out.borrow_mut(),
                 &ConnectResponse {
                     protocol_version: 0,
@@ -693,19 +731,21 @@ async fn read_loop(
             return Ok(());
         };
         match decode_request(&frame) {
-            Ok((header, request)) => shard.on_request(conn, header, request).await,
-            Err(DecodeError::UnknownOpcode { xid, op }) => {
-                log::warn!("Unknown opcode {op} from {}", conn.peer);
-                conn.send_reply(
-                    &ReplyHeader {
-                        xid,
-                        zxid: shard.last_zxid(),
-                        err: ErrorCode::Unimplemented.code(),
-                    },
-                    &Response::Empty,
-                );
+            // ZooKeeper 3.8 does not accept check (13) outside a multi.
+            Ok((header, Request::Check(_))) => {
+                return Err(shard.reject_request(conn, header.xid, ErrorCode::Unimplemented, "check outside multi"));
             }
-            Err(e) => return Err(format!("malformed request: {e}")),
+            Ok((header, request)) => shard.on_request(conn, header, request).await,
+            // As ZooKeeper: an unknown opcode gets Unimplemented, then the connection closes.
+            Err(DecodeError::UnknownOpcode { xid, op }) => {
+                return Err(shard.reject_request(conn, xid, ErrorCode::Unimplemented, &format!("unknown opcode {op}")));
+            }
+            Err(e) => {
+                return Err(match decode_request_header(&frame) {
+                    Ok(header) => shard.reject_request(conn, header.xid, ErrorCode::MarshallingError, &format!("malformed request: {e}")),
+                    Err(_) => format!("malformed request: {e}"),
+                });
+            }
         }
     }
     Ok(())

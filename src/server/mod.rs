@@ -24,8 +24,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 
 /// State shared by every executor. Only touched on connection open/close, by the
 /// four-letter words and with relaxed atomics; never a lock on the request path.
-#[derive(Default)]
 pub struct SharedStats {
+    pub started: std::time::Instant,
     pub last_zxid: AtomicI64,
     pub latency_min_ms: AtomicU64,
     pub latency_max_ms: AtomicU64,
@@ -35,9 +35,31 @@ pub struct SharedStats {
     pub sessions: Mutex<Vec<(i64, i32)>>,
     /// Open connections per client address (maxClientCnxns).
     ip_counts: Mutex<HashMap<IpAddr, u32>>,
+    /// Each shard's admin inbox (four-letter words), by shard index.
+    admin_inboxes: Mutex<Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>>>,
+}
+
+impl Default for SharedStats {
+    fn default() -> SharedStats {
+        SharedStats {
+            started: std::time::Instant::now(),
+            last_zxid: AtomicI64::new(0),
+            latency_min_ms: AtomicU64::new(0),
+            latency_max_ms: AtomicU64::new(0),
+            latency_total_ms: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            sessions: Mutex::new(Vec::new()),
+            ip_counts: Mutex::new(HashMap::new()),
+            admin_inboxes: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl SharedStats {
+    pub fn admin_inboxes(&self) -> Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>> {
+        self.admin_inboxes.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     pub fn record_latency(&self, ms: u64) {
         let count = self.latency_count.fetch_add(1, AtomicOrdering::Relaxed);
         if count == 0 {
@@ -103,6 +125,18 @@ pub fn run(config: Config) -> io::Result<()> {
 
     block_signals();
     let stats = Arc::new(SharedStats::default());
+    let mut admin_receivers = Vec::new();
+    {
+        let mut inboxes = stats
+            .admin_inboxes
+            .lock()
+            .map_err(|_| io::Error::other("admin registry poisoned"))?;
+        for _ in 0..shards {
+            let (tx, rx) = crate::admin_glue::new_inbox();
+            inboxes.push(tx);
+            admin_receivers.push(rx);
+        }
+    }
     let mut to_ordering_rx = Vec::new();
     let mut to_shard_tx = Vec::new();
     let mut shard_ends = Vec::new();
@@ -127,7 +161,7 @@ pub fn run(config: Config) -> io::Result<()> {
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
     }
-    for (index, (tx, srx)) in shard_ends.into_iter().enumerate() {
+    for (index, ((tx, srx), admin_inbox)) in shard_ends.into_iter().zip(admin_receivers).enumerate() {
         let config = config.clone();
         let stats = stats.clone();
         let placement = if shards <= cpus {
@@ -139,7 +173,7 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(placement)
                 .name(&format!("zkrs-shard-{index}"))
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || crate::net::shard::run(index, config, stats, listen, tx, srx))
+                .spawn(move || crate::net::shard::run(index, config, stats, listen, tx, srx, admin_inbox))
                 .map_err(|e| io::Error::other(format!("cannot start shard {index}: {e}")))?,
         );
     }
