@@ -18,6 +18,7 @@
 
 pub mod acl;
 mod path;
+mod quota;
 mod read;
 pub mod watches;
 
@@ -127,6 +128,25 @@ pub struct WriteOutcome {
     pub header_err: i32,
     /// In the order ZooKeeper fires them.
     pub triggers: Vec<WatchTrigger>,
+    /// The ACL ZooKeeper passes along with each trigger (same index): the created, changed
+    /// or deleted node's ACL, and for NodeChildrenChanged the parent's. Since 3.8.4
+    /// (ZOOKEEPER-4799) a connection gets an event only if its ids have READ in that ACL
+    /// (the watch is consumed either way).
+    pub trigger_acls: Vec<Arc<Vec<Acl>>>,
+}
+
+/// Triggers with their ACLs, as a change produces them.
+#[derive(Debug, Default)]
+struct Fired {
+    triggers: Vec<WatchTrigger>,
+    acls: Vec<Arc<Vec<Acl>>>,
+}
+
+impl Fired {
+    fn push(&mut self, path: Arc<str>, event: EventType, acl: Arc<Vec<Acl>>) {
+        self.triggers.push(WatchTrigger { path, event });
+        self.acls.push(acl);
+    }
 }
 
 /// One znode. Children are a persistent sorted set so that a version clone is O(1).
@@ -294,6 +314,8 @@ pub struct DataTree {
     ephemerals: imbl::HashMap<i64, imbl::OrdSet<Arc<str>>>,
     containers: imbl::OrdSet<Arc<str>>,
     ttls: imbl::OrdSet<Arc<str>>,
+    /// Paths with a quota (`/app` for `/zookeeper/quota/app/zookeeper_limits`).
+    quota_roots: imbl::OrdSet<Arc<str>>,
     /// Invariant: never decreases.
     last_zxid: i64,
     /// ZooKeeper's `zookeeper.extendedTypesEnabled`: when off, createTTL answers
@@ -310,6 +332,7 @@ impl PartialEq for DataTree {
             && self.ephemerals == other.ephemerals
             && self.containers == other.containers
             && self.ttls == other.ttls
+            && self.quota_roots == other.quota_roots
     }
 }
 
@@ -439,10 +462,61 @@ impl DataTree {
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
             ttls: imbl::OrdSet::new(),
+            quota_roots: imbl::OrdSet::new(),
             last_zxid: 0,
             ttl_enabled: true,
             acl_cache,
         }
+    }
+
+    /// Rebuilds a tree from a snapshot's nodes, in any order, as ZooKeeper's
+    /// `DataTree.deserialize`: the children sets are rebuilt from the paths (the `children`
+    /// of the given nodes are ignored), the ephemeral, container and TTL indexes from the
+    /// owners, and quota usage is recomputed. Refuses (Err with the reason) a set without
+    /// `/`, an invalid or repeated path, or a node whose parent is missing.
+    pub fn from_nodes(
+        nodes: impl IntoIterator<Item = (String, Znode)>,
+        last_zxid: i64,
+    ) -> Result<DataTree, String> {
+        let mut tree = DataTree::new();
+        tree.nodes = imbl::HashMap::new();
+        tree.last_zxid = last_zxid;
+        let mut paths: Vec<Arc<str>> = Vec::new();
+        for (path, mut node) in nodes {
+            validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
+            let key: Arc<str> = Arc::from(path.as_str());
+            if tree.nodes.contains_key(&key) {
+                return Err(format!("path {path:?} appears twice"));
+            }
+            node.children = imbl::OrdSet::new();
+            node.acl = tree.acl_cache.intern(&node.acl);
+            match node.kind() {
+                EphemeralKind::Persistent => {}
+                EphemeralKind::Container => {
+                    tree.containers.insert(key.clone());
+                }
+                EphemeralKind::Ttl(_) => {
+                    tree.ttls.insert(key.clone());
+                }
+                EphemeralKind::Session(id) => {
+                    tree.ephemerals.entry(id).or_default().insert(key.clone());
+                }
+            }
+            tree.nodes.insert(key.clone(), Arc::new(node));
+            paths.push(key);
+        }
+        if !tree.nodes.contains_key("/") {
+            return Err("no root node".to_string());
+        }
+        for path in paths.iter().filter(|path| &***path != "/") {
+            let parent = path::canonical(path::parent_of(path).unwrap_or(""));
+            let Some(parent_node) = tree.node_mut(parent) else {
+                return Err(format!("parent {parent:?} of {path:?} is missing"));
+            };
+            parent_node.children.insert(Arc::from(path::name_of(path)));
+        }
+        tree.setup_quotas();
+        Ok(tree)
     }
 
     /// The zxid of the last txn applied.
@@ -618,8 +692,8 @@ impl DataTree {
         };
         match self.prepare(&op, ctx) {
             Ok(txn) => {
-                let mut triggers = Vec::new();
-                let applied = self.apply_op(&hdr, &txn, &mut triggers);
+                let mut fired = Fired::default();
+                let applied = self.apply_op(&hdr, &txn, &mut fired);
                 self.advance_zxid(hdr.zxid);
                 let reply = match applied {
                     Ok(applied) => Ok(op.response(applied)),
@@ -633,7 +707,8 @@ impl DataTree {
                     txn,
                     header_err: reply.as_ref().err().map_or(0, |code| code.code()),
                     reply,
-                    triggers,
+                    triggers: fired.triggers,
+                    trigger_acls: fired.acls,
                 }
             }
             Err(code) => self.fail(&hdr, code),
@@ -643,12 +718,13 @@ impl DataTree {
     /// createSession: a txn that changes nothing but the last zxid.
     pub fn create_session(&mut self, ctx: &TxnContext, timeout_ms: i32) -> WriteOutcome {
         let txn = Txn::CreateSession { timeout_ms };
-        let triggers = self.apply_txn(&Self::header(ctx), &txn);
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
         WriteOutcome {
             txn,
             reply: Ok(Response::Empty),
             header_err: 0,
             triggers,
+            trigger_acls,
         }
     }
 
@@ -658,12 +734,13 @@ impl DataTree {
         let txn = Txn::CloseSession {
             ephemerals: self.ephemerals_of(ctx.session_id),
         };
-        let triggers = self.apply_txn(&Self::header(ctx), &txn);
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
         WriteOutcome {
             txn,
             reply: Ok(Response::Empty),
             header_err: 0,
             triggers,
+            trigger_acls,
         }
     }
 
@@ -671,13 +748,23 @@ impl DataTree {
     /// does not fit the tree (a bug or corruption) is logged and skipped, as ZooKeeper's
     /// DataTree.processTxn skips it; the last zxid still advances.
     pub fn apply_txn(&mut self, hdr: &TxnHeader, txn: &Txn) -> Vec<WatchTrigger> {
-        let mut triggers = Vec::new();
+        self.apply_txn_with_acls(hdr, txn).0
+    }
+
+    /// [`DataTree::apply_txn`], also giving the ACL of each trigger (see
+    /// [`WriteOutcome::trigger_acls`]).
+    pub fn apply_txn_with_acls(
+        &mut self,
+        hdr: &TxnHeader,
+        txn: &Txn,
+    ) -> (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>) {
+        let mut fired = Fired::default();
         match txn {
             Txn::Multi(subs) => {
-                self.apply_multi(hdr, subs, &mut triggers);
+                self.apply_multi(hdr, subs, &mut fired);
             }
             single => {
-                if let Err(code) = self.apply_op(hdr, single, &mut triggers) {
+                if let Err(code) = self.apply_op(hdr, single, &mut fired) {
                     log::error!(
                         "txn 0x{:x} does not fit the tree ({code:?}), skipped: {single:?}",
                         hdr.zxid
@@ -686,7 +773,7 @@ impl DataTree {
             }
         }
         self.advance_zxid(hdr.zxid);
-        triggers
+        (fired.triggers, fired.acls)
     }
 
     fn header(ctx: &TxnContext) -> TxnHeader {
@@ -710,12 +797,13 @@ impl DataTree {
 
     fn fail(&mut self, hdr: &TxnHeader, code: ErrorCode) -> WriteOutcome {
         let txn = Txn::Error(code);
-        let triggers = self.apply_txn(hdr, &txn);
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(hdr, &txn);
         WriteOutcome {
             txn,
             reply: Err(code),
             header_err: code.code(),
             triggers,
+            trigger_acls,
         }
     }
 
@@ -749,11 +837,11 @@ impl DataTree {
         let mut scratch = self.clone();
         let mut subs = Vec::with_capacity(write_ops.len());
         let mut results = Vec::with_capacity(write_ops.len());
-        let mut triggers = Vec::new();
+        let mut fired = Fired::default();
         for (index, op) in write_ops.iter().enumerate() {
             match scratch.prepare(op, ctx) {
                 Ok(txn) => {
-                    let applied = scratch.apply_op(hdr, &txn, &mut triggers);
+                    let applied = scratch.apply_op(hdr, &txn, &mut fired);
                     debug_assert!(applied.is_ok(), "validated multi op failed: {applied:?}");
                     results.push(op.multi_result(applied));
                     subs.push(txn);
@@ -771,8 +859,8 @@ impl DataTree {
                         })
                         .collect();
                     let txn = Txn::Multi(failed);
-                    let mut no_triggers = Vec::new();
-                    let outcomes = self.apply_multi(hdr, multi_subs(&txn), &mut no_triggers);
+                    let mut none_fired = Fired::default();
+                    let outcomes = self.apply_multi(hdr, multi_subs(&txn), &mut none_fired);
                     self.advance_zxid(hdr.zxid);
                     let results = outcomes
                         .into_iter()
@@ -785,7 +873,8 @@ impl DataTree {
                         txn,
                         reply: Ok(Response::Multi(results)),
                         header_err: 0,
-                        triggers: no_triggers,
+                        triggers: none_fired.triggers,
+                        trigger_acls: none_fired.acls,
                     };
                 }
             }
@@ -796,7 +885,8 @@ impl DataTree {
             txn: Txn::Multi(subs),
             reply: Ok(Response::Multi(results)),
             header_err: 0,
-            triggers,
+            triggers: fired.triggers,
+            trigger_acls: fired.acls,
         }
     }
 
@@ -807,7 +897,7 @@ impl DataTree {
         &mut self,
         hdr: &TxnHeader,
         subs: &[Txn],
-        triggers: &mut Vec<WatchTrigger>,
+        fired: &mut Fired,
     ) -> Vec<Result<Applied, ErrorCode>> {
         let failed = subs.iter().any(|sub| matches!(sub, Txn::Error(_)));
         if failed {
@@ -830,7 +920,7 @@ impl DataTree {
                     Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. } => {
                         Err(ErrorCode::MarshallingError)
                     }
-                    _ => self.apply_op(hdr, sub, triggers),
+                    _ => self.apply_op(hdr, sub, fired),
                 };
                 if let Err(code) = applied {
                     log::error!(
@@ -988,12 +1078,12 @@ impl DataTree {
         &mut self,
         hdr: &TxnHeader,
         txn: &Txn,
-        triggers: &mut Vec<WatchTrigger>,
+        fired: &mut Fired,
     ) -> Result<Applied, ErrorCode> {
         match txn {
             Txn::CreateSession { .. } | Txn::Error(_) => Ok(Applied::Nothing),
             Txn::CloseSession { ephemerals } => {
-                self.kill_session(hdr, ephemerals, triggers);
+                self.kill_session(hdr, ephemerals, fired);
                 Ok(Applied::Nothing)
             }
             Txn::Create {
@@ -1011,11 +1101,11 @@ impl DataTree {
                     *ephemeral_owner,
                     *parent_cversion,
                     hdr,
-                    triggers,
+                    fired,
                 )
             }
             Txn::Delete { path } => {
-                self.delete_node(path, hdr.zxid, triggers)?;
+                self.delete_node(path, hdr.zxid, fired)?;
                 Ok(Applied::Deleted)
             }
             Txn::SetData {
@@ -1024,15 +1114,15 @@ impl DataTree {
                 version,
             } => {
                 let node = self.node_mut(path).ok_or(ErrorCode::NoNode)?;
+                let old_len = node.data.len();
                 node.data = data.clone();
                 node.mtime = hdr.time_ms;
                 node.mzxid = hdr.zxid;
                 node.version = *version;
                 let stat = node.stat();
-                triggers.push(WatchTrigger {
-                    path: self.key_of(path),
-                    event: EventType::NodeDataChanged,
-                });
+                let acl = node.acl.clone();
+                fired.push(self.key_of(path), EventType::NodeDataChanged, acl);
+                self.quota_after_set_data(path, old_len, data.len());
                 Ok(Applied::DataSet(stat))
             }
             Txn::SetAcl { path, acl, version } => {
@@ -1074,46 +1164,36 @@ impl DataTree {
         owner: i64,
         parent_cversion: i32,
         hdr: &TxnHeader,
-        triggers: &mut Vec<WatchTrigger>,
+        fired: &mut Fired,
     ) -> Result<Applied, ErrorCode> {
         validate_path(path)?;
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
-        let name = path::name_of(path);
-        if !self.nodes.contains_key(parent_path) {
+        let exists = self.nodes.contains_key(path);
+        let Some(parent) = self.node_mut(parent_path) else {
             return Err(ErrorCode::NoNode);
+        };
+        // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only if
+        // that raises its cversion. ZooKeeper does this even after a NodeExists on create
+        // (replaying over a fuzzy snapshot).
+        let cversion = if parent_cversion == -1 {
+            parent.cversion.wrapping_add(1)
+        } else {
+            parent_cversion
+        };
+        if cversion > parent.cversion {
+            parent.cversion = cversion;
+            parent.pzxid = hdr.zxid;
         }
-        if self.nodes.contains_key(path) {
-            // As DataTree.processTxn after a NodeExists on create (replaying over a fuzzy
-            // snapshot): the parent still takes the txn's cversion and pzxid.
-            if let Some(parent) = self.node_mut(parent_path) {
-                let cversion = if parent_cversion == -1 {
-                    parent.cversion.wrapping_add(1)
-                } else {
-                    parent_cversion
-                };
-                if cversion > parent.cversion {
-                    parent.cversion = cversion;
-                    parent.pzxid = hdr.zxid;
-                }
-            }
+        if exists {
             return Err(ErrorCode::NodeExists);
         }
-        let key: Arc<str> = Arc::from(path);
+        parent.children.insert(Arc::from(path::name_of(path)));
+        let parent_acl = parent.acl.clone();
         let parent_key = self.key_of(parent_path);
-        if let Some(parent) = self.node_mut(parent_path) {
-            let cversion = if parent_cversion == -1 {
-                parent.cversion.wrapping_add(1)
-            } else {
-                parent_cversion
-            };
-            if cversion > parent.cversion {
-                parent.cversion = cversion;
-                parent.pzxid = hdr.zxid;
-            }
-            parent.children.insert(Arc::from(name));
-        }
-        let node = Znode::new(data, acl, hdr.zxid, hdr.time_ms, owner);
+        let key: Arc<str> = Arc::from(path);
+        let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
         let stat = node.stat();
+        let data_len = node.data.len();
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {
@@ -1127,24 +1207,14 @@ impl DataTree {
             }
         }
         self.nodes.insert(key.clone(), Arc::new(node));
-        triggers.push(WatchTrigger {
-            path: key.clone(),
-            event: EventType::NodeCreated,
-        });
-        triggers.push(WatchTrigger {
-            path: parent_key,
-            event: EventType::NodeChildrenChanged,
-        });
+        self.quota_after_create(path, data_len);
+        fired.push(key.clone(), EventType::NodeCreated, acl);
+        fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
         Ok(Applied::Created { path: key, stat })
     }
 
     /// DataTree.deleteNode.
-    fn delete_node(
-        &mut self,
-        path: &str,
-        zxid: i64,
-        triggers: &mut Vec<WatchTrigger>,
-    ) -> Result<(), ErrorCode> {
+    fn delete_node(&mut self, path: &str, zxid: i64, fired: &mut Fired) -> Result<(), ErrorCode> {
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
         if path == "/" || !self.nodes.contains_key(parent_path) {
             return Err(ErrorCode::NoNode);
@@ -1164,10 +1234,12 @@ impl DataTree {
         let Some((key, node)) = self.nodes.remove_with_key(path) else {
             return Err(ErrorCode::NoNode);
         };
-        if let Some(parent) = self.node_mut(parent_path) {
-            parent.children.remove(path::name_of(path));
-            parent.pzxid = parent.pzxid.max(zxid);
-        }
+        let Some(parent) = self.node_mut(parent_path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        parent.children.remove(path::name_of(path));
+        parent.pzxid = parent.pzxid.max(zxid);
+        let parent_acl = parent.acl.clone();
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {
@@ -1189,27 +1261,17 @@ impl DataTree {
                 }
             }
         }
-        triggers.push(WatchTrigger {
-            path: key,
-            event: EventType::NodeDeleted,
-        });
-        triggers.push(WatchTrigger {
-            path: parent_key,
-            event: EventType::NodeChildrenChanged,
-        });
+        self.quota_after_delete(path, node.data.len());
+        fired.push(key, EventType::NodeDeleted, node.acl.clone());
+        fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
         Ok(())
     }
 
     /// DataTree.killSession: deletes the txn's paths, then any other ephemeral the session
     /// still owns (ZooKeeper warns about those and deletes them too).
-    fn kill_session(
-        &mut self,
-        hdr: &TxnHeader,
-        paths: &[String],
-        triggers: &mut Vec<WatchTrigger>,
-    ) {
+    fn kill_session(&mut self, hdr: &TxnHeader, paths: &[String], fired: &mut Fired) {
         for path in paths {
-            if let Err(code) = self.delete_node(path, hdr.zxid, triggers) {
+            if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
                 log::warn!(
                     "closeSession 0x{:x}: ephemeral {path} not deleted ({code:?})",
                     hdr.session_id
@@ -1224,7 +1286,7 @@ impl DataTree {
                 hdr.zxid
             );
             for path in &leftover {
-                if let Err(code) = self.delete_node(path, hdr.zxid, triggers) {
+                if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
                     log::warn!("closeSession: ephemeral {path} not deleted ({code:?})");
                 }
             }
