@@ -671,15 +671,22 @@ impl DataTree {
         let op = match req {
             Request::Multi(ops) => return self.process_multi(ops, ctx, &hdr),
             Request::CloseSession => return self.close_session(ctx),
-            Request::Create(op, create) => WriteOp::Create {
-                op: *op,
-                req: create,
-                ttl: if *op == OpCode::CreateTtl {
-                    create.ttl
-                } else {
-                    -1
-                },
-            },
+            Request::Create(op, create)
+                if matches!(
+                    op,
+                    OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl
+                ) =>
+            {
+                WriteOp::Create {
+                    op: *op,
+                    req: create,
+                    ttl: if *op == OpCode::CreateTtl {
+                        create.ttl
+                    } else {
+                        -1
+                    },
+                }
+            }
             Request::Delete(delete) => WriteOp::Delete(delete),
             Request::DeleteContainer(path) => WriteOp::DeleteContainer(path),
             Request::SetData(set) => WriteOp::SetData(set),

@@ -1108,6 +1108,30 @@ fn non_write_requests_are_refused() {
     let out = h.write(Request::GetData(pw("/", false)));
     assert_eq!(out.reply, Err(ErrorCode::Unimplemented));
     assert_eq!(out.txn, Txn::Error(ErrorCode::Unimplemented));
+    let out = h.write(create_req(OpCode::Delete, "/x", "", 0, -1, open_acl()));
+    assert_eq!(out.reply, Err(ErrorCode::Unimplemented));
+    assert!(h.tree.get("/x").is_none());
+}
+
+/// Many children under one parent, with a version kept after every write (as the shards
+/// keep them): each write must stay cheap (O(log n)), never copy the children.
+#[test]
+fn writes_stay_cheap_with_versions_kept() {
+    let mut h = Harness::new();
+    h.create_ok("/big");
+    let mut versions = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..20_000 {
+        h.create_ok(&format!("/big/n{i}"));
+        if i % 100 == 0 {
+            versions.push(h.tree.clone());
+        }
+    }
+    assert_eq!(h.stat("/big").num_children, 20_000);
+    assert_eq!(versions[1].get("/big").unwrap().children.len(), 101);
+    // Generous bound for a debug build; a copy of the children per write would take
+    // minutes.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
 // ------------------------------------------------------------------ multi
