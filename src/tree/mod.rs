@@ -661,7 +661,8 @@ impl DataTree {
 
     /// Validates a write (create*, delete, setData, setACL, check, multi, deleteContainer)
     /// for the session in `ctx` and applies it. Produces the txn to log, the reply and the
-    /// watch triggers. `Request::CloseSession` is handled as [`DataTree::close_session`].
+    /// watch triggers. `Request::CloseSession` is handled as [`DataTree::close_session`];
+    /// `Request::Reconfig` fails with ReconfigDisabled, as on a standalone ZooKeeper.
     pub fn process_write(&mut self, req: &Request, ctx: &TxnContext) -> WriteOutcome {
         let hdr = TxnHeader {
             session_id: ctx.session_id,
@@ -692,6 +693,9 @@ impl DataTree {
             Request::SetData(set) => WriteOp::SetData(set),
             Request::SetAcl(set) => WriteOp::SetAcl(set),
             Request::Check(check) => WriteOp::Check(check),
+            // A standalone server has reconfig disabled (reconfigEnabled=false): the error
+            // txn is logged like any failed write.
+            Request::Reconfig(_) => return self.fail(&hdr, ErrorCode::ReconfigDisabled),
             other => {
                 log::error!("process_write called with a non-write request {other:?}");
                 return self.fail(&hdr, ErrorCode::Unimplemented);

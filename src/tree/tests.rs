@@ -1108,6 +1108,14 @@ fn non_write_requests_are_refused() {
     let out = h.write(Request::GetData(pw("/", false)));
     assert_eq!(out.reply, Err(ErrorCode::Unimplemented));
     assert_eq!(out.txn, Txn::Error(ErrorCode::Unimplemented));
+    let out = h.write(Request::Reconfig(crate::proto::ReconfigRequest {
+        joining_servers: String::new(),
+        leaving_servers: String::new(),
+        new_members: String::new(),
+        cur_config_id: -1,
+    }));
+    assert_eq!(out.reply, Err(ErrorCode::ReconfigDisabled));
+    assert_eq!(out.txn, Txn::Error(ErrorCode::ReconfigDisabled));
     let out = h.write(create_req(OpCode::Delete, "/x", "", 0, -1, open_acl()));
     assert_eq!(out.reply, Err(ErrorCode::Unimplemented));
     assert!(h.tree.get("/x").is_none());
