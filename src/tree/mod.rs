@@ -9,18 +9,35 @@
 //!
 //! Writes are split the way ZooKeeper splits them, so the log can replay them:
 //! `process_write` validates a request against the tree and produces a deterministic
-//! [`Txn`]; `apply_txn` applies a txn and never fails.
+//! [`Txn`]; `apply_txn` applies a txn and never fails. Both go through one implementation
+//! of each mutation (`apply_op`), so a replayed log rebuilds the same tree.
+//!
+//! The facts followed here come from Apache ZooKeeper 3.8's `PrepRequestProcessor`
+//! (validation order and error codes), `DataTree` and `DataNode` (mutations and the stat a
+//! client sees), `FinalRequestProcessor` (reads and replies) and `ContainerManager`.
 
 pub mod acl;
+mod path;
+mod quota;
+mod read;
 pub mod watches;
 
+#[cfg(test)]
+mod tests;
+
+pub use path::validate_path;
+pub use read::{serve_read, set_watches};
 pub use watches::{ConnId, WatchTable};
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::proto::{Acl, ErrorCode, EventType, Id, Request, Response, SetWatches, Stat, WatcherEvent};
+use crate::proto::{
+    perms, Acl, CheckVersionRequest, CreateMode, CreateRequest, DeleteRequest, ErrorCode,
+    EventType, Id, MultiOp, MultiResult, OpCode, Request, Response, SetAclRequest, SetDataRequest,
+    Stat, CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_OWNER_HIGH_BYTE,
+};
 
 /// What the ordering core knows about the request being processed.
 #[derive(Debug, Clone)]
@@ -45,22 +62,46 @@ pub struct TxnHeader {
 /// A validated, deterministic state change. Applying it cannot fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Txn {
-    CreateSession { timeout_ms: i32 },
+    CreateSession {
+        timeout_ms: i32,
+    },
     /// Deletes every ephemeral of the session (paths listed, in deletion order).
-    CloseSession { ephemerals: Vec<String> },
+    CloseSession {
+        ephemerals: Vec<String>,
+    },
     Create {
         path: String,
         data: Bytes,
         acl: Vec<Acl>,
         /// 0 persistent, the session id for ephemerals, CONTAINER_EPHEMERAL_OWNER, or a TTL owner.
         ephemeral_owner: i64,
-        /// The parent's cversion after this create.
+        /// The parent's cversion after this create (the stored create count, see
+        /// [`Znode::cversion`]).
         parent_cversion: i32,
     },
-    Delete { path: String },
-    SetData { path: String, data: Bytes, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
+    Delete {
+        path: String,
+    },
+    /// `version` is the node's version after the change.
+    SetData {
+        path: String,
+        data: Bytes,
+        version: i32,
+    },
+    /// `version` is the node's aversion after the change.
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    /// `version` is the checked node's version plus one, as ZooKeeper's CheckVersionTxn.
+    Check {
+        path: String,
+        version: i32,
+    },
+    /// A multi. A failed multi is logged as ZooKeeper logs it: one `Error` per op,
+    /// `Error(Ok)` for the ops before the failing one, the failing op's code, then
+    /// `Error(RuntimeInconsistency)` for the rest; it changes nothing.
     Multi(Vec<Txn>),
     /// A failed write: logged so the zxid sequence has no holes.
     Error(ErrorCode),
@@ -81,14 +122,35 @@ pub struct WriteOutcome {
     /// `Ok(Response::Multi(results))` carrying the per-op errors; its header err is in
     /// `header_err`.
     pub reply: Result<Response, ErrorCode>,
-    /// The reply header err for a successful-or-multi reply (0 unless a multi failed).
+    /// The reply header's err: the code of an `Err` reply, else 0. A failed multi replies
+    /// with header err 0 in ZooKeeper 3.8 (FinalRequestProcessor never sets it for multi;
+    /// the Java client reads the per-op results only when it is 0).
     pub header_err: i32,
     /// In the order ZooKeeper fires them.
     pub triggers: Vec<WatchTrigger>,
+    /// The ACL ZooKeeper passes along with each trigger (same index): the created, changed
+    /// or deleted node's ACL, and for NodeChildrenChanged the parent's. Since 3.8.4
+    /// (ZOOKEEPER-4799) a connection gets an event only if its ids have READ in that ACL
+    /// (the watch is consumed either way).
+    pub trigger_acls: Vec<Arc<Vec<Acl>>>,
+}
+
+/// Triggers with their ACLs, as a change produces them.
+#[derive(Debug, Default)]
+struct Fired {
+    triggers: Vec<WatchTrigger>,
+    acls: Vec<Arc<Vec<Acl>>>,
+}
+
+impl Fired {
+    fn push(&mut self, path: Arc<str>, event: EventType, acl: Arc<Vec<Acl>>) {
+        self.triggers.push(WatchTrigger { path, event });
+        self.acls.push(acl);
+    }
 }
 
 /// One znode. Children are a persistent sorted set so that a version clone is O(1).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Znode {
     pub data: Bytes,
     pub acl: Arc<Vec<Acl>>,
@@ -98,28 +160,103 @@ pub struct Znode {
     pub ctime: i64,
     pub mtime: i64,
     pub version: i32,
+    /// The cversion ZooKeeper stores (and snapshots): the number of children ever created
+    /// under this node. Sequence suffixes are taken from it. The cversion clients see is
+    /// `2 * cversion - numChildren` (creates plus deletes), see [`Znode::stat`].
     pub cversion: i32,
     pub aversion: i32,
+    /// As stored: 0, a session id, CONTAINER_EPHEMERAL_OWNER or a TTL owner.
     pub ephemeral_owner: i64,
+    /// Child names (not paths).
     pub children: imbl::OrdSet<Arc<str>>,
 }
 
 impl Znode {
+    /// The stat a client sees, as ZooKeeper's `DataNode.copyStat`: cversion counts creates
+    /// and deletes (`2 * stored - numChildren`), and ephemeralOwner is 0 for containers and
+    /// TTL nodes (only session ephemerals show their owner).
     pub fn stat(&self) -> Stat {
+        let num_children = self.children.len() as i32;
         Stat {
             czxid: self.czxid,
             mzxid: self.mzxid,
             ctime: self.ctime,
             mtime: self.mtime,
             version: self.version,
-            cversion: self.cversion,
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(num_children),
             aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
+            ephemeral_owner: match EphemeralKind::of_owner(self.ephemeral_owner) {
+                EphemeralKind::Session(id) => id,
+                _ => 0,
+            },
             data_length: self.data.len() as i32,
-            num_children: self.children.len() as i32,
+            num_children,
             pzxid: self.pzxid,
         }
     }
+
+    pub fn kind(&self) -> EphemeralKind {
+        EphemeralKind::of_owner(self.ephemeral_owner)
+    }
+
+    fn new(data: Bytes, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
+        Znode {
+            data,
+            acl,
+            czxid: zxid,
+            mzxid: zxid,
+            pzxid: zxid,
+            ctime: time_ms,
+            mtime: time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            children: imbl::OrdSet::new(),
+        }
+    }
+}
+
+/// What an ephemeralOwner means (ZooKeeper's `EphemeralType`, extended types enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralKind {
+    /// Owner 0.
+    Persistent,
+    /// An ephemeral of this session.
+    Session(i64),
+    Container,
+    /// A TTL node; the TTL in milliseconds.
+    Ttl(i64),
+}
+
+const EXTENDED_MASK: i64 = TTL_OWNER_HIGH_BYTE << 56;
+const EXTENDED_RESERVED_SHIFT: u32 = 40;
+const EXTENDED_RESERVED_MASK: i64 = 0xffff;
+
+impl EphemeralKind {
+    pub fn of_owner(owner: i64) -> EphemeralKind {
+        if owner & EXTENDED_MASK == EXTENDED_MASK {
+            if (owner >> EXTENDED_RESERVED_SHIFT) & EXTENDED_RESERVED_MASK == 0 {
+                return EphemeralKind::Ttl(owner & MAX_TTL_MS);
+            }
+            // ZooKeeper throws on an unknown extended type; session ids never have a high
+            // byte of 0xFF here, so treat such an owner as a session.
+            return EphemeralKind::Session(owner);
+        }
+        match owner {
+            0 => EphemeralKind::Persistent,
+            CONTAINER_EPHEMERAL_OWNER => EphemeralKind::Container,
+            id => EphemeralKind::Session(id),
+        }
+    }
+}
+
+/// The ephemeralOwner of a TTL node, or None when the TTL is not in 1..=MAX_TTL_MS.
+pub fn ttl_owner(ttl_ms: i64) -> Option<i64> {
+    if ttl_ms <= 0 || ttl_ms > MAX_TTL_MS {
+        return None;
+    }
+    Some(EXTENDED_MASK | ttl_ms)
 }
 
 /// The session a read is served for (on a shard).
@@ -129,74 +266,1079 @@ pub struct SessionView {
     pub auth: Vec<Id>,
 }
 
+/// A few recently used ACL lists, so that the many nodes sharing an ACL share one
+/// allocation (ZooKeeper's ReferenceCountedACLCache does this with ids).
+#[derive(Debug, Clone, Default)]
+struct AclCache {
+    recent: [Option<Arc<Vec<Acl>>>; 4],
+    next: usize,
+}
+
+impl AclCache {
+    fn intern(&mut self, acl: &[Acl]) -> Arc<Vec<Acl>> {
+        for shared in self.recent.iter().flatten() {
+            if shared.as_slice() == acl {
+                return shared.clone();
+            }
+        }
+        let shared = Arc::new(acl.to_vec());
+        self.remember(&shared);
+        shared
+    }
+
+    fn remember(&mut self, shared: &Arc<Vec<Acl>>) {
+        let slot = self.next % self.recent.len();
+        self.recent[slot] = Some(shared.clone());
+        self.next = slot + 1;
+    }
+}
+
+pub(crate) fn world_acl(perms: i32) -> Vec<Acl> {
+    vec![Acl {
+        perms,
+        id: Id {
+            scheme: "world".to_string(),
+            id: "anyone".to_string(),
+        },
+    }]
+}
+
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    // fields are the tree module's business
+    /// Every znode by full path; the root is stored under `/` (ZooKeeper also aliases it as
+    /// `""`, which [`DataTree::get`] honours).
+    /// Invariant: every node but the root is listed (by name) in its parent's children,
+    /// and every child listed exists.
+    nodes: imbl::HashMap<Arc<str>, Arc<Znode>>,
+    /// Session id -> paths of its ephemerals. Invariant: no empty sets.
+    ephemerals: imbl::HashMap<i64, imbl::OrdSet<Arc<str>>>,
+    containers: imbl::OrdSet<Arc<str>>,
+    ttls: imbl::OrdSet<Arc<str>>,
+    /// Paths with a quota (`/app` for `/zookeeper/quota/app/zookeeper_limits`).
+    quota_roots: imbl::OrdSet<Arc<str>>,
+    /// Invariant: never decreases.
+    last_zxid: i64,
+    /// ZooKeeper's `zookeeper.extendedTypesEnabled`: when off, createTTL answers
+    /// Unimplemented. ZooKeeper's default is off; ours is on.
+    ttl_enabled: bool,
+    acl_cache: AclCache,
+}
+
+impl PartialEq for DataTree {
+    /// Same content (nodes, indexes, last zxid); caches do not count.
+    fn eq(&self, other: &DataTree) -> bool {
+        self.last_zxid == other.last_zxid
+            && self.nodes == other.nodes
+            && self.ephemerals == other.ephemerals
+            && self.containers == other.containers
+            && self.ttls == other.ttls
+            && self.quota_roots == other.quota_roots
+    }
+}
+
+impl Default for DataTree {
+    fn default() -> DataTree {
+        DataTree::new()
+    }
+}
+
+/// The outcome of applying one (non-multi) txn to the tree.
+#[derive(Debug, Clone, PartialEq)]
+enum Applied {
+    Created {
+        path: Arc<str>,
+        stat: Stat,
+    },
+    Deleted,
+    DataSet(Stat),
+    AclSet(Stat),
+    Checked,
+    /// Session txns, errors.
+    Nothing,
+}
+
+/// A write request, with a create's opcode and TTL normalized (see `normalize_multi_create`).
+#[derive(Debug, Clone, Copy)]
+enum WriteOp<'a> {
+    Create {
+        op: OpCode,
+        req: &'a CreateRequest,
+        ttl: i64,
+    },
+    Delete(&'a DeleteRequest),
+    DeleteContainer(&'a str),
+    SetData(&'a SetDataRequest),
+    SetAcl(&'a SetAclRequest),
+    Check(&'a CheckVersionRequest),
+}
+
+impl WriteOp<'_> {
+    /// The reply of a successful op outside a multi.
+    fn response(&self, applied: Applied) -> Response {
+        match (self, applied) {
+            (WriteOp::Create { op, .. }, Applied::Created { path, stat }) => {
+                if *op == OpCode::Create {
+                    Response::Create(path.to_string())
+                } else {
+                    Response::Create2(path.to_string(), stat)
+                }
+            }
+            (_, Applied::DataSet(stat)) | (_, Applied::AclSet(stat)) => Response::Stat(stat),
+            _ => Response::Empty,
+        }
+    }
+
+    /// The result of an op inside a multi.
+    fn multi_result(&self, applied: Result<Applied, ErrorCode>) -> MultiResult {
+        match applied {
+            Err(code) => MultiResult::Error(code),
+            Ok(Applied::Created { path, stat }) => match self {
+                WriteOp::Create {
+                    op: OpCode::Create, ..
+                } => MultiResult::Create(path.to_string()),
+                _ => MultiResult::Create2(path.to_string(), stat),
+            },
+            Ok(Applied::Deleted) => MultiResult::Delete,
+            Ok(Applied::DataSet(stat)) | Ok(Applied::AclSet(stat)) => MultiResult::SetData(stat),
+            Ok(Applied::Checked) | Ok(Applied::Nothing) => MultiResult::Check,
+        }
+    }
+}
+
+/// ZooKeeper's checkAndIncVersion: -1 matches any version.
+fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+/// The parent of a path to delete, as PrepRequestProcessor.getParentPathAndValidate:
+/// BadArguments without a slash, with a NUL, or for the special nodes.
+fn parent_for_delete(path: &str) -> Result<&str, ErrorCode> {
+    if path.contains('\0') || path::is_special(path) {
+        return Err(ErrorCode::BadArguments);
+    }
+    path::parent_of(path).ok_or(ErrorCode::BadArguments)
 }
 
 impl DataTree {
-    /// A tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
+    /// A tree with `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`, as a fresh
+    /// ZooKeeper 3.8 standalone server has them: every stat field 0 (so `/` shows cversion
+    /// -1 and `/zookeeper` -2), ACL world:anyone ALL, except `/zookeeper/config`, which is
+    /// world:anyone READ with aversion -1.
     pub fn new() -> DataTree {
-        todo!()
+        let mut acl_cache = AclCache::default();
+        let open = Arc::new(world_acl(perms::ALL));
+        let read_only = Arc::new(world_acl(perms::READ));
+        acl_cache.remember(&read_only);
+        acl_cache.remember(&open);
+        let empty = |acl: &Arc<Vec<Acl>>, children: &[&str]| Znode {
+            data: Bytes::new(),
+            acl: acl.clone(),
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            children: children.iter().map(|c| Arc::from(*c)).collect(),
+        };
+        let mut config = empty(&read_only, &[]);
+        config.aversion = -1;
+        let mut nodes = imbl::HashMap::new();
+        nodes.insert(Arc::from("/"), Arc::new(empty(&open, &["zookeeper"])));
+        nodes.insert(
+            Arc::from("/zookeeper"),
+            Arc::new(empty(&open, &["quota", "config"])),
+        );
+        nodes.insert(Arc::from("/zookeeper/quota"), Arc::new(empty(&open, &[])));
+        nodes.insert(Arc::from("/zookeeper/config"), Arc::new(config));
+        DataTree {
+            nodes,
+            ephemerals: imbl::HashMap::new(),
+            containers: imbl::OrdSet::new(),
+            ttls: imbl::OrdSet::new(),
+            quota_roots: imbl::OrdSet::new(),
+            last_zxid: 0,
+            ttl_enabled: true,
+            acl_cache,
+        }
+    }
+
+    /// Rebuilds a tree from a snapshot's nodes, in any order, as ZooKeeper's
+    /// `DataTree.deserialize`: the children sets are rebuilt from the paths (the `children`
+    /// of the given nodes are ignored), the ephemeral, container and TTL indexes from the
+    /// owners, and quota usage is recomputed. Refuses (Err with the reason) a set without
+    /// `/`, an invalid or repeated path, or a node whose parent is missing.
+    pub fn from_nodes(
+        nodes: impl IntoIterator<Item = (String, Znode)>,
+        last_zxid: i64,
+    ) -> Result<DataTree, String> {
+        let mut tree = DataTree::new();
+        tree.nodes = imbl::HashMap::new();
+        tree.last_zxid = last_zxid;
+        let mut paths: Vec<Arc<str>> = Vec::new();
+        for (path, mut node) in nodes {
+            validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
+            let key: Arc<str> = Arc::from(path.as_str());
+            if tree.nodes.contains_key(&key) {
+                return Err(format!("path {path:?} appears twice"));
+            }
+            node.children = imbl::OrdSet::new();
+            node.acl = tree.acl_cache.intern(&node.acl);
+            match node.kind() {
+                EphemeralKind::Persistent => {}
+                EphemeralKind::Container => {
+                    tree.containers.insert(key.clone());
+                }
+                EphemeralKind::Ttl(_) => {
+                    tree.ttls.insert(key.clone());
+                }
+                EphemeralKind::Session(id) => {
+                    tree.ephemerals.entry(id).or_default().insert(key.clone());
+                }
+            }
+            tree.nodes.insert(key.clone(), Arc::new(node));
+            paths.push(key);
+        }
+        if !tree.nodes.contains_key("/") {
+            return Err("no root node".to_string());
+        }
+        for path in paths.iter().filter(|path| &***path != "/") {
+            let parent = path::canonical(path::parent_of(path).unwrap_or(""));
+            let Some(parent_node) = tree.node_mut(parent) else {
+                return Err(format!("parent {parent:?} of {path:?} is missing"));
+            };
+            parent_node.children.insert(Arc::from(path::name_of(path)));
+        }
+        tree.setup_quotas();
+        Ok(tree)
     }
 
     /// The zxid of the last txn applied.
     pub fn last_zxid(&self) -> i64 {
-        todo!()
+        self.last_zxid
     }
 
+    /// Whether createTTL (and TTL modes) are accepted: ZooKeeper's
+    /// `zookeeper.extendedTypesEnabled`, off by default in ZooKeeper, on by default here.
+    pub fn set_ttl_enabled(&mut self, enabled: bool) {
+        self.ttl_enabled = enabled;
+    }
+
+    pub fn ttl_enabled(&self) -> bool {
+        self.ttl_enabled
+    }
+
+    /// The node at `path`; `""` is the root, as in ZooKeeper's node map.
     pub fn get(&self, path: &str) -> Option<&Znode> {
-        todo!()
+        self.nodes.get(path::canonical(path)).map(|node| &**node)
     }
 
+    /// Number of znodes, the root and the three `/zookeeper` nodes included.
     pub fn node_count(&self) -> usize {
-        todo!()
+        self.nodes.len()
     }
 
-    /// Ephemeral paths owned by `session_id`.
+    /// ZooKeeper's `DataTree.getNodeCount()` (mntr's `zk_znode_count`): one more than
+    /// [`DataTree::node_count`], because ZooKeeper's map holds the root twice (`""`, `/`).
+    pub fn zk_node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    /// Ephemeral paths owned by `session_id`, sorted.
     pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
-        todo!()
+        self.ephemerals
+            .get(&session_id)
+            .map(|paths| paths.iter().map(|p| p.to_string()).collect())
+            .unwrap_or_default()
     }
 
-    /// Validates a write (create*, delete, setData, setACL, check, multi, deleteContainer)
-    /// for the session in `ctx` and applies it. Produces the txn to log, the reply and the
-    /// watch triggers.
-    pub fn process_write(&mut self, req: &Request, ctx: &TxnContext) -> WriteOutcome {
-        todo!()
+    /// Number of ephemeral nodes of all sessions (mntr's `zk_ephemerals_count`).
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(|paths| paths.len()).sum()
     }
 
-    /// Applies a logged txn (replay, or a follower applying the leader's txn).
-    pub fn apply_txn(&mut self, hdr: &TxnHeader, txn: &Txn) -> Vec<WatchTrigger> {
-        todo!()
+    /// Sessions owning at least one ephemeral, with their paths (for `dump`), sorted.
+    pub fn sessions_with_ephemerals(&self) -> Vec<(i64, Vec<String>)> {
+        let mut all: Vec<(i64, Vec<String>)> = self
+            .ephemerals
+            .iter()
+            .map(|(id, paths)| (*id, paths.iter().map(|p| p.to_string()).collect()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Sum of path lengths and data lengths (ZooKeeper's `approximateDataSize`, mntr's
+    /// `zk_approximate_data_size`), counting the root alias `""` as ZooKeeper does (0).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|(path, node)| (path.len() + node.data.len()) as u64)
+            .sum()
+    }
+
+    /// Every (path, node), in no particular order (for snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
+        self.nodes.iter().map(|(path, node)| (&**path, &**node))
+    }
+
+    /// ZooKeeper's getAllChildrenNumber: the number of descendants (not only children).
+    /// ZooKeeper counts the keys of its node map that start with `path + "/"`, so `/`
+    /// gives every node but the root (the three `/zookeeper` nodes included) and the root
+    /// alias `""` gives every node.
+    pub fn all_children_number(&self, path: &str) -> i32 {
+        if path.is_empty() {
+            return self.nodes.len() as i32;
+        }
+        if path == "/" {
+            return self.nodes.len() as i32 - 1;
+        }
+        let mut count: i32 = 0;
+        let mut pending: Vec<String> = vec![path.to_string()];
+        while let Some(parent) = pending.pop() {
+            if let Some(node) = self.nodes.get(parent.as_str()) {
+                for name in node.children.iter() {
+                    count = count.wrapping_add(1);
+                    pending.push(format!("{parent}/{name}"));
+                }
+            }
+        }
+        count
     }
 
     /// Paths of containers that had children and are now empty, and TTL nodes whose TTL
     /// ran out since their mtime and have no children, as ZooKeeper's ContainerManager.
     pub fn removable_containers_and_ttls(&self, now_ms: i64) -> Vec<String> {
-        todo!()
+        self.removable_containers_and_ttls_with(now_ms, 0)
+    }
+
+    /// As [`DataTree::removable_containers_and_ttls`], with ZooKeeper's
+    /// `znode.container.maxNeverUsedIntervalMs` (0 = never): a container that never had a
+    /// child becomes removable once its mtime is more than that long ago.
+    pub fn removable_containers_and_ttls_with(
+        &self,
+        now_ms: i64,
+        max_never_used_interval_ms: i64,
+    ) -> Vec<String> {
+        let mut candidates = Vec::new();
+        for path in self.containers.iter() {
+            let Some(node) = self.nodes.get(path) else {
+                continue;
+            };
+            if !node.children.is_empty() {
+                continue;
+            }
+            let elapsed = now_ms.saturating_sub(node.mtime);
+            if node.cversion > 0
+                || (max_never_used_interval_ms != 0 && elapsed > max_never_used_interval_ms)
+            {
+                candidates.push(path.to_string());
+            }
+        }
+        for path in self.ttls.iter() {
+            let Some(node) = self.nodes.get(path) else {
+                continue;
+            };
+            if !node.children.is_empty() {
+                continue;
+            }
+            if let EphemeralKind::Ttl(ttl) = node.kind() {
+                if ttl != 0 && now_ms.saturating_sub(node.mtime) > ttl {
+                    candidates.push(path.to_string());
+                }
+            }
+        }
+        candidates
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Validates a write (create*, delete, setData, setACL, check, multi, deleteContainer)
+    /// for the session in `ctx` and applies it. Produces the txn to log, the reply and the
+    /// watch triggers. `Request::CloseSession` is handled as [`DataTree::close_session`];
+    /// `Request::Reconfig` fails with ReconfigDisabled, as on a standalone ZooKeeper.
+    pub fn process_write(&mut self, req: &Request, ctx: &TxnContext) -> WriteOutcome {
+        let hdr = TxnHeader {
+            session_id: ctx.session_id,
+            zxid: ctx.zxid,
+            time_ms: ctx.time_ms,
+        };
+        let op = match req {
+            Request::Multi(ops) => return self.process_multi(ops, ctx, &hdr),
+            Request::CloseSession => return self.close_session(ctx),
+            Request::Create(op, create)
+                if matches!(
+                    op,
+                    OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl
+                ) =>
+            {
+                WriteOp::Create {
+                    op: *op,
+                    req: create,
+                    ttl: if *op == OpCode::CreateTtl {
+                        create.ttl
+                    } else {
+                        -1
+                    },
+                }
+            }
+            Request::Delete(delete) => WriteOp::Delete(delete),
+            Request::DeleteContainer(path) => WriteOp::DeleteContainer(path),
+            Request::SetData(set) => WriteOp::SetData(set),
+            Request::SetAcl(set) => WriteOp::SetAcl(set),
+            Request::Check(check) => WriteOp::Check(check),
+            // A standalone server has reconfig disabled (reconfigEnabled=false): the error
+            // txn is logged like any failed write.
+            Request::Reconfig(_) => return self.fail(&hdr, ErrorCode::ReconfigDisabled),
+            other => {
+                log::error!("process_write called with a non-write request {other:?}");
+                return self.fail(&hdr, ErrorCode::Unimplemented);
+            }
+        };
+        match self.prepare(&op, ctx) {
+            Ok(txn) => {
+                let mut fired = Fired::default();
+                let applied = self.apply_op(&hdr, &txn, &mut fired);
+                self.advance_zxid(hdr.zxid);
+                let reply = match applied {
+                    Ok(applied) => Ok(op.response(applied)),
+                    Err(code) => {
+                        // A validated txn always fits; this is a bug.
+                        debug_assert!(false, "validated txn {txn:?} failed with {code:?}");
+                        Err(code)
+                    }
+                };
+                WriteOutcome {
+                    txn,
+                    header_err: reply.as_ref().err().map_or(0, |code| code.code()),
+                    reply,
+                    triggers: fired.triggers,
+                    trigger_acls: fired.acls,
+                }
+            }
+            Err(code) => self.fail(&hdr, code),
+        }
+    }
+
+    /// createSession: a txn that changes nothing but the last zxid.
+    pub fn create_session(&mut self, ctx: &TxnContext, timeout_ms: i32) -> WriteOutcome {
+        let txn = Txn::CreateSession { timeout_ms };
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
+        WriteOutcome {
+            txn,
+            reply: Ok(Response::Empty),
+            header_err: 0,
+            triggers,
+            trigger_acls,
+        }
+    }
+
+    /// closeSession (or expiry): deletes every ephemeral of `ctx.session_id` in one txn,
+    /// in path order, with a NodeDeleted and a parent NodeChildrenChanged per node.
+    pub fn close_session(&mut self, ctx: &TxnContext) -> WriteOutcome {
+        let txn = Txn::CloseSession {
+            ephemerals: self.ephemerals_of(ctx.session_id),
+        };
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
+        WriteOutcome {
+            txn,
+            reply: Ok(Response::Empty),
+            header_err: 0,
+            triggers,
+            trigger_acls,
+        }
+    }
+
+    /// Applies a logged txn (replay, or a follower applying the leader's txn). A txn that
+    /// does not fit the tree (a bug or corruption) is logged and skipped, as ZooKeeper's
+    /// DataTree.processTxn skips it; the last zxid still advances.
+    pub fn apply_txn(&mut self, hdr: &TxnHeader, txn: &Txn) -> Vec<WatchTrigger> {
+        self.apply_txn_with_acls(hdr, txn).0
+    }
+
+    /// [`DataTree::apply_txn`], also giving the ACL of each trigger (see
+    /// [`WriteOutcome::trigger_acls`]).
+    pub fn apply_txn_with_acls(
+        &mut self,
+        hdr: &TxnHeader,
+        txn: &Txn,
+    ) -> (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>) {
+        let mut fired = Fired::default();
+        match txn {
+            Txn::Multi(subs) => {
+                self.apply_multi(hdr, subs, &mut fired);
+            }
+            single => {
+                if let Err(code) = self.apply_op(hdr, single, &mut fired) {
+                    log::error!(
+                        "txn 0x{:x} does not fit the tree ({code:?}), skipped: {single:?}",
+                        hdr.zxid
+                    );
+                }
+            }
+        }
+        self.advance_zxid(hdr.zxid);
+        (fired.triggers, fired.acls)
+    }
+
+    fn header(ctx: &TxnContext) -> TxnHeader {
+        TxnHeader {
+            session_id: ctx.session_id,
+            zxid: ctx.zxid,
+            time_ms: ctx.time_ms,
+        }
+    }
+
+    fn advance_zxid(&mut self, zxid: i64) {
+        if zxid > self.last_zxid {
+            self.last_zxid = zxid;
+        } else if zxid < self.last_zxid {
+            log::warn!(
+                "txn 0x{zxid:x} applied after 0x{:x}; last zxid kept",
+                self.last_zxid
+            );
+        }
+    }
+
+    fn fail(&mut self, hdr: &TxnHeader, code: ErrorCode) -> WriteOutcome {
+        let txn = Txn::Error(code);
+        let (triggers, trigger_acls) = self.apply_txn_with_acls(hdr, &txn);
+        WriteOutcome {
+            txn,
+            reply: Err(code),
+            header_err: code.code(),
+            triggers,
+            trigger_acls,
+        }
+    }
+
+    fn process_multi(
+        &mut self,
+        ops: &[MultiOp],
+        ctx: &TxnContext,
+        hdr: &TxnHeader,
+    ) -> WriteOutcome {
+        // What ZooKeeper's MultiOperationRecord refuses while decoding (read ops, a create
+        // with unknown flags) fails the whole request with MarshallingError.
+        let mut write_ops = Vec::with_capacity(ops.len());
+        for op in ops {
+            let write_op = match op {
+                MultiOp::Create(op, create) => match normalize_multi_create(*op, create) {
+                    Some(write_op) => write_op,
+                    None => return self.fail(hdr, ErrorCode::MarshallingError),
+                },
+                MultiOp::Delete(delete) => WriteOp::Delete(delete),
+                MultiOp::SetData(set) => WriteOp::SetData(set),
+                MultiOp::Check(check) => WriteOp::Check(check),
+                MultiOp::GetChildren(_) | MultiOp::GetData(_) => {
+                    return self.fail(hdr, ErrorCode::MarshallingError)
+                }
+            };
+            write_ops.push(write_op);
+        }
+
+        // Each op is validated against the tree as the ops before it left it: prepare and
+        // apply on a scratch version (an O(1) clone), keep it only if every op succeeds.
+        let mut scratch = self.clone();
+        let mut subs = Vec::with_capacity(write_ops.len());
+        let mut results = Vec::with_capacity(write_ops.len());
+        let mut fired = Fired::default();
+        for (index, op) in write_ops.iter().enumerate() {
+            match scratch.prepare(op, ctx) {
+                Ok(txn) => {
+                    let applied = scratch.apply_op(hdr, &txn, &mut fired);
+                    debug_assert!(applied.is_ok(), "validated multi op failed: {applied:?}");
+                    results.push(op.multi_result(applied));
+                    subs.push(txn);
+                }
+                Err(code) => {
+                    let failed: Vec<Txn> = (0..write_ops.len())
+                        .map(|i| {
+                            Txn::Error(if i < index {
+                                ErrorCode::Ok
+                            } else if i == index {
+                                code
+                            } else {
+                                ErrorCode::RuntimeInconsistency
+                            })
+                        })
+                        .collect();
+                    let txn = Txn::Multi(failed);
+                    let mut none_fired = Fired::default();
+                    let outcomes = self.apply_multi(hdr, multi_subs(&txn), &mut none_fired);
+                    self.advance_zxid(hdr.zxid);
+                    let results = outcomes
+                        .into_iter()
+                        .map(|outcome| match outcome {
+                            Err(code) => MultiResult::Error(code),
+                            Ok(_) => MultiResult::Error(ErrorCode::Ok),
+                        })
+                        .collect();
+                    return WriteOutcome {
+                        txn,
+                        reply: Ok(Response::Multi(results)),
+                        header_err: 0,
+                        triggers: none_fired.triggers,
+                        trigger_acls: none_fired.acls,
+                    };
+                }
+            }
+        }
+        *self = scratch;
+        self.advance_zxid(hdr.zxid);
+        WriteOutcome {
+            txn: Txn::Multi(subs),
+            reply: Ok(Response::Multi(results)),
+            header_err: 0,
+            triggers: fired.triggers,
+            trigger_acls: fired.acls,
+        }
+    }
+
+    /// Applies the ops of a multi txn as ZooKeeper's DataTree.processTxn does: if any op is
+    /// an error the multi changes nothing and reports Ok for the ops before the first
+    /// error, each error's code, and RuntimeInconsistency for the non-error ops after it.
+    fn apply_multi(
+        &mut self,
+        hdr: &TxnHeader,
+        subs: &[Txn],
+        fired: &mut Fired,
+    ) -> Vec<Result<Applied, ErrorCode>> {
+        let failed = subs.iter().any(|sub| matches!(sub, Txn::Error(_)));
+        if failed {
+            let mut after_error = false;
+            return subs
+                .iter()
+                .map(|sub| match sub {
+                    Txn::Error(code) => {
+                        after_error = true;
+                        Err(*code)
+                    }
+                    _ if after_error => Err(ErrorCode::RuntimeInconsistency),
+                    _ => Err(ErrorCode::Ok),
+                })
+                .collect();
+        }
+        subs.iter()
+            .map(|sub| {
+                let applied = match sub {
+                    Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. } => {
+                        Err(ErrorCode::MarshallingError)
+                    }
+                    _ => self.apply_op(hdr, sub, fired),
+                };
+                if let Err(code) = applied {
+                    log::error!(
+                        "op of multi txn 0x{:x} does not fit the tree ({code:?}), skipped: {sub:?}",
+                        hdr.zxid
+                    );
+                }
+                applied
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------- validation
+
+    /// PrepRequestProcessor: checks `op` against the tree and produces its txn.
+    fn prepare(&self, op: &WriteOp, ctx: &TxnContext) -> Result<Txn, ErrorCode> {
+        match *op {
+            WriteOp::Create { op, req, ttl } => self.prepare_create(op, req, ttl, ctx),
+            WriteOp::Delete(req) => {
+                let parent_path = parent_for_delete(&req.path)?;
+                let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
+                acl::check(&parent.acl, perms::DELETE, ctx.auth)?;
+                let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
+                check_version(node.version, req.version)?;
+                if !node.children.is_empty() {
+                    return Err(ErrorCode::NotEmpty);
+                }
+                Ok(Txn::Delete {
+                    path: req.path.clone(),
+                })
+            }
+            WriteOp::DeleteContainer(path) => {
+                // No session or ACL check; anything but a session ephemeral may go.
+                let parent_path = parent_for_delete(path)?;
+                let node = self.get(path).ok_or(ErrorCode::NoNode)?;
+                if !node.children.is_empty() {
+                    return Err(ErrorCode::NotEmpty);
+                }
+                if let EphemeralKind::Session(_) = node.kind() {
+                    return Err(ErrorCode::BadVersion);
+                }
+                self.get(parent_path).ok_or(ErrorCode::NoNode)?;
+                Ok(Txn::Delete {
+                    path: path.to_string(),
+                })
+            }
+            WriteOp::SetData(req) => {
+                validate_path(&req.path)?;
+                let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
+                acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+                let version = check_version(node.version, req.version)?;
+                Ok(Txn::SetData {
+                    path: req.path.clone(),
+                    data: req.data.clone(),
+                    version,
+                })
+            }
+            WriteOp::SetAcl(req) => {
+                validate_path(&req.path)?;
+                let acl = acl::expand_and_validate_acl(&req.acl, ctx.auth)?;
+                let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
+                acl::check(&node.acl, perms::ADMIN, ctx.auth)?;
+                let version = check_version(node.aversion, req.version)?;
+                Ok(Txn::SetAcl {
+                    path: req.path.clone(),
+                    acl,
+                    version,
+                })
+            }
+            WriteOp::Check(req) => {
+                validate_path(&req.path)?;
+                let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
+                acl::check(&node.acl, perms::READ, ctx.auth)?;
+                let version = check_version(node.version, req.version)?;
+                Ok(Txn::Check {
+                    path: req.path.clone(),
+                    version,
+                })
+            }
+        }
+    }
+
+    /// PrepRequestProcessor.pRequest2TxnCreate, in its order: flags, TTL, session, path
+    /// shape, ACL, parent, CREATE permission, sequence suffix, full path validation,
+    /// existence, ephemeral parent.
+    fn prepare_create(
+        &self,
+        op: OpCode,
+        req: &CreateRequest,
+        ttl: i64,
+        ctx: &TxnContext,
+    ) -> Result<Txn, ErrorCode> {
+        let mode = CreateMode::from_flags(req.flags).ok_or(ErrorCode::BadArguments)?;
+        if mode.is_ttl() && !self.ttl_enabled {
+            return Err(ErrorCode::Unimplemented);
+        }
+        // EphemeralType.validateTTL: a TTL mode needs a TTL in range, other modes none.
+        if mode.is_ttl() {
+            if ttl_owner(ttl).is_none() {
+                return Err(ErrorCode::BadArguments);
+            }
+        } else if ttl >= 0 {
+            return Err(ErrorCode::BadArguments);
+        }
+        // createTTL with a non-TTL mode (and no TTL) passes ZooKeeper's checks and then
+        // fails while being applied; refuse it here.
+        if op == OpCode::CreateTtl && !mode.is_ttl() {
+            return Err(ErrorCode::BadArguments);
+        }
+        if mode.is_ephemeral() && ctx.session_id == 0 {
+            // checkGlobalSession on an unknown session.
+            return Err(ErrorCode::SessionExpired);
+        }
+        if req.path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        let parent_path = path::parent_of(&req.path).ok_or(ErrorCode::BadArguments)?;
+        let acl = acl::expand_and_validate_acl(&req.acl, ctx.auth)?;
+        let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
+        acl::check(&parent.acl, perms::CREATE, ctx.auth)?;
+        let path = if mode.is_sequential() {
+            format!("{}{:010}", req.path, parent.cversion)
+        } else {
+            req.path.clone()
+        };
+        validate_path(&path)?;
+        if self.nodes.contains_key(path.as_str()) {
+            return Err(ErrorCode::NodeExists);
+        }
+        if let EphemeralKind::Session(_) = parent.kind() {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        // The owner follows the txn type as DataTree.processTxn does: createContainer and
+        // createTTL make containers and TTL nodes whatever the flags say, and create /
+        // create2 with the container flag make a persistent node.
+        let ephemeral_owner = match op {
+            OpCode::CreateContainer => CONTAINER_EPHEMERAL_OWNER,
+            OpCode::CreateTtl => ttl_owner(ttl).ok_or(ErrorCode::BadArguments)?,
+            _ if mode.is_ephemeral() => ctx.session_id,
+            _ => 0,
+        };
+        Ok(Txn::Create {
+            path,
+            data: req.data.clone(),
+            acl,
+            ephemeral_owner,
+            parent_cversion: parent.cversion.wrapping_add(1),
+        })
+    }
+
+    // ------------------------------------------------------------- mutations
+
+    /// The one implementation of every mutation, shared by process_write and apply_txn.
+    fn apply_op(
+        &mut self,
+        hdr: &TxnHeader,
+        txn: &Txn,
+        fired: &mut Fired,
+    ) -> Result<Applied, ErrorCode> {
+        match txn {
+            Txn::CreateSession { .. } | Txn::Error(_) => Ok(Applied::Nothing),
+            Txn::CloseSession { ephemerals } => {
+                self.kill_session(hdr, ephemerals, fired);
+                Ok(Applied::Nothing)
+            }
+            Txn::Create {
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+                parent_cversion,
+            } => {
+                let acl = self.acl_cache.intern(acl);
+                self.create_node(
+                    path,
+                    data.clone(),
+                    acl,
+                    *ephemeral_owner,
+                    *parent_cversion,
+                    hdr,
+                    fired,
+                )
+            }
+            Txn::Delete { path } => {
+                self.delete_node(path, hdr.zxid, fired)?;
+                Ok(Applied::Deleted)
+            }
+            Txn::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let node = self.node_mut(path).ok_or(ErrorCode::NoNode)?;
+                let old_len = node.data.len();
+                node.data = data.clone();
+                node.mtime = hdr.time_ms;
+                node.mzxid = hdr.zxid;
+                node.version = *version;
+                let stat = node.stat();
+                let acl = node.acl.clone();
+                fired.push(self.key_of(path), EventType::NodeDataChanged, acl);
+                self.quota_after_set_data(path, old_len, data.len());
+                Ok(Applied::DataSet(stat))
+            }
+            Txn::SetAcl { path, acl, version } => {
+                let acl = self.acl_cache.intern(acl);
+                let node = self.node_mut(path).ok_or(ErrorCode::NoNode)?;
+                node.acl = acl;
+                node.aversion = *version;
+                Ok(Applied::AclSet(node.stat()))
+            }
+            Txn::Check { path, .. } => {
+                if self.get(path).is_none() {
+                    return Err(ErrorCode::NoNode);
+                }
+                Ok(Applied::Checked)
+            }
+            Txn::Multi(_) => Err(ErrorCode::MarshallingError),
+        }
+    }
+
+    fn node_mut(&mut self, path: &str) -> Option<&mut Znode> {
+        self.nodes.get_mut(path::canonical(path)).map(Arc::make_mut)
+    }
+
+    /// The shared key of an existing node (so triggers and indexes need no new string).
+    fn key_of(&self, path: &str) -> Arc<str> {
+        match self.nodes.get_key_value(path::canonical(path)) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(path::canonical(path)),
+        }
+    }
+
+    /// DataTree.createNode.
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: Bytes,
+        acl: Arc<Vec<Acl>>,
+        owner: i64,
+        parent_cversion: i32,
+        hdr: &TxnHeader,
+        fired: &mut Fired,
+    ) -> Result<Applied, ErrorCode> {
+        validate_path(path)?;
+        let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
+        let exists = self.nodes.contains_key(path);
+        let Some(parent) = self.node_mut(parent_path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only if
+        // that raises its cversion. ZooKeeper does this even after a NodeExists on create
+        // (replaying over a fuzzy snapshot).
+        let cversion = if parent_cversion == -1 {
+            parent.cversion.wrapping_add(1)
+        } else {
+            parent_cversion
+        };
+        if cversion > parent.cversion {
+            parent.cversion = cversion;
+            parent.pzxid = hdr.zxid;
+        }
+        if exists {
+            return Err(ErrorCode::NodeExists);
+        }
+        parent.children.insert(Arc::from(path::name_of(path)));
+        let parent_acl = parent.acl.clone();
+        let parent_key = self.key_of(parent_path);
+        let key: Arc<str> = Arc::from(path);
+        let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
+        let stat = node.stat();
+        let data_len = node.data.len();
+        match node.kind() {
+            EphemeralKind::Persistent => {}
+            EphemeralKind::Container => {
+                self.containers.insert(key.clone());
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(key.clone());
+            }
+            EphemeralKind::Session(id) => {
+                self.ephemerals.entry(id).or_default().insert(key.clone());
+            }
+        }
+        self.nodes.insert(key.clone(), Arc::new(node));
+        self.quota_after_create(path, data_len);
+        fired.push(key.clone(), EventType::NodeCreated, acl);
+        fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
+        Ok(Applied::Created { path: key, stat })
+    }
+
+    /// DataTree.deleteNode.
+    fn delete_node(&mut self, path: &str, zxid: i64, fired: &mut Fired) -> Result<(), ErrorCode> {
+        let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
+        if path == "/" || !self.nodes.contains_key(parent_path) {
+            return Err(ErrorCode::NoNode);
+        }
+        let Some(node) = self.nodes.get(path) else {
+            // ZooKeeper updates the parent's pzxid before finding the node missing.
+            if let Some(parent) = self.node_mut(parent_path) {
+                parent.pzxid = parent.pzxid.max(zxid);
+            }
+            return Err(ErrorCode::NoNode);
+        };
+        if !node.children.is_empty() {
+            // ZooKeeper would orphan the children; keep the tree whole instead.
+            return Err(ErrorCode::NotEmpty);
+        }
+        let parent_key = self.key_of(parent_path);
+        let Some((key, node)) = self.nodes.remove_with_key(path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        let Some(parent) = self.node_mut(parent_path) else {
+            return Err(ErrorCode::NoNode);
+        };
+        parent.children.remove(path::name_of(path));
+        parent.pzxid = parent.pzxid.max(zxid);
+        let parent_acl = parent.acl.clone();
+        match node.kind() {
+            EphemeralKind::Persistent => {}
+            EphemeralKind::Container => {
+                self.containers.remove(&key);
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.remove(&key);
+            }
+            EphemeralKind::Session(id) => {
+                let now_empty = match self.ephemerals.get_mut(&id) {
+                    Some(paths) => {
+                        paths.remove(&key);
+                        paths.is_empty()
+                    }
+                    None => false,
+                };
+                if now_empty {
+                    self.ephemerals.remove(&id);
+                }
+            }
+        }
+        self.quota_after_delete(path, node.data.len());
+        fired.push(key, EventType::NodeDeleted, node.acl.clone());
+        fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
+        Ok(())
+    }
+
+    /// DataTree.killSession: deletes the txn's paths, then any other ephemeral the session
+    /// still owns (ZooKeeper warns about those and deletes them too).
+    fn kill_session(&mut self, hdr: &TxnHeader, paths: &[String], fired: &mut Fired) {
+        for path in paths {
+            if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
+                log::warn!(
+                    "closeSession 0x{:x}: ephemeral {path} not deleted ({code:?})",
+                    hdr.session_id
+                );
+            }
+        }
+        let leftover = self.ephemerals_of(hdr.session_id);
+        if !leftover.is_empty() {
+            log::warn!(
+                "closeSession 0x{:x}: extra ephemerals not in txn 0x{:x}: {leftover:?}",
+                hdr.session_id,
+                hdr.zxid
+            );
+            for path in &leftover {
+                if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
+                    log::warn!("closeSession: ephemeral {path} not deleted ({code:?})");
+                }
+            }
+        }
     }
 }
 
-/// Serves a read request (exists, getData, getChildren, getChildren2, getACL,
-/// getAllChildrenNumber, getEphemerals, multiRead, addWatch, checkWatches, removeWatches,
-/// whoAmI) against one tree version, registering any watch it asks for under `conn`.
-pub fn serve_read(
-    tree: &DataTree,
-    req: &Request,
-    session: &SessionView,
-    conn: ConnId,
-    watches: &mut WatchTable,
-) -> Result<Response, ErrorCode> {
-    todo!()
+fn multi_subs(txn: &Txn) -> &[Txn] {
+    match txn {
+        Txn::Multi(subs) => subs,
+        _ => &[],
+    }
 }
 
-/// setWatches / setWatches2 after a reconnect: re-registers the watches and returns the
-/// events that fire at once for changes made after `relative_zxid` while the client was away.
-pub fn set_watches(
-    tree: &DataTree,
-    sw: &SetWatches,
-    conn: ConnId,
-    watches: &mut WatchTable,
-) -> Vec<WatcherEvent> {
-    todo!()
+/// The op a create inside a multi becomes when ZooKeeper's MultiOperationRecord decodes
+/// it: TTL flags make a createTTL, the container flag a createContainer, and a createTTL
+/// header without TTL flags a plain create (its TTL dropped). None when ZooKeeper refuses
+/// to decode it (unknown flags under a create/create2/createContainer header).
+fn normalize_multi_create(op: OpCode, req: &CreateRequest) -> Option<WriteOp<'_>> {
+    let (op, ttl) = match op {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer => {
+            let mode = CreateMode::from_flags(req.flags)?;
+            if mode.is_ttl() {
+                (OpCode::CreateTtl, -1)
+            } else if mode.is_container() {
+                (OpCode::CreateContainer, -1)
+            } else {
+                (op, -1)
+            }
+        }
+        OpCode::CreateTtl => {
+            let mode = CreateMode::from_flags(req.flags).unwrap_or(CreateMode::Persistent);
+            if mode.is_ttl() {
+                (OpCode::CreateTtl, req.ttl)
+            } else if mode.is_container() {
+                (OpCode::CreateContainer, -1)
+            } else {
+                (OpCode::Create, -1)
+            }
+        }
+        _ => return None,
+    };
+    Some(WriteOp::Create { op, req, ttl })
 }

@@ -1,0 +1,237 @@
+//! Quota usage tracking, as ZooKeeper 3.8's DataTree keeps it (quotas are not enforced:
+//! `zookeeper.enforceQuota` is off by default, so a write never fails on a quota).
+//!
+//! A quota on `/app` is the node `/zookeeper/quota/app/zookeeper_limits`; its usage lives in
+//! the data of `/zookeeper/quota/app/zookeeper_stats` as `count=N,bytes=M`. ZooKeeper
+//! recomputes that usage when the stats node is created (and when a snapshot is loaded), and
+//! then adjusts it on every create, delete and setData under `/app` (the deepest quota root
+//! that is `/app` or one of its ancestors). The adjustment rewrites the stats node's data in
+//! place: no mzxid, version or watch changes, only its dataLength.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{path, DataTree};
+
+const QUOTA_ROOT: &str = "/zookeeper/quota";
+const LIMIT_NODE: &str = "zookeeper_limits";
+const STAT_NODE: &str = "zookeeper_stats";
+
+/// `/zookeeper/quota/app` -> `/app`; None unless strictly under `/zookeeper/quota/`.
+fn trim_quota_path(quota_path: &str) -> Option<&str> {
+    let rest = quota_path.strip_prefix(QUOTA_ROOT)?;
+    if rest.len() > 1 && rest.starts_with('/') {
+        Some(rest)
+    } else {
+        None
+    }
+}
+
+fn stat_path(root: &str) -> String {
+    format!("{QUOTA_ROOT}{root}/{STAT_NODE}")
+}
+
+/// ZooKeeper's StatsTrack text: `key=value` pairs separated by runs of `,` or `;`. None when
+/// Java would throw (a pair without `=value`, a value that is not a long).
+fn parse_stats(data: &[u8]) -> Option<BTreeMap<String, i64>> {
+    let text = String::from_utf8_lossy(data);
+    let mut stats = BTreeMap::new();
+    if text.is_empty() {
+        return Some(stats);
+    }
+    // Java's split("[,;]+") treats a run of separators as one, keeps a leading empty
+    // piece and drops trailing ones.
+    let pieces = text
+        .split([',', ';'])
+        .enumerate()
+        .filter(|(index, piece)| *index == 0 || !piece.is_empty())
+        .map(|(_, piece)| piece);
+    for pair in pieces {
+        // Java's split("=") drops trailing empty parts; kv[1] must exist.
+        let mut parts: Vec<&str> = pair.split('=').collect();
+        while parts.len() > 1 && parts.last() == Some(&"") {
+            parts.pop();
+        }
+        let key = parts.first()?;
+        let value = parts.get(1)?;
+        let value = if value.is_empty() {
+            -1
+        } else {
+            value.parse::<i64>().ok()?
+        };
+        stats.insert(key.to_string(), value);
+    }
+    Some(stats)
+}
+
+/// StatsTrack.toString: `count=C,bytes=B`, then, if there are other keys, `=` and
+/// `;key=value` for each in key order.
+fn format_stats(stats: &BTreeMap<String, i64>) -> Bytes {
+    let get = |key: &str| stats.get(key).copied().unwrap_or(-1);
+    let mut text = format!("count={},bytes={}", get("count"), get("bytes"));
+    let mut others = stats
+        .iter()
+        .filter(|(key, _)| key.as_str() != "count" && key.as_str() != "bytes")
+        .peekable();
+    if others.peek().is_some() {
+        text.push('=');
+        for (key, value) in others {
+            text.push_str(&format!(";{key}={value}"));
+        }
+    }
+    Bytes::from(text)
+}
+
+impl DataTree {
+    /// After a node was created: quota bookkeeping for a new limits/stats node, then the
+    /// usage of the quota covering `path`.
+    pub(super) fn quota_after_create(&mut self, created: &str, data_len: usize) {
+        if let Some(parent) = path::parent_of(created) {
+            if let Some(root) = trim_quota_path(parent) {
+                match path::name_of(created) {
+                    LIMIT_NODE => {
+                        self.quota_roots.insert(Arc::from(root));
+                    }
+                    STAT_NODE => {
+                        let root = root.to_string();
+                        self.recompute_quota_usage(&root);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.adjust_quota_usage(created, data_len as i64, 1);
+    }
+
+    /// After a node was deleted.
+    pub(super) fn quota_after_delete(&mut self, deleted: &str, data_len: usize) {
+        if path::name_of(deleted) == LIMIT_NODE {
+            if let Some(root) = path::parent_of(deleted).and_then(trim_quota_path) {
+                self.quota_roots.remove(root);
+            }
+        }
+        self.adjust_quota_usage(deleted, -(data_len as i64), -1);
+    }
+
+    /// After a node's data changed length.
+    pub(super) fn quota_after_set_data(&mut self, changed: &str, old_len: usize, new_len: usize) {
+        self.adjust_quota_usage(changed, new_len as i64 - old_len as i64, 0);
+    }
+
+    /// The deepest quota root that is `path` or one of its ancestors (PathTrie.findMaxPrefix;
+    /// `/` never counts).
+    fn max_quota_prefix(&self, path: &str) -> Option<Arc<str>> {
+        if self.quota_roots.is_empty() {
+            return None;
+        }
+        let mut candidate = path;
+        while !candidate.is_empty() && candidate != "/" {
+            if let Some(root) = self.quota_roots.get(candidate) {
+                return Some(root.clone());
+            }
+            candidate = path::parent_of(candidate)?;
+        }
+        None
+    }
+
+    /// DataTree.updateQuotaStat.
+    fn adjust_quota_usage(&mut self, path: &str, bytes_diff: i64, count_diff: i64) {
+        let Some(root) = self.max_quota_prefix(path) else {
+            return;
+        };
+        let stat_path = stat_path(&root);
+        let Some(node) = self.node_mut(&stat_path) else {
+            log::error!("missing quota stats node {stat_path}");
+            return;
+        };
+        let Some(mut stats) = parse_stats(&node.data) else {
+            log::error!("unreadable quota stats in {stat_path}: {:?}", node.data);
+            return;
+        };
+        let count = stats.get("count").copied().unwrap_or(-1);
+        let bytes = stats.get("bytes").copied().unwrap_or(-1);
+        stats.insert("count".into(), count.wrapping_add(count_diff));
+        stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
+        node.data = format_stats(&stats);
+    }
+
+    /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
+    /// data bytes of its subtree (the root node included).
+    pub(super) fn recompute_quota_usage(&mut self, root: &str) {
+        let mut count: i64 = 0;
+        let mut bytes: i64 = 0;
+        let mut pending = vec![root.to_string()];
+        while let Some(current) = pending.pop() {
+            let Some(node) = self.nodes.get(current.as_str()) else {
+                continue;
+            };
+            count += 1;
+            bytes += node.data.len() as i64;
+            for name in node.children.iter() {
+                pending.push(format!("{current}/{name}"));
+            }
+        }
+        let stat_path = stat_path(root);
+        let Some(node) = self.node_mut(&stat_path) else {
+            log::warn!("missing quota stats node {stat_path}");
+            return;
+        };
+        let mut stats = BTreeMap::new();
+        stats.insert("count".to_string(), count);
+        stats.insert("bytes".to_string(), bytes);
+        node.data = format_stats(&stats);
+    }
+
+    /// DataTree.setupQuota after loading a snapshot: every limits node that is a leaf under
+    /// `/zookeeper/quota` makes a quota root, whose usage is recomputed.
+    pub(super) fn setup_quotas(&mut self) {
+        let roots: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.children.is_empty())
+            .filter_map(|(path, _)| {
+                let parent = path.strip_suffix(&format!("/{LIMIT_NODE}") as &str)?;
+                trim_quota_path(parent).map(str::to_string)
+            })
+            .collect();
+        for root in roots {
+            self.quota_roots.insert(Arc::from(root.as_str()));
+            self.recompute_quota_usage(&root);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_text_round_trips_like_stats_track() {
+        let stats = parse_stats(b"count=3,bytes=10").unwrap();
+        assert_eq!(stats.get("count"), Some(&3));
+        assert_eq!(&format_stats(&stats)[..], b"count=3,bytes=10");
+        let stats = parse_stats(b"count=1,bytes=5=;countHardLimit=10;byteHardLimit=7").unwrap();
+        assert_eq!(
+            &format_stats(&stats)[..],
+            b"count=1,bytes=5=;byteHardLimit=7;countHardLimit=10"
+        );
+        assert_eq!(
+            parse_stats(b"count==5,bytes=2").unwrap().get("count"),
+            Some(&-1)
+        );
+        assert_eq!(
+            parse_stats(b"count=1,,;bytes=2,").unwrap().get("bytes"),
+            Some(&2)
+        );
+        assert!(parse_stats(b"count=,bytes=2").is_none());
+        assert!(parse_stats(b",count=1").is_none());
+        assert!(parse_stats(b"count").is_none());
+        assert!(parse_stats(b"count=x").is_none());
+        assert_eq!(&format_stats(&BTreeMap::new())[..], b"count=-1,bytes=-1");
+        assert_eq!(trim_quota_path("/zookeeper/quota/a/b"), Some("/a/b"));
+        assert_eq!(trim_quota_path("/zookeeper/quota"), None);
+        assert_eq!(trim_quota_path("/zookeeper/quotax/a"), None);
+    }
+}
