@@ -166,7 +166,7 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
     {
         let tree = shard.tree();
         snap.last_processed_zxid = tree.last_zxid();
-        snap.node_count = tree.node_count() as u64;
+        snap.node_count = tree.zk_node_count() as u64;
         snap.approximate_data_size = tree.approximate_data_size();
     }
     snap.latency_count = stats.latency_count.load(AtomicOrdering::Relaxed);
