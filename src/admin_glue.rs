@@ -69,7 +69,11 @@ fn report(shard: &Shard) -> ShardReport {
             last_operation: s.last_op.get().to_string(),
             established_ms: unix_ms(conn.established),
             session_timeout_ms: conn.timeout_ms.get().max(0) as u32,
-            last_cxid: if count == 0 { -1 } else { s.last_xid.get() as i64 },
+            last_cxid: if count == 0 {
+                -1
+            } else {
+                s.last_xid.get() as i64
+            },
             last_zxid: if count == 0 { -1 } else { s.last_zxid.get() },
             last_response_time_ms: 0,
             last_latency_ms: 0,

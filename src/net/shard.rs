@@ -30,7 +30,8 @@ use crate::proto::codec::{
 use crate::proto::frame::FrameDecoder;
 use crate::proto::jute::DecodeError;
 use crate::proto::{
-    xid, ConnectResponse, ErrorCode, Id, OpCode, ReplyHeader, Request, RequestHeader, Response,
+    perms, xid, ConnectResponse, ErrorCode, Id, OpCode, ReplyHeader, Request, RequestHeader,
+    Response,
 };
 use crate::server::messages::*;
 use crate::server::SharedStats;
@@ -174,7 +175,10 @@ impl Shard {
 
     async fn send_to_ordering(&self, message: ToOrdering) {
         if self.to_ordering.send(message).await.is_err() {
-            log::error!("shard {}: the ordering core's channel is closed", self.index);
+            log::error!(
+                "shard {}: the ordering core's channel is closed",
+                self.index
+            );
         }
     }
 
@@ -184,9 +188,17 @@ impl Shard {
             if !item.triggers.is_empty() {
                 let conns = self.conns.borrow();
                 let mut watches = self.watches.borrow_mut();
-                for trigger in &item.triggers {
+                for (i, trigger) in item.triggers.iter().enumerate() {
+                    let acl = item.trigger_acls.get(i);
                     for (conn_id, event) in watches.trigger(trigger) {
                         if let Some(conn) = conns.get(&conn_id) {
+                            // The watch is consumed either way; the event only goes to a
+                            // connection that may read the node (ZooKeeper 3.8.4+).
+                            if let Some(acl) = acl {
+                                if acl::check(acl, perms::READ, &conn.auth.borrow()).is_err() {
+                                    continue;
+                                }
+                            }
                             encode_notification(&mut conn.out.borrow_mut(), &event);
                             conn.stats.sent.set(conn.stats.sent.get() + 1);
                             conn.wake_writer();
@@ -307,7 +319,13 @@ impl Shard {
         }
     }
 
-    fn serve_read(&self, conn: &Rc<Conn>, header: RequestHeader, request: &Request, started: Instant) {
+    fn serve_read(
+        &self,
+        conn: &Rc<Conn>,
+        header: RequestHeader,
+        request: &Request,
+        started: Instant,
+    ) {
         let tree = self.tree.borrow();
         let zxid = tree.last_zxid();
         let (err, body) = match request {
@@ -384,7 +402,11 @@ impl Shard {
                     );
                 }
                 Err(code) => {
-                    log::warn!("Authentication failed for scheme {} from {}", packet.scheme, conn.peer);
+                    log::warn!(
+                        "Authentication failed for scheme {} from {}",
+                        packet.scheme,
+                        conn.peer
+                    );
                     conn.send_reply(
                         &ReplyHeader {
                             xid: xid::AUTH,
@@ -498,7 +520,12 @@ pub async fn run(
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(every).await;
-                let ids: Vec<i64> = shard.touched.borrow_mut().drain().filter(|id| *id != 0).collect();
+                let ids: Vec<i64> = shard
+                    .touched
+                    .borrow_mut()
+                    .drain()
+                    .filter(|id| *id != 0)
+                    .collect();
                 if !ids.is_empty() {
                     shard.send_to_ordering(ToOrdering::Touch(ids)).await;
                 }
@@ -520,7 +547,8 @@ pub async fn run(
         match listener.accept().await {
             Ok(stream) => {
                 let shard = shard.clone();
-                glommio::spawn_local(async move { handle_connection(shard, stream).await }).detach();
+                glommio::spawn_local(async move { handle_connection(shard, stream).await })
+                    .detach();
             }
             Err(e) => {
                 log::warn!("shard {index}: accept failed: {e}");
@@ -536,7 +564,10 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
-    if !shard.stats.admit_ip(peer.ip(), shard.config.max_client_cnxns) {
+    if !shard
+        .stats
+        .admit_ip(peer.ip(), shard.config.max_client_cnxns)
+    {
         log::warn!(
             "Too many connections from {} - max is {}",
             peer.ip(),
@@ -618,7 +649,10 @@ async fn read_exact_frame(
             Ok(None) => {}
             Err(e) => return Err(format!("bad frame: {e}")),
         }
-        let n = reader.read(scratch).await.map_err(|e| format!("read error: {e}"))?;
+        let n = reader
+            .read(scratch)
+            .await
+            .map_err(|e| format!("read error: {e}"))?;
         if n == 0 {
             return Ok(None);
         }
@@ -653,7 +687,8 @@ async fn read_loop(
     else {
         return Ok(());
     };
-    let connect = decode_connect_request(&frame).map_err(|e| format!("bad connect request: {e}"))?;
+    let connect =
+        decode_connect_request(&frame).map_err(|e| format!("bad connect request: {e}"))?;
     let last_zxid = shard.last_zxid();
     if connect.last_zxid_seen > last_zxid {
         return Err(format!(
@@ -721,28 +756,47 @@ async fn read_loop(
                     read_only,
                 },
             );
-            return Err(format!("session 0x{:x} is invalid or expired", connect.session_id));
+            return Err(format!(
+                "session 0x{:x} is invalid or expired",
+                connect.session_id
+            ));
         }
     }
 
     while !conn.closing.get() {
-        let Some(frame) = read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
+        let Some(frame) =
+            read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
         else {
             return Ok(());
         };
         match decode_request(&frame) {
             // ZooKeeper 3.8 does not accept check (13) outside a multi.
             Ok((header, Request::Check(_))) => {
-                return Err(shard.reject_request(conn, header.xid, ErrorCode::Unimplemented, "check outside multi"));
+                return Err(shard.reject_request(
+                    conn,
+                    header.xid,
+                    ErrorCode::Unimplemented,
+                    "check outside multi",
+                ));
             }
             Ok((header, request)) => shard.on_request(conn, header, request).await,
             // As ZooKeeper: an unknown opcode gets Unimplemented, then the connection closes.
             Err(DecodeError::UnknownOpcode { xid, op }) => {
-                return Err(shard.reject_request(conn, xid, ErrorCode::Unimplemented, &format!("unknown opcode {op}")));
+                return Err(shard.reject_request(
+                    conn,
+                    xid,
+                    ErrorCode::Unimplemented,
+                    &format!("unknown opcode {op}"),
+                ));
             }
             Err(e) => {
                 return Err(match decode_request_header(&frame) {
-                    Ok(header) => shard.reject_request(conn, header.xid, ErrorCode::MarshallingError, &format!("malformed request: {e}")),
+                    Ok(header) => shard.reject_request(
+                        conn,
+                        header.xid,
+                        ErrorCode::MarshallingError,
+                        &format!("malformed request: {e}"),
+                    ),
                     Err(_) => format!("malformed request: {e}"),
                 });
             }

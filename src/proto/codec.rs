@@ -474,6 +474,7 @@ pub fn encode_reply(out: &mut BytesMut, hdr: &ReplyHeader, body: &Response) {
 fn write_response_body(w: &mut JuteWriter, body: &Response) {
     match body {
         Response::Empty => {}
+        Response::AddWatch => w.write_i32(0),
         Response::Create(path) | Response::Sync(path) => w.write_ustring(path),
         Response::Create2(path, stat) => {
             w.write_ustring(path);
@@ -601,8 +602,11 @@ fn read_response_body(
         | OpCode::SetWatches
         | OpCode::SetWatches2
         | OpCode::CheckWatches
-        | OpCode::RemoveWatches
-        | OpCode::AddWatch => Response::Empty,
+        | OpCode::RemoveWatches => Response::Empty,
+        OpCode::AddWatch => {
+            r.read_i32()?;
+            Response::AddWatch
+        }
         OpCode::Notification | OpCode::CreateSession | OpCode::Error => {
             return Err(DecodeError::UnknownOpcode {
                 xid: hdr.xid,
@@ -973,7 +977,7 @@ mod tests {
             (OpCode::SetWatches2, Response::Empty),
             (OpCode::CheckWatches, Response::Empty),
             (OpCode::RemoveWatches, Response::Empty),
-            (OpCode::AddWatch, Response::Empty),
+            (OpCode::AddWatch, Response::AddWatch),
         ]
     }
 

@@ -250,7 +250,10 @@ impl CreateMode {
         })
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_sequential(self) -> bool {
         matches!(
@@ -581,4 +584,7 @@ pub enum Response {
     Sync(String),
     Multi(Vec<MultiResult>),
     WhoAmI(Vec<ClientInfo>),
+    /// addWatch: ZooKeeper answers with an `ErrorResponse{err: 0}` body, which the Java
+    /// client reads.
+    AddWatch,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::proto::{ErrorCode, Id, Request, Response};
+use crate::proto::{Acl, ErrorCode, Id, Request, Response};
 use crate::tree::{ConnId, DataTree, WatchTrigger};
 
 /// A connection somewhere in the server: (shard index, connection id on that shard).
@@ -41,7 +41,10 @@ pub enum ToOrdering {
     /// Sessions that showed life since the last flush.
     Touch(Vec<i64>),
     /// A connection went away (the session lives on until it expires or is closed).
-    Disconnected { origin: ConnRef, session_id: i64 },
+    Disconnected {
+        origin: ConnRef,
+        session_id: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -79,6 +82,9 @@ pub struct CommitItem {
     pub tree: Option<DataTree>,
     /// Watches to fire, in order, before the version switch and the reply.
     pub triggers: Vec<WatchTrigger>,
+    /// The ACL each trigger's event is filtered by (a connection needs READ in it, as in
+    /// ZooKeeper 3.8.4+); parallel to `triggers`.
+    pub trigger_acls: Vec<Arc<Vec<Acl>>>,
     pub target: Option<ConnRef>,
     pub action: Action,
 }

@@ -57,7 +57,10 @@ impl Default for SharedStats {
 
 impl SharedStats {
     pub fn admin_inboxes(&self) -> Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>> {
-        self.admin_inboxes.lock().map(|v| v.clone()).unwrap_or_default()
+        self.admin_inboxes
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     pub fn record_latency(&self, ms: u64) {
@@ -119,9 +122,8 @@ pub fn run(config: Config) -> io::Result<()> {
     );
     // The shards bind with SO_REUSEPORT, which would silently share the port with another
     // server; a plain bind first turns "port in use" into a clear error.
-    std::net::TcpListener::bind(listen).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}"))
-    })?;
+    std::net::TcpListener::bind(listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}")))?;
 
     block_signals();
     let stats = Arc::new(SharedStats::default());
@@ -148,7 +150,9 @@ pub fn run(config: Config) -> io::Result<()> {
         shard_ends.push((tx, srx));
     }
 
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut handles = Vec::new();
     {
         let config = config.clone();
@@ -161,7 +165,8 @@ pub fn run(config: Config) -> io::Result<()> {
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
     }
-    for (index, ((tx, srx), admin_inbox)) in shard_ends.into_iter().zip(admin_receivers).enumerate() {
+    for (index, ((tx, srx), admin_inbox)) in shard_ends.into_iter().zip(admin_receivers).enumerate()
+    {
         let config = config.clone();
         let stats = stats.clone();
         let placement = if shards <= cpus {
@@ -173,7 +178,9 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(placement)
                 .name(&format!("zkrs-shard-{index}"))
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || crate::net::shard::run(index, config, stats, listen, tx, srx, admin_inbox))
+                .spawn(move || {
+                    crate::net::shard::run(index, config, stats, listen, tx, srx, admin_inbox)
+                })
                 .map_err(|e| io::Error::other(format!("cannot start shard {index}: {e}")))?,
         );
     }

@@ -70,7 +70,12 @@ impl Ordering {
     }
 
     /// Turns one input into zero or more commit items (and txns for the log).
-    fn handle(&mut self, input: Input, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+    fn handle(
+        &mut self,
+        input: Input,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
         match input {
             Input::External(ToOrdering::Connect(c)) => self.on_connect(c, items, log),
             Input::External(ToOrdering::Write(w)) => self.on_write(*w, items, log),
@@ -108,7 +113,9 @@ impl Ordering {
                         zxid,
                         time_ms,
                     };
-                    let out = self.tree.process_write(&Request::DeleteContainer(path), &ctx);
+                    let out = self
+                        .tree
+                        .process_write(&Request::DeleteContainer(path), &ctx);
                     self.push_txn(0, zxid, time_ms, out, None, None, items, log);
                 }
             }
@@ -127,7 +134,11 @@ impl Ordering {
         items: &mut Vec<CommitItem>,
         log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
     ) {
-        debug_assert_eq!(self.tree.last_zxid(), zxid, "every processed write consumes its zxid");
+        debug_assert_eq!(
+            self.tree.last_zxid(),
+            zxid,
+            "every processed write consumes its zxid"
+        );
         log.push((
             TxnHeader {
                 session_id,
@@ -140,12 +151,18 @@ impl Ordering {
             zxid,
             tree: Some(self.tree.clone()),
             triggers: out.triggers,
+            trigger_acls: out.trigger_acls,
             target,
             action: action.unwrap_or(Action::None),
         });
     }
 
-    fn on_connect(&mut self, c: ConnectAttempt, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+    fn on_connect(
+        &mut self,
+        c: ConnectAttempt,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
         let now = self.now_ms();
         if c.session_id == 0 {
             let id = self.sessions.next_id();
@@ -160,7 +177,11 @@ impl Ordering {
             let out = self.tree.create_session(&ctx, c.timeout_ms);
             self.sessions.add(id, c.timeout_ms, Some(c.origin), now);
             let passwd = self.sessions.password(id);
-            log::info!("Established session 0x{id:x} with negotiated timeout {} for {:?}", c.timeout_ms, c.origin);
+            log::info!(
+                "Established session 0x{id:x} with negotiated timeout {} for {:?}",
+                c.timeout_ms,
+                c.origin
+            );
             self.push_txn(
                 id,
                 zxid,
@@ -181,11 +202,16 @@ impl Ordering {
         let valid = self.sessions.is_live(c.session_id)
             && c.passwd.as_ref() == self.sessions.password(c.session_id).as_slice();
         if !valid {
-            log::info!("Invalid session 0x{:x} for client {:?}, probably expired", c.session_id, c.origin);
+            log::info!(
+                "Invalid session 0x{:x} for client {:?}, probably expired",
+                c.session_id,
+                c.origin
+            );
             items.push(CommitItem {
                 zxid: self.tree.last_zxid(),
                 tree: None,
                 triggers: Vec::new(),
+                trigger_acls: Vec::new(),
                 target: Some(c.origin),
                 action: Action::ConnectRejected,
             });
@@ -198,6 +224,7 @@ impl Ordering {
                 zxid: self.tree.last_zxid(),
                 tree: None,
                 triggers: Vec::new(),
+                trigger_acls: Vec::new(),
                 target: Some(old),
                 action: Action::Close,
             });
@@ -206,6 +233,7 @@ impl Ordering {
             zxid: self.tree.last_zxid(),
             tree: None,
             triggers: Vec::new(),
+            trigger_acls: Vec::new(),
             target: Some(c.origin),
             action: Action::ConnectAccepted {
                 session_id: c.session_id,
@@ -237,11 +265,17 @@ impl Ordering {
         self.publish_session_stats();
     }
 
-    fn reply_now(&self, w: &WriteRequest, reply: Result<Response, ErrorCode>, items: &mut Vec<CommitItem>) {
+    fn reply_now(
+        &self,
+        w: &WriteRequest,
+        reply: Result<Response, ErrorCode>,
+        items: &mut Vec<CommitItem>,
+    ) {
         items.push(CommitItem {
             zxid: self.tree.last_zxid(),
             tree: None,
             triggers: Vec::new(),
+            trigger_acls: Vec::new(),
             target: Some(w.origin),
             action: Action::Reply {
                 xid: w.xid,
@@ -252,7 +286,12 @@ impl Ordering {
         });
     }
 
-    fn on_write(&mut self, w: WriteRequest, items: &mut Vec<CommitItem>, log: &mut Vec<(TxnHeader, crate::tree::Txn)>) {
+    fn on_write(
+        &mut self,
+        w: WriteRequest,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
         let session = self.sessions.get(w.session_id);
         let live = session.is_some_and(|s| !s.closing);
         let owner = session.and_then(|s| s.owner);
@@ -265,13 +304,17 @@ impl Ordering {
                     close_after: true,
                 };
                 if live && self.sessions.mark_closing(w.session_id) {
-                    log::info!("Closing session 0x{:x} at the client's request", w.session_id);
+                    log::info!(
+                        "Closing session 0x{:x} at the client's request",
+                        w.session_id
+                    );
                     self.close_session(w.session_id, Some(w.origin), action, items, log);
                 } else {
                     items.push(CommitItem {
                         zxid: self.tree.last_zxid(),
                         tree: None,
                         triggers: Vec::new(),
+                        trigger_acls: Vec::new(),
                         target: Some(w.origin),
                         action,
                     });
@@ -301,7 +344,16 @@ impl Ordering {
                     header_err: out.header_err,
                     close_after: false,
                 };
-                self.push_txn(w.session_id, zxid, time_ms, out, Some(w.origin), Some(action), items, log);
+                self.push_txn(
+                    w.session_id,
+                    zxid,
+                    time_ms,
+                    out,
+                    Some(w.origin),
+                    Some(action),
+                    items,
+                    log,
+                );
             }
         }
     }
@@ -369,7 +421,12 @@ pub async fn run(
         h.finish()
     };
     let mut ordering = Ordering {
-        sessions: SessionTable::new(config.tick_time_ms as u64, server_id, wall_ms() as u64, secret),
+        sessions: SessionTable::new(
+            config.tick_time_ms as u64,
+            server_id,
+            wall_ms() as u64,
+            secret,
+        ),
         tree: DataTree::new(),
         started: Instant::now(),
         config,
@@ -399,10 +456,10 @@ pub async fn run(
             // Persistence stage: the batch's txns must be durable before any of it is
             // committed. Data is in memory only until the transaction log lands.
             persist(&log).await;
-            ordering
-                .stats
-                .last_zxid
-                .store(ordering.tree.last_zxid(), std::sync::atomic::Ordering::Relaxed);
+            ordering.stats.last_zxid.store(
+                ordering.tree.last_zxid(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let batch = Arc::new(CommitBatch { items });
             for s in &senders {
                 if s.send(ToShard::Commit(batch.clone())).await.is_err() {

@@ -224,7 +224,10 @@ mod tests {
         assert!(t.touch(id, 900));
         assert!(t.take_expired(1_000).is_empty());
         assert_eq!(t.take_expired(1_900), vec![id]);
-        assert!(!t.touch(id, 2_000), "a closing session cannot be touched back to life");
+        assert!(
+            !t.touch(id, 2_000),
+            "a closing session cannot be touched back to life"
+        );
     }
 
     #[test]

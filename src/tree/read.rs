@@ -113,7 +113,7 @@ pub fn serve_read(
                 }
                 _ => return Err(ErrorCode::MarshallingError),
             }
-            Ok(Response::Empty)
+            Ok(Response::AddWatch)
         }
         Request::CheckWatches(req) => {
             known_watcher_type(req.watcher_type)?;
