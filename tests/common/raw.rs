@@ -51,6 +51,7 @@ pub const XID_SET_WATCHES: i32 = -8;
 // Error codes (KeeperException.Code).
 pub const OK: i32 = 0;
 pub const ERR_RUNTIME_INCONSISTENCY: i32 = -2;
+pub const ERR_MARSHALLING: i32 = -5;
 pub const ERR_UNIMPLEMENTED: i32 = -6;
 pub const ERR_BAD_ARGUMENTS: i32 = -8;
 pub const ERR_NO_NODE: i32 = -101;
