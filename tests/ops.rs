@@ -88,6 +88,7 @@ async fn create_ephemeral_owned_by_session() {
     assert_eq!(stat.ephemeral_owner, c.session_id().0);
     assert_ne!(stat.ephemeral_owner, 0);
     // Seen the same from another session.
+    t!(other.sync(&path)).unwrap();
     assert_eq!(stat_of(&other, &path).await.ephemeral_owner, c.session_id().0);
 
     // Ephemerals cannot have children, whatever the child's mode.
@@ -115,6 +116,7 @@ async fn create_ephemeral_owned_by_session() {
 
     // Another session may delete someone else's ephemeral (open ACL).
     t!(other.delete(&path, None)).unwrap();
+    t!(c.sync(&path)).unwrap();
     assert!(t!(c.check_stat(&path)).unwrap().is_none());
 }
 
@@ -195,11 +197,13 @@ async fn container_removed_after_last_child_goes() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(t!(c.check_stat(&container)).unwrap().is_some());
 
+    t!(watcher_client.sync(&container)).unwrap();
     let (_, watcher) = t!(watcher_client.check_and_watch_stat(&container)).unwrap();
     t!(c.delete(&format!("{container}/child"), None)).unwrap();
     let event = t!(watcher.changed());
     assert_eq!(event.event_type, zookeeper_client::EventType::NodeDeleted);
     assert_eq!(event.path, container);
+    t!(c.sync(&container)).unwrap();
     assert!(t!(c.check_stat(&container)).unwrap().is_none());
 
     assert!(

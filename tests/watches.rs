@@ -113,6 +113,7 @@ async fn every_watching_session_is_notified() {
     let mut watchers = Vec::new();
     for _ in 0..4 {
         let c = server.client().await;
+        t!(c.sync(&root)).unwrap();
         let (_, _, w) = t!(c.get_and_watch_data(&root)).unwrap();
         watchers.push(w);
         clients.push(c);
@@ -195,6 +196,7 @@ fn one_shot_watches_fire_exactly_once() {
     let n = format!("{root}/n");
     writer.create(&n, b"", 0).ok();
 
+    w.sync(&n);
     w.get_data(&n, true).ok();
     w.exists(&n, true).ok();
     w.get_children(&root, true).ok();
@@ -250,6 +252,7 @@ fn delete_fires_node_deleted_then_parent_child_change() {
     writer.create(&n, b"", 0).ok();
 
     // Data, exists and child watches on n, child watch on the parent.
+    w.sync(&n);
     w.get_data(&n, true).ok();
     w.exists(&n, true).ok();
     w.get_children(&n, true).ok();
@@ -282,6 +285,7 @@ fn events_arrive_in_commit_order() {
     let paths: Vec<String> = (0..8).map(|i| format!("{root}/n{i}")).collect();
     for p in &paths {
         writer.create(p, b"", 0).ok();
+        w.sync(p);
         w.get_data(p, true).ok();
     }
     // Change them in a scrambled order; events must follow it.
@@ -307,6 +311,7 @@ fn persistent_and_one_shot_watch_on_same_path_fire_once() {
 
     w.add_watch(&n, 0).ok();
     w.add_watch(&root, 1).ok();
+    w.sync(&n);
     w.get_data(&n, true).ok();
     writer.set_data(&n, b"1", -1).ok();
     assert_eq!(kinds(&w.drain_events(QUIET)), vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]);
@@ -331,6 +336,7 @@ fn watch_event_precedes_new_data_on_the_connection() {
     let mut writer = server.raw(max);
     let root = unique_prefix("event-first");
     writer.create(&root, b"", 0).ok();
+    w.sync(&root);
 
     for round in 0..20 {
         w.log.clear();
@@ -470,6 +476,7 @@ fn check_and_remove_watches() {
     let n = format!("{root}/n");
     writer.create(&n, b"", 0).ok();
 
+    w.sync(&n);
     assert_eq!(w.check_watches(&n, raw::WATCHER_DATA).err, raw::ERR_NO_WATCHER);
     assert_eq!(w.remove_watches(&n, raw::WATCHER_DATA).err, raw::ERR_NO_WATCHER);
     assert_eq!(w.remove_watches(&format!("{root}/missing"), raw::WATCHER_ANY).err, raw::ERR_NO_WATCHER);
@@ -490,6 +497,7 @@ fn check_and_remove_watches() {
 
     // ANY removes data and child watches together; another session's watch is unaffected.
     let mut other = server.raw(max);
+    other.sync(&n);
     other.get_data(&n, true).ok();
     w.get_children(&n, true).ok();
     w.exists(&n, true).ok();
@@ -518,6 +526,7 @@ fn set_watches_after_reconnect_reports_missed_changes() {
     }
     // n1: data (changed), n2: data (deleted), n3: exists (created), n4: child (child added),
     // n5: data (untouched), n6: child (deleted), n7: exists (stays missing).
+    w.sync(&root);
     w.get_data(&p(1), true).ok();
     w.get_data(&p(2), true).ok();
     assert_eq!(w.exists(&p(3), true).err, raw::ERR_NO_NODE);

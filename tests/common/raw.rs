@@ -599,6 +599,11 @@ impl Raw {
         self.call(OP_GET_CHILDREN, &Enc::new().string(path).bool(watch).finish())
     }
 
+    /// sync: after its reply, this session's reads reflect every write committed before it.
+    pub fn sync(&mut self, path: &str) -> RawReply {
+        self.call(OP_SYNC, &Enc::new().string(path).finish()).ok()
+    }
+
     pub fn add_watch(&mut self, path: &str, mode: i32) -> RawReply {
         self.call(OP_ADD_WATCH, &Enc::new().string(path).int(mode).finish())
     }
