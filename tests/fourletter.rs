@@ -16,7 +16,8 @@ fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
 
 fn number(text: &str, key: &str, sep: char) -> i64 {
     let v = field(text, key, sep).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
-    v.parse().unwrap_or_else(|_| panic!("{key} is not a number: {v:?}"))
+    v.parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number: {v:?}"))
 }
 
 #[test]
@@ -36,20 +37,34 @@ fn srvr_and_stat() {
 
     let srvr = server.four_letter("srvr");
     assert!(srvr.starts_with("Zookeeper version: "), "srvr:\n{srvr}");
-    assert_eq!(field(&srvr, "Mode", ':'), Some("standalone"), "srvr:\n{srvr}");
+    assert_eq!(
+        field(&srvr, "Mode", ':'),
+        Some("standalone"),
+        "srvr:\n{srvr}"
+    );
     let zxid = field(&srvr, "Zxid", ':').expect("Zxid line");
     let zxid = i64::from_str_radix(zxid.trim_start_matches("0x"), 16).expect("hex zxid");
-    assert!(zxid >= created.zxid, "srvr zxid {zxid:#x} behind {:#x}", created.zxid);
+    assert!(
+        zxid >= created.zxid,
+        "srvr zxid {zxid:#x} behind {:#x}",
+        created.zxid
+    );
     assert!(number(&srvr, "Node count", ':') >= 5);
     assert!(number(&srvr, "Connections", ':') >= 1);
     for key in ["Latency min/avg/max", "Received", "Sent", "Outstanding"] {
-        assert!(field(&srvr, key, ':').is_some(), "no {key} in srvr:\n{srvr}");
+        assert!(
+            field(&srvr, key, ':').is_some(),
+            "no {key} in srvr:\n{srvr}"
+        );
     }
 
     let stat = server.four_letter("stat");
     assert!(stat.starts_with("Zookeeper version: "), "stat:\n{stat}");
     assert!(stat.contains("Clients:\n"), "stat:\n{stat}");
-    assert!(stat.contains(" /127.0.0.1:"), "stat lists no client:\n{stat}");
+    assert!(
+        stat.contains(" /127.0.0.1:"),
+        "stat lists no client:\n{stat}"
+    );
     assert_eq!(field(&stat, "Mode", ':'), Some("standalone"));
     assert!(field(&stat, "Node count", ':').is_some());
 }
@@ -61,13 +76,18 @@ fn mntr_metrics() {
     let mut c = server.raw(max);
     let root = unique_prefix("mntr");
     c.create(&root, b"", 0).ok();
-    c.create(&format!("{root}/a"), b"", raw::CREATE_EPHEMERAL).ok();
-    c.create(&format!("{root}/b"), b"", raw::CREATE_EPHEMERAL).ok();
+    c.create(&format!("{root}/a"), b"", raw::CREATE_EPHEMERAL)
+        .ok();
+    c.create(&format!("{root}/b"), b"", raw::CREATE_EPHEMERAL)
+        .ok();
     c.get_data(&root, true).ok();
 
     let mntr = server.four_letter("mntr");
     for line in mntr.lines() {
-        assert!(line.starts_with("zk_") && line.contains('\t'), "odd mntr line {line:?}");
+        assert!(
+            line.starts_with("zk_") && line.contains('\t'),
+            "odd mntr line {line:?}"
+        );
     }
     assert!(field(&mntr, "zk_version", '\t').is_some(), "mntr:\n{mntr}");
     assert_eq!(field(&mntr, "zk_server_state", '\t'), Some("standalone"));
@@ -76,8 +96,16 @@ fn mntr_metrics() {
     assert!(number(&mntr, "zk_ephemerals_count", '\t') >= 2);
     assert!(number(&mntr, "zk_num_alive_connections", '\t') >= 1);
     assert!(number(&mntr, "zk_watch_count", '\t') >= 1);
-    for key in ["zk_avg_latency", "zk_outstanding_requests", "zk_packets_received", "zk_packets_sent"] {
-        assert!(field(&mntr, key, '\t').is_some(), "no {key} in mntr:\n{mntr}");
+    for key in [
+        "zk_avg_latency",
+        "zk_outstanding_requests",
+        "zk_packets_received",
+        "zk_packets_sent",
+    ] {
+        assert!(
+            field(&mntr, key, '\t').is_some(),
+            "no {key} in mntr:\n{mntr}"
+        );
     }
 }
 
@@ -95,7 +123,10 @@ fn conf_envi_dirs() {
 
     let envi = server.four_letter("envi");
     assert!(envi.starts_with("Environment:\n"), "envi:\n{envi}");
-    assert!(field(&envi, "zookeeper.version", '=').is_some(), "envi:\n{envi}");
+    assert!(
+        field(&envi, "zookeeper.version", '=').is_some(),
+        "envi:\n{envi}"
+    );
 
     let dirs = server.four_letter("dirs");
     assert!(number(&dirs, "datadir_size", ':') >= 0, "dirs:\n{dirs}");
@@ -124,7 +155,10 @@ fn cons_and_watch_words() {
     let first = wchs.lines().next().unwrap_or_default();
     let words: Vec<&str> = first.split_whitespace().collect();
     assert!(
-        words.len() == 5 && words[1] == "connections" && words[2] == "watching" && words[4] == "paths",
+        words.len() == 5
+            && words[1] == "connections"
+            && words[2] == "watching"
+            && words[4] == "paths",
         "wchs:\n{wchs}"
     );
     assert!(words[0].parse::<u64>().unwrap() >= 1 && words[3].parse::<u64>().unwrap() >= 1);
@@ -133,12 +167,24 @@ fn cons_and_watch_words() {
     // wchc: session, then its watched paths indented; wchp: path, then sessions.
     let wchc = server.four_letter("wchc");
     let lines: Vec<&str> = wchc.lines().collect();
-    let at = lines.iter().position(|l| *l == sid).unwrap_or_else(|| panic!("wchc:\n{wchc}"));
-    assert!(lines[at + 1..].iter().take_while(|l| l.starts_with('\t')).any(|l| l.trim() == root));
+    let at = lines
+        .iter()
+        .position(|l| *l == sid)
+        .unwrap_or_else(|| panic!("wchc:\n{wchc}"));
+    assert!(lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('\t'))
+        .any(|l| l.trim() == root));
     let wchp = server.four_letter("wchp");
     let lines: Vec<&str> = wchp.lines().collect();
-    let at = lines.iter().position(|l| *l == root).unwrap_or_else(|| panic!("wchp:\n{wchp}"));
-    assert!(lines[at + 1..].iter().take_while(|l| l.starts_with('\t')).any(|l| l.trim() == sid));
+    let at = lines
+        .iter()
+        .position(|l| *l == root)
+        .unwrap_or_else(|| panic!("wchp:\n{wchp}"));
+    assert!(lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('\t'))
+        .any(|l| l.trim() == sid));
 }
 
 #[test]

@@ -22,10 +22,16 @@ async fn multi_commits_all_ops_at_one_zxid() {
 
     let mut w = c.new_multi_writer();
     w.add_check_version(&root, 0).unwrap();
-    w.add_create(&format!("{root}/a"), b"a", &persistent()).unwrap();
-    w.add_create(&format!("{root}/s-"), b"", &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()))
+    w.add_create(&format!("{root}/a"), b"a", &persistent())
         .unwrap();
-    w.add_set_data(&format!("{root}/a"), b"aa", Some(0)).unwrap();
+    w.add_create(
+        &format!("{root}/s-"),
+        b"",
+        &CreateMode::PersistentSequential.with_acls(Acls::anyone_all()),
+    )
+    .unwrap();
+    w.add_set_data(&format!("{root}/a"), b"aa", Some(0))
+        .unwrap();
     w.add_delete(&format!("{root}/old"), Some(0)).unwrap();
     let results = t!(w.commit()).unwrap();
     assert_eq!(results.len(), 5);
@@ -49,18 +55,27 @@ async fn multi_commits_all_ops_at_one_zxid() {
     }
     match &results[2] {
         MultiWriteResult::Create { path, .. } => {
-            assert_eq!(path, &format!("{root}/s-0000000002"), "old and a came first");
+            assert_eq!(
+                path,
+                &format!("{root}/s-0000000002"),
+                "old and a came first"
+            );
         }
         other => panic!("expected Create, got {other:?}"),
     }
 
     // Every op of the transaction carries the same zxid.
     assert_eq!(set_stat.version, 1);
-    assert_eq!(set_stat.czxid, set_stat.mzxid, "created and updated in one txn");
+    assert_eq!(
+        set_stat.czxid, set_stat.mzxid,
+        "created and updated in one txn"
+    );
     let (data, a_stat) = t!(c.get_data(&format!("{root}/a"))).unwrap();
     assert_eq!(data, b"aa");
     assert_eq!(a_stat, set_stat);
-    let s_stat = t!(c.check_stat(&format!("{root}/s-0000000002"))).unwrap().unwrap();
+    let s_stat = t!(c.check_stat(&format!("{root}/s-0000000002")))
+        .unwrap()
+        .unwrap();
     assert_eq!(s_stat.czxid, set_stat.mzxid);
     let parent = t!(c.check_stat(&root)).unwrap().unwrap();
     assert_eq!(parent.pzxid, set_stat.mzxid);
@@ -76,10 +91,12 @@ async fn failed_multi_changes_nothing() {
     let before = t!(c.check_stat(&root)).unwrap().unwrap();
 
     let mut w = c.new_multi_writer();
-    w.add_create(&format!("{root}/a"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/a"), b"", &persistent())
+        .unwrap();
     w.add_set_data(&root, b"x", None).unwrap();
     w.add_check_version(&root, 7).unwrap();
-    w.add_create(&format!("{root}/b"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/b"), b"", &persistent())
+        .unwrap();
     match t!(w.commit()) {
         Err(MultiWriteError::OperationFailed { index, source }) => {
             assert_eq!((index, source), (2, Error::BadVersion));
@@ -93,11 +110,17 @@ async fn failed_multi_changes_nothing() {
 
     // Each kind of failure is reported at its own index.
     let mut w = c.new_multi_writer();
-    w.add_create(&format!("{root}/a"), b"", &persistent()).unwrap();
-    w.add_create(&format!("{root}/a"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/a"), b"", &persistent())
+        .unwrap();
+    w.add_create(&format!("{root}/a"), b"", &persistent())
+        .unwrap();
     match t!(w.commit()) {
         Err(MultiWriteError::OperationFailed { index, source }) => {
-            assert_eq!((index, source), (1, Error::NodeExists), "ops see earlier ops' effects");
+            assert_eq!(
+                (index, source),
+                (1, Error::NodeExists),
+                "ops see earlier ops' effects"
+            );
         }
         other => panic!("expected NodeExists, got {other:?}"),
     }
@@ -111,9 +134,14 @@ async fn failed_multi_changes_nothing() {
     }
     // An ephemeral created earlier in the same multi cannot get children.
     let mut w = c.new_multi_writer();
-    w.add_create(&format!("{root}/e"), b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))
+    w.add_create(
+        &format!("{root}/e"),
+        b"",
+        &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+    )
+    .unwrap();
+    w.add_create(&format!("{root}/e/c"), b"", &persistent())
         .unwrap();
-    w.add_create(&format!("{root}/e/c"), b"", &persistent()).unwrap();
     match t!(w.commit()) {
         Err(MultiWriteError::OperationFailed { index, source }) => {
             assert_eq!((index, source), (1, Error::NoChildrenForEphemerals));
@@ -155,19 +183,24 @@ async fn check_writer_reports_the_check() {
     t!(c.set_data(&root, b"v", None)).unwrap();
 
     let mut w = c.new_check_writer(&root, Some(0)).unwrap();
-    w.add_create(&format!("{root}/x"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/x"), b"", &persistent())
+        .unwrap();
     match t!(w.commit()) {
         Err(CheckWriteError::CheckFailed { source }) => assert_eq!(source, Error::BadVersion),
         other => panic!("expected the check to fail, got {other:?}"),
     }
-    let mut w = c.new_check_writer(&format!("{root}/missing"), None).unwrap();
-    w.add_create(&format!("{root}/x"), b"", &persistent()).unwrap();
+    let mut w = c
+        .new_check_writer(&format!("{root}/missing"), None)
+        .unwrap();
+    w.add_create(&format!("{root}/x"), b"", &persistent())
+        .unwrap();
     match t!(w.commit()) {
         Err(CheckWriteError::CheckFailed { source }) => assert_eq!(source, Error::NoNode),
         other => panic!("expected NoNode, got {other:?}"),
     }
     let mut w = c.new_check_writer(&root, Some(1)).unwrap();
-    w.add_create(&format!("{root}/x"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/x"), b"", &persistent())
+        .unwrap();
     let results = t!(w.commit()).unwrap();
     assert_eq!(results.len(), 1);
     assert!(t!(c.check_stat(&format!("{root}/x"))).unwrap().is_some());
@@ -182,10 +215,24 @@ fn failed_multi_error_layout() {
     c.create(&root, b"", 0).ok();
     let m1 = format!("{root}/m1");
     let body = encode_multi(&[
-        MultiOp::Create { path: &m1, data: b"", flags: 0 },
-        MultiOp::SetData { path: &root, data: b"x", version: -1 },
-        MultiOp::Check { path: &root, version: 5 },
-        MultiOp::Delete { path: &root, version: -1 },
+        MultiOp::Create {
+            path: &m1,
+            data: b"",
+            flags: 0,
+        },
+        MultiOp::SetData {
+            path: &root,
+            data: b"x",
+            version: -1,
+        },
+        MultiOp::Check {
+            path: &root,
+            version: 5,
+        },
+        MultiOp::Delete {
+            path: &root,
+            version: -1,
+        },
     ]);
     let r = c.call(raw::OP_MULTI, &body);
     // The reply header reports success; the failure is in the body. Ops before the failing
@@ -195,9 +242,18 @@ fn failed_multi_error_layout() {
     assert_eq!(
         decode_multi(&r.body),
         vec![
-            MultiResult::Error { header_err: 0, err: 0 },
-            MultiResult::Error { header_err: 0, err: 0 },
-            MultiResult::Error { header_err: raw::ERR_BAD_VERSION, err: raw::ERR_BAD_VERSION },
+            MultiResult::Error {
+                header_err: 0,
+                err: 0
+            },
+            MultiResult::Error {
+                header_err: 0,
+                err: 0
+            },
+            MultiResult::Error {
+                header_err: raw::ERR_BAD_VERSION,
+                err: raw::ERR_BAD_VERSION
+            },
             MultiResult::Error {
                 header_err: raw::ERR_RUNTIME_INCONSISTENCY,
                 err: raw::ERR_RUNTIME_INCONSISTENCY
@@ -211,16 +267,40 @@ fn failed_multi_error_layout() {
     // delete with nothing.
     let m2 = format!("{root}/m2");
     let body = encode_multi(&[
-        MultiOp::Create { path: &m1, data: b"", flags: 0 },
-        MultiOp::Create2 { path: &m2, data: b"", flags: 0 },
-        MultiOp::SetData { path: &root, data: b"y", version: 0 },
-        MultiOp::Check { path: &root, version: 1 },
-        MultiOp::Delete { path: &m1, version: 0 },
+        MultiOp::Create {
+            path: &m1,
+            data: b"",
+            flags: 0,
+        },
+        MultiOp::Create2 {
+            path: &m2,
+            data: b"",
+            flags: 0,
+        },
+        MultiOp::SetData {
+            path: &root,
+            data: b"y",
+            version: 0,
+        },
+        MultiOp::Check {
+            path: &root,
+            version: 1,
+        },
+        MultiOp::Delete {
+            path: &m1,
+            version: 0,
+        },
     ]);
     let r = c.call(raw::OP_MULTI, &body).ok();
     let results = decode_multi(&r.body);
     assert_eq!(results.len(), 5);
-    assert_eq!(results[0], MultiResult::Create { path: m1.clone(), stat: None });
+    assert_eq!(
+        results[0],
+        MultiResult::Create {
+            path: m1.clone(),
+            stat: None
+        }
+    );
     match &results[1] {
         MultiResult::Create { path, stat } => {
             assert_eq!(path, &m2);
@@ -234,7 +314,10 @@ fn failed_multi_error_layout() {
         MultiResult::SetData { stat } => {
             assert_eq!(stat.mzxid, r.zxid);
             assert_eq!(stat.version, 1);
-            assert_eq!(stat.pzxid, r.zxid, "the creates in the same txn moved pzxid");
+            assert_eq!(
+                stat.pzxid, r.zxid,
+                "the creates in the same txn moved pzxid"
+            );
         }
         other => panic!("expected setData, got {other:?}"),
     }
@@ -260,7 +343,12 @@ async fn multi_read_reports_per_op_results() {
         zookeeper_client::Permission::CREATE,
         zookeeper_client::AuthId::anyone(),
     )];
-    t!(c.create(&protected, b"", &CreateMode::Persistent.with_acls(Acls::new(&none)))).unwrap();
+    t!(c.create(
+        &protected,
+        b"",
+        &CreateMode::Persistent.with_acls(Acls::new(&none))
+    ))
+    .unwrap();
 
     let mut r = c.new_multi_reader();
     r.add_get_data(&a).unwrap();
@@ -285,8 +373,16 @@ async fn multi_read_reports_per_op_results() {
         }
         other => panic!("expected children, got {other:?}"),
     }
-    assert!(matches!(&results[2], MultiReadResult::Error { err: Error::NoNode }), "{:?}", results[2]);
-    assert!(matches!(&results[3], MultiReadResult::Error { err: Error::NoAuth }), "{:?}", results[3]);
+    assert!(
+        matches!(&results[2], MultiReadResult::Error { err: Error::NoNode }),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(&results[3], MultiReadResult::Error { err: Error::NoAuth }),
+        "{:?}",
+        results[3]
+    );
     match &results[4] {
         MultiReadResult::Children { children } => {
             let mut children = children.clone();
@@ -318,26 +414,40 @@ async fn multi_fires_watches_once_committed() {
     quiet.get_children(&root, true).ok();
     let mut w = c.new_multi_writer();
     w.add_set_data(&a, b"1", None).unwrap();
-    w.add_create(&format!("{root}/b"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/b"), b"", &persistent())
+        .unwrap();
     w.add_check_version(&a, 99).unwrap();
     assert!(t!(w.commit()).is_err());
     assert!(quiet.drain_events(Duration::from_millis(300)).is_empty());
 
     let mut w = c.new_multi_writer();
     w.add_set_data(&a, b"1", None).unwrap();
-    w.add_create(&format!("{root}/b"), b"", &persistent()).unwrap();
+    w.add_create(&format!("{root}/b"), b"", &persistent())
+        .unwrap();
     t!(w.commit()).unwrap();
     let ev = t!(wa.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDataChanged, a.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDataChanged, a.as_str())
+    );
     let ev = t!(wb.changed());
     assert_eq!(ev.event_type, EventType::NodeCreated);
     let ev = t!(wc.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeChildrenChanged, root.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, root.as_str())
+    );
     // On one connection, the events of one multi arrive in op order.
     let events = quiet.drain_events(Duration::from_millis(300));
-    let kinds: Vec<(i32, &str)> = events.iter().map(|e| (e.event_type, e.path.as_str())).collect();
+    let kinds: Vec<(i32, &str)> = events
+        .iter()
+        .map(|e| (e.event_type, e.path.as_str()))
+        .collect();
     assert_eq!(
         kinds,
-        vec![(raw::EV_NODE_DATA_CHANGED, a.as_str()), (raw::EV_NODE_CHILDREN_CHANGED, root.as_str())]
+        vec![
+            (raw::EV_NODE_DATA_CHANGED, a.as_str()),
+            (raw::EV_NODE_CHILDREN_CHANGED, root.as_str())
+        ]
     );
 }

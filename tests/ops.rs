@@ -89,10 +89,17 @@ async fn create_ephemeral_owned_by_session() {
     assert_ne!(stat.ephemeral_owner, 0);
     // Seen the same from another session.
     t!(other.sync(&path)).unwrap();
-    assert_eq!(stat_of(&other, &path).await.ephemeral_owner, c.session_id().0);
+    assert_eq!(
+        stat_of(&other, &path).await.ephemeral_owner,
+        c.session_id().0
+    );
 
     // Ephemerals cannot have children, whatever the child's mode.
-    for m in [CreateMode::Persistent, CreateMode::Ephemeral, CreateMode::PersistentSequential] {
+    for m in [
+        CreateMode::Persistent,
+        CreateMode::Ephemeral,
+        CreateMode::PersistentSequential,
+    ] {
         let err = t!(c.create(&format!("{path}/child"), b"", &mode(m))).unwrap_err();
         assert_eq!(err, Error::NoChildrenForEphemerals, "mode {m:?}");
     }
@@ -102,17 +109,29 @@ async fn create_ephemeral_owned_by_session() {
     let (other_stat, _) =
         t!(other.create(&format!("{root}/o"), b"", &mode(CreateMode::Ephemeral))).unwrap();
     assert_eq!(other_stat.ephemeral_owner, other.session_id().0);
-    let (_, seq) =
-        t!(c.create(&format!("{root}/es-"), b"", &mode(CreateMode::EphemeralSequential))).unwrap();
+    let (_, seq) = t!(c.create(
+        &format!("{root}/es-"),
+        b"",
+        &mode(CreateMode::EphemeralSequential)
+    ))
+    .unwrap();
     let mut mine = t!(c.list_ephemerals(&root)).unwrap();
     mine.sort();
     let mut expected = vec![path.clone(), format!("{root}/es-{seq}")];
     expected.sort();
     assert_eq!(mine, expected);
-    assert_eq!(t!(other.list_ephemerals(&root)).unwrap(), vec![format!("{root}/o")]);
+    assert_eq!(
+        t!(other.list_ephemerals(&root)).unwrap(),
+        vec![format!("{root}/o")]
+    );
     // A prefix that is not a node still matches by string prefix; a missing one is empty.
-    assert_eq!(t!(c.list_ephemerals(&format!("{root}/es"))).unwrap(), vec![format!("{root}/es-{seq}")]);
-    assert!(t!(c.list_ephemerals(&format!("{root}/missing"))).unwrap().is_empty());
+    assert_eq!(
+        t!(c.list_ephemerals(&format!("{root}/es"))).unwrap(),
+        vec![format!("{root}/es-{seq}")]
+    );
+    assert!(t!(c.list_ephemerals(&format!("{root}/missing")))
+        .unwrap()
+        .is_empty());
 
     // Another session may delete someone else's ephemeral (open ACL).
     t!(other.delete(&path, None)).unwrap();
@@ -126,16 +145,28 @@ async fn sequential_suffix_follows_parent_creations() {
     let c = server.client().await;
     let root = test_root(&c, "sequential").await;
 
-    let (s0, seq0) =
-        t!(c.create(&format!("{root}/s-"), b"", &mode(CreateMode::PersistentSequential))).unwrap();
+    let (s0, seq0) = t!(c.create(
+        &format!("{root}/s-"),
+        b"",
+        &mode(CreateMode::PersistentSequential)
+    ))
+    .unwrap();
     assert_eq!(seq0.into_i64(), 0);
     assert_eq!(seq0.to_string(), "0000000000");
     assert_eq!(s0.ephemeral_owner, 0);
 
     t!(c.create(&format!("{root}/x"), b"", &persistent())).unwrap();
-    let (_, seq1) =
-        t!(c.create(&format!("{root}/s-"), b"", &mode(CreateMode::PersistentSequential))).unwrap();
-    assert_eq!(seq1.to_string(), "0000000002", "suffix counts every child created before");
+    let (_, seq1) = t!(c.create(
+        &format!("{root}/s-"),
+        b"",
+        &mode(CreateMode::PersistentSequential)
+    ))
+    .unwrap();
+    assert_eq!(
+        seq1.to_string(),
+        "0000000002",
+        "suffix counts every child created before"
+    );
 
     // A delete is a child change (cversion moves) but the suffix counts creations only:
     // Apache ZooKeeper stores cversion as the number of creates and reports
@@ -144,8 +175,12 @@ async fn sequential_suffix_follows_parent_creations() {
     let parent = stat_of(&c, &root).await;
     assert_eq!(parent.num_children, 2);
     assert_eq!(parent.cversion, 4);
-    let (e_stat, seq2) =
-        t!(c.create(&format!("{root}/e-"), b"", &mode(CreateMode::EphemeralSequential))).unwrap();
+    let (e_stat, seq2) = t!(c.create(
+        &format!("{root}/e-"),
+        b"",
+        &mode(CreateMode::EphemeralSequential)
+    ))
+    .unwrap();
     assert_eq!(seq2.to_string(), "0000000003");
     assert_eq!(e_stat.ephemeral_owner, c.session_id().0);
 
@@ -154,8 +189,12 @@ async fn sequential_suffix_follows_parent_creations() {
     assert_eq!(err, Error::NodeExists);
 
     // A sequential node may be named by the suffix alone.
-    let (_, seq3) =
-        t!(c.create(&format!("{root}/"), b"", &mode(CreateMode::PersistentSequential))).unwrap();
+    let (_, seq3) = t!(c.create(
+        &format!("{root}/"),
+        b"",
+        &mode(CreateMode::PersistentSequential)
+    ))
+    .unwrap();
     assert_eq!(seq3.to_string(), "0000000004");
 
     let mut children = t!(c.list_children(&root)).unwrap();
@@ -170,8 +209,12 @@ async fn sequential_suffix_follows_parent_creations() {
 
     // Sequence numbers are per parent.
     let sub = format!("{root}/s-0000000000");
-    let (_, sub_seq) =
-        t!(c.create(&format!("{sub}/n"), b"", &mode(CreateMode::PersistentSequential))).unwrap();
+    let (_, sub_seq) = t!(c.create(
+        &format!("{sub}/n"),
+        b"",
+        &mode(CreateMode::PersistentSequential)
+    ))
+    .unwrap();
     assert_eq!(sub_seq.to_string(), "0000000000");
 }
 
@@ -237,12 +280,19 @@ async fn ttl_node_removed_after_expiry() {
 
     // A TTL node with a child is not removed.
     let parent_ttl = format!("{root}/tp");
-    t!(c.create(&parent_ttl, b"", &mode(CreateMode::Persistent).with_ttl(ttl))).unwrap();
+    t!(c.create(
+        &parent_ttl,
+        b"",
+        &mode(CreateMode::Persistent).with_ttl(ttl)
+    ))
+    .unwrap();
     t!(c.create(&format!("{parent_ttl}/child"), b"", &persistent())).unwrap();
 
     let gone = eventually(Duration::from_secs(8), || async {
         t!(c.check_stat(&path)).unwrap().is_none()
-            && t!(c.check_stat(&format!("{root}/ts-{seq}"))).unwrap().is_none()
+            && t!(c.check_stat(&format!("{root}/ts-{seq}")))
+                .unwrap()
+                .is_none()
     })
     .await;
     assert!(gone, "TTL nodes still present well after their TTL");
@@ -289,7 +339,10 @@ async fn delete_with_versions() {
     t!(c.delete(&path, Some(0))).unwrap();
 
     // Deleting under a missing parent is NoNode.
-    assert_eq!(t!(c.delete(&format!("{root}/no/such"), None)).unwrap_err(), Error::NoNode);
+    assert_eq!(
+        t!(c.delete(&format!("{root}/no/such"), None)).unwrap_err(),
+        Error::NoNode
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,10 +363,20 @@ async fn set_data_versions_and_stat() {
     assert_eq!(s1.pzxid, created.pzxid, "setData leaves pzxid alone");
     assert_eq!((s1.cversion, s1.aversion), (0, 0));
 
-    assert_eq!(t!(c.set_data(&path, b"c", Some(0))).unwrap_err(), Error::BadVersion);
-    assert_eq!(t!(c.set_data(&path, b"c", Some(5))).unwrap_err(), Error::BadVersion);
+    assert_eq!(
+        t!(c.set_data(&path, b"c", Some(0))).unwrap_err(),
+        Error::BadVersion
+    );
+    assert_eq!(
+        t!(c.set_data(&path, b"c", Some(5))).unwrap_err(),
+        Error::BadVersion
+    );
     let (data, now) = t!(c.get_data(&path)).unwrap();
-    assert_eq!((data.as_slice(), now), (&b"bb"[..], s1), "failed setData changed nothing");
+    assert_eq!(
+        (data.as_slice(), now),
+        (&b"bb"[..], s1),
+        "failed setData changed nothing"
+    );
 
     let s2 = t!(c.set_data(&path, b"", None)).unwrap();
     assert_eq!(s2.version, 2);
@@ -329,7 +392,10 @@ async fn set_data_versions_and_stat() {
     let (data, _) = t!(c.get_data(&path)).unwrap();
     assert_eq!(data, big);
 
-    assert_eq!(t!(c.set_data(&format!("{root}/missing"), b"", None)).unwrap_err(), Error::NoNode);
+    assert_eq!(
+        t!(c.set_data(&format!("{root}/missing"), b"", None)).unwrap_err(),
+        Error::NoNode
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,10 +404,21 @@ async fn exists_get_and_children() {
     let c = server.client().await;
     let root = test_root(&c, "reads").await;
 
-    assert!(t!(c.check_stat(&format!("{root}/missing"))).unwrap().is_none());
-    assert_eq!(t!(c.get_data(&format!("{root}/missing"))).unwrap_err(), Error::NoNode);
-    assert_eq!(t!(c.list_children(&format!("{root}/missing"))).unwrap_err(), Error::NoNode);
-    assert_eq!(t!(c.get_children(&format!("{root}/missing"))).unwrap_err(), Error::NoNode);
+    assert!(t!(c.check_stat(&format!("{root}/missing")))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        t!(c.get_data(&format!("{root}/missing"))).unwrap_err(),
+        Error::NoNode
+    );
+    assert_eq!(
+        t!(c.list_children(&format!("{root}/missing"))).unwrap_err(),
+        Error::NoNode
+    );
+    assert_eq!(
+        t!(c.get_children(&format!("{root}/missing"))).unwrap_err(),
+        Error::NoNode
+    );
 
     let names = ["a", "b", "c", "d", "e"];
     for name in names {
@@ -360,12 +437,21 @@ async fn exists_get_and_children() {
     assert_eq!(children, names);
     assert_eq!(stat, stat_of(&c, &root).await);
     assert_eq!(stat.num_children, 5);
-    assert_eq!(t!(c.list_children(&format!("{root}/b"))).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        t!(c.list_children(&format!("{root}/b"))).unwrap(),
+        Vec::<String>::new()
+    );
 
     // getAllChildrenNumber counts all descendants, not the node itself.
     assert_eq!(t!(c.count_descendants_number(&root)).unwrap(), 7);
-    assert_eq!(t!(c.count_descendants_number(&format!("{root}/a"))).unwrap(), 2);
-    assert_eq!(t!(c.count_descendants_number(&format!("{root}/b"))).unwrap(), 0);
+    assert_eq!(
+        t!(c.count_descendants_number(&format!("{root}/a"))).unwrap(),
+        2
+    );
+    assert_eq!(
+        t!(c.count_descendants_number(&format!("{root}/b"))).unwrap(),
+        0
+    );
     assert_eq!(
         t!(c.count_descendants_number(&format!("{root}/missing"))).unwrap_err(),
         Error::NoNode
@@ -388,14 +474,21 @@ async fn error_codes_for_create() {
     let c = server.client().await;
     let root = test_root(&c, "errors").await;
 
-    assert_eq!(t!(c.create(&root, b"", &persistent())).unwrap_err(), Error::NodeExists);
+    assert_eq!(
+        t!(c.create(&root, b"", &persistent())).unwrap_err(),
+        Error::NodeExists
+    );
     assert_eq!(
         t!(c.create(&format!("{root}/a/b"), b"", &persistent())).unwrap_err(),
         Error::NoNode
     );
     // NodeExists applies regardless of the mode asked for.
     t!(c.create(&format!("{root}/a"), b"", &persistent())).unwrap();
-    for m in [CreateMode::Ephemeral, CreateMode::Container, CreateMode::Persistent] {
+    for m in [
+        CreateMode::Ephemeral,
+        CreateMode::Container,
+        CreateMode::Persistent,
+    ] {
         assert_eq!(
             t!(c.create(&format!("{root}/a"), b"", &mode(m))).unwrap_err(),
             Error::NodeExists

@@ -22,7 +22,10 @@ fn handshake_response_fields() {
     let (_s1, r1) = handshake(&server.addr, &ConnectReq::new_session(asked));
     let r1 = r1.expect("connect response");
     assert_eq!(r1.protocol_version, 0);
-    assert_eq!(r1.timeout_ms, asked, "a timeout within bounds is granted as asked");
+    assert_eq!(
+        r1.timeout_ms, asked,
+        "a timeout within bounds is granted as asked"
+    );
     assert_ne!(r1.session_id, 0);
     assert_eq!(r1.passwd.len(), 16);
     assert_eq!(r1.read_only, Some(false));
@@ -59,25 +62,42 @@ fn ping_and_reply_header_zxids() {
     assert!(created.zxid > p.zxid);
     assert_eq!(created.dec().string(), root);
     let stat = c.exists(&root, false).ok();
-    assert!(stat.zxid >= created.zxid, "a read's reply carries the latest zxid");
-    assert_eq!(stat.dec().stat().czxid, created.zxid, "a create's reply zxid is the czxid");
+    assert!(
+        stat.zxid >= created.zxid,
+        "a read's reply carries the latest zxid"
+    );
+    assert_eq!(
+        stat.dec().stat().czxid,
+        created.zxid,
+        "a create's reply zxid is the czxid"
+    );
 
     let p2 = c.ping();
     assert_eq!(p2.xid, raw::XID_PING);
     assert!(p2.zxid >= created.zxid, "ping carries the latest zxid");
 
     let set = c.set_data(&root, b"x", -1).ok();
-    assert_eq!(set.dec().stat().mzxid, set.zxid, "a setData's reply zxid is the mzxid");
+    assert_eq!(
+        set.dec().stat().mzxid,
+        set.zxid,
+        "a setData's reply zxid is the mzxid"
+    );
 
     // Pings keep a session alive well past its timeout.
     let (min, _) = server.session_bounds_ms();
     let mut short = server.raw(min);
-    short.create(&format!("{root}/e"), b"", raw::CREATE_EPHEMERAL).ok();
+    short
+        .create(&format!("{root}/e"), b"", raw::CREATE_EPHEMERAL)
+        .ok();
     for _ in 0..6 {
         std::thread::sleep(Duration::from_millis(min as u64 / 3));
         assert_eq!(short.ping().err, raw::OK);
     }
-    assert_eq!(c.exists(&format!("{root}/e"), false).err, raw::OK, "pinged session expired");
+    assert_eq!(
+        c.exists(&format!("{root}/e"), false).err,
+        raw::OK,
+        "pinged session expired"
+    );
 }
 
 #[test]
@@ -96,7 +116,10 @@ fn create2_reply_layout() {
     assert_eq!(d.string(), format!("{root}/n"));
     let stat = d.stat();
     assert_eq!(d.remaining(), 0);
-    assert_eq!((stat.czxid, stat.mzxid, stat.pzxid), (r.zxid, r.zxid, r.zxid));
+    assert_eq!(
+        (stat.czxid, stat.mzxid, stat.pzxid),
+        (r.zxid, r.zxid, r.zxid)
+    );
     assert_eq!(stat.data_length, 2);
 
     let r = c.get_data(&format!("{root}/n"), false).ok();
@@ -126,7 +149,10 @@ fn bad_paths_are_bad_arguments() {
         assert_eq!(r.err, raw::ERR_BAD_ARGUMENTS, "create {bad:?}");
     }
     // Under a missing parent, NoNode comes first.
-    assert_eq!(c.create(&format!("{root}/x//y"), b"", 0).err, raw::ERR_NO_NODE);
+    assert_eq!(
+        c.create(&format!("{root}/x//y"), b"", 0).err,
+        raw::ERR_NO_NODE
+    );
     // A name merely starting with a dot is fine.
     assert_eq!(c.create(&format!("{root}/.x"), b"", 0).err, raw::OK);
     // The root exists already.
@@ -135,10 +161,15 @@ fn bad_paths_are_bad_arguments() {
     assert_eq!(c.delete("/", -1).err, raw::ERR_BAD_ARGUMENTS);
     assert_eq!(c.delete("noslash", -1).err, raw::ERR_BAD_ARGUMENTS);
     // Sequential creates validate the path after the suffix is appended.
-    let r = c.create(&format!("{root}/"), b"", raw::CREATE_SEQUENTIAL).ok();
+    let r = c
+        .create(&format!("{root}/"), b"", raw::CREATE_SEQUENTIAL)
+        .ok();
     assert_eq!(r.dec().string(), format!("{root}/0000000001"));
     // Unknown create flags are BadArguments.
-    assert_eq!(c.create(&format!("{root}/f"), b"", 9).err, raw::ERR_BAD_ARGUMENTS);
+    assert_eq!(
+        c.create(&format!("{root}/f"), b"", 9).err,
+        raw::ERR_BAD_ARGUMENTS
+    );
 }
 
 #[test]
@@ -149,25 +180,56 @@ fn ttl_and_container_request_validation() {
     let root = unique_prefix("ttl-args");
     c.create(&root, b"", 0).ok();
     let ttl_body = |path: &str, flags: i32, ttl: i64| {
-        Enc::new().string(path).buffer(b"").open_acl().int(flags).long(ttl).finish()
+        Enc::new()
+            .string(path)
+            .buffer(b"")
+            .open_acl()
+            .int(flags)
+            .long(ttl)
+            .finish()
     };
     // createTTL needs a TTL mode (5 or 6) and 0 < ttl.
     for (flags, ttl) in [(1, 1000), (0, 1000), (4, 1000), (5, 0), (5, -1)] {
-        let r = c.call(raw::OP_CREATE_TTL, &ttl_body(&format!("{root}/t{flags}_{ttl}"), flags, ttl));
-        assert_eq!(r.err, raw::ERR_BAD_ARGUMENTS, "createTTL flags {flags} ttl {ttl}");
+        let r = c.call(
+            raw::OP_CREATE_TTL,
+            &ttl_body(&format!("{root}/t{flags}_{ttl}"), flags, ttl),
+        );
+        assert_eq!(
+            r.err,
+            raw::ERR_BAD_ARGUMENTS,
+            "createTTL flags {flags} ttl {ttl}"
+        );
     }
-    let r = c.call(raw::OP_CREATE_TTL, &ttl_body(&format!("{root}/t"), 5, 60_000)).ok();
+    let r = c
+        .call(
+            raw::OP_CREATE_TTL,
+            &ttl_body(&format!("{root}/t"), 5, 60_000),
+        )
+        .ok();
     let mut d = r.dec();
     assert_eq!(d.string(), format!("{root}/t"));
     let stat = d.stat();
     assert_eq!(stat.ephemeral_owner, 0, "TTL nodes report ephemeralOwner 0");
-    let r = c.call(raw::OP_CREATE_TTL, &ttl_body(&format!("{root}/s-"), 6, 60_000)).ok();
+    let r = c
+        .call(
+            raw::OP_CREATE_TTL,
+            &ttl_body(&format!("{root}/s-"), 6, 60_000),
+        )
+        .ok();
     assert_eq!(r.dec().string(), format!("{root}/s-0000000001"));
     // The TTL modes need the TTL opcode.
-    assert_eq!(c.create(&format!("{root}/x"), b"", raw::CREATE_TTL).err, raw::ERR_BAD_ARGUMENTS);
+    assert_eq!(
+        c.create(&format!("{root}/x"), b"", raw::CREATE_TTL).err,
+        raw::ERR_BAD_ARGUMENTS
+    );
 
     // createContainer replies like create2.
-    let body = Enc::new().string(&format!("{root}/c")).buffer(b"").open_acl().int(raw::CREATE_CONTAINER).finish();
+    let body = Enc::new()
+        .string(&format!("{root}/c"))
+        .buffer(b"")
+        .open_acl()
+        .int(raw::CREATE_CONTAINER)
+        .finish();
     let r = c.call(raw::OP_CREATE_CONTAINER, &body).ok();
     let mut d = r.dec();
     assert_eq!(d.string(), format!("{root}/c"));
@@ -188,7 +250,11 @@ fn unknown_opcode_gets_unimplemented() {
     let (id, passwd, zxid) = c.disconnect();
     let mut again = Raw::resume(&server.addr, id, &passwd, zxid, max);
     let r = again.exists(&root, false).ok();
-    assert_eq!(r.dec().stat().ephemeral_owner, id, "session survived the unknown opcode");
+    assert_eq!(
+        r.dec().stat().ephemeral_owner,
+        id,
+        "session survived the unknown opcode"
+    );
 }
 
 /// Checks that a connection to the server still works.
@@ -207,7 +273,10 @@ fn truncated_request_closes_connection_only() {
     let mut c = server.raw(max);
     // A frame too short to hold a request header.
     c.send_bytes(&raw::frame(&[0, 0, 1])).unwrap();
-    assert!(wait_closed(&mut c.stream, CLOSE_WAIT), "server kept a connection after a short frame");
+    assert!(
+        wait_closed(&mut c.stream, CLOSE_WAIT),
+        "server kept a connection after a short frame"
+    );
     assert_eq!(bystander.ping().err, raw::OK);
 
     assert_server_healthy(&server);
@@ -219,7 +288,13 @@ fn undecodable_request_body_gets_marshalling_error() {
     let (_, max) = server.session_bounds_ms();
     // A request whose path length runs past the end of the frame: the header is fine, so the
     // server answers that request with MarshallingError and keeps the connection.
-    for op in [raw::OP_GET_DATA, raw::OP_EXISTS, raw::OP_CREATE, raw::OP_SET_DATA, raw::OP_DELETE] {
+    for op in [
+        raw::OP_GET_DATA,
+        raw::OP_EXISTS,
+        raw::OP_CREATE,
+        raw::OP_SET_DATA,
+        raw::OP_DELETE,
+    ] {
         let mut c = server.raw(max);
         let body = Enc::new().int(1000).bytes(b"/x").finish();
         let r = c.call(op, &body);
@@ -267,11 +342,18 @@ fn oversized_frame_closes_connection() {
 
     // ...one byte more is refused by closing the connection, before the body is sent.
     let mut c = server.raw(max);
-    c.send_bytes(&((MAX_BUFFER + 1) as u32).to_be_bytes()).unwrap();
-    assert!(wait_closed(&mut c.stream, CLOSE_WAIT), "oversized frame not refused");
+    c.send_bytes(&((MAX_BUFFER + 1) as u32).to_be_bytes())
+        .unwrap();
+    assert!(
+        wait_closed(&mut c.stream, CLOSE_WAIT),
+        "oversized frame not refused"
+    );
     let mut c = server.raw(max);
     c.send_bytes(&0x7fff_ffffu32.to_be_bytes()).unwrap();
-    assert!(wait_closed(&mut c.stream, CLOSE_WAIT), "huge frame not refused");
+    assert!(
+        wait_closed(&mut c.stream, CLOSE_WAIT),
+        "huge frame not refused"
+    );
     assert_eq!(bystander.ping().err, raw::OK);
     assert_server_healthy(&server);
 }
@@ -290,7 +372,10 @@ fn resume_session_by_id_and_password() {
 
     // Resuming while the old connection is open moves the session and closes the old one.
     let mut second = Raw::resume(&server.addr, id, &passwd, c.last_zxid, max);
-    assert!(wait_closed(&mut c.stream, CLOSE_WAIT), "old connection not closed on reconnect");
+    assert!(
+        wait_closed(&mut c.stream, CLOSE_WAIT),
+        "old connection not closed on reconnect"
+    );
     let r = second.exists(&e, false).ok();
     assert_eq!(r.dec().stat().ephemeral_owner, id);
 
@@ -298,12 +383,28 @@ fn resume_session_by_id_and_password() {
     let (id2, passwd2, zxid) = second.disconnect();
     assert_eq!((id2, &passwd2), (id, &passwd));
     let mut third = Raw::resume(&server.addr, id, &passwd, zxid, max);
-    assert_eq!(third.exists(&e, false).ok().dec().stat().ephemeral_owner, id);
-    third.create(&format!("{root}/e2"), b"", raw::CREATE_EPHEMERAL).ok();
+    assert_eq!(
+        third.exists(&e, false).ok().dec().stat().ephemeral_owner,
+        id
+    );
+    third
+        .create(&format!("{root}/e2"), b"", raw::CREATE_EPHEMERAL)
+        .ok();
     let mut other = server.raw(max);
-    let mut eph = other.call(raw::OP_GET_EPHEMERALS, &Enc::new().string(&root).finish()).ok().dec().strings();
-    assert!(eph.is_empty(), "another session's ephemerals leaked: {eph:?}");
-    eph = third.call(raw::OP_GET_EPHEMERALS, &Enc::new().string(&root).finish()).ok().dec().strings();
+    let mut eph = other
+        .call(raw::OP_GET_EPHEMERALS, &Enc::new().string(&root).finish())
+        .ok()
+        .dec()
+        .strings();
+    assert!(
+        eph.is_empty(),
+        "another session's ephemerals leaked: {eph:?}"
+    );
+    eph = third
+        .call(raw::OP_GET_EPHEMERALS, &Enc::new().string(&root).finish())
+        .ok()
+        .dec()
+        .strings();
     eph.sort();
     assert_eq!(eph, vec![e.clone(), format!("{root}/e2")]);
 }
@@ -329,7 +430,10 @@ fn wrong_password_is_refused_with_zero_timeout() {
     assert_eq!(resp.session_id, 0);
     assert_eq!(resp.passwd, vec![0; 16]);
     assert_eq!(resp.frame_len, 37);
-    assert!(wait_closed(&mut s, CLOSE_WAIT), "refused connection left open");
+    assert!(
+        wait_closed(&mut s, CLOSE_WAIT),
+        "refused connection left open"
+    );
 
     // The session itself is unharmed.
     let (id, passwd, zxid) = c.disconnect();
@@ -352,9 +456,17 @@ fn closed_session_cannot_be_resumed() {
     let closed = c.close_session();
     assert_eq!(closed.err, raw::OK);
     assert!(closed.body.is_empty());
-    assert!(wait_closed(&mut c.stream, CLOSE_WAIT), "connection left open after closeSession");
-    let ev = watcher.next_event(Duration::from_secs(5)).expect("no NodeDeleted for the ephemeral");
-    assert_eq!((ev.event_type, ev.path.as_str()), (raw::EV_NODE_DELETED, e.as_str()));
+    assert!(
+        wait_closed(&mut c.stream, CLOSE_WAIT),
+        "connection left open after closeSession"
+    );
+    let ev = watcher
+        .next_event(Duration::from_secs(5))
+        .expect("no NodeDeleted for the ephemeral");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (raw::EV_NODE_DELETED, e.as_str())
+    );
     assert_eq!(watcher.exists(&e, false).err, raw::ERR_NO_NODE);
 
     let req = ConnectReq {
@@ -386,7 +498,10 @@ fn client_ahead_of_server_is_refused() {
     };
     let (mut s, resp) = handshake(&server.addr, &req);
     // Apache ZooKeeper closes without any ConnectResponse.
-    assert!(resp.is_err(), "a client that has seen a future zxid got {resp:?}");
+    assert!(
+        resp.is_err(),
+        "a client that has seen a future zxid got {resp:?}"
+    );
     assert!(wait_closed(&mut s, CLOSE_WAIT));
     drop(c);
     assert_server_healthy(&server);

@@ -23,7 +23,11 @@ fn session_timeout_is_clamped_to_tick_bounds() {
     let server = TestServer::start();
     let tick = tick_ms(&server);
     let (min, max) = server.session_bounds_ms();
-    assert_eq!((min, max), (2 * tick, 20 * tick), "default bounds are 2 and 20 ticks");
+    assert_eq!(
+        (min, max),
+        (2 * tick, 20 * tick),
+        "default bounds are 2 and 20 ticks"
+    );
 
     for (asked, granted) in [
         (1, min),
@@ -86,11 +90,20 @@ async fn ephemerals_removed_when_session_closes() {
     let closed_at = Instant::now();
     drop(owner); // the last handle: the client sends closeSession
     let ev = t!(w1.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDeleted, e1.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, e1.as_str())
+    );
     let ev = t!(w2.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDeleted, e2.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, e2.as_str())
+    );
     let ev = t!(wc.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeChildrenChanged, root.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, root.as_str())
+    );
     assert!(
         closed_at.elapsed() < Duration::from_millis(max as u64),
         "ephemerals went only after {:?}: looks like expiry, not close",
@@ -98,7 +111,11 @@ async fn ephemerals_removed_when_session_closes() {
     );
     let mut children = t!(watcher.list_children(&root)).unwrap();
     children.sort();
-    assert_eq!(children, vec!["keep"], "persistent nodes outlive their creator");
+    assert_eq!(
+        children,
+        vec!["keep"],
+        "persistent nodes outlive their creator"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,22 +131,33 @@ async fn ephemerals_removed_when_session_expires() {
     assert_eq!(silent.timeout_ms, min);
     let e = format!("{root}/e");
     silent.create(&e, b"", raw::CREATE_EPHEMERAL).ok();
-    silent.create(&format!("{root}/s-"), b"", raw::CREATE_EPHEMERAL_SEQUENTIAL).ok();
+    silent
+        .create(&format!("{root}/s-"), b"", raw::CREATE_EPHEMERAL_SEQUENTIAL)
+        .ok();
     let last_touch = Instant::now();
     let (_, w) = t!(watcher.check_and_watch_stat(&e)).unwrap();
     let (_, wc) = t!(watcher.list_and_watch_children(&root)).unwrap();
 
     let ev = t!(w.changed());
     let elapsed = last_touch.elapsed();
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeDeleted, e.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted, e.as_str())
+    );
     let timeout = Duration::from_millis(min as u64);
-    assert!(elapsed >= timeout * 3 / 4, "expired after {elapsed:?}, timeout {timeout:?}");
+    assert!(
+        elapsed >= timeout * 3 / 4,
+        "expired after {elapsed:?}, timeout {timeout:?}"
+    );
     assert!(
         elapsed <= timeout + Duration::from_millis(2 * tick + 2000),
         "expired only after {elapsed:?}, timeout {timeout:?}"
     );
     let ev = t!(wc.changed());
-    assert_eq!((ev.event_type, ev.path.as_str()), (EventType::NodeChildrenChanged, root.as_str()));
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeChildrenChanged, root.as_str())
+    );
     assert!(t!(watcher.list_children(&root)).unwrap().is_empty());
 
     // The server drops the expired session's connection and refuses to resume it.
@@ -156,20 +184,35 @@ async fn detached_session_is_resumed_then_expires() {
     // Long enough that the reconnect below happens well within it.
     let timeout = Duration::from_millis((min as u64 * 4).max(1600));
     let first = server
-        .client_with(Client::connector().with_session_timeout(timeout).with_detached())
+        .client_with(
+            Client::connector()
+                .with_session_timeout(timeout)
+                .with_detached(),
+        )
         .await;
     let session_timeout = first.session_timeout();
     let id = first.session_id();
     let e = format!("{root}/e");
-    t!(first.create(&e, b"", &CreateMode::Ephemeral.with_acls(Acls::anyone_all()))).unwrap();
+    t!(first.create(
+        &e,
+        b"",
+        &CreateMode::Ephemeral.with_acls(Acls::anyone_all())
+    ))
+    .unwrap();
     let info = first.into_session();
 
     // Reattach with id and password: same session, same ephemeral.
     let second = server
-        .client_with(Client::connector().with_session(info.clone()).with_detached())
+        .client_with(
+            Client::connector()
+                .with_session(info.clone())
+                .with_detached(),
+        )
         .await;
     assert_eq!(second.session_id(), id);
-    let stat = t!(second.check_stat(&e)).unwrap().expect("ephemeral lost on reconnect");
+    let stat = t!(second.check_stat(&e))
+        .unwrap()
+        .expect("ephemeral lost on reconnect");
     assert_eq!(stat.ephemeral_owner, id.0);
     let info = second.into_session();
 
@@ -197,11 +240,16 @@ fn sessions_are_distinct_and_own_their_ephemerals() {
     ids.dedup();
     assert_eq!(ids.len(), 17, "duplicate session ids");
     for (i, s) in sessions.iter_mut().enumerate() {
-        s.create(&format!("{root}/e{i}"), b"", raw::CREATE_EPHEMERAL).ok();
+        s.create(&format!("{root}/e{i}"), b"", raw::CREATE_EPHEMERAL)
+            .ok();
     }
     first.sync(&root);
     for (i, s) in sessions.iter().enumerate() {
-        let stat = first.exists(&format!("{root}/e{i}"), false).ok().dec().stat();
+        let stat = first
+            .exists(&format!("{root}/e{i}"), false)
+            .ok()
+            .dec()
+            .stat();
         assert_eq!(stat.ephemeral_owner, s.session_id);
     }
     // Closing half of them removes exactly their nodes.

@@ -20,13 +20,20 @@ fn ev(event_type: i32, path: &str) -> (i32, String) {
 }
 
 fn kinds(events: &[RawEvent]) -> Vec<(i32, String)> {
-    events.iter().map(|e| (e.event_type, e.path.clone())).collect()
+    events
+        .iter()
+        .map(|e| (e.event_type, e.path.clone()))
+        .collect()
 }
 
 fn assert_event(event: &WatchedEvent, event_type: EventType, path: &str) {
     assert_eq!(event.event_type, event_type, "event {event:?}");
     assert_eq!(event.path, path, "event {event:?}");
-    assert_eq!(event.session_state, SessionState::SyncConnected, "event {event:?}");
+    assert_eq!(
+        event.session_state,
+        SessionState::SyncConnected,
+        "event {event:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +57,9 @@ async fn data_watch_fires_on_change_and_delete() {
     mk(&c, &path).await;
     let (_, _, watcher) = t!(c.get_and_watch_data(&path)).unwrap();
     assert!(t!(writer.set_data(&path, b"x", Some(9))).is_err());
-    assert!(tokio::time::timeout(QUIET, watcher.changed()).await.is_err());
+    assert!(tokio::time::timeout(QUIET, watcher.changed())
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +95,11 @@ async fn child_watch_fires_on_membership_only() {
 
     let (_, watcher) = t!(c.list_and_watch_children(&root)).unwrap();
     mk(&writer, &format!("{root}/b")).await;
-    assert_event(&t!(watcher.changed()), EventType::NodeChildrenChanged, &root);
+    assert_event(
+        &t!(watcher.changed()),
+        EventType::NodeChildrenChanged,
+        &root,
+    );
 
     // Changing a child's data or the node's own data is not a child change.
     let (_, _, watcher) = t!(c.get_and_watch_children(&root)).unwrap();
@@ -95,7 +108,11 @@ async fn child_watch_fires_on_membership_only() {
     // Grandchildren are not children.
     mk(&writer, &format!("{root}/a/g")).await;
     t!(writer.delete(&format!("{root}/b"), None)).unwrap();
-    assert_event(&t!(watcher.changed()), EventType::NodeChildrenChanged, &root);
+    assert_event(
+        &t!(watcher.changed()),
+        EventType::NodeChildrenChanged,
+        &root,
+    );
 
     // Deleting the watched node itself fires NodeDeleted.
     let sub = format!("{root}/a/g");
@@ -140,18 +157,28 @@ async fn persistent_watch_stays_armed() {
     t!(writer.set_data(&path, b"2", None)).unwrap();
     assert_event(&t!(watcher.changed()), EventType::NodeDataChanged, &path);
     mk(&writer, &format!("{path}/child")).await;
-    assert_event(&t!(watcher.changed()), EventType::NodeChildrenChanged, &path);
+    assert_event(
+        &t!(watcher.changed()),
+        EventType::NodeChildrenChanged,
+        &path,
+    );
     // Not recursive: a grandchild or a child's data is not reported.
     mk(&writer, &format!("{path}/child/g")).await;
     t!(writer.set_data(&format!("{path}/child"), b"x", None)).unwrap();
     t!(writer.delete(&format!("{path}/child/g"), None)).unwrap();
     t!(writer.delete(&format!("{path}/child"), None)).unwrap();
-    assert_event(&t!(watcher.changed()), EventType::NodeChildrenChanged, &path);
+    assert_event(
+        &t!(watcher.changed()),
+        EventType::NodeChildrenChanged,
+        &path,
+    );
     t!(writer.delete(&path, None)).unwrap();
     assert_event(&t!(watcher.changed()), EventType::NodeDeleted, &path);
     mk(&writer, &path).await;
     assert_event(&t!(watcher.changed()), EventType::NodeCreated, &path);
-    assert!(tokio::time::timeout(QUIET, watcher.changed()).await.is_err());
+    assert!(tokio::time::timeout(QUIET, watcher.changed())
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +209,9 @@ async fn recursive_watch_sees_subtree_without_child_events() {
         assert_event(&t!(watcher.changed()), event_type, path);
     }
     // In particular, no NodeChildrenChanged ever.
-    assert!(tokio::time::timeout(QUIET, watcher.changed()).await.is_err());
+    assert!(tokio::time::timeout(QUIET, watcher.changed())
+        .await
+        .is_err());
 }
 
 #[test]
@@ -209,7 +238,10 @@ fn one_shot_watches_fire_exactly_once() {
     let events = w.drain_events(QUIET);
     assert_eq!(
         kinds(&events),
-        vec![ev(raw::EV_NODE_DATA_CHANGED, &n), ev(raw::EV_NODE_CHILDREN_CHANGED, &root)]
+        vec![
+            ev(raw::EV_NODE_DATA_CHANGED, &n),
+            ev(raw::EV_NODE_CHILDREN_CHANGED, &root)
+        ]
     );
     for e in &events {
         assert_eq!(e.state, 3, "SyncConnected");
@@ -226,7 +258,9 @@ fn notification_frame_fields() {
     w.get_data(&root, true).ok();
     let mut writer = server.raw(max);
     let set = writer.set_data(&root, b"x", -1).ok();
-    let event = w.next_event(Duration::from_secs(5)).expect("no notification");
+    let event = w
+        .next_event(Duration::from_secs(5))
+        .expect("no notification");
     assert_eq!(event.event_type, raw::EV_NODE_DATA_CHANGED);
     assert_eq!(event.state, 3);
     assert_eq!(event.path, root);
@@ -260,7 +294,10 @@ fn delete_fires_node_deleted_then_parent_child_change() {
     writer.delete(&n, -1).ok();
     assert_eq!(
         kinds(&w.drain_events(QUIET)),
-        vec![ev(raw::EV_NODE_DELETED, &n), ev(raw::EV_NODE_CHILDREN_CHANGED, &root)],
+        vec![
+            ev(raw::EV_NODE_DELETED, &n),
+            ev(raw::EV_NODE_CHILDREN_CHANGED, &root)
+        ],
         "one NodeDeleted per session, then the parent's child change"
     );
 
@@ -270,7 +307,10 @@ fn delete_fires_node_deleted_then_parent_child_change() {
     writer.create(&n, b"", 0).ok();
     assert_eq!(
         kinds(&w.drain_events(QUIET)),
-        vec![ev(raw::EV_NODE_CREATED, &n), ev(raw::EV_NODE_CHILDREN_CHANGED, &root)]
+        vec![
+            ev(raw::EV_NODE_CREATED, &n),
+            ev(raw::EV_NODE_CHILDREN_CHANGED, &root)
+        ]
     );
 }
 
@@ -294,7 +334,10 @@ fn events_arrive_in_commit_order() {
         writer.set_data(&paths[i], b"x", -1).ok();
     }
     let got = kinds(&w.drain_events(QUIET));
-    let want: Vec<_> = order.iter().map(|&i| ev(raw::EV_NODE_DATA_CHANGED, &paths[i])).collect();
+    let want: Vec<_> = order
+        .iter()
+        .map(|&i| ev(raw::EV_NODE_DATA_CHANGED, &paths[i]))
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -314,17 +357,26 @@ fn persistent_and_one_shot_watch_on_same_path_fire_once() {
     w.sync(&n);
     w.get_data(&n, true).ok();
     writer.set_data(&n, b"1", -1).ok();
-    assert_eq!(kinds(&w.drain_events(QUIET)), vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]);
+    assert_eq!(
+        kinds(&w.drain_events(QUIET)),
+        vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]
+    );
     // The persistent watches remain: the next change is reported again, once.
     writer.set_data(&n, b"2", -1).ok();
-    assert_eq!(kinds(&w.drain_events(QUIET)), vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]);
+    assert_eq!(
+        kinds(&w.drain_events(QUIET)),
+        vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]
+    );
     // A child of n: the recursive watch reports the creation, the persistent one on n the
     // child change.
     let c = format!("{n}/c");
     writer.create(&c, b"", 0).ok();
     assert_eq!(
         kinds(&w.drain_events(QUIET)),
-        vec![ev(raw::EV_NODE_CREATED, &c), ev(raw::EV_NODE_CHILDREN_CHANGED, &n)]
+        vec![
+            ev(raw::EV_NODE_CREATED, &c),
+            ev(raw::EV_NODE_CHILDREN_CHANGED, &n)
+        ]
     );
 }
 
@@ -444,10 +496,27 @@ fn pipelined_raw_replies_keep_request_order() {
     for i in 0..200 {
         let path = format!("{root}/n{}", i % 10);
         let xid = match i % 4 {
-            0 => c.send(raw::OP_CREATE, &raw::Enc::new().string(&path).buffer(b"").open_acl().int(0).finish()),
-            1 => c.send(raw::OP_GET_DATA, &raw::Enc::new().string(&path).bool(false).finish()),
-            2 => c.send(raw::OP_SET_DATA, &raw::Enc::new().string(&path).buffer(b"x").int(-1).finish()),
-            _ => c.send(raw::OP_EXISTS, &raw::Enc::new().string(&root).bool(false).finish()),
+            0 => c.send(
+                raw::OP_CREATE,
+                &raw::Enc::new()
+                    .string(&path)
+                    .buffer(b"")
+                    .open_acl()
+                    .int(0)
+                    .finish(),
+            ),
+            1 => c.send(
+                raw::OP_GET_DATA,
+                &raw::Enc::new().string(&path).bool(false).finish(),
+            ),
+            2 => c.send(
+                raw::OP_SET_DATA,
+                &raw::Enc::new().string(&path).buffer(b"x").int(-1).finish(),
+            ),
+            _ => c.send(
+                raw::OP_EXISTS,
+                &raw::Enc::new().string(&root).bool(false).finish(),
+            ),
         };
         xids.push(xid);
     }
@@ -477,19 +546,38 @@ fn check_and_remove_watches() {
     writer.create(&n, b"", 0).ok();
 
     w.sync(&n);
-    assert_eq!(w.check_watches(&n, raw::WATCHER_DATA).err, raw::ERR_NO_WATCHER);
-    assert_eq!(w.remove_watches(&n, raw::WATCHER_DATA).err, raw::ERR_NO_WATCHER);
-    assert_eq!(w.remove_watches(&format!("{root}/missing"), raw::WATCHER_ANY).err, raw::ERR_NO_WATCHER);
+    assert_eq!(
+        w.check_watches(&n, raw::WATCHER_DATA).err,
+        raw::ERR_NO_WATCHER
+    );
+    assert_eq!(
+        w.remove_watches(&n, raw::WATCHER_DATA).err,
+        raw::ERR_NO_WATCHER
+    );
+    assert_eq!(
+        w.remove_watches(&format!("{root}/missing"), raw::WATCHER_ANY)
+            .err,
+        raw::ERR_NO_WATCHER
+    );
 
     w.get_data(&n, true).ok();
     assert_eq!(w.check_watches(&n, raw::WATCHER_DATA).err, raw::OK);
     assert_eq!(w.check_watches(&n, raw::WATCHER_ANY).err, raw::OK);
-    assert_eq!(w.check_watches(&n, raw::WATCHER_CHILDREN).err, raw::ERR_NO_WATCHER);
-    assert_eq!(w.remove_watches(&n, raw::WATCHER_CHILDREN).err, raw::ERR_NO_WATCHER);
+    assert_eq!(
+        w.check_watches(&n, raw::WATCHER_CHILDREN).err,
+        raw::ERR_NO_WATCHER
+    );
+    assert_eq!(
+        w.remove_watches(&n, raw::WATCHER_CHILDREN).err,
+        raw::ERR_NO_WATCHER
+    );
     let removed = w.remove_watches(&n, raw::WATCHER_DATA);
     assert_eq!(removed.err, raw::OK);
     assert!(removed.body.is_empty());
-    assert_eq!(w.check_watches(&n, raw::WATCHER_DATA).err, raw::ERR_NO_WATCHER);
+    assert_eq!(
+        w.check_watches(&n, raw::WATCHER_DATA).err,
+        raw::ERR_NO_WATCHER
+    );
     writer.set_data(&n, b"1", -1).ok();
     // The server sends nothing for a removed watch (the client library synthesizes
     // DataWatchRemoved locally) and nothing for the change.
@@ -505,11 +593,17 @@ fn check_and_remove_watches() {
     assert_eq!(w.remove_watches(&n, raw::WATCHER_ANY).err, raw::OK);
     // (Not checkWatches here: Apache ZooKeeper 3.8 answers OK to checkWatches when any
     // session watches the path, so it cannot tell this session's watches apart.)
-    assert_eq!(w.remove_watches(&n, raw::WATCHER_ANY).err, raw::ERR_NO_WATCHER);
+    assert_eq!(
+        w.remove_watches(&n, raw::WATCHER_ANY).err,
+        raw::ERR_NO_WATCHER
+    );
     writer.create(&format!("{n}/c"), b"", 0).ok();
     writer.set_data(&n, b"2", -1).ok();
     assert!(w.drain_events(QUIET).is_empty());
-    assert_eq!(kinds(&other.drain_events(QUIET)), vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]);
+    assert_eq!(
+        kinds(&other.drain_events(QUIET)),
+        vec![ev(raw::EV_NODE_DATA_CHANGED, &n)]
+    );
 }
 
 #[test]
@@ -565,6 +659,9 @@ fn set_watches_after_reconnect_reports_missed_changes() {
     writer.set_data(&n1, b"z", -1).ok();
     assert_eq!(
         kinds(&w.drain_events(QUIET)),
-        vec![ev(raw::EV_NODE_DATA_CHANGED, &n5), ev(raw::EV_NODE_CREATED, &n7)]
+        vec![
+            ev(raw::EV_NODE_DATA_CHANGED, &n5),
+            ev(raw::EV_NODE_CREATED, &n7)
+        ]
     );
 }

@@ -62,7 +62,11 @@ impl TestServer {
         if let Ok(target) = std::env::var("ZKRS_TEST_TARGET") {
             let target = target.trim().to_string();
             assert!(!target.is_empty(), "ZKRS_TEST_TARGET is set but empty");
-            let server = TestServer { addr: target, child: None, dir: None };
+            let server = TestServer {
+                addr: target,
+                child: None,
+                dir: None,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             while four_letter_opt(&server.addr, "ruok").as_deref() != Some("imok") {
                 assert!(
@@ -234,7 +238,9 @@ pub fn four_letter_opt(addr: &str, cmd: &str) -> Option<String> {
     let sock = addr.to_socket_addrs().ok()?.next()?;
     let mut stream = TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .ok()?;
     stream.write_all(cmd.as_bytes()).ok()?;
     let mut out = Vec::new();
     stream.read_to_end(&mut out).ok()?;
@@ -356,12 +362,24 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(ALPHABET[(n >> 18) as usize & 63] as char);
         out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { ALPHABET[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { ALPHABET[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

@@ -130,8 +130,9 @@ impl Enc {
     /// vector<ACL>: each (perms, scheme, id).
     pub fn acls(self, v: &[(i32, &str, &str)]) -> Enc {
         let len = i32::try_from(v.len()).expect("too many acls");
-        v.iter()
-            .fold(self.int(len), |e, (perms, scheme, id)| e.int(*perms).string(scheme).string(id))
+        v.iter().fold(self.int(len), |e, (perms, scheme, id)| {
+            e.int(*perms).string(scheme).string(id)
+        })
     }
     /// The open ACL world:anyone with all permissions.
     pub fn open_acl(self) -> Enc {
@@ -191,7 +192,7 @@ impl<'a> Dec<'a> {
         let n = self.int();
         (0..n.max(0)).map(|_| self.string()).collect()
     }
-    pub fn acls(&mut self) -> Vec<(i32, String, String)> {
+    pub fn acls(&mut self) -> Vec<RawAcl> {
         let n = self.int();
         (0..n.max(0))
             .map(|_| {
@@ -221,6 +222,9 @@ impl<'a> Dec<'a> {
         self.buf.len() - self.pos
     }
 }
+
+/// One ACL entry: (perms, scheme, id).
+pub type RawAcl = (i32, String, String);
 
 /// org.apache.zookeeper.data.Stat, in wire order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,11 +354,19 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
     while filled < buf.len() {
         let now = Instant::now();
         if now >= deadline {
-            return Err(std::io::Error::new(ErrorKind::TimedOut, "read deadline passed"));
+            return Err(std::io::Error::new(
+                ErrorKind::TimedOut,
+                "read deadline passed",
+            ));
         }
         stream.set_read_timeout(Some(deadline - now))?;
         match stream.read(&mut buf[filled..]) {
-            Ok(0) => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed")),
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ))
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -372,7 +384,10 @@ pub fn read_frame_by(stream: &mut TcpStream, deadline: Instant) -> std::io::Resu
     read_exact_by(stream, &mut len, deadline)?;
     let len = i32::from_be_bytes(len);
     if !(0..=16 * 1024 * 1024).contains(&len) {
-        return Err(std::io::Error::new(ErrorKind::InvalidData, format!("bad frame length {len}")));
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            format!("bad frame length {len}"),
+        ));
     }
     let mut body = vec![0u8; len as usize];
     read_exact_by(stream, &mut body, deadline)?;
@@ -396,7 +411,9 @@ pub fn wait_closed(stream: &mut TcpStream, limit: Duration) -> bool {
             Ok(0) => return true,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -415,7 +432,14 @@ pub fn handshake(addr: &str, req: &ConnectReq) -> (TcpStream, std::io::Result<Co
         let session_id = d.long();
         let passwd = d.buffer().unwrap_or_default();
         let read_only = (d.remaining() > 0).then(|| d.bool());
-        ConnectResp { protocol_version, timeout_ms, session_id, passwd, read_only, frame_len: body.len() }
+        ConnectResp {
+            protocol_version,
+            timeout_ms,
+            session_id,
+            passwd,
+            read_only,
+            frame_len: body.len(),
+        }
     });
     (stream, resp)
 }
@@ -446,7 +470,13 @@ impl Raw {
     }
 
     /// Reattaches to an existing session on a new connection. Panics if the server refuses.
-    pub fn resume(addr: &str, session_id: i64, passwd: &[u8], last_zxid: i64, timeout_ms: i32) -> Raw {
+    pub fn resume(
+        addr: &str,
+        session_id: i64,
+        passwd: &[u8],
+        last_zxid: i64,
+        timeout_ms: i32,
+    ) -> Raw {
         let req = ConnectReq {
             protocol_version: 0,
             last_zxid_seen: last_zxid,
@@ -457,7 +487,10 @@ impl Raw {
         };
         let (stream, resp) = handshake(addr, &req);
         let resp = resp.unwrap_or_else(|e| panic!("resume handshake with {addr}: {e}"));
-        assert_ne!(resp.timeout_ms, 0, "server refused to resume session {session_id:#x}");
+        assert_ne!(
+            resp.timeout_ms, 0,
+            "server refused to resume session {session_id:#x}"
+        );
         assert_eq!(resp.session_id, session_id, "resumed a different session");
         Raw::from_parts(addr, stream, resp, last_zxid)
     }
@@ -508,12 +541,22 @@ impl Raw {
             let event_type = d.int();
             let state = d.int();
             let path = d.string();
-            Frame::Event(RawEvent { event_type, state, path, zxid })
+            Frame::Event(RawEvent {
+                event_type,
+                state,
+                path,
+                zxid,
+            })
         } else {
             if zxid > self.last_zxid {
                 self.last_zxid = zxid;
             }
-            Frame::Reply(RawReply { xid, zxid, err, body: body[16..].to_vec() })
+            Frame::Reply(RawReply {
+                xid,
+                zxid,
+                err,
+                body: body[16..].to_vec(),
+            })
         };
         self.log.push(frame.clone());
         Ok(frame)
@@ -569,13 +612,23 @@ impl Raw {
     }
 
     pub fn create(&mut self, path: &str, data: &[u8], flags: i32) -> RawReply {
-        let body = Enc::new().string(path).buffer(data).open_acl().int(flags).finish();
+        let body = Enc::new()
+            .string(path)
+            .buffer(data)
+            .open_acl()
+            .int(flags)
+            .finish();
         self.call(OP_CREATE, &body)
     }
 
     /// create2: the reply body is path + stat.
     pub fn create2(&mut self, path: &str, data: &[u8], flags: i32) -> RawReply {
-        let body = Enc::new().string(path).buffer(data).open_acl().int(flags).finish();
+        let body = Enc::new()
+            .string(path)
+            .buffer(data)
+            .open_acl()
+            .int(flags)
+            .finish();
         self.call(OP_CREATE2, &body)
     }
 
@@ -592,11 +645,17 @@ impl Raw {
     }
 
     pub fn set_data(&mut self, path: &str, data: &[u8], version: i32) -> RawReply {
-        self.call(OP_SET_DATA, &Enc::new().string(path).buffer(data).int(version).finish())
+        self.call(
+            OP_SET_DATA,
+            &Enc::new().string(path).buffer(data).int(version).finish(),
+        )
     }
 
     pub fn get_children(&mut self, path: &str, watch: bool) -> RawReply {
-        self.call(OP_GET_CHILDREN, &Enc::new().string(path).bool(watch).finish())
+        self.call(
+            OP_GET_CHILDREN,
+            &Enc::new().string(path).bool(watch).finish(),
+        )
     }
 
     /// sync: after its reply, this session's reads reflect every write committed before it.
@@ -609,15 +668,27 @@ impl Raw {
     }
 
     pub fn check_watches(&mut self, path: &str, watcher_type: i32) -> RawReply {
-        self.call(OP_CHECK_WATCHES, &Enc::new().string(path).int(watcher_type).finish())
+        self.call(
+            OP_CHECK_WATCHES,
+            &Enc::new().string(path).int(watcher_type).finish(),
+        )
     }
 
     pub fn remove_watches(&mut self, path: &str, watcher_type: i32) -> RawReply {
-        self.call(OP_REMOVE_WATCHES, &Enc::new().string(path).int(watcher_type).finish())
+        self.call(
+            OP_REMOVE_WATCHES,
+            &Enc::new().string(path).int(watcher_type).finish(),
+        )
     }
 
     /// setWatches (opcode 101, xid -8) with the one-shot watch lists.
-    pub fn set_watches(&mut self, relative_zxid: i64, data: &[&str], exist: &[&str], child: &[&str]) -> RawReply {
+    pub fn set_watches(
+        &mut self,
+        relative_zxid: i64,
+        data: &[&str],
+        exist: &[&str],
+        child: &[&str],
+    ) -> RawReply {
         let body = Enc::new()
             .long(relative_zxid)
             .strings(data)
@@ -649,11 +720,29 @@ impl Raw {
 
 /// One operation of a multi request.
 pub enum MultiOp<'a> {
-    Create { path: &'a str, data: &'a [u8], flags: i32 },
-    Create2 { path: &'a str, data: &'a [u8], flags: i32 },
-    Delete { path: &'a str, version: i32 },
-    SetData { path: &'a str, data: &'a [u8], version: i32 },
-    Check { path: &'a str, version: i32 },
+    Create {
+        path: &'a str,
+        data: &'a [u8],
+        flags: i32,
+    },
+    Create2 {
+        path: &'a str,
+        data: &'a [u8],
+        flags: i32,
+    },
+    Delete {
+        path: &'a str,
+        version: i32,
+    },
+    SetData {
+        path: &'a str,
+        data: &'a [u8],
+        version: i32,
+    },
+    Check {
+        path: &'a str,
+        version: i32,
+    },
 }
 
 /// Encodes a multi (opcode 14) body.
@@ -677,19 +766,29 @@ pub fn encode_multi(ops: &[MultiOp<'_>]) -> Vec<u8> {
                 .buffer(data)
                 .open_acl()
                 .int(*flags),
-            MultiOp::Delete { path, version } => {
-                e.int(OP_DELETE).bool(false).int(-1).string(path).int(*version)
-            }
-            MultiOp::SetData { path, data, version } => e
+            MultiOp::Delete { path, version } => e
+                .int(OP_DELETE)
+                .bool(false)
+                .int(-1)
+                .string(path)
+                .int(*version),
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            } => e
                 .int(OP_SET_DATA)
                 .bool(false)
                 .int(-1)
                 .string(path)
                 .buffer(data)
                 .int(*version),
-            MultiOp::Check { path, version } => {
-                e.int(OP_CHECK).bool(false).int(-1).string(path).int(*version)
-            }
+            MultiOp::Check { path, version } => e
+                .int(OP_CHECK)
+                .bool(false)
+                .int(-1)
+                .string(path)
+                .int(*version),
         };
     }
     e.int(-1).bool(true).int(-1).finish()
@@ -718,15 +817,24 @@ pub fn decode_multi(body: &[u8]) -> Vec<MultiResult> {
             break;
         }
         out.push(match op {
-            OP_CREATE => MultiResult::Create { path: d.string(), stat: None },
+            OP_CREATE => MultiResult::Create {
+                path: d.string(),
+                stat: None,
+            },
             OP_CREATE2 => {
                 let path = d.string();
-                MultiResult::Create { path, stat: Some(d.stat()) }
+                MultiResult::Create {
+                    path,
+                    stat: Some(d.stat()),
+                }
             }
             OP_DELETE => MultiResult::Delete,
             OP_SET_DATA => MultiResult::SetData { stat: d.stat() },
             OP_CHECK => MultiResult::Check,
-            OP_ERROR => MultiResult::Error { header_err, err: d.int() },
+            OP_ERROR => MultiResult::Error {
+                header_err,
+                err: d.int(),
+            },
             other => panic!("unexpected multi result type {other}"),
         });
         assert!(out.len() < 10_000, "runaway multi reply");
@@ -737,7 +845,7 @@ pub fn decode_multi(body: &[u8]) -> Vec<MultiResult> {
 
 impl Raw {
     /// getACL: returns (acls, stat) or the error code.
-    pub fn get_acl_raw(&mut self, path: &str) -> Result<(Vec<(i32, String, String)>, RawStat), i32> {
+    pub fn get_acl_raw(&mut self, path: &str) -> Result<(Vec<RawAcl>, RawStat), i32> {
         let r = self.call(OP_GET_ACL, &Enc::new().string(path).finish());
         if r.err != OK {
             return Err(r.err);
