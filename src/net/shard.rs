@@ -394,7 +394,7 @@ impl Shard {
                     drop(auth);
                     conn.send_reply(
                         &ReplyHeader {
-                            xid: xid::AUTH,
+                            xid: header.xid,
                             zxid: 0,
                             err: 0,
                         },
@@ -409,7 +409,7 @@ impl Shard {
                     );
                     conn.send_reply(
                         &ReplyHeader {
-                            xid: xid::AUTH,
+                            xid: header.xid,
                             zxid: 0,
                             err: code.code(),
                         },
