@@ -1,8 +1,21 @@
-//! zoo.cfg + myid -> a validated Config holding every limit.
-//! (Placeholder contract: the field names below are what the server reads.)
+//! zoo.cfg + myid -> a validated `Config` holding every limit.
+//!
+//! The file syntax is `java.util.Properties`, as Apache ZooKeeper reads it
+//! (`QuorumPeerConfig.parse`): one `key=value`, `key:value` or `key value` per logical line,
+//! `#` / `!` comment lines, a trailing odd backslash continues the line, `\uXXXX` / `\t` /
+//! `\n` escapes, and keys and values trimmed. A key given twice keeps its last value.
+//!
+//! Differences from ZooKeeper, on purpose:
+//! - an unknown key, or a ZooKeeper key zkrs does not implement, is a warning naming the key
+//!   and line (ZooKeeper turns unknown keys into `zookeeper.<key>` system properties);
+//! - a bad value is an error naming file, line and key, where ZooKeeper sometimes accepts
+//!   nonsense (`tickTime=-5`, `forceSync=off` meaning "yes");
+//! - `zkrs.shards` is our own key.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSpec {
@@ -19,6 +32,29 @@ pub enum FourLetterWhitelist {
     All,
     Only(Vec<String>),
 }
+
+impl FourLetterWhitelist {
+    /// Whether `command` may run. `srvr` always may: ZooKeeper adds it to every whitelist
+    /// because `zkServer.sh status` depends on it.
+    pub fn allows(&self, command: &str) -> bool {
+        match self {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Only(list) => {
+                command == "srvr" || list.iter().any(|c| c == command)
+            }
+        }
+    }
+}
+
+/// ZooKeeper's default for `4lw.commands.whitelist` when a config file does not set it:
+/// only `srvr` (ZooKeeper 3.5.3 and later).
+pub const DEFAULT_FILE_WHITELIST: &[&str] = &["srvr"];
+
+/// Every four-letter word ZooKeeper 3.8 knows (what `*` in the whitelist stands for).
+pub const KNOWN_FOUR_LETTER_WORDS: &[&str] = &[
+    "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -55,6 +91,12 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The embedded default, used when `zkrs` gets no config file: client port 2181, data
+    /// under `./data`, ZooKeeper's limits.
+    ///
+    /// Unlike a config file without `4lw.commands.whitelist` (where ZooKeeper, and zkrs,
+    /// allow only `srvr`), the embedded default allows every four-letter word (`*`), so that
+    /// operators trying zkrs out and the test suites can use `ruok`, `mntr`, `stat`, ...
     fn default() -> Config {
         let tick = 2000;
         Config {
@@ -70,7 +112,7 @@ impl Default for Config {
             max_session_timeout_ms: 20 * tick,
             global_outstanding_limit: 1000,
             jute_max_buffer: 0xfffff,
-            four_letter_whitelist: FourLetterWhitelist::Only(vec!["srvr".into()]),
+            four_letter_whitelist: FourLetterWhitelist::All,
             snap_count: 100_000,
             pre_alloc_size_bytes: 64 * 1024 * 1024,
             force_sync: true,
@@ -85,5 +127,1538 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             source: None,
         }
+    }
+}
+
+/// A config file or myid file that cannot be used. `Display` gives
+/// `file:line: key: message` (the parts that are known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file at fault (the config file, or `<dataDir>/myid`); None = text without a name.
+    pub file: Option<PathBuf>,
+    /// 1-based line number, where one line is at fault.
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_location(f, self.file.as_deref(), self.line)?;
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn write_location(
+    out: &mut impl fmt::Write,
+    file: Option<&Path>,
+    line: Option<usize>,
+) -> fmt::Result {
+    match file {
+        Some(path) => write!(out, "{}", path.display())?,
+        None => write!(out, "<config>")?,
+    }
+    if let Some(line) = line {
+        write!(out, ":{line}")?;
+    }
+    Ok(())
+}
+
+/// Smallest `autopurge.snapRetainCount` ZooKeeper accepts (smaller values are raised to it).
+pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
+
+/// Keys Apache ZooKeeper 3.8 understands that zkrs reads but does not act on.
+const IGNORED_KEYS: &[&str] = &[
+    "localSessionsEnabled",
+    "localSessionsUpgradingEnabled",
+    "secureClientPort",
+    "secureClientPortAddress",
+    "observerMasterPort",
+    "clientPortListenBacklog",
+    "connectToLearnerMasterLimit",
+    "electionAlg",
+    "electionPortBindRetry",
+    "quorumListenOnAllIPs",
+    "peerType",
+    "syncEnabled",
+    "dynamicConfigFile",
+    "standaloneEnabled",
+    "reconfigEnabled",
+    "sslQuorum",
+    "portUnification",
+    "sslQuorumReloadCertFiles",
+    "quorum.cnxn.threads.size",
+    "oraclePath",
+    "serverCnxnFactory",
+    "clientCnxnSocket",
+    "skipACL",
+    "fsync.warningthresholdms",
+    "maxResponseCacheSize",
+    "maxGetChildrenResponseCacheSize",
+    "audit.enable",
+    "digest.enabled",
+    "snapshot.trust.empty",
+    "snapshot.compression.method",
+    "snapSizeLimitInKb",
+    "txnLogSizeLimitInKb",
+    "commitLogCount",
+    "leaderServes",
+    "cnxTimeout",
+    "tcpKeepAlive",
+    "clientTcpKeepAlive",
+    "flushDelay",
+    "maxWriteQueuePollTime",
+    "maxBatchSize",
+    "maxCnxns",
+    "sessionRequireClientSASLAuth",
+    "superUser",
+    "serializeLastProcessedZxid.enabled",
+    "closeSessionTxn.enabled",
+    "extendedTypesEnabled",
+    "emulate353TTLNodes",
+    "watchManagerName",
+    "readonlymode.enabled",
+    "znode.container.maxPerMinute",
+    "znode.container.maxNeverUsedIntervalMs",
+    "requestThrottleLimit",
+    "requestThrottleStallTime",
+    "requestThrottleDropStale",
+    "largeRequestMaxBytes",
+    "largeRequestThreshold",
+    "throttledOpWaitTime",
+    "learnerHandlerDebugConnections",
+    "X509AuthenticationProvider.superUser",
+];
+
+/// Prefixes of ZooKeeper key families zkrs does not act on.
+const IGNORED_PREFIXES: &[&str] = &[
+    "admin.",
+    "metricsProvider.",
+    "multiAddress.",
+    "quorum.auth.",
+    "jvm.pause.",
+    "authProvider.",
+    "ssl.",
+    "netty.",
+    "learner.",
+    "connection_throttle_",
+    "enforce.auth.",
+    "kerberos.",
+    "group.",
+    "weight.",
+    "watcherCleanThreshold",
+    "watcherCleanIntervalInSeconds",
+    "watcherCleanThreadsNum",
+    "zookeeper.",
+];
+
+/// One `key=value` of the Properties text, trimmed as ZooKeeper trims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    key: String,
+    value: String,
+    /// 1-based number of the line the logical line starts on.
+    line: usize,
+}
+
+/// Where `myid` comes from while building a Config.
+enum MyIdSource {
+    /// Read `<dataDir>/myid` if it is a file (as ZooKeeper: standalone needs none).
+    DataDir,
+    /// Given by the caller (no file is read).
+    Given(Option<u64>),
+}
+
+impl Config {
+    /// Parses zoo.cfg text. `source` names the file in errors and warnings (and is kept in
+    /// `Config::source`); no file is read, and no `myid` is known (as if `<dataDir>/myid`
+    /// did not exist). Returns the config and the warnings (unknown or ignored keys,
+    /// adjusted values), each starting `file:line: `.
+    pub fn parse(text: &str, source: Option<&Path>) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::parse_with_my_id(text, source, None)
+    }
+
+    /// As `parse`, with the server id a `myid` file would give.
+    pub fn parse_with_my_id(
+        text: &str,
+        source: Option<&Path>,
+        my_id: Option<u64>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        build(text, source, MyIdSource::Given(my_id))
+    }
+
+    /// Reads and parses the config file at `path`, then `<dataDir>/myid` when that file
+    /// exists (a quorum config, more than one participant in `server.N` lines, requires it).
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        // java.util.Properties.load(InputStream) reads ISO 8859-1; accept UTF-8 too.
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+        };
+        build(&text, Some(path), MyIdSource::DataDir)
+    }
+
+    /// The address `zkServer.sh status`-like tools connect to: `clientPortAddress`, or the
+    /// loopback address when the server listens on every address.
+    pub fn client_connect_address(&self) -> std::net::SocketAddr {
+        let ip = match self.client_port_address {
+            Some(ip) if !ip.is_unspecified() => ip,
+            _ => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        };
+        std::net::SocketAddr::new(ip, self.client_port)
+    }
+
+    /// True when the `server.N` lines describe a quorum (more than one participant), the
+    /// case where ZooKeeper does not run standalone.
+    pub fn is_distributed(&self) -> bool {
+        self.servers.iter().filter(|s| !s.observer).count() > 1
+    }
+}
+
+/// Splits Properties text into entries, as `java.util.Properties.load` does.
+fn parse_properties(text: &str, file: Option<&Path>) -> Result<Vec<Entry>, ConfigError> {
+    let natural = natural_lines(text);
+    let mut entries = Vec::new();
+    let mut index = 0;
+    while index < natural.len() {
+        let (line_number, raw) = natural[index];
+        index += 1;
+        let trimmed = raw.trim_start_matches(is_properties_whitespace);
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
+            continue;
+        }
+        let mut logical = trimmed.to_string();
+        while ends_with_continuation(&logical) {
+            logical.pop();
+            match natural.get(index) {
+                Some((_, next)) => {
+                    index += 1;
+                    logical.push_str(next.trim_start_matches(is_properties_whitespace));
+                }
+                None => break,
+            }
+        }
+        let (raw_key, raw_value) = split_key_value(&logical);
+        let error = |message: String| ConfigError {
+            file: file.map(Path::to_path_buf),
+            line: Some(line_number),
+            key: None,
+            message,
+        };
+        let key = unescape(raw_key).map_err(error)?;
+        let value = unescape(raw_value).map_err(error)?;
+        entries.push(Entry {
+            key: java_trim(&key).to_string(),
+            value: java_trim(&value).to_string(),
+            line: line_number,
+        });
+    }
+    Ok(entries)
+}
+
+/// Lines ended by `\n`, `\r\n` or `\r`, with 1-based numbers.
+fn natural_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut position = 0;
+    while position < bytes.len() {
+        match bytes[position] {
+            b'\n' => {
+                lines.push(&text[start..position]);
+                position += 1;
+                start = position;
+            }
+            b'\r' => {
+                lines.push(&text[start..position]);
+                position += 1;
+                if bytes.get(position) == Some(&b'\n') {
+                    position += 1;
+                }
+                start = position;
+            }
+            _ => position += 1,
+        }
+    }
+    if start < bytes.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .collect()
+}
+
+fn is_properties_whitespace(c: char) -> bool {
+    c == ' ' || c == '\t' || c == '\x0c'
+}
+
+/// An odd number of trailing backslashes continues the logical line.
+fn ends_with_continuation(line: &str) -> bool {
+    line.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1
+}
+
+/// The key ends at the first unescaped `=`, `:` or whitespace; whitespace and at most one
+/// `=`/`:` after it are skipped.
+fn split_key_value(line: &str) -> (&str, &str) {
+    let mut escaped = false;
+    let mut key_end = line.len();
+    let mut value_start = line.len();
+    let mut has_separator = false;
+    for (i, c) in line.char_indices() {
+        if !escaped && (c == '=' || c == ':') {
+            key_end = i;
+            value_start = i + 1;
+            has_separator = true;
+            break;
+        }
+        if !escaped && is_properties_whitespace(c) {
+            key_end = i;
+            value_start = i + 1;
+            break;
+        }
+        escaped = c == '\\' && !escaped;
+    }
+    let rest = &line[value_start..];
+    let mut skip = 0;
+    for (i, c) in rest.char_indices() {
+        if is_properties_whitespace(c) {
+            skip = i + 1;
+        } else if !has_separator && (c == '=' || c == ':') {
+            has_separator = true;
+            skip = i + 1;
+        } else {
+            break;
+        }
+    }
+    (&line[..key_end], &rest[skip..])
+}
+
+/// Properties escapes: `\uXXXX`, `\t`, `\n`, `\r`, `\f`; any other escaped char is itself.
+fn unescape(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let code = if hex.len() == 4 {
+                    u32::from_str_radix(&hex, 16).ok()
+                } else {
+                    None
+                };
+                match code.and_then(char::from_u32) {
+                    Some(decoded) => out.push(decoded),
+                    None => return Err(format!("malformed \\uxxxx encoding \"\\u{hex}\"")),
+                }
+            }
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\x0c'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// `String.trim()`: strips every char up to and including U+0020.
+fn java_trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c <= ' ')
+}
+
+/// Collects errors and warnings with the file name.
+struct Context<'a> {
+    file: Option<&'a Path>,
+    warnings: Vec<String>,
+}
+
+impl Context<'_> {
+    fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.map(Path::to_path_buf),
+            line,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    fn warn(&mut self, line: Option<usize>, key: &str, message: impl fmt::Display) {
+        let mut text = String::new();
+        let _ = write_location(&mut text, self.file, line);
+        self.warnings.push(format!("{text}: {key}: {message}"));
+    }
+}
+
+/// A value with the line it came from.
+struct Value<'a> {
+    text: &'a str,
+    line: usize,
+}
+
+fn parse_i64(ctx: &Context<'_>, key: &str, v: &Value<'_>, what: &str) -> Result<i64, ConfigError> {
+    v.text.parse::<i64>().map_err(|_| {
+        ctx.error(
+            Some(v.line),
+            key,
+            format!("expected {what}, got \"{}\"", v.text),
+        )
+    })
+}
+
+/// An integer in `min..=max` (`what` says which, for the message).
+fn parse_ranged<T: TryFrom<i64>>(
+    ctx: &Context<'_>,
+    key: &str,
+    v: &Value<'_>,
+    min: i64,
+    max: i64,
+    what: &str,
+) -> Result<T, ConfigError> {
+    let n = parse_i64(ctx, key, v, what)?;
+    if n < min || n > max {
+        return Err(ctx.error(
+            Some(v.line),
+            key,
+            format!("expected {what}, got \"{}\"", v.text),
+        ));
+    }
+    T::try_from(n).map_err(|_| {
+        ctx.error(
+            Some(v.line),
+            key,
+            format!("expected {what}, got \"{}\"", v.text),
+        )
+    })
+}
+
+fn parse_positive<T: TryFrom<i64>>(
+    ctx: &Context<'_>,
+    key: &str,
+    v: &Value<'_>,
+    max: i64,
+) -> Result<T, ConfigError> {
+    parse_ranged(ctx, key, v, 1, max, "a positive integer")
+}
+
+fn parse_non_negative<T: TryFrom<i64>>(
+    ctx: &Context<'_>,
+    key: &str,
+    v: &Value<'_>,
+    max: i64,
+) -> Result<T, ConfigError> {
+    parse_ranged(ctx, key, v, 0, max, "a non-negative integer")
+}
+
+fn parse_port(ctx: &Context<'_>, key: &str, text: &str, line: usize) -> Result<u16, ConfigError> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        Ok(_) => Err(ctx.error(
+            Some(line),
+            key,
+            format!("port out of range (1-65535): \"{text}\""),
+        )),
+        Err(_) => Err(ctx.error(
+            Some(line),
+            key,
+            format!("expected a port number, got \"{text}\""),
+        )),
+    }
+}
+
+/// An IP address, or a host name resolved as `InetAddress.getByName` would.
+fn resolve_host(
+    ctx: &Context<'_>,
+    key: &str,
+    host: &str,
+    line: usize,
+) -> Result<IpAddr, ConfigError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if bare.is_empty() {
+        return Err(ctx.error(Some(line), key, "empty address"));
+    }
+    match (bare, 0u16).to_socket_addrs() {
+        Ok(mut addresses) => match addresses.next() {
+            Some(address) => Ok(address.ip()),
+            None => Err(ctx.error(Some(line), key, format!("cannot resolve \"{host}\""))),
+        },
+        Err(e) => Err(ctx.error(Some(line), key, format!("cannot resolve \"{host}\": {e}"))),
+    }
+}
+
+/// `host:port[:...]` with an optional `[ipv6]` host, as ZooKeeper's `ConfigUtils.getHostAndPort`.
+fn host_and_port_parts(s: &str) -> Option<Vec<&str>> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let close = rest.find(']')?;
+        let host = &rest[..close];
+        let after = &rest[close + 1..];
+        let mut parts = vec![host];
+        if after.is_empty() {
+            return Some(parts);
+        }
+        let after = after.strip_prefix(':')?;
+        parts.extend(after.split(':'));
+        Some(parts)
+    } else {
+        Some(s.split(':').collect())
+    }
+}
+
+/// A parsed `server.N` line.
+struct ServerLine {
+    spec: ServerSpec,
+    /// The client host of `;host:port` (None when only a port, or no client part, is given).
+    client_host: Option<String>,
+    line: usize,
+    key: String,
+}
+
+const SERVER_FORMAT: &str = "expected host:port:port[:participant|:observer][;[host:]port]";
+
+fn parse_server_line(
+    ctx: &Context<'_>,
+    key: &str,
+    id: u64,
+    value: &str,
+    line: usize,
+) -> Result<ServerLine, ConfigError> {
+    let bad = |detail: &str| {
+        ctx.error(
+            Some(line),
+            key,
+            format!("{detail}: \"{value}\" ({SERVER_FORMAT})"),
+        )
+    };
+    let halves: Vec<&str> = value.split(';').collect();
+    if halves.len() > 2 {
+        return Err(bad("more than one ';'"));
+    }
+    let server_part = halves[0].trim();
+    if server_part.contains('|') {
+        return Err(bad(
+            "multiple addresses (multiAddress.enabled) are not supported",
+        ));
+    }
+    let parts = host_and_port_parts(server_part).ok_or_else(|| bad("bad address"))?;
+    if parts.len() < 3 || parts.len() > 4 {
+        return Err(bad("wrong number of ':' fields"));
+    }
+    let host = parts[0].trim();
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    let quorum_port = parse_port(ctx, key, parts[1], line)?;
+    let election_port = parse_port(ctx, key, parts[2], line)?;
+    if quorum_port == election_port {
+        return Err(ctx.error(
+            Some(line),
+            key,
+            "the quorum port and the election port must be different",
+        ));
+    }
+    let observer = match parts.get(3).map(|t| t.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(t) if t == "participant" => false,
+        Some(t) if t == "observer" => true,
+        Some(t) => return Err(bad(&format!("unknown peer type \"{t}\""))),
+    };
+    let mut client_port = None;
+    let mut client_host = None;
+    if let Some(client) = halves.get(1) {
+        let client = client.trim();
+        let client_parts = host_and_port_parts(client).ok_or_else(|| bad("bad client address"))?;
+        match client_parts.as_slice() {
+            [port] => client_port = Some(parse_port(ctx, key, port, line)?),
+            [client_host_part, port] => {
+                client_port = Some(parse_port(ctx, key, port, line)?);
+                client_host = Some(client_host_part.trim().to_string());
+            }
+            _ => return Err(bad("bad client address")),
+        }
+    }
+    Ok(ServerLine {
+        spec: ServerSpec {
+            id,
+            host: host.to_string(),
+            quorum_port,
+            election_port,
+            observer,
+            client_port,
+        },
+        client_host,
+        line,
+        key: key.to_string(),
+    })
+}
+
+fn is_ignored_key(key: &str) -> bool {
+    IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+fn warn_if_relative(ctx: &mut Context<'_>, key: &str, path: &Path, line: usize) {
+    if path.is_relative() && !path.starts_with(".") {
+        ctx.warn(
+            Some(line),
+            key,
+            format_args!(
+                "{} is relative to the current directory. Prepend ./ to indicate that you're sure!",
+                path.display()
+            ),
+        );
+    }
+}
+
+fn read_my_id(data_dir: &Path) -> Result<Option<u64>, ConfigError> {
+    let path = data_dir.join("myid");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let error = |line: Option<usize>, message: String| ConfigError {
+        file: Some(path.clone()),
+        line,
+        key: Some("myid".to_string()),
+        message,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| error(None, format!("cannot read: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let first = text.lines().next().unwrap_or("").trim();
+    first.parse::<u64>().map(Some).map_err(|_| {
+        error(
+            Some(1),
+            format!("expected a server id (a number), got \"{first}\""),
+        )
+    })
+}
+
+fn build(
+    text: &str,
+    source: Option<&Path>,
+    my_id_source: MyIdSource,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut ctx = Context {
+        file: source,
+        warnings: Vec::new(),
+    };
+    let entries = parse_properties(text, source)?;
+
+    // The last of a repeated key wins, as in a Properties table.
+    let mut values: HashMap<&str, Value<'_>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for entry in &entries {
+        let value = Value {
+            text: &entry.value,
+            line: entry.line,
+        };
+        if let Some(previous) = values.insert(&entry.key, value) {
+            ctx.warn(
+                Some(entry.line),
+                &entry.key,
+                format_args!("repeated (line {} is overridden)", previous.line),
+            );
+        } else {
+            order.push(&entry.key);
+        }
+    }
+
+    let mut config = Config {
+        source: source.map(Path::to_path_buf),
+        four_letter_whitelist: FourLetterWhitelist::Only(
+            DEFAULT_FILE_WHITELIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        ..Config::default()
+    };
+    let mut data_dir_seen = false;
+    let mut data_log_dir_seen = false;
+    // ZooKeeper has no default for these: a quorum must set them (standalone ignores them).
+    let mut init_limit_seen = false;
+    let mut sync_limit_seen = false;
+    let mut client_port: Option<u16> = None;
+    let mut client_port_address: Option<(String, usize)> = None;
+    let mut min_session_timeout: Option<(u32, usize)> = None;
+    let mut max_session_timeout: Option<(u32, usize)> = None;
+    let mut server_lines: Vec<ServerLine> = Vec::new();
+
+    for key in order {
+        let Some(v) = values.get(key) else { continue };
+        match key {
+            "tickTime" => config.tick_time_ms = parse_positive(&ctx, key, v, i32::MAX as i64)?,
+            "initLimit" => {
+                config.init_limit = parse_non_negative(&ctx, key, v, i32::MAX as i64)?;
+                init_limit_seen = true;
+            }
+            "syncLimit" => {
+                config.sync_limit = parse_non_negative(&ctx, key, v, i32::MAX as i64)?;
+                sync_limit_seen = true;
+            }
+            "dataDir" | "dataLogDir" => {
+                if v.text.is_empty() {
+                    return Err(ctx.error(Some(v.line), key, "expected a directory, got \"\""));
+                }
+                let path = PathBuf::from(v.text);
+                warn_if_relative(&mut ctx, key, &path, v.line);
+                if key == "dataDir" {
+                    config.data_dir = path;
+                    data_dir_seen = true;
+                } else {
+                    config.data_log_dir = path;
+                    data_log_dir_seen = true;
+                }
+            }
+            "clientPort" => {
+                // ZooKeeper reads clientPort=0 as "not set".
+                let port: u16 = parse_ranged(&ctx, key, v, 0, 65535, "a port number (0-65535)")?;
+                client_port = (port != 0).then_some(port);
+            }
+            "clientPortAddress" => client_port_address = Some((v.text.to_string(), v.line)),
+            "maxClientCnxns" => {
+                config.max_client_cnxns = parse_non_negative(&ctx, key, v, i32::MAX as i64)?
+            }
+            "minSessionTimeout" | "maxSessionTimeout" => {
+                // -1 is ZooKeeper's "unset": the default (2 or 20 ticks) applies.
+                let n = parse_ranged::<i64>(
+                    &ctx,
+                    key,
+                    v,
+                    -1,
+                    i32::MAX as i64,
+                    "a non-negative integer (milliseconds)",
+                )?;
+                let slot = if key == "minSessionTimeout" {
+                    &mut min_session_timeout
+                } else {
+                    &mut max_session_timeout
+                };
+                *slot = u32::try_from(n).ok().map(|ms| (ms, v.line));
+            }
+            "globalOutstandingLimit" => {
+                config.global_outstanding_limit = parse_positive(&ctx, key, v, i32::MAX as i64)?
+            }
+            "jute.maxbuffer" => {
+                config.jute_max_buffer = parse_positive(&ctx, key, v, i32::MAX as i64)?
+            }
+            "4lw.commands.whitelist" => {
+                config.four_letter_whitelist = parse_whitelist(&mut ctx, key, v);
+            }
+            "snapCount" => {
+                // ZooKeeper rolls a random offset in [0, snapCount/2): 2 is the least it takes.
+                config.snap_count =
+                    parse_ranged(&ctx, key, v, 2, i32::MAX as i64, "an integer >= 2")?
+            }
+            "preAllocSize" => {
+                let kilobytes: u64 = parse_positive(&ctx, key, v, i64::MAX / 1024)?;
+                config.pre_alloc_size_bytes = kilobytes * 1024;
+            }
+            "forceSync" => {
+                config.force_sync = match v.text.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => {
+                        return Err(ctx.error(
+                            Some(v.line),
+                            key,
+                            format!("expected \"yes\" or \"no\", got \"{}\"", v.text),
+                        ))
+                    }
+                }
+            }
+            "autopurge.snapRetainCount" => {
+                let n = parse_i64(&ctx, key, v, "an integer")?;
+                if n < MIN_SNAP_RETAIN_COUNT as i64 {
+                    ctx.warn(
+                        Some(v.line),
+                        key,
+                        format_args!("{n} is below the minimum; using {MIN_SNAP_RETAIN_COUNT}"),
+                    );
+                    config.autopurge_snap_retain_count = MIN_SNAP_RETAIN_COUNT;
+                } else {
+                    config.autopurge_snap_retain_count = u32::try_from(n).unwrap_or(u32::MAX);
+                }
+            }
+            "autopurge.purgeInterval" => {
+                // Hours; 0 or less disables the purge task, as in ZooKeeper.
+                let n = parse_i64(&ctx, key, v, "an integer (hours)")?;
+                config.autopurge_purge_interval_hours = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+            }
+            "zkrs.shards" => config.shards = parse_positive(&ctx, key, v, 4096)?,
+            "DigestAuthenticationProvider.superDigest"
+            | "zookeeper.DigestAuthenticationProvider.superDigest" => {
+                if !v.text.contains(':') {
+                    return Err(ctx.error(
+                        Some(v.line),
+                        key,
+                        format!("expected super:<base64 sha1 digest>, got \"{}\"", v.text),
+                    ));
+                }
+                config.super_digest = Some(v.text.to_string());
+            }
+            "znode.container.checkIntervalMs" => {
+                config.container_check_interval_ms = parse_positive(&ctx, key, v, i64::MAX)?
+            }
+            _ if key.starts_with("server.") => {
+                let id = key["server.".len()..].parse::<u64>().map_err(|_| {
+                    ctx.error(
+                        Some(v.line),
+                        key,
+                        "expected server.N with N a server id (a number)",
+                    )
+                })?;
+                server_lines.push(parse_server_line(&ctx, key, id, v.text, v.line)?);
+            }
+            _ if is_ignored_key(key) => ctx.warn(
+                Some(v.line),
+                key,
+                "a ZooKeeper setting zkrs does not implement; ignored",
+            ),
+            _ => ctx.warn(Some(v.line), key, "unknown setting; ignored"),
+        }
+    }
+
+    if !data_dir_seen {
+        return Err(ctx.error(None, "dataDir", "not set (a config file must set dataDir)"));
+    }
+    if !data_log_dir_seen {
+        config.data_log_dir = config.data_dir.clone();
+    }
+
+    let tick = config.tick_time_ms;
+    config.min_session_timeout_ms = match min_session_timeout {
+        Some((ms, _)) => ms,
+        None => tick.saturating_mul(2),
+    };
+    config.max_session_timeout_ms = match max_session_timeout {
+        Some((ms, _)) => ms,
+        None => tick.saturating_mul(20),
+    };
+    if config.min_session_timeout_ms > config.max_session_timeout_ms {
+        let (key, line) = match (min_session_timeout, max_session_timeout) {
+            (Some((_, line)), _) => ("minSessionTimeout", Some(line)),
+            (None, Some((_, line))) => ("maxSessionTimeout", Some(line)),
+            (None, None) => ("minSessionTimeout", None),
+        };
+        return Err(ctx.error(
+            line,
+            key,
+            format!(
+                "minSessionTimeout ({}) must not be larger than maxSessionTimeout ({})",
+                config.min_session_timeout_ms, config.max_session_timeout_ms
+            ),
+        ));
+    }
+
+    // server.N lines (QuorumMaj + QuorumPeerConfig.parseDynamicConfig).
+    server_lines.sort_by_key(|s| s.spec.id);
+    let participants = server_lines.iter().filter(|s| !s.spec.observer).count();
+    let observers = server_lines.len() - participants;
+    if observers > 0 && participants <= 1 {
+        let first = server_lines.iter().find(|s| s.spec.observer);
+        return Err(ctx.error(
+            first.map(|s| s.line),
+            first.map_or("server", |s| s.key.as_str()),
+            "observers need a quorum of at least two participants",
+        ));
+    }
+    if participants == 1 {
+        let only = &server_lines[0];
+        ctx.warn(
+            Some(only.line),
+            &only.key,
+            "only one server specified; running standalone",
+        );
+    }
+    let distributed = participants > 1;
+    if distributed {
+        if !init_limit_seen || config.init_limit == 0 {
+            return Err(ctx.error(None, "initLimit", "must be set (non-zero) for a quorum"));
+        }
+        if !sync_limit_seen || config.sync_limit == 0 {
+            return Err(ctx.error(None, "syncLimit", "must be set (non-zero) for a quorum"));
+        }
+    }
+
+    config.my_id = match my_id_source {
+        MyIdSource::Given(id) => id,
+        MyIdSource::DataDir => read_my_id(&config.data_dir)?,
+    };
+    if distributed && config.my_id.is_none() {
+        return Err(ConfigError {
+            file: Some(config.data_dir.join("myid")),
+            line: None,
+            key: Some("myid".to_string()),
+            message: "the myid file is missing (required when server.N lines name a quorum)"
+                .to_string(),
+        });
+    }
+
+    // This server's client address may come from its server.N line (setupClientPort).
+    if let Some(my_id) = config.my_id {
+        let mine = server_lines.iter().find(|s| s.spec.id == my_id);
+        if distributed && mine.is_none() {
+            return Err(ConfigError {
+                file: Some(config.data_dir.join("myid")),
+                line: Some(1),
+                key: Some("myid".to_string()),
+                message: format!("server id {my_id} has no server.{my_id} line"),
+            });
+        }
+        if let Some(mine) = mine {
+            if let Some(port) = mine.spec.client_port {
+                let line_address = match &mine.client_host {
+                    Some(host) => Some(resolve_host(&ctx, &mine.key, host, mine.line)?),
+                    None => None,
+                }
+                .filter(|ip| !ip.is_unspecified());
+                let static_address = match &client_port_address {
+                    Some((host, line)) => {
+                        Some(resolve_host(&ctx, "clientPortAddress", host, *line)?)
+                    }
+                    None => None,
+                }
+                .filter(|ip| !ip.is_unspecified());
+                let port_conflict = client_port.is_some_and(|p| p != port);
+                let address_conflict = static_address.is_some() && static_address != line_address;
+                if port_conflict || address_conflict {
+                    return Err(ctx.error(
+                        Some(mine.line),
+                        &mine.key,
+                        "the client address differs from clientPort/clientPortAddress",
+                    ));
+                }
+                client_port = Some(port);
+                client_port_address = None;
+                config.client_port_address = line_address;
+            }
+        }
+    }
+
+    match (client_port, &client_port_address) {
+        (None, Some((_, line))) => {
+            return Err(ctx.error(
+                Some(*line),
+                "clientPortAddress",
+                "clientPortAddress is set but clientPort is not set",
+            ))
+        }
+        (None, None) => return Err(ctx.error(None, "clientPort", "not set")),
+        (Some(port), address) => {
+            config.client_port = port;
+            if let Some((host, line)) = address {
+                config.client_port_address =
+                    Some(resolve_host(&ctx, "clientPortAddress", host, *line)?);
+            }
+        }
+    }
+
+    config.servers = server_lines.into_iter().map(|s| s.spec).collect();
+    Ok((config, ctx.warnings))
+}
+
+fn parse_whitelist(ctx: &mut Context<'_>, key: &str, v: &Value<'_>) -> FourLetterWhitelist {
+    let mut words: Vec<String> = Vec::new();
+    for word in v.text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if word == "*" {
+            return FourLetterWhitelist::All;
+        }
+        if !KNOWN_FOUR_LETTER_WORDS.contains(&word) {
+            ctx.warn(
+                Some(v.line),
+                key,
+                format_args!("unknown four-letter word \"{word}\""),
+            );
+        }
+        if !words.iter().any(|w| w == word) {
+            words.push(word.to_string());
+        }
+    }
+    // ZooKeeper adds srvr to every whitelist (zkServer.sh status needs it).
+    if !words.iter().any(|w| w == "srvr") {
+        words.push("srvr".to_string());
+    }
+    FourLetterWhitelist::Only(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::parse(text, Some(Path::new("zoo.cfg")))
+    }
+
+    fn parse_ok(text: &str) -> (Config, Vec<String>) {
+        match parse(text) {
+            Ok(result) => result,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("expected an error for {text:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const SAMPLE: &str = "\
+# The number of milliseconds of each tick
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=/tmp/zookeeper
+clientPort=2181
+#maxClientCnxns=60
+";
+
+    #[test]
+    fn sample_cfg_gives_zookeeper_defaults() {
+        let (c, warnings) = parse_ok(SAMPLE);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.tick_time_ms, 2000);
+        assert_eq!(c.init_limit, 10);
+        assert_eq!(c.sync_limit, 5);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/zookeeper"));
+        assert_eq!(c.data_log_dir, PathBuf::from("/tmp/zookeeper"));
+        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.client_port_address, None);
+        assert_eq!(c.max_client_cnxns, 60);
+        assert_eq!(c.min_session_timeout_ms, 4000);
+        assert_eq!(c.max_session_timeout_ms, 40000);
+        assert_eq!(c.global_outstanding_limit, 1000);
+        assert_eq!(c.jute_max_buffer, 0xfffff);
+        assert_eq!(
+            c.four_letter_whitelist,
+            FourLetterWhitelist::Only(vec!["srvr".to_string()])
+        );
+        assert_eq!(c.snap_count, 100_000);
+        assert_eq!(c.pre_alloc_size_bytes, 64 * 1024 * 1024);
+        assert!(c.force_sync);
+        assert_eq!(c.autopurge_snap_retain_count, 3);
+        assert_eq!(c.autopurge_purge_interval_hours, 0);
+        assert!(c.servers.is_empty());
+        assert_eq!(c.my_id, None);
+        assert!(c.shards >= 1);
+        assert_eq!(c.super_digest, None);
+        assert_eq!(c.container_check_interval_ms, 60_000);
+        assert_eq!(c.source, Some(PathBuf::from("zoo.cfg")));
+    }
+
+    #[test]
+    fn embedded_default_allows_every_word() {
+        let c = Config::default();
+        assert_eq!(c.four_letter_whitelist, FourLetterWhitelist::All);
+        assert_eq!(c.client_port, 2181);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.source, None);
+        assert!(c.four_letter_whitelist.allows("mntr"));
+    }
+
+    #[test]
+    fn session_timeouts_follow_tick_time() {
+        let (c, _) = parse_ok("tickTime=100\ndataDir=/d\nclientPort=1\n");
+        assert_eq!(c.min_session_timeout_ms, 200);
+        assert_eq!(c.max_session_timeout_ms, 2000);
+        let (c, _) = parse_ok(
+            "tickTime=100\ndataDir=/d\nclientPort=1\nminSessionTimeout=-1\nmaxSessionTimeout=9000\n",
+        );
+        assert_eq!(c.min_session_timeout_ms, 200);
+        assert_eq!(c.max_session_timeout_ms, 9000);
+    }
+
+    #[test]
+    fn min_above_max_session_timeout_is_an_error() {
+        let e =
+            parse_err("dataDir=/d\nclientPort=1\nmaxSessionTimeout=5000\nminSessionTimeout=6000\n");
+        assert!(e.starts_with("zoo.cfg:4: minSessionTimeout: "), "{e}");
+        // Only max given, below the 2-tick default minimum.
+        let e = parse_err("dataDir=/d\nclientPort=1\nmaxSessionTimeout=3000\n");
+        assert!(e.starts_with("zoo.cfg:3: maxSessionTimeout: "), "{e}");
+    }
+
+    #[test]
+    fn properties_syntax() {
+        let text = "  # comment\n\
+                    ! also a comment\n\
+                    \n\
+                    tickTime : 1000\n\
+                    dataDir /var/zk\n\
+                    clientPort\t=\t2182   \n\
+                    dataLogDir=/var/\\\n    log\n\
+                    4lw.commands.whitelist=ruok,\\u006dntr\n";
+        let (c, warnings) = parse_ok(text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.tick_time_ms, 1000);
+        assert_eq!(c.data_dir, PathBuf::from("/var/zk"));
+        assert_eq!(c.client_port, 2182);
+        assert_eq!(c.data_log_dir, PathBuf::from("/var/log"));
+        assert_eq!(
+            c.four_letter_whitelist,
+            FourLetterWhitelist::Only(vec!["ruok".into(), "mntr".into(), "srvr".into()])
+        );
+    }
+
+    #[test]
+    fn crlf_lines_and_line_numbers() {
+        let e = parse_err("dataDir=/d\r\nclientPort=1\r\n\r\ntickTime=abc\r\n");
+        assert_eq!(
+            e,
+            "zoo.cfg:4: tickTime: expected a positive integer, got \"abc\""
+        );
+        let e = parse_err("dataDir=/d\rclientPort=1\rtickTime=abc\r");
+        assert!(e.starts_with("zoo.cfg:3: "), "{e}");
+    }
+
+    #[test]
+    fn continuation_line_number_is_where_the_entry_starts() {
+        let e = parse_err("dataDir=/d\nclientPort=1\ntickTime=1\\\n  x\n");
+        assert_eq!(
+            e,
+            "zoo.cfg:3: tickTime: expected a positive integer, got \"1x\""
+        );
+    }
+
+    #[test]
+    fn malformed_unicode_escape_is_an_error() {
+        let e = parse_err("dataDir=/d\\u12\nclientPort=1\n");
+        assert!(e.starts_with("zoo.cfg:1: "), "{e}");
+        assert!(e.contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn repeated_key_last_wins_with_warning() {
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\nclientPort=2\n");
+        assert_eq!(c.client_port, 2);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("zoo.cfg:3: clientPort: repeated"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "tickTime=abc",
+                "zoo.cfg:3: tickTime: expected a positive integer, got \"abc\"",
+            ),
+            (
+                "tickTime=0",
+                "zoo.cfg:3: tickTime: expected a positive integer, got \"0\"",
+            ),
+            ("tickTime=-5", "zoo.cfg:3: tickTime: "),
+            ("maxClientCnxns=-1", "zoo.cfg:3: maxClientCnxns: "),
+            ("initLimit=x", "zoo.cfg:3: initLimit: "),
+            ("syncLimit=1.5", "zoo.cfg:3: syncLimit: "),
+            (
+                "globalOutstandingLimit=0",
+                "zoo.cfg:3: globalOutstandingLimit: ",
+            ),
+            ("jute.maxbuffer=lots", "zoo.cfg:3: jute.maxbuffer: "),
+            ("snapCount=1", "zoo.cfg:3: snapCount: "),
+            ("preAllocSize=0", "zoo.cfg:3: preAllocSize: "),
+            (
+                "forceSync=maybe",
+                "zoo.cfg:3: forceSync: expected \"yes\" or \"no\"",
+            ),
+            (
+                "autopurge.snapRetainCount=x",
+                "zoo.cfg:3: autopurge.snapRetainCount: ",
+            ),
+            (
+                "autopurge.purgeInterval=x",
+                "zoo.cfg:3: autopurge.purgeInterval: ",
+            ),
+            ("zkrs.shards=0", "zoo.cfg:3: zkrs.shards: "),
+            (
+                "znode.container.checkIntervalMs=0",
+                "zoo.cfg:3: znode.container.checkIntervalMs: ",
+            ),
+            (
+                "DigestAuthenticationProvider.superDigest=nocolon",
+                "zoo.cfg:3: DigestAuthenticationProvider.superDigest: ",
+            ),
+            ("minSessionTimeout=-2", "zoo.cfg:3: minSessionTimeout: "),
+            ("server.x=h:1:2", "zoo.cfg:3: server.x: "),
+        ];
+        for (line, expected) in cases {
+            let e = parse_err(&format!("dataDir=/d\nclientPort=1\n{line}\n"));
+            assert!(e.starts_with(expected), "{line}: got {e}");
+        }
+    }
+
+    #[test]
+    fn client_port_range() {
+        let e = parse_err("dataDir=/d\nclientPort=70000\n");
+        assert!(e.starts_with("zoo.cfg:2: clientPort: "), "{e}");
+        let e = parse_err("dataDir=/d\nclientPort=-1\n");
+        assert!(e.starts_with("zoo.cfg:2: clientPort: "), "{e}");
+        let e = parse_err("dataDir=/d\n");
+        assert_eq!(e, "zoo.cfg: clientPort: not set");
+        let e = parse_err("dataDir=/d\nclientPort=0\n");
+        assert_eq!(e, "zoo.cfg: clientPort: not set");
+        let e = parse_err("dataDir=/d\nclientPortAddress=127.0.0.1\n");
+        assert!(e.starts_with("zoo.cfg:2: clientPortAddress: "), "{e}");
+    }
+
+    #[test]
+    fn client_port_address() {
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=2181\nclientPortAddress=127.0.0.2\n");
+        assert_eq!(c.client_port_address, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            c.client_connect_address(),
+            "127.0.0.2:2181".parse().unwrap()
+        );
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=2181\nclientPortAddress=::1\n");
+        assert_eq!(c.client_port_address, Some("::1".parse().unwrap()));
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=2181\nclientPortAddress=localhost\n");
+        assert!(c.client_port_address.is_some_and(|ip| ip.is_loopback()));
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=2181\nclientPortAddress=0.0.0.0\n");
+        assert_eq!(
+            c.client_connect_address(),
+            "127.0.0.1:2181".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_data_dir_is_an_error() {
+        let e = parse_err("clientPort=2181\n");
+        assert_eq!(
+            e,
+            "zoo.cfg: dataDir: not set (a config file must set dataDir)"
+        );
+        let e = parse_err("clientPort=2181\ndataDir=\n");
+        assert!(e.starts_with("zoo.cfg:2: dataDir: "), "{e}");
+    }
+
+    #[test]
+    fn relative_data_dir_is_kept_relative_with_a_warning() {
+        let (c, warnings) = parse_ok("dataDir=zkdata\nclientPort=1\n");
+        assert_eq!(c.data_dir, PathBuf::from("zkdata"));
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("zoo.cfg:1: dataDir: zkdata is relative"),
+            "{warnings:?}"
+        );
+        let (c, warnings) = parse_ok("dataDir=./zkdata\nclientPort=1\n");
+        assert_eq!(c.data_dir, PathBuf::from("./zkdata"));
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn all_our_keys() {
+        let (c, warnings) = parse_ok(
+            "dataDir=/d\ndataLogDir=/l\nclientPort=1\nmaxClientCnxns=0\nglobalOutstandingLimit=5\n\
+             jute.maxbuffer=4096\nsnapCount=10\npreAllocSize=128\nforceSync=no\n\
+             autopurge.snapRetainCount=7\nautopurge.purgeInterval=24\nzkrs.shards=3\n\
+             DigestAuthenticationProvider.superDigest=super:abc=\n\
+             znode.container.checkIntervalMs=500\n4lw.commands.whitelist=*\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.data_log_dir, PathBuf::from("/l"));
+        assert_eq!(c.max_client_cnxns, 0);
+        assert_eq!(c.global_outstanding_limit, 5);
+        assert_eq!(c.jute_max_buffer, 4096);
+        assert_eq!(c.snap_count, 10);
+        assert_eq!(c.pre_alloc_size_bytes, 128 * 1024);
+        assert!(!c.force_sync);
+        assert_eq!(c.autopurge_snap_retain_count, 7);
+        assert_eq!(c.autopurge_purge_interval_hours, 24);
+        assert_eq!(c.shards, 3);
+        assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
+        assert_eq!(c.container_check_interval_ms, 500);
+        assert_eq!(c.four_letter_whitelist, FourLetterWhitelist::All);
+        let (c, _) = parse_ok(
+            "dataDir=/d\nclientPort=1\nzookeeper.DigestAuthenticationProvider.superDigest=super:x\nforceSync=YES\n",
+        );
+        assert_eq!(c.super_digest.as_deref(), Some("super:x"));
+        assert!(c.force_sync);
+    }
+
+    #[test]
+    fn snap_retain_count_is_raised_to_three() {
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\nautopurge.snapRetainCount=1\n");
+        assert_eq!(c.autopurge_snap_retain_count, 3);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("autopurge.snapRetainCount"));
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\nautopurge.purgeInterval=-4\n");
+        assert_eq!(c.autopurge_purge_interval_hours, 0);
+    }
+
+    #[test]
+    fn whitelist_parsing() {
+        let (c, warnings) =
+            parse_ok("dataDir=/d\nclientPort=1\n4lw.commands.whitelist= stat , ruok,,conf\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let w = c.four_letter_whitelist;
+        assert_eq!(
+            w,
+            FourLetterWhitelist::Only(vec![
+                "stat".into(),
+                "ruok".into(),
+                "conf".into(),
+                "srvr".into()
+            ])
+        );
+        assert!(w.allows("stat") && w.allows("srvr") && !w.allows("mntr"));
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\n4lw.commands.whitelist=ruok, *\n");
+        assert_eq!(c.four_letter_whitelist, FourLetterWhitelist::All);
+        let (_, warnings) = parse_ok("dataDir=/d\nclientPort=1\n4lw.commands.whitelist=bogus\n");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("bogus"));
+        // srvr is allowed even by an explicit list without it.
+        assert!(FourLetterWhitelist::Only(vec![]).allows("srvr"));
+    }
+
+    #[test]
+    fn unknown_and_ignored_keys_warn() {
+        let (_, warnings) = parse_ok(
+            "dataDir=/d\nclientPort=1\nadmin.enableServer=false\nstandaloneEnabled=true\n\
+             metricsProvider.className=x\nfrobnicate=3\n",
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[0].starts_with("zoo.cfg:3: admin.enableServer: "));
+        assert!(warnings[0].contains("ignored"));
+        assert!(warnings[1].starts_with("zoo.cfg:4: standaloneEnabled: "));
+        assert!(warnings[2].starts_with("zoo.cfg:5: metricsProvider.className: "));
+        assert_eq!(
+            warnings[3],
+            "zoo.cfg:6: frobnicate: unknown setting; ignored"
+        );
+    }
+
+    #[test]
+    fn server_lines() {
+        let (c, warnings) = parse_with(
+            "dataDir=/d\nclientPort=2181\ninitLimit=5\nsyncLimit=2\n\
+             server.3=zk3:2888:3888:observer\n\
+             server.1=zk1:2888:3888\n\
+             server.2=[::1]:2889:3889:participant;2182\n",
+            Some(1),
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.servers,
+            vec![
+                ServerSpec {
+                    id: 1,
+                    host: "zk1".into(),
+                    quorum_port: 2888,
+                    election_port: 3888,
+                    observer: false,
+                    client_port: None
+                },
+                ServerSpec {
+                    id: 2,
+                    host: "::1".into(),
+                    quorum_port: 2889,
+                    election_port: 3889,
+                    observer: false,
+                    client_port: Some(2182)
+                },
+                ServerSpec {
+                    id: 3,
+                    host: "zk3".into(),
+                    quorum_port: 2888,
+                    election_port: 3888,
+                    observer: true,
+                    client_port: None
+                },
+            ]
+        );
+        assert_eq!(c.my_id, Some(1));
+        assert!(c.is_distributed());
+    }
+
+    fn parse_with(text: &str, my_id: Option<u64>) -> (Config, Vec<String>) {
+        match Config::parse_with_my_id(text, Some(Path::new("zoo.cfg")), my_id) {
+            Ok(result) => result,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    #[test]
+    fn my_server_line_gives_the_client_address() {
+        let text = "dataDir=/d\ninitLimit=5\nsyncLimit=2\n\
+                    server.1=a:2888:3888;127.0.0.5:3000\nserver.2=b:2888:3888;3001\n";
+        let (c, _) = parse_with(text, Some(1));
+        assert_eq!(c.client_port, 3000);
+        assert_eq!(c.client_port_address, Some("127.0.0.5".parse().unwrap()));
+        let (c, _) = parse_with(text, Some(2));
+        assert_eq!(c.client_port, 3001);
+        assert_eq!(c.client_port_address, None);
+        // A conflicting static clientPort is an error.
+        let e = Config::parse_with_my_id(
+            &format!("clientPort=2181\n{text}"),
+            Some(Path::new("zoo.cfg")),
+            Some(2),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("zoo.cfg:6: server.2: "), "{e}");
+    }
+
+    #[test]
+    fn quorum_needs_myid_and_limits() {
+        let text =
+            "dataDir=/d\nclientPort=1\ninitLimit=5\nsyncLimit=2\nserver.1=a:1:2\nserver.2=b:1:2\n";
+        let e = parse_err(text);
+        assert!(e.starts_with("/d/myid: myid: "), "{e}");
+        let e = Config::parse_with_my_id(text, Some(Path::new("zoo.cfg")), Some(9))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.9"), "{e}");
+        let e = Config::parse_with_my_id(
+            "dataDir=/d\nclientPort=1\nserver.1=a:1:2\nserver.2=b:1:2\n",
+            Some(Path::new("zoo.cfg")),
+            Some(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "zoo.cfg: initLimit: must be set (non-zero) for a quorum");
+    }
+
+    #[test]
+    fn single_server_line_runs_standalone() {
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\nserver.1=a:2888:3888\n");
+        assert_eq!(c.servers.len(), 1);
+        assert!(!c.is_distributed());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("zoo.cfg:3: server.1: only one server"));
+        let e = parse_err(
+            "dataDir=/d\nclientPort=1\nserver.1=a:2888:3888\nserver.2=b:2888:3888:observer\n",
+        );
+        assert!(e.starts_with("zoo.cfg:4: server.2: "), "{e}");
+    }
+
+    #[test]
+    fn bad_server_lines() {
+        for (value, needle) in [
+            ("a:2888", "wrong number"),
+            ("a:1:2:3:4", "wrong number"),
+            ("a:2888:2888", "must be different"),
+            ("a:x:3888", "expected a port"),
+            ("a:2888:99999", "out of range"),
+            ("a:2888:3888:leader", "unknown peer type"),
+            ("a:2888:3888;1;2", "more than one"),
+            ("a:2888:3888;h:1:2", "bad client address"),
+            ("a:2888:3888|b:2888:3888", "multiple addresses"),
+            (":2888:3888", "empty host"),
+            ("[::1:2888:3888", "bad address"),
+        ] {
+            let e = parse_err(&format!("dataDir=/d\nclientPort=1\nserver.1={value}\n"));
+            assert!(e.starts_with("zoo.cfg:3: server.1: "), "{value}: {e}");
+            assert!(e.contains(needle), "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn load_reads_file_and_myid() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "dataDir={}\nclientPort=2181\ninitLimit=5\nsyncLimit=2\n\
+                 server.1=a:2888:3888\nserver.2=b:2888:3888\nserver.3=c:2888:3888\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        // Quorum without myid.
+        let e = Config::load(&cfg).unwrap_err();
+        assert_eq!(e.file, Some(data.join("myid")));
+        std::fs::write(data.join("myid"), "2\n").unwrap();
+        let (c, _) = Config::load(&cfg).unwrap();
+        assert_eq!(c.my_id, Some(2));
+        assert_eq!(c.source, Some(cfg.clone()));
+        std::fs::write(data.join("myid"), "two\n").unwrap();
+        let e = Config::load(&cfg).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:1: myid: expected a server id (a number), got \"two\"",
+                data.join("myid").display()
+            )
+        );
+        // Missing file.
+        let e = Config::load(&dir.path().join("nope.cfg")).unwrap_err();
+        assert_eq!(e.line, None);
+        assert!(
+            e.to_string()
+                .contains("nope.cfg: cannot read the config file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn standalone_load_reads_myid_if_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!("dataDir={}\nclientPort=2181\n", dir.path().display()),
+        )
+        .unwrap();
+        let (c, _) = Config::load(&cfg).unwrap();
+        assert_eq!(c.my_id, None);
+        std::fs::write(dir.path().join("myid"), "7").unwrap();
+        let (c, _) = Config::load(&cfg).unwrap();
+        assert_eq!(c.my_id, Some(7));
+    }
+
+    #[test]
+    fn latin1_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(&cfg, b"dataDir=/d\xe9\nclientPort=2181\n").unwrap();
+        let (c, _) = Config::load(&cfg).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/d\u{e9}"));
+    }
+
+    #[test]
+    fn error_without_a_file_name() {
+        let e = Config::parse("tickTime=x\n", None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "<config>:1: tickTime: expected a positive integer, got \"x\""
+        );
+    }
+
+    #[test]
+    fn split_key_value_cases() {
+        assert_eq!(split_key_value("a=b"), ("a", "b"));
+        assert_eq!(split_key_value("a = b"), ("a", "b"));
+        assert_eq!(split_key_value("a b"), ("a", "b"));
+        assert_eq!(split_key_value("a:b:c"), ("a", "b:c"));
+        assert_eq!(split_key_value("a"), ("a", ""));
+        assert_eq!(split_key_value("a\\=b=c"), ("a\\=b", "c"));
+        assert_eq!(split_key_value("a  =  = b"), ("a", "= b"));
     }
 }

@@ -1,5 +1,6 @@
 //! zkrs: a ZooKeeper-compatible coordination server on a thread-per-core core.
 
+pub mod admin;
 pub mod admin_glue;
 pub mod config;
 pub mod net;
