@@ -22,15 +22,14 @@ pub fn serve_read(
     let auth = session.auth.as_slice();
     match req {
         Request::Exists(req) => {
-            // exists checks READ only on a node that exists, and registers its watch (a
-            // data watch) whether or not the node exists, but not when refused.
+            // exists registers its watch (a data watch) whether or not the node exists.
+            // It checks no ACL: that is Apache ZooKeeper 3.8.0-3.8.3, the 3.8 that zkrs is
+            // compared against (Debian's package); 3.8.4 added a READ check
+            // (ZOOKEEPER-2590).
             if req.path.contains('\0') {
                 return Err(ErrorCode::BadArguments);
             }
             let node = tree.get(&req.path);
-            if let Some(node) = node {
-                acl::check(&node.acl, perms::READ, auth)?;
-            }
             if req.watch {
                 watches.add_data_watch(&req.path, conn);
             }
