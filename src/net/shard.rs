@@ -149,6 +149,25 @@ fn op_name(op: i32) -> &'static str {
     }
 }
 
+/// Opcodes that go through the write pipeline in ZooKeeper (and so consume a zxid even
+/// when their body does not decode).
+fn is_write_op(op: i32) -> bool {
+    matches!(
+        OpCode::from_i32(op),
+        Some(
+            OpCode::Create
+                | OpCode::Create2
+                | OpCode::CreateContainer
+                | OpCode::CreateTtl
+                | OpCode::DeleteContainer
+                | OpCode::Delete
+                | OpCode::SetData
+                | OpCode::SetAcl
+                | OpCode::Multi
+        )
+    )
+}
+
 fn is_write(request: &Request) -> bool {
     matches!(
         request,
@@ -436,7 +455,7 @@ impl Shard {
                 xid: header.xid,
                 session_id: conn.session_id.get(),
                 auth: conn.auth.borrow().clone(),
-                request,
+                request: Some(request),
             }));
             self.send_to_ordering(message).await;
         } else if conn.queue.borrow().is_empty() {
@@ -463,6 +482,28 @@ impl Shard {
             &Response::Empty,
         );
         format!("{what} (xid {xid}): answered {code:?} and closing")
+    }
+
+    /// A write whose body did not decode: it goes through the ordering core like any write
+    /// and comes back as MarshallingError with its own zxid.
+    async fn on_undecodable_write(&self, conn: &Rc<Conn>, header: RequestHeader) {
+        conn.stats.received.set(conn.stats.received.get() + 1);
+        if self.outstanding.acquire(1).await.is_err() {
+            return;
+        }
+        conn.queue.borrow_mut().push_back(Pending::Write {
+            xid: header.xid,
+            op: header.op,
+            started: Instant::now(),
+        });
+        let message = ToOrdering::Write(Box::new(WriteRequest {
+            origin: (self.index, conn.id),
+            xid: header.xid,
+            session_id: conn.session_id.get(),
+            auth: conn.auth.borrow().clone(),
+            request: None,
+        }));
+        self.send_to_ordering(message).await;
     }
 
     fn remove_conn(&self, conn: &Conn) {
@@ -667,8 +708,8 @@ async fn read_loop(
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut scratch = vec![0u8; 64 * 1024];
-    // jute.maxbuffer bounds the body; a little slack for the request header.
-    let mut decoder = FrameDecoder::new(shard.config.jute_max_buffer + 1024);
+    // As ZooKeeper: a frame longer than jute.maxbuffer closes the connection.
+    let mut decoder = FrameDecoder::new(shard.config.jute_max_buffer);
 
     // The first bytes are either a four-letter word or the connect request's frame.
     while buf.len() < 4 {
@@ -789,17 +830,34 @@ async fn read_loop(
                     &format!("unknown opcode {op}"),
                 ));
             }
-            Err(e) => {
-                return Err(match decode_request_header(&frame) {
-                    Ok(header) => shard.reject_request(
-                        conn,
+            // A readable header with a body that does not decode: ZooKeeper answers
+            // MarshallingError and keeps the connection.
+            Err(e) => match decode_request_header(&frame) {
+                Ok(header) if is_write_op(header.op) => {
+                    log::warn!(
+                        "Malformed request (xid {}) from {}: {e}",
                         header.xid,
-                        ErrorCode::MarshallingError,
-                        &format!("malformed request: {e}"),
-                    ),
-                    Err(_) => format!("malformed request: {e}"),
-                });
-            }
+                        conn.peer
+                    );
+                    shard.on_undecodable_write(conn, header).await;
+                }
+                Ok(header) => {
+                    log::warn!(
+                        "Malformed request (xid {}) from {}: {e}",
+                        header.xid,
+                        conn.peer
+                    );
+                    conn.send_reply(
+                        &ReplyHeader {
+                            xid: header.xid,
+                            zxid: shard.last_zxid(),
+                            err: ErrorCode::MarshallingError.code(),
+                        },
+                        &Response::Empty,
+                    );
+                }
+                Err(_) => return Err(format!("malformed request: {e}")),
+            },
         }
     }
     Ok(())

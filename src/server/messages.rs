@@ -30,8 +30,10 @@ pub struct WriteRequest {
     pub xid: i32,
     pub session_id: i64,
     pub auth: Arc<Vec<Id>>,
-    /// A write (create*, delete, setData, setACL, check, multi), sync or closeSession.
-    pub request: Request,
+    /// A write (create*, delete, setData, setACL, check, multi), sync or closeSession;
+    /// None for a write whose body did not decode (it fails with MarshallingError but
+    /// still consumes a zxid, as in ZooKeeper).
+    pub request: Option<Request>,
 }
 
 #[derive(Debug)]

@@ -296,7 +296,7 @@ impl Ordering {
         let live = session.is_some_and(|s| !s.closing);
         let owner = session.and_then(|s| s.owner);
         match &w.request {
-            Request::CloseSession => {
+            Some(Request::CloseSession) => {
                 let action = Action::Reply {
                     xid: w.xid,
                     reply: Ok(Response::Empty),
@@ -322,7 +322,7 @@ impl Ordering {
             }
             _ if !live => self.reply_now(&w, Err(ErrorCode::SessionExpired), items),
             _ if owner != Some(w.origin) => self.reply_now(&w, Err(ErrorCode::SessionMoved), items),
-            Request::Sync(path) => {
+            Some(Request::Sync(path)) => {
                 let path = path.clone();
                 self.reply_now(&w, Ok(Response::Sync(path)), items)
             }
@@ -337,7 +337,10 @@ impl Ordering {
                     zxid,
                     time_ms,
                 };
-                let out = self.tree.process_write(&w.request, &ctx);
+                let out = match &w.request {
+                    Some(request) => self.tree.process_write(request, &ctx),
+                    None => self.tree.fail_write(&ctx, ErrorCode::MarshallingError),
+                };
                 let action = Action::Reply {
                     xid: w.xid,
                     reply: out.reply.clone(),

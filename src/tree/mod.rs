@@ -806,6 +806,12 @@ impl DataTree {
         }
     }
 
+    /// A write that fails before validation (e.g. its body did not decode): it still
+    /// consumes its zxid as an error txn, as in ZooKeeper.
+    pub fn fail_write(&mut self, ctx: &TxnContext, code: ErrorCode) -> WriteOutcome {
+        self.fail(&Self::header(ctx), code)
+    }
+
     fn fail(&mut self, hdr: &TxnHeader, code: ErrorCode) -> WriteOutcome {
         let txn = Txn::Error(code);
         let (triggers, trigger_acls) = self.apply_txn_with_acls(hdr, &txn);
