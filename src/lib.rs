@@ -7,3 +7,4 @@ pub mod proto;
 pub mod server;
 pub mod session;
 pub mod tree;
+pub mod wal;
