@@ -347,6 +347,7 @@ fn continue_after_recovery(
     state: MapState,
     history: &[(TxnHeader, Txn)],
     seed: u64,
+    take_snapshot: bool,
     context: &str,
 ) {
     let last = state.last_zxid;
@@ -359,7 +360,8 @@ fn continue_after_recovery(
         let batch = workload.batch();
         wal.append_batch(&batch)
             .unwrap_or_else(|e| panic!("{context}: append after recovery: {e}"));
-        if round == 1 {
+        // Without a snapshot the next recovery rescans the segments the last one left.
+        if take_snapshot && round == 1 {
             wal.save_snapshot(&workload.model).unwrap();
         }
     }
@@ -386,7 +388,16 @@ fn crash_at_every_point(seed: u64, steps: usize, outcomes: &mut Outcomes) {
         let context = format!("seed {seed}, crash at op {crash_point} of {ops}, {mode:?}");
         let (wal, state) =
             recover_and_count(&storage, &run.history, run.acked_zxid, &context, outcomes);
-        continue_after_recovery(&storage, wal, state, &run.history, seed, &context);
+        let take_snapshot = crash_point % 2 == 0;
+        continue_after_recovery(
+            &storage,
+            wal,
+            state,
+            &run.history,
+            seed,
+            take_snapshot,
+            &context,
+        );
     }
 }
 
@@ -779,34 +790,56 @@ fn a_damaged_snapshot_falls_back_to_an_older_one_the_log_covers() {
 
 #[test]
 fn a_damaged_snapshot_the_log_does_not_cover_is_refused() {
-    let (storage, _) = build_log(small_config(), 12, 2, &[4, 8]);
-    let snapshot_b = dirs().snapshot_dir.join(snapshot_name(16));
-    storage.corrupt_byte(&snapshot_b, 40, 0x40);
-    // Drop the segments holding txns 9..=16, between the two snapshots (rolled at each).
-    for segment in segments(&storage) {
-        let zxid = parse_name(
-            segment.file_name().unwrap().to_str().unwrap(),
-            SEGMENT_PREFIX,
+    // Drop the segments holding txns 9..=16, between the two snapshots (rolled at each):
+    // with and without the segment that ends at the older snapshot.
+    for dropped in [9..=16, 1..=16] {
+        let (storage, _) = build_log(small_config(), 12, 2, &[4, 8]);
+        let snapshot_b = dirs().snapshot_dir.join(snapshot_name(16));
+        storage.corrupt_byte(&snapshot_b, 40, 0x40);
+        for segment in segments(&storage) {
+            let name = segment.file_name().unwrap().to_str().unwrap();
+            if dropped.contains(&parse_name(name, SEGMENT_PREFIX).unwrap()) {
+                storage.remove(&segment).unwrap();
+            }
+        }
+        let error = open(&storage).unwrap_err();
+        match &error {
+            RecoveryError::SnapshotNotCoveredByLog {
+                damaged,
+                fallback_zxid,
+                ..
+            } => {
+                assert_eq!(damaged, &snapshot_b);
+                assert_eq!(*fallback_zxid, 8);
+            }
+            other => panic!("{dropped:?}: {other:?}"),
+        }
+        let message = error.to_string();
+        assert!(
+            message.contains(&snapshot_b.display().to_string()),
+            "{message}"
         );
-        if (9..=16).contains(&zxid.unwrap()) {
+    }
+}
+
+#[test]
+fn a_log_that_starts_after_the_snapshot_is_a_gap() {
+    let config = WalConfig {
+        segment_len_max_bytes: 300,
+        ..big_segments()
+    };
+    let (storage, _) = build_log(config, 12, 2, &[4]);
+    // Snapshot at 8; drop every segment up to and including the one holding 9.
+    for segment in segments(&storage) {
+        let name = segment.file_name().unwrap().to_str().unwrap();
+        if parse_name(name, SEGMENT_PREFIX).unwrap() <= 9 {
             storage.remove(&segment).unwrap();
         }
     }
-    let error = open(&storage).unwrap_err();
-    match &error {
-        RecoveryError::SnapshotNotCoveredByLog {
-            damaged,
-            fallback_zxid,
-            ..
-        } => {
-            assert_eq!(damaged, &snapshot_b);
-            assert_eq!(*fallback_zxid, 8);
-        }
+    match open(&storage).unwrap_err() {
+        RecoveryError::ZxidGap { previous_zxid, .. } => assert_eq!(previous_zxid, 8),
         other => panic!("{other:?}"),
     }
-    assert!(error
-        .to_string()
-        .contains(&snapshot_b.display().to_string()));
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub enum Damage {
     DataAfterEndMarker,
     /// A valid record whose batch_seq breaks the batch structure.
     BatchOrder {
-        expected: String,
+        expected: u64,
         found: u64,
     },
     /// The first record's zxid differs from the segment header's.
@@ -152,22 +152,13 @@ pub fn scan_segment(bytes: &[u8], name_zxid: i64) -> SegmentScan {
                 break Damage::DataAfterEndMarker;
             }
             Ok(Some((record, consumed))) => {
-                let (expected_low, expected_high) = expected_seq(&header, records.last());
-                if record.batch.seq != expected_low && record.batch.seq != expected_high {
-                    let expected = if expected_low == expected_high {
-                        format!("{expected_low}")
-                    } else {
-                        format!("{expected_low} or {expected_high}")
+                let expected = expected_seq(&header, records.last());
+                if record.batch.seq != expected {
+                    let damage = Damage::BatchOrder {
+                        expected,
+                        found: record.batch.seq,
                     };
-                    return corrupt(
-                        header,
-                        records,
-                        offset,
-                        Damage::BatchOrder {
-                            expected,
-                            found: record.batch.seq,
-                        },
-                    );
+                    return corrupt(header, records, offset, damage);
                 }
                 if records.is_empty() && record.header.zxid != header.first_zxid {
                     return corrupt(
@@ -194,9 +185,11 @@ pub fn scan_segment(bytes: &[u8], name_zxid: i64) -> SegmentScan {
     let (min_zxid, min_later_seq) = match records.last() {
         Some((_, last)) => (
             last.header.zxid.saturating_add(1),
-            last.batch.seq + if last.batch.last_in_batch { 2 } else { 1 },
+            last.batch
+                .seq
+                .saturating_add(if last.batch.last_in_batch { 2 } else { 1 }),
         ),
-        None => (header.first_zxid, header.first_batch_seq + 1),
+        None => (header.first_zxid, header.first_batch_seq.saturating_add(1)),
     };
     let end = match find_valid_record(bytes, offset + 1, min_zxid, Some(min_later_seq)) {
         Some(later) => ScanEnd::Corrupt {
@@ -233,12 +226,12 @@ fn corrupt(
     }
 }
 
-/// The batch_seq values the next record may have.
-fn expected_seq(header: &SegmentHeader, last: Option<&(u64, LoggedTxn)>) -> (u64, u64) {
+/// The batch_seq the next record must have.
+fn expected_seq(header: &SegmentHeader, last: Option<&(u64, LoggedTxn)>) -> u64 {
     match last {
-        None => (header.first_batch_seq, header.first_batch_seq),
-        Some((_, last)) if last.batch.last_in_batch => (last.batch.seq + 1, last.batch.seq + 1),
-        Some((_, last)) => (last.batch.seq, last.batch.seq),
+        None => header.first_batch_seq,
+        Some((_, last)) if last.batch.last_in_batch => last.batch.seq.wrapping_add(1),
+        Some((_, last)) => last.batch.seq,
     }
 }
 
@@ -606,7 +599,8 @@ fn scan_log<S: Storage>(
                 });
             }
         }
-        for (offset, record) in &segment.records {
+        let had_records = !segment.records.is_empty();
+        for (offset, record) in segment.records {
             let zxid = record.header.zxid;
             // Records after the snapshot must continue from the snapshot or the previous
             // record, whichever is later; records before it only from the previous record.
@@ -621,19 +615,19 @@ fn scan_log<S: Storage>(
                 if !zxid_follows(previous, zxid) {
                     return Err(RecoveryError::ZxidGap {
                         file: path.clone(),
-                        offset: *offset,
+                        offset,
                         previous_zxid: previous,
                         zxid,
                     });
                 }
             }
             if zxid > snapshot_zxid {
-                scan.txns.push((record.header, record.txn.clone()));
+                scan.txns.push((record.header, record.txn));
             }
             scan.last = Some((zxid, record.batch.seq));
         }
         match segment.end {
-            ScanEnd::Clean { .. } if segment.records.is_empty() => {
+            ScanEnd::Clean { .. } if !had_records => {
                 if !is_last {
                     return Err(RecoveryError::CorruptLog {
                         file: path.clone(),
@@ -657,7 +651,7 @@ fn scan_log<S: Storage>(
                         evidence: format!("a later segment {} exists", later.display()),
                     });
                 }
-                if segment.records.is_empty() {
+                if !had_records {
                     scan.remove.push(path.clone());
                 } else {
                     scan.torn_tail = Some(TornTail {
@@ -747,7 +741,7 @@ fn finish<S: Storage>(
         skipped_snapshots,
         torn_tail: log.torn_tail,
         removed_segments: log.remove,
-        next_batch_seq: log.last.map_or(0, |(_, seq)| seq + 1),
+        next_batch_seq: log.last.map_or(0, |(_, seq)| seq.wrapping_add(1)),
     })
 }
 
@@ -807,4 +801,107 @@ pub fn truncate_log_at<S: Storage>(
         .sync_dir(log_dir)
         .map_err(io_error(log_dir, "sync"))?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::format::{encode_record, BatchMark};
+    use crate::wal::sim::SimRng;
+
+    fn segment(first_batch_seq: u64, records: &[(i64, u64, bool)]) -> Vec<u8> {
+        let mut bytes = SegmentHeader {
+            db_id: 0,
+            first_zxid: records.first().map_or(1, |r| r.0),
+            first_batch_seq,
+        }
+        .encode()
+        .to_vec();
+        for &(zxid, seq, last_in_batch) in records {
+            let header = TxnHeader {
+                session_id: 1,
+                zxid,
+                time_ms: 0,
+            };
+            let txn = Txn::Delete {
+                path: format!("/{zxid}"),
+            };
+            let batch = BatchMark { seq, last_in_batch };
+            encode_record(&header, &txn, batch, &mut bytes).unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn clean_segment_ends_at_zeros_or_eof() {
+        let mut bytes = segment(0, &[(1, 0, false), (2, 0, true), (3, 1, true)]);
+        let end = bytes.len() as u64;
+        let scan = scan_segment(&bytes, 1);
+        assert_eq!(scan.records.len(), 3);
+        assert_eq!(scan.end, ScanEnd::Clean { offset: end });
+        bytes.resize(4096, 0);
+        assert_eq!(scan_segment(&bytes, 1).end, ScanEnd::Clean { offset: end });
+    }
+
+    #[test]
+    fn broken_batch_structure_is_corruption() {
+        // A record of batch 0 after batch 0 ended; a first record not of the header's batch.
+        for records in [
+            vec![(1, 0, true), (2, 0, true)],
+            vec![(1, 0, false), (2, 1, true)],
+            vec![(1, 5, true)],
+        ] {
+            let bytes = segment(0, &records);
+            let scan = scan_segment(&bytes, 1);
+            assert!(
+                matches!(
+                    scan.end,
+                    ScanEnd::Corrupt {
+                        damage: Damage::BatchOrder { .. },
+                        ..
+                    }
+                ),
+                "{records:?}: {:?}",
+                scan.end
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_never_yields_records() {
+        let mut rng = SimRng::new(42);
+        for round in 0..300 {
+            let len = rng.below(3000) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if round % 2 == 0 {
+                // A valid header, extreme values included, then garbage.
+                let header = SegmentHeader {
+                    db_id: rng.next_u64() as i64,
+                    first_zxid: rng.next_u64() as i64,
+                    first_batch_seq: if round % 4 == 0 {
+                        u64::MAX
+                    } else {
+                        rng.next_u64()
+                    },
+                }
+                .encode();
+                bytes.splice(0..0, header);
+            }
+            let scan = scan_segment(&bytes, rng.next_u64() as i64);
+            assert!(scan.records.is_empty());
+            assert!(
+                !matches!(scan.end, ScanEnd::Clean { .. })
+                    || bytes[SEGMENT_HEADER_LEN..].iter().all(|&b| b == 0)
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_sequence_numbers_do_not_overflow() {
+        let mut bytes = segment(u64::MAX, &[(i64::MAX - 1, u64::MAX, true)]);
+        bytes.extend_from_slice(&[0xAB; 100]);
+        let scan = scan_segment(&bytes, i64::MAX - 1);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(scan.end, ScanEnd::Torn { .. }));
+    }
 }

@@ -639,6 +639,43 @@ pub(crate) mod tests {
         }
     }
 
+    /// Accepts anything (the MapState sink asserts the test's conventions).
+    #[derive(Default)]
+    struct CountingSink(usize);
+
+    impl SnapshotSink for CountingSink {
+        fn insert_node(&mut self, _path: &str, _node: Znode) {
+            self.0 += 1;
+        }
+        fn insert_session(&mut self, _session_id: i64, _timeout_ms: i32) {
+            self.0 += 1;
+        }
+        fn set_last_zxid(&mut self, _zxid: i64) {}
+    }
+
+    #[test]
+    fn garbage_with_a_valid_crc_is_malformed_not_a_panic() {
+        let mut rng = crate::wal::sim::SimRng::new(9);
+        for _ in 0..500 {
+            let mut bytes = SNAPSHOT_MAGIC.to_vec();
+            codec::put_u32(&mut bytes, SNAPSHOT_VERSION);
+            codec::put_i64(&mut bytes, 0);
+            codec::put_i64(&mut bytes, 1);
+            let len = rng.below(200) as usize;
+            // Small tag values so that entries start decoding.
+            bytes.extend((0..len).map(|_| (rng.next_u64() % 4) as u8));
+            let crc = crc32c::crc32c(&bytes);
+            codec::put_u32(&mut bytes, crc);
+            let mut sink = CountingSink::default();
+            if let Err(e) = load_snapshot(&bytes, &mut sink) {
+                assert!(
+                    matches!(e, SnapshotError::Malformed(_) | SnapshotError::TooShort(_)),
+                    "{e}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn crash_during_save_leaves_no_snapshot_or_a_whole_one() {
         // Count the operations of one save, then crash at each of them.

@@ -239,7 +239,7 @@ impl<S: Storage> Wal<S> {
             return Err(e);
         }
         self.last_zxid = previous;
-        self.next_batch_seq += 1;
+        self.next_batch_seq = self.next_batch_seq.wrapping_add(1);
         Ok(())
     }
 
