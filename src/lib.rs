@@ -8,3 +8,4 @@ pub mod proto;
 pub mod server;
 pub mod session;
 pub mod tree;
+pub mod wal;
