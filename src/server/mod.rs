@@ -6,6 +6,7 @@
 
 pub mod messages;
 pub mod ordering;
+pub mod persistence;
 
 use std::collections::HashMap;
 use std::io;
@@ -125,6 +126,9 @@ pub fn run(config: Config) -> io::Result<()> {
     std::net::TcpListener::bind(listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}")))?;
 
+    let (persistence, recovered) = persistence::Persistence::open(&config)
+        .map_err(|e| io::Error::other(format!("zkrs refuses to start: {e}")))?;
+
     block_signals();
     let stats = Arc::new(SharedStats::default());
     let mut admin_receivers = Vec::new();
@@ -161,7 +165,16 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(Placement::Unbound)
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || ordering::run(config, stats, to_ordering_rx, to_shard_tx))
+                .spawn(move || {
+                    ordering::run(
+                        config,
+                        stats,
+                        persistence,
+                        recovered,
+                        to_ordering_rx,
+                        to_shard_tx,
+                    )
+                })
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
     }
@@ -185,7 +198,7 @@ pub fn run(config: Config) -> io::Result<()> {
         );
     }
     log::info!(
-        "zkrs {} serving on {listen} with {shards} shard(s); data is in memory only",
+        "zkrs {} serving on {listen} with {shards} shard(s)",
         env!("CARGO_PKG_VERSION")
     );
     let signal = wait_for_signal();

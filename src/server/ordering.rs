@@ -3,8 +3,8 @@
 //! It owns the authoritative (tip) tree and the session table, assigns zxids, validates
 //! and applies writes in arrival order, and sends each batch through
 //! propose -> persisted -> committed. A batch's items reach every shard only after the
-//! persistence stage says the batch is durable (today: in memory only; the transaction log
-//! slots in at `persist`, and a Zab quorum step after it).
+//! persistence stage (`Persistence::append`: one write and one fdatasync for the whole
+//! batch) returned; a Zab quorum step will slot in after it.
 //!
 //! Invariant: `last_zxid` only grows, by exactly one per txn.
 
@@ -45,6 +45,7 @@ struct Ordering {
     sessions: SessionTable,
     started: Instant,
     stats: Arc<super::SharedStats>,
+    persistence: super::persistence::Persistence,
 }
 
 impl Ordering {
@@ -91,6 +92,7 @@ impl Ordering {
                 }
             }
             Input::Tick => {
+                self.persistence.maybe_purge();
                 let expired = self.sessions.take_expired(self.now_ms());
                 for id in expired {
                     log::info!("Expiring session 0x{id:x}");
@@ -366,6 +368,8 @@ impl Ordering {
 pub async fn run(
     config: Arc<Config>,
     stats: Arc<super::SharedStats>,
+    persistence: super::persistence::Persistence,
+    recovered: super::persistence::Recovered,
     from_shards: Vec<SharedReceiver<ToOrdering>>,
     to_shards: Vec<SharedSender<ToShard>>,
 ) {
@@ -417,25 +421,44 @@ pub async fn run(
     }
 
     let server_id = config.my_id.unwrap_or(0);
-    let secret = {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_i64(wall_ms());
-        h.finish()
-    };
+    let mut sessions = SessionTable::new(
+        config.tick_time_ms as u64,
+        server_id,
+        wall_ms() as u64,
+        recovered.secret,
+    );
+    // Recovered sessions get a full timeout from now to reconnect, as in ZooKeeper.
+    for (id, timeout_ms) in &recovered.sessions {
+        sessions.add(*id, *timeout_ms, None, 0);
+    }
     let mut ordering = Ordering {
-        sessions: SessionTable::new(
-            config.tick_time_ms as u64,
-            server_id,
-            wall_ms() as u64,
-            secret,
-        ),
-        tree: DataTree::new(),
+        sessions,
+        tree: recovered.tree,
         started: Instant::now(),
         config,
         stats,
+        persistence,
     };
     let _ = &ordering.config;
+    ordering.stats.last_zxid.store(
+        ordering.tree.last_zxid(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    ordering.publish_session_stats();
+    // The shards start from the recovered version.
+    let initial = Arc::new(CommitBatch {
+        items: vec![CommitItem {
+            zxid: ordering.tree.last_zxid(),
+            tree: Some(ordering.tree.clone()),
+            triggers: Vec::new(),
+            trigger_acls: Vec::new(),
+            target: None,
+            action: Action::None,
+        }],
+    });
+    for s in &senders {
+        let _ = s.send(ToShard::Commit(initial.clone())).await;
+    }
 
     loop {
         notify.wait().await;
@@ -457,8 +480,20 @@ pub async fn run(
                 continue;
             }
             // Persistence stage: the batch's txns must be durable before any of it is
-            // committed. Data is in memory only until the transaction log lands.
-            persist(&log).await;
+            // committed. A log that cannot be written leaves no safe way on.
+            if let Err(e) = ordering.persistence.append(&log) {
+                log::error!("cannot write the txn log, stopping: {e}");
+                std::process::exit(3);
+            }
+            if !log.is_empty() {
+                let sessions = &ordering.sessions;
+                ordering.persistence.maybe_snapshot(&ordering.tree, || {
+                    let mut list: Vec<(i64, i32)> =
+                        sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+                    list.sort_unstable();
+                    list
+                });
+            }
             ordering.stats.last_zxid.store(
                 ordering.tree.last_zxid(),
                 std::sync::atomic::Ordering::Relaxed,
@@ -472,6 +507,3 @@ pub async fn run(
         }
     }
 }
-
-/// The persistence stage (in memory only for now).
-async fn persist(_txns: &[(TxnHeader, crate::tree::Txn)]) {}

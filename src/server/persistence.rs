@@ -1,0 +1,308 @@
+//! The persistence stage of the ordering core: start-up recovery, the group-committed txn
+//! log, snapshots and autopurge, over [`crate::wal`].
+//!
+//! Group commit: the ordering core hands one batch (everything that arrived while the
+//! previous batch was being written and synced) to [`Persistence::append`], which writes it
+//! with one write and one fdatasync; only after it returns are the batch's replies sent.
+//!
+//! Snapshots are taken every `snapCount` txns (randomised per server between snapCount/2
+//! and snapCount, as ZooKeeper does) from an immutable tree version, on a thread of their
+//! own, so writes never wait for a snapshot.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::tree::{DataTree, Txn, TxnHeader, Znode};
+use crate::wal::snapshot::save_snapshot;
+use crate::wal::{RealStorage, SnapshotSink, SnapshotSource, Wal, WalConfig, WalDirs};
+
+/// zkrs's files live in this subdirectory of dataDir / dataLogDir (ZooKeeper uses
+/// `version-2`; our formats differ, so they get their own name).
+pub const DATA_SUBDIR: &str = "zkrs-1";
+
+/// Segments roll at this size (ZooKeeper rolls at snapshots only; we do both).
+const SEGMENT_LEN_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+pub fn wal_dirs(config: &Config) -> WalDirs {
+    WalDirs {
+        log_dir: config.data_log_dir.join(DATA_SUBDIR),
+        snapshot_dir: config.data_dir.join(DATA_SUBDIR),
+    }
+}
+
+/// What start-up recovery rebuilt.
+pub struct Recovered {
+    pub tree: DataTree,
+    /// Open sessions: (id, timeout ms).
+    pub sessions: Vec<(i64, i32)>,
+    /// The secret session passwords are derived from (kept in dataDir, so that clients can
+    /// resume their sessions across a restart).
+    pub secret: u64,
+}
+
+/// A consistent view for a snapshot: one tree version and the sessions at its zxid.
+struct SnapshotView {
+    tree: DataTree,
+    sessions: Vec<(i64, i32)>,
+}
+
+impl SnapshotSource for SnapshotView {
+    fn for_each_node(&self, f: &mut dyn FnMut(&str, &Znode)) {
+        // Sorted paths put every parent before its children ("/" first).
+        let mut nodes: Vec<(&str, &Znode)> = self.tree.iter().collect();
+        nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (path, node) in nodes {
+            f(path, node);
+        }
+    }
+
+    fn for_each_session(&self, f: &mut dyn FnMut(i64, i32)) {
+        for (id, timeout) in &self.sessions {
+            f(*id, *timeout);
+        }
+    }
+
+    fn last_zxid(&self) -> i64 {
+        self.tree.last_zxid()
+    }
+}
+
+#[derive(Default)]
+struct Rebuild {
+    nodes: Vec<(String, Znode)>,
+    sessions: Vec<(i64, i32)>,
+    last_zxid: i64,
+}
+
+impl SnapshotSink for Rebuild {
+    fn insert_node(&mut self, path: &str, node: Znode) {
+        self.nodes.push((path.to_string(), node));
+    }
+
+    fn insert_session(&mut self, session_id: i64, timeout_ms: i32) {
+        self.sessions.push((session_id, timeout_ms));
+    }
+
+    fn set_last_zxid(&mut self, zxid: i64) {
+        self.last_zxid = zxid;
+    }
+}
+
+pub struct Persistence {
+    wal: Wal<RealStorage>,
+    snapshot_dir: PathBuf,
+    /// Txns logged since the last snapshot started.
+    txns_since_snapshot: u64,
+    /// Take the next snapshot after this many txns.
+    snapshot_after: u64,
+    snapshot_thread: Option<JoinHandle<()>>,
+    retain: NonZeroUsize,
+    purge_every: Option<Duration>,
+    last_purge: Instant,
+}
+
+fn read_or_create_secret(dir: &Path) -> Result<u64, String> {
+    let path = dir.join("session-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|_| {
+            format!(
+                "{}: not a hex number; delete it to make a new one (open sessions are then lost)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            h.write_u32(std::process::id());
+            let secret = h.finish();
+            let temp = dir.join("session-secret.tmp");
+            std::fs::write(&temp, format!("{secret:016x}\n"))
+                .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+                .and_then(|_| std::fs::rename(&temp, &path))
+                .and_then(|_| std::fs::File::open(dir)?.sync_all())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// A snapshot interval in [snapCount/2, snapCount], different per server and restart.
+fn randomized_snapshot_interval(snap_count: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let half = (snap_count / 2).max(1);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    half + h.finish() % (snap_count - half + 1).max(1)
+}
+
+impl Persistence {
+    /// Recovers the state from dataDir / dataLogDir. An Err is a message for the operator:
+    /// the server must not start.
+    pub fn open(config: &Config) -> Result<(Persistence, Recovered), String> {
+        let dirs = wal_dirs(config);
+        for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let secret = read_or_create_secret(&dirs.snapshot_dir)?;
+        let wal_config = WalConfig {
+            force_sync: config.force_sync,
+            pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
+            segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
+            db_id: 0,
+        };
+        let mut rebuild = Rebuild::default();
+        let (wal, recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
+            .map_err(|e| e.to_string())?;
+        for (path, error) in &recovered.skipped_snapshots {
+            log::warn!("skipped damaged snapshot {}: {error}", path.display());
+        }
+        if let Some(torn) = &recovered.torn_tail {
+            log::warn!("truncated the torn tail of the txn log: {torn:?}");
+        }
+        let fresh = recovered.snapshot.is_none();
+        let mut tree = if fresh {
+            DataTree::new()
+        } else {
+            DataTree::from_nodes(std::mem::take(&mut rebuild.nodes), rebuild.last_zxid)
+                .map_err(|e| format!("the snapshot cannot be loaded: {e}"))?
+        };
+        let mut sessions: std::collections::BTreeMap<i64, i32> =
+            rebuild.sessions.iter().copied().collect();
+        for (header, txn) in &recovered.txns {
+            tree.apply_txn(header, txn);
+            match txn {
+                Txn::CreateSession { timeout_ms } => {
+                    sessions.insert(header.session_id, *timeout_ms);
+                }
+                Txn::CloseSession { .. } => {
+                    sessions.remove(&header.session_id);
+                }
+                _ => {}
+            }
+        }
+        log::info!(
+            "recovered {} znodes, {} sessions, last zxid 0x{:x} ({} txns replayed{})",
+            tree.node_count(),
+            sessions.len(),
+            tree.last_zxid(),
+            recovered.txns.len(),
+            match &recovered.snapshot {
+                Some((path, _)) => format!(" after {}", path.display()),
+                None => ", fresh start".to_string(),
+            }
+        );
+        let sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
+        let persistence = Persistence {
+            wal,
+            snapshot_dir: dirs.snapshot_dir,
+            txns_since_snapshot: 0,
+            snapshot_after: randomized_snapshot_interval(config.snap_count.max(2)),
+            snapshot_thread: None,
+            retain: NonZeroUsize::new(config.autopurge_snap_retain_count.max(3) as usize)
+                .unwrap_or(NonZeroUsize::MIN),
+            purge_every: (config.autopurge_purge_interval_hours > 0)
+                .then(|| Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600)),
+            last_purge: Instant::now(),
+        };
+        if fresh {
+            // Recovery needs a snapshot to start from before the first txn is logged.
+            persistence
+                .wal
+                .save_snapshot(&SnapshotView {
+                    tree: tree.clone(),
+                    sessions: sessions.clone(),
+                })
+                .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
+        }
+        Ok((
+            persistence,
+            Recovered {
+                tree,
+                sessions,
+                secret,
+            },
+        ))
+    }
+
+    /// Makes a batch durable: one write, one fdatasync (unless forceSync=no). Only after
+    /// this returns Ok may any of the batch's writes be acknowledged.
+    pub fn append(&mut self, txns: &[(TxnHeader, Txn)]) -> Result<(), String> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        self.wal.append_batch(txns).map_err(|e| e.to_string())?;
+        self.txns_since_snapshot += txns.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a snapshot of `tree` on its own thread when snapCount txns have been logged
+    /// since the last one (and none is running).
+    pub fn maybe_snapshot(&mut self, tree: &DataTree, sessions: impl FnOnce() -> Vec<(i64, i32)>) {
+        if self.txns_since_snapshot < self.snapshot_after {
+            return;
+        }
+        if let Some(thread) = &self.snapshot_thread {
+            if !thread.is_finished() {
+                return;
+            }
+        }
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = thread.join();
+        }
+        // The new segment starts after the snapshot's zxid, as ZooKeeper rolls its log.
+        if let Err(e) = self.wal.roll() {
+            log::error!("cannot roll the txn log: {e}");
+            return;
+        }
+        self.txns_since_snapshot = 0;
+        let view = SnapshotView {
+            tree: tree.clone(),
+            sessions: sessions(),
+        };
+        let dir = self.snapshot_dir.clone();
+        let spawned = std::thread::Builder::new()
+            .name("zkrs-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match save_snapshot(&RealStorage, &dir, 0, &view) {
+                    Ok(info) => log::info!(
+                        "snapshot of zxid 0x{:x} written in {} ms: {info:?}",
+                        view.tree.last_zxid(),
+                        started.elapsed().as_millis()
+                    ),
+                    Err(e) => log::error!("snapshot failed: {e}"),
+                }
+            });
+        match spawned {
+            Ok(thread) => self.snapshot_thread = Some(thread),
+            Err(e) => log::error!("cannot start the snapshot thread: {e}"),
+        }
+    }
+
+    /// Autopurge: every autopurge.purgeInterval hours, keeps autopurge.snapRetainCount
+    /// snapshots and the log segments they need.
+    pub fn maybe_purge(&mut self) {
+        let Some(every) = self.purge_every else {
+            return;
+        };
+        if self.last_purge.elapsed() < every {
+            return;
+        }
+        self.last_purge = Instant::now();
+        match self.wal.purge(self.retain) {
+            Ok(plan) => log::info!("autopurge: {plan:?}"),
+            Err(e) => log::warn!("autopurge failed: {e}"),
+        }
+    }
+}
