@@ -188,6 +188,22 @@ pub enum EventType {
     PersistentWatchRemoved = 7,
 }
 
+impl EventType {
+    pub fn from_i32(v: i32) -> Option<EventType> {
+        Some(match v {
+            -1 => EventType::None,
+            1 => EventType::NodeCreated,
+            2 => EventType::NodeDeleted,
+            3 => EventType::NodeDataChanged,
+            4 => EventType::NodeChildrenChanged,
+            5 => EventType::DataWatchRemoved,
+            6 => EventType::ChildWatchRemoved,
+            7 => EventType::PersistentWatchRemoved,
+            _ => return None,
+        })
+    }
+}
+
 /// Keeper states carried in watch events (`Watcher.Event.KeeperState`).
 pub mod keeper_state {
     pub const DISCONNECTED: i32 = 0;
@@ -344,7 +360,8 @@ pub struct WatcherEvent {
 }
 
 /// create (1), create2 (15), createContainer (19) and createTTL (21) share this shape;
-/// `ttl` is only on the wire for createTTL.
+/// `ttl` is only on the wire for createTTL; the decoder sets it to -1 for the other three,
+/// as ZooKeeper's PrepRequestProcessor does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
     pub path: String,
@@ -444,6 +461,20 @@ pub enum MultiOp {
     GetData(PathWatchRequest),
 }
 
+impl MultiOp {
+    /// The `type` written in this op's MultiHeader.
+    pub fn op_code(&self) -> OpCode {
+        match self {
+            MultiOp::Create(op, _) => *op,
+            MultiOp::Delete(_) => OpCode::Delete,
+            MultiOp::SetData(_) => OpCode::SetData,
+            MultiOp::Check(_) => OpCode::Check,
+            MultiOp::GetChildren(_) => OpCode::GetChildren,
+            MultiOp::GetData(_) => OpCode::GetData,
+        }
+    }
+}
+
 /// A decoded request body. The header (xid, opcode) travels beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -477,6 +508,41 @@ pub enum Request {
     Reconfig(ReconfigRequest),
     /// sasl (102) body `{buffer token}`; we answer it with an error.
     Sasl(Bytes),
+}
+
+impl Request {
+    /// The opcode that goes in the RequestHeader of this request.
+    pub fn op_code(&self) -> OpCode {
+        match self {
+            Request::Ping => OpCode::Ping,
+            Request::CloseSession => OpCode::CloseSession,
+            Request::Create(op, _) => *op,
+            Request::Delete(_) => OpCode::Delete,
+            Request::DeleteContainer(_) => OpCode::DeleteContainer,
+            Request::SetData(_) => OpCode::SetData,
+            Request::SetAcl(_) => OpCode::SetAcl,
+            Request::Check(_) => OpCode::Check,
+            Request::Multi(_) => OpCode::Multi,
+            Request::MultiRead(_) => OpCode::MultiRead,
+            Request::Exists(_) => OpCode::Exists,
+            Request::GetData(_) => OpCode::GetData,
+            Request::GetChildren(_) => OpCode::GetChildren,
+            Request::GetChildren2(_) => OpCode::GetChildren2,
+            Request::GetAcl(_) => OpCode::GetAcl,
+            Request::GetAllChildrenNumber(_) => OpCode::GetAllChildrenNumber,
+            Request::GetEphemerals(_) => OpCode::GetEphemerals,
+            Request::Sync(_) => OpCode::Sync,
+            Request::Auth(_) => OpCode::Auth,
+            Request::SetWatches(_) => OpCode::SetWatches,
+            Request::SetWatches2(_) => OpCode::SetWatches2,
+            Request::AddWatch(_) => OpCode::AddWatch,
+            Request::CheckWatches(_) => OpCode::CheckWatches,
+            Request::RemoveWatches(_) => OpCode::RemoveWatches,
+            Request::WhoAmI => OpCode::WhoAmI,
+            Request::Reconfig(_) => OpCode::Reconfig,
+            Request::Sasl(_) => OpCode::Sasl,
+        }
+    }
 }
 
 /// One result inside a multi / multiRead reply.
