@@ -130,7 +130,7 @@ fn churn_loop(
     let mut cycle = 0u64;
     while let Some(due) = schedule.next_due() {
         let now = Instant::now();
-        if now >= window.measure_end {
+        if now >= window.measure_end || crate::runner::interrupted() {
             // Behind schedule at the end: what was not started was not sent.
             break;
         }

@@ -209,7 +209,10 @@ fn coordinate(
     let mut next_tick = start;
     for round in 1..=settings.rounds {
         let round_start = Instant::now();
-        if round_start >= window.measure_end || shared.failed.load(Ordering::Relaxed) {
+        if round_start >= window.measure_end
+            || shared.failed.load(Ordering::Relaxed)
+            || crate::runner::interrupted()
+        {
             break;
         }
         if round_start >= next_tick {

@@ -267,6 +267,7 @@ impl SweepArgs {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    runner::install_interrupt_handler();
     let result = match &cli.command {
         Command::Run { workload, output } => with_settings(workload, |s| run(s, output)),
         Command::Sweep {

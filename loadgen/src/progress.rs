@@ -33,7 +33,7 @@ impl Progress {
             ProgressBar::hidden()
         };
         let style =
-            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30.cyan/blue} {msg}")
+            ProgressStyle::with_template("{prefix} {elapsed:>4} [{bar:20.cyan/blue}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(label.to_string());
@@ -67,7 +67,7 @@ impl Progress {
         };
         self.bar.set_position(elapsed.as_millis() as u64);
         self.bar
-            .set_message(format!("{phase}  {rate:>10.0} ops/s  {errors} errors"));
+            .set_message(format!("{phase:<10} {rate:>9.0} ops/s {errors} errors"));
     }
 
     pub fn finish(&self) {

@@ -174,12 +174,17 @@ pub fn describe(settings: &Settings, outcome: &RunOutcome) -> String {
         Kind::Churn => "session churn".to_string(),
     };
     format!(
-        "{what}; {load}; {} sessions on {} threads to {}; {:.1}s measured after {:.1}s warm-up",
+        "{what}; {load}; {} sessions on {} threads to {}; {:.1}s measured after {:.1}s warm-up{}",
         outcome.sessions,
         outcome.threads,
         settings.hosts.join(","),
         outcome.measured.as_secs_f64(),
-        settings.warmup.as_secs_f64()
+        settings.warmup.as_secs_f64(),
+        if crate::runner::interrupted() {
+            " (interrupted)"
+        } else {
+            ""
+        }
     )
 }
 

@@ -82,6 +82,32 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+/// Set by the first Ctrl-C: runs stop issuing, drain, report and clean up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes the first SIGINT end the run early but cleanly (report, cleanup); a second one
+/// kills the process as usual (SA_RESETHAND).
+pub fn install_interrupt_handler() {
+    // SAFETY: the handler only stores to an atomic; the sigaction struct is fully
+    // initialized (zeroed, then the fields we use).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
 /// A short random id, so that nodes of concurrent or earlier runs do not collide.
 pub fn new_run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
@@ -391,6 +417,7 @@ impl<'a> Worker<'a> {
 
     fn issue_allowed(&self, now: Instant) -> bool {
         now < self.timing.window.measure_end
+            && !interrupted()
             && (self.issue_limit == 0 || self.issued < self.issue_limit)
     }
 
@@ -506,7 +533,7 @@ impl<'a> Worker<'a> {
                 }
             }
             Some(schedule) => {
-                while self.issue_limit == 0 || self.issued < self.issue_limit {
+                while (self.issue_limit == 0 || self.issued < self.issue_limit) && !interrupted() {
                     let Some(intended) = schedule.pop_due(now) else {
                         break;
                     };

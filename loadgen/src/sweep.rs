@@ -146,7 +146,7 @@ pub fn run_sweep(
         Ok(passed)
     };
     for _ in 0..options.max_steps.min(STEPS_MAX) {
-        if rate > options.max_rate {
+        if rate > options.max_rate || crate::runner::interrupted() {
             break;
         }
         if run_step(rate, &mut points)? {
@@ -162,7 +162,7 @@ pub fn run_sweep(
         let mut high = high;
         for _ in 0..options.refine {
             let mid = (low + high) / 2.0;
-            if mid < 1.0 || high - low < 0.01 * high {
+            if mid < 1.0 || high - low < 0.01 * high || crate::runner::interrupted() {
                 break;
             }
             if run_step(mid, &mut points)? {
