@@ -500,14 +500,14 @@ impl<T: Default> Conn<T> {
         let mut ignored = Vec::new();
         self.call_collecting(request, T::default(), timeout, &mut ignored)
     }
+}
 
+impl<T> Conn<T> {
     /// Closes the session (see [`close_all`]); true if the server acknowledged.
     pub fn close(self, timeout: Duration) -> bool {
         close_all(vec![self], timeout) == 1
     }
-}
 
-impl<T> Conn<T> {
     /// Queues a closeSession request; requests still in flight are forgotten.
     fn start_close(&mut self) {
         self.in_flight.clear();

@@ -309,9 +309,9 @@ pub fn svg_chart(result: &SweepResult, title: &str) -> String {
     let slo_y = y(result.slo_p99_ms);
     let _ = writeln!(
         s,
-        r##"<line x1="{LEFT}" y1="{slo_y:.1}" x2="{:.1}" y2="{slo_y:.1}" stroke="#d62728" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#d62728">p99 SLO {:.3} ms</text>"##,
+        r##"<line x1="{LEFT}" y1="{slo_y:.1}" x2="{:.1}" y2="{slo_y:.1}" stroke="#d62728" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" fill="#d62728">p99 SLO {:.3} ms</text>"##,
         LEFT + plot_w,
-        LEFT + plot_w - 6.0,
+        LEFT + 6.0,
         slo_y - 6.0,
         result.slo_p99_ms
     );
