@@ -2,7 +2,7 @@
 //!
 //! The server: `ZKRS_LOADGEN_TARGET=host:port` if set (e.g. an Apache ZooKeeper 3.8 started
 //! with `java-zk.sh`), otherwise a zkrs server this test starts from the `zkrs` binary in
-//! the target directory (built with `cargo build -p zkrs --bin zkrs` if missing).
+//! the target directory (`cargo build -p zkrs --bin zkrs` first, a no-op when up to date).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -67,14 +67,12 @@ fn zkrs_binary_candidates() -> Vec<PathBuf> {
     candidates
 }
 
-fn find_or_build_zkrs() -> PathBuf {
-    let find = || zkrs_binary_candidates().into_iter().find(|p| p.is_file());
-    if let Some(path) = find() {
-        return path;
-    }
+/// Builds the server (a no-op when it is up to date, so the test never runs a stale
+/// binary) and returns its path.
+fn build_zkrs() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
-        .args(["build", "-p", "zkrs", "--bin", "zkrs"])
+        .args(["build", "--quiet", "-p", "zkrs", "--bin", "zkrs"])
         .current_dir(workspace_root())
         .status()
         .expect("running cargo build for the zkrs server");
@@ -82,12 +80,15 @@ fn find_or_build_zkrs() -> PathBuf {
         status.success(),
         "building the zkrs server failed; set ZKRS_LOADGEN_TARGET=host:port to test against another server"
     );
-    find().unwrap_or_else(|| {
-        panic!(
-            "no zkrs binary at any of {:?} after building it",
-            zkrs_binary_candidates()
-        )
-    })
+    zkrs_binary_candidates()
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no zkrs binary at any of {:?} after building it",
+                zkrs_binary_candidates()
+            )
+        })
 }
 
 /// True when the server answers the four-letter word `ruok` with `imok`.
@@ -105,7 +106,7 @@ fn answers_ruok(addr: &str) -> bool {
 }
 
 fn start_zkrs() -> (Server, String) {
-    let binary = find_or_build_zkrs();
+    let binary = build_zkrs();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let port = free_port();
     let data = dir.path().join("data");
