@@ -68,10 +68,12 @@ impl TestServer {
                 dir: None,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
-            while four_letter_opt(&server.addr, "ruok").as_deref() != Some("imok") {
+            while four_letter_opt(&server.addr, "ruok").as_deref() != Some("imok")
+                || !raw::try_session(&server.addr)
+            {
                 assert!(
                     Instant::now() < deadline,
-                    "external server ZKRS_TEST_TARGET={} does not answer ruok",
+                    "external server ZKRS_TEST_TARGET={} does not answer ruok or grant a session",
                     server.addr
                 );
                 std::thread::sleep(Duration::from_millis(100));
@@ -119,14 +121,18 @@ impl TestServer {
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_zkrs"))
+        // ZKRS_TEST_SERVER_BIN swaps in another server started the same way, e.g. Apache
+        // ZooKeeper's `zkServer.sh` (start-foreground <cfg>), to check the harness itself.
+        let bin = std::env::var("ZKRS_TEST_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zkrs").to_string());
+        let child = Command::new(&bin)
             .arg("start-foreground")
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", env!("CARGO_BIN_EXE_zkrs")))?;
+            .map_err(|e| format!("spawn {bin}: {e}"))?;
         let mut server = TestServer {
             addr: format!("127.0.0.1:{port}"),
             child: Some(child),
@@ -138,17 +144,19 @@ impl TestServer {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                     server.child = None;
-                    return Err(format!("zkrs exited early with {status}; log:\n{log}"));
+                    return Err(format!("{bin} exited early with {status}; log:\n{log}"));
                 }
             }
-            if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok") {
+            if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok")
+                && raw::try_session(&server.addr)
+            {
                 return Ok(server);
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 // Dropping `server` kills the child.
                 return Err(format!(
-                    "zkrs on {} did not answer ruok within 20s; log:\n{log}",
+                    "{bin} on {} did not answer ruok and grant a session within 20s; log:\n{log}",
                     server.addr
                 ));
             }
