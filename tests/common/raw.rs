@@ -732,6 +732,26 @@ impl Raw {
         self.wait_reply(XID_SET_WATCHES)
     }
 
+    /// setWatches2 (opcode 105, xid -8): one-shot lists plus persistent and recursive paths.
+    pub fn set_watches2(
+        &mut self,
+        relative_zxid: i64,
+        one_shot: [&[&str]; 3],
+        persistent: &[&str],
+        recursive: &[&str],
+    ) -> RawReply {
+        let body = Enc::new()
+            .long(relative_zxid)
+            .strings(one_shot[0])
+            .strings(one_shot[1])
+            .strings(one_shot[2])
+            .strings(persistent)
+            .strings(recursive)
+            .finish();
+        self.send_with_xid(XID_SET_WATCHES, OP_SET_WATCHES2, &body);
+        self.wait_reply(XID_SET_WATCHES)
+    }
+
     /// addauth (opcode 100, xid -4).
     pub fn auth(&mut self, scheme: &str, auth: &[u8]) -> RawReply {
         let body = Enc::new().int(0).string(scheme).buffer(auth).finish();
