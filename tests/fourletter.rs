@@ -3,6 +3,8 @@
 #[macro_use]
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::raw;
 use common::*;
 
@@ -20,6 +22,23 @@ fn number(text: &str, key: &str, sep: char) -> i64 {
         .unwrap_or_else(|_| panic!("{key} is not a number: {v:?}"))
 }
 
+fn parse_zxid(srvr: &str) -> Option<i64> {
+    i64::from_str_radix(field(srvr, "Zxid", ':')?.trim_start_matches("0x"), 16).ok()
+}
+
+/// Asks `word` until `ready` accepts the answer or 3 s pass, and returns the last answer.
+/// (A server that gathers counters from several threads may trail a write very briefly.)
+fn four_letter_until(server: &TestServer, word: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let answer = server.four_letter(word);
+        if ready(&answer) || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn ruok_and_isro() {
     let server = TestServer::start();
@@ -35,15 +54,16 @@ fn srvr_and_stat() {
     let root = unique_prefix("srvr");
     let created = c.create(&root, b"", 0).ok();
 
-    let srvr = server.four_letter("srvr");
+    let srvr = four_letter_until(&server, "srvr", |a| {
+        parse_zxid(a).is_some_and(|z| z >= created.zxid)
+    });
     assert!(srvr.starts_with("Zookeeper version: "), "srvr:\n{srvr}");
     assert_eq!(
         field(&srvr, "Mode", ':'),
         Some("standalone"),
         "srvr:\n{srvr}"
     );
-    let zxid = field(&srvr, "Zxid", ':').expect("Zxid line");
-    let zxid = i64::from_str_radix(zxid.trim_start_matches("0x"), 16).expect("hex zxid");
+    let zxid = parse_zxid(&srvr).expect("Zxid line with a hex zxid");
     assert!(
         zxid >= created.zxid,
         "srvr zxid {zxid:#x} behind {:#x}",
@@ -82,7 +102,16 @@ fn mntr_metrics() {
         .ok();
     c.get_data(&root, true).ok();
 
-    let mntr = server.four_letter("mntr");
+    let at_least = |text: &str, key: &str, n: i64| {
+        field(text, key, '\t')
+            .and_then(|v| v.parse::<i64>().ok())
+            .is_some_and(|v| v >= n)
+    };
+    let mntr = four_letter_until(&server, "mntr", |a| {
+        at_least(a, "zk_znode_count", 7)
+            && at_least(a, "zk_ephemerals_count", 2)
+            && at_least(a, "zk_watch_count", 1)
+    });
     for line in mntr.lines() {
         assert!(
             line.starts_with("zk_") && line.contains('\t'),

@@ -93,6 +93,7 @@ fn ping_and_reply_header_zxids() {
         std::thread::sleep(Duration::from_millis(min as u64 / 3));
         assert_eq!(short.ping().err, raw::OK);
     }
+    c.sync(&root);
     assert_eq!(
         c.exists(&format!("{root}/e"), false).err,
         raw::OK,
@@ -451,6 +452,7 @@ fn closed_session_cannot_be_resumed() {
     c.create(&root, b"", 0).ok();
     let e = format!("{root}/e");
     c.create(&e, b"", raw::CREATE_EPHEMERAL).ok();
+    watcher.sync(&root);
     watcher.exists(&e, true).ok();
 
     let closed = c.close_session();

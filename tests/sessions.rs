@@ -83,6 +83,7 @@ async fn ephemerals_removed_when_session_closes() {
     let e2 = format!("{root}/es-{seq}");
     mk(&owner, &format!("{root}/keep")).await;
 
+    t!(watcher.sync(&root)).unwrap();
     let (_, w1) = t!(watcher.check_and_watch_stat(&e1)).unwrap();
     let (_, _, w2) = t!(watcher.get_and_watch_data(&e2)).unwrap();
     let (_, wc) = t!(watcher.list_and_watch_children(&root)).unwrap();
@@ -135,6 +136,7 @@ async fn ephemerals_removed_when_session_expires() {
         .create(&format!("{root}/s-"), b"", raw::CREATE_EPHEMERAL_SEQUENTIAL)
         .ok();
     let last_touch = Instant::now();
+    t!(watcher.sync(&root)).unwrap();
     let (_, w) = t!(watcher.check_and_watch_stat(&e)).unwrap();
     let (_, wc) = t!(watcher.list_and_watch_children(&root)).unwrap();
 

@@ -665,3 +665,52 @@ fn set_watches_after_reconnect_reports_missed_changes() {
         ]
     );
 }
+
+#[test]
+fn set_watches2_restores_persistent_watches_without_catch_up() {
+    let server = TestServer::start();
+    let (_, max) = server.session_bounds_ms();
+    let mut w = server.raw(max);
+    let mut writer = server.raw(max);
+    let root = unique_prefix("set-watches2");
+    writer.create(&root, b"", 0).ok();
+    let (d, p, r) = (
+        format!("{root}/d"),
+        format!("{root}/p"),
+        format!("{root}/r"),
+    );
+    for path in [&d, &p, &r] {
+        writer.create(path, b"", 0).ok();
+    }
+    w.sync(&root);
+    w.get_data(&d, true).ok();
+    w.add_watch(&p, 0).ok();
+    w.add_watch(&r, 1).ok();
+    let addr = w.addr.clone();
+    let (session_id, passwd, last_zxid) = w.disconnect();
+
+    writer.set_data(&d, b"x", -1).ok();
+    writer.set_data(&p, b"x", -1).ok();
+    writer.create(&format!("{r}/missed"), b"", 0).ok();
+
+    let mut w = Raw::resume(&addr, session_id, &passwd, last_zxid, max);
+    let reply = w.set_watches2(last_zxid, [&[&d], &[], &[]], &[&p], &[&r]);
+    assert_eq!((reply.xid, reply.err), (raw::XID_SET_WATCHES, raw::OK));
+    // The one-shot watch catches up; persistent ones are just re-armed (changes made while
+    // disconnected are not replayed, ZOOKEEPER-4698).
+    assert_eq!(
+        kinds(&w.drain_events(QUIET)),
+        vec![ev(raw::EV_NODE_DATA_CHANGED, &d)]
+    );
+    writer.set_data(&p, b"y", -1).ok();
+    writer.create(&format!("{r}/c"), b"", 0).ok();
+    writer.set_data(&p, b"z", -1).ok();
+    assert_eq!(
+        kinds(&w.drain_events(QUIET)),
+        vec![
+            ev(raw::EV_NODE_DATA_CHANGED, &p),
+            ev(raw::EV_NODE_CREATED, &format!("{r}/c")),
+            ev(raw::EV_NODE_DATA_CHANGED, &p),
+        ]
+    );
+}

@@ -48,6 +48,15 @@ macro_rules! t {
     };
 }
 
+/// How long a started server may take to serve its first session.
+const START_LIMIT: Duration = Duration::from_secs(10);
+
+enum StartError {
+    /// Worth another try on a fresh port (the server exited, e.g. the port was taken).
+    Retry(String),
+    Fatal(String),
+}
+
 /// A server under test: either a child process started here or an external one.
 pub struct TestServer {
     /// `host:port` of the client port.
@@ -68,10 +77,12 @@ impl TestServer {
                 dir: None,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
-            while four_letter_opt(&server.addr, "ruok").as_deref() != Some("imok") {
+            while four_letter_opt(&server.addr, "ruok").as_deref() != Some("imok")
+                || !raw::try_session(&server.addr)
+            {
                 assert!(
                     Instant::now() < deadline,
-                    "external server ZKRS_TEST_TARGET={} does not answer ruok",
+                    "external server ZKRS_TEST_TARGET={} does not answer ruok or grant a session",
                     server.addr
                 );
                 std::thread::sleep(Duration::from_millis(100));
@@ -84,20 +95,21 @@ impl TestServer {
         for _ in 0..3 {
             match Self::spawn_local() {
                 Ok(server) => return server,
-                Err(e) => last_error = e,
+                Err(StartError::Retry(e)) => last_error = e,
+                Err(StartError::Fatal(e)) => panic!("could not start zkrs: {e}"),
             }
         }
         panic!("could not start zkrs: {last_error}");
     }
 
-    fn spawn_local() -> Result<TestServer, String> {
+    fn spawn_local() -> Result<TestServer, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("zkrs-test-")
             .tempdir()
-            .map_err(|e| format!("tempdir: {e}"))?;
+            .map_err(|e| StartError::Fatal(format!("tempdir: {e}")))?;
         let port = free_port();
         let data_dir = dir.path().join("data");
-        std::fs::create_dir_all(&data_dir).map_err(|e| format!("mkdir: {e}"))?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| StartError::Fatal(format!("mkdir: {e}")))?;
         let shards = std::env::var("ZKRS_TEST_SHARDS").unwrap_or_else(|_| "2".to_string());
         let cfg = format!(
             "tickTime={TICK_MS}\n\
@@ -115,42 +127,55 @@ impl TestServer {
             data_dir.display()
         );
         let cfg_path = dir.path().join("zoo.cfg");
-        std::fs::write(&cfg_path, cfg).map_err(|e| format!("write zoo.cfg: {e}"))?;
+        std::fs::write(&cfg_path, cfg)
+            .map_err(|e| StartError::Fatal(format!("write zoo.cfg: {e}")))?;
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_zkrs"))
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| StartError::Fatal(format!("log file: {e}")))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| StartError::Fatal(format!("log file: {e}")))?;
+        // ZKRS_TEST_SERVER_BIN swaps in another server started the same way, e.g. Apache
+        // ZooKeeper's `zkServer.sh` (start-foreground <cfg>), to check the harness itself.
+        let bin = std::env::var("ZKRS_TEST_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_zkrs").to_string());
+        let child = Command::new(&bin)
             .arg("start-foreground")
             .arg(&cfg_path)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", env!("CARGO_BIN_EXE_zkrs")))?;
+            .map_err(|e| StartError::Fatal(format!("spawn {bin}: {e}")))?;
         let mut server = TestServer {
             addr: format!("127.0.0.1:{port}"),
             child: Some(child),
             dir: Some(dir),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + START_LIMIT;
         loop {
             if let Some(child) = server.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                     server.child = None;
-                    return Err(format!("zkrs exited early with {status}; log:\n{log}"));
+                    return Err(StartError::Retry(format!(
+                        "{bin} exited early with {status}; log:\n{log}"
+                    )));
                 }
             }
-            if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok") {
+            if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok")
+                && raw::try_session(&server.addr)
+            {
                 return Ok(server);
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 // Dropping `server` kills the child.
-                return Err(format!(
-                    "zkrs on {} did not answer ruok within 20s; log:\n{log}",
+                return Err(StartError::Fatal(format!(
+                    "{bin} on {} did not answer ruok and grant a session within {START_LIMIT:?}; \
+                     log:\n{log}",
                     server.addr
-                ));
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

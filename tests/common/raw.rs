@@ -444,6 +444,39 @@ pub fn handshake(addr: &str, req: &ConnectReq) -> (TcpStream, std::io::Result<Co
     (stream, resp)
 }
 
+/// Opens and closes a session without panicking; true if the server granted one. Used to
+/// tell that a server is really serving (Apache ZooKeeper answers `ruok` before it is).
+pub fn try_session(addr: &str) -> bool {
+    let Some(sock) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(&frame(&ConnectReq::new_session(30_000).encode()))
+        .is_err()
+    {
+        return false;
+    }
+    let Ok(body) = read_frame_by(&mut stream, Instant::now() + Duration::from_secs(2)) else {
+        return false;
+    };
+    let mut d = Dec::new(&body);
+    if body.len() < 16 {
+        return false;
+    }
+    d.int();
+    let granted = d.int() > 0;
+    if granted {
+        let close = Enc::new().int(1).int(OP_CLOSE_SESSION).finish();
+        let _ = stream.write_all(&frame(&close));
+        let _ = read_frame_by(&mut stream, Instant::now() + Duration::from_secs(2));
+    }
+    granted
+}
+
 /// One raw session on one connection.
 pub struct Raw {
     pub addr: String,
@@ -696,6 +729,26 @@ impl Raw {
             .strings(child)
             .finish();
         self.send_with_xid(XID_SET_WATCHES, OP_SET_WATCHES, &body);
+        self.wait_reply(XID_SET_WATCHES)
+    }
+
+    /// setWatches2 (opcode 105, xid -8): one-shot lists plus persistent and recursive paths.
+    pub fn set_watches2(
+        &mut self,
+        relative_zxid: i64,
+        one_shot: [&[&str]; 3],
+        persistent: &[&str],
+        recursive: &[&str],
+    ) -> RawReply {
+        let body = Enc::new()
+            .long(relative_zxid)
+            .strings(one_shot[0])
+            .strings(one_shot[1])
+            .strings(one_shot[2])
+            .strings(persistent)
+            .strings(recursive)
+            .finish();
+        self.send_with_xid(XID_SET_WATCHES, OP_SET_WATCHES2, &body);
         self.wait_reply(XID_SET_WATCHES)
     }
 
