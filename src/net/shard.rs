@@ -119,7 +119,7 @@ pub struct Shard {
     pub index: usize,
     pub config: Arc<Config>,
     pub stats: Arc<SharedStats>,
-    tree: RefCell<DataTree>,
+    tree: RefCell<Arc<DataTree>>,
     pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
     pub watches: RefCell<WatchTable>,
     to_ordering: ConnectedSender<ToOrdering>,
@@ -184,8 +184,8 @@ fn is_write(request: &Request) -> bool {
 }
 
 impl Shard {
-    pub fn tree(&self) -> std::cell::Ref<'_, DataTree> {
-        self.tree.borrow()
+    pub fn tree(&self) -> Arc<DataTree> {
+        self.tree.borrow().clone()
     }
 
     fn last_zxid(&self) -> i64 {
@@ -534,7 +534,7 @@ pub async fn run(
         index,
         config: config.clone(),
         stats,
-        tree: RefCell::new(DataTree::new()),
+        tree: RefCell::new(Arc::new(DataTree::new())),
         conns: RefCell::new(HashMap::new()),
         watches: RefCell::new(WatchTable::new()),
         to_ordering,
@@ -576,7 +576,7 @@ pub async fn run(
     }
     crate::admin_glue::spawn_admin_inbox(shard.clone(), admin_inbox);
 
-    let listener = match TcpListener::bind(listen) {
+    let listener = match bind_listener(listen) {
         Ok(l) => l,
         Err(e) => {
             log::error!("shard {index}: cannot bind {listen}: {e}");
@@ -597,6 +597,20 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The client port's listening socket: SO_REUSEPORT so that every shard accepts on it, and
+/// SO_REUSEADDR so that a restart is not blocked by connections in TIME_WAIT.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // SAFETY: the descriptor is a listening TCP socket we own and hand over whole.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {

@@ -81,7 +81,8 @@ pub struct CommitItem {
     /// The item's txn zxid, or the last zxid when it made no txn (sync, reconnect).
     pub zxid: i64,
     /// The tree version after this item; None when the item changed nothing.
-    pub tree: Option<DataTree>,
+    /// Shared by every shard: switching versions is one reference count.
+    pub tree: Option<Arc<DataTree>>,
     /// Watches to fire, in order, before the version switch and the reply.
     pub triggers: Vec<WatchTrigger>,
     /// The ACL each trigger's event is filtered by (a connection needs READ in it, as in

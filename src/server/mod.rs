@@ -4,6 +4,7 @@
 //! connects them with bounded cross-core channels (shared_channel), and waits for SIGTERM
 //! or SIGINT.
 
+pub mod log_stage;
 pub mod messages;
 pub mod ordering;
 pub mod persistence;
@@ -22,6 +23,8 @@ use messages::{ToOrdering, ToShard};
 
 /// Capacity of each cross-core channel (messages; commit batches are Arc'ed).
 const CHANNEL_CAPACITY: usize = 4096;
+/// Batches in flight between the ordering core and the log stage.
+const LOG_CHANNEL_CAPACITY: usize = 1024;
 
 /// State shared by every executor. Only touched on connection open/close, by the
 /// four-letter words and with relaxed atomics; never a lock on the request path.
@@ -122,8 +125,8 @@ pub fn run(config: Config) -> io::Result<()> {
         config.client_port,
     );
     // The shards bind with SO_REUSEPORT, which would silently share the port with another
-    // server; a plain bind first turns "port in use" into a clear error.
-    std::net::TcpListener::bind(listen)
+    // server; a bind without it first turns "port in use" into a clear error.
+    probe_port(listen)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}")))?;
 
     let (persistence, recovered) = persistence::Persistence::open(&config)
@@ -158,6 +161,8 @@ pub fn run(config: Config) -> io::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     let mut handles = Vec::new();
+    let (to_log_tx, to_log_rx) =
+        shared_channel::new_bounded::<log_stage::ToLog>(LOG_CHANNEL_CAPACITY);
     {
         let config = config.clone();
         let stats = stats.clone();
@@ -165,19 +170,17 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(Placement::Unbound)
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || {
-                    ordering::run(
-                        config,
-                        stats,
-                        persistence,
-                        recovered,
-                        to_ordering_rx,
-                        to_shard_tx,
-                    )
-                })
+                .spawn(move || ordering::run(config, stats, recovered, to_ordering_rx, to_log_tx))
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
     }
+    handles.push(
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .name("zkrs-log")
+            .io_memory(EXECUTOR_IO_MEMORY)
+            .spawn(move || log_stage::run(persistence, to_log_rx, to_shard_tx))
+            .map_err(|e| io::Error::other(format!("cannot start the log stage: {e}")))?,
+    );
     for (index, ((tx, srx), admin_inbox)) in shard_ends.into_iter().zip(admin_receivers).enumerate()
     {
         let config = config.clone();
@@ -203,6 +206,18 @@ pub fn run(config: Config) -> io::Result<()> {
     );
     let signal = wait_for_signal();
     log::info!("received signal {signal}, shutting down");
+    Ok(())
+}
+
+/// Binds and listens on `addr` with SO_REUSEADDR (so connections in TIME_WAIT from a
+/// previous run do not block a restart, as in ZooKeeper) but without SO_REUSEPORT (so a
+/// server already listening there is an error), then lets the socket go.
+fn probe_port(addr: SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)?;
     Ok(())
 }
 

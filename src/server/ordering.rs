@@ -14,7 +14,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+
+use super::log_stage::ToLog;
 
 use super::messages::*;
 use crate::config::Config;
@@ -45,7 +47,9 @@ struct Ordering {
     sessions: SessionTable,
     started: Instant,
     stats: Arc<super::SharedStats>,
-    persistence: super::persistence::Persistence,
+    /// Txns since the last snapshot was requested, and the randomised interval.
+    txns_since_snapshot: u64,
+    snapshot_interval: u64,
 }
 
 impl Ordering {
@@ -92,7 +96,6 @@ impl Ordering {
                 }
             }
             Input::Tick => {
-                self.persistence.maybe_purge();
                 let expired = self.sessions.take_expired(self.now_ms());
                 for id in expired {
                     log::info!("Expiring session 0x{id:x}");
@@ -151,7 +154,7 @@ impl Ordering {
         ));
         items.push(CommitItem {
             zxid,
-            tree: Some(self.tree.clone()),
+            tree: Some(Arc::new(self.tree.clone())),
             triggers: out.triggers,
             trigger_acls: out.trigger_acls,
             target,
@@ -368,10 +371,9 @@ impl Ordering {
 pub async fn run(
     config: Arc<Config>,
     stats: Arc<super::SharedStats>,
-    persistence: super::persistence::Persistence,
     recovered: super::persistence::Recovered,
     from_shards: Vec<SharedReceiver<ToOrdering>>,
-    to_shards: Vec<SharedSender<ToShard>>,
+    to_log: SharedSender<super::log_stage::ToLog>,
 ) {
     let inbox: Rc<RefCell<VecDeque<Input>>> = Rc::new(RefCell::new(VecDeque::new()));
     let notify = Rc::new(Notify::new());
@@ -415,10 +417,7 @@ pub async fn run(
         .detach();
     }
 
-    let mut senders: Vec<ConnectedSender<ToShard>> = Vec::with_capacity(to_shards.len());
-    for s in to_shards {
-        senders.push(s.connect().await);
-    }
+    let to_log = to_log.connect().await;
 
     let server_id = config.my_id.unwrap_or(0);
     let mut sessions = SessionTable::new(
@@ -435,9 +434,12 @@ pub async fn run(
         sessions,
         tree: recovered.tree,
         started: Instant::now(),
+        snapshot_interval: super::persistence::randomized_snapshot_interval(
+            config.snap_count.max(2),
+        ),
+        txns_since_snapshot: 0,
         config,
         stats,
-        persistence,
     };
     let _ = &ordering.config;
     ordering.stats.last_zxid.store(
@@ -449,16 +451,19 @@ pub async fn run(
     let initial = Arc::new(CommitBatch {
         items: vec![CommitItem {
             zxid: ordering.tree.last_zxid(),
-            tree: Some(ordering.tree.clone()),
+            tree: Some(Arc::new(ordering.tree.clone())),
             triggers: Vec::new(),
             trigger_acls: Vec::new(),
             target: None,
             action: Action::None,
         }],
     });
-    for s in &senders {
-        let _ = s.send(ToShard::Commit(initial.clone())).await;
-    }
+    let _ = to_log
+        .send(ToLog::Batch {
+            txns: Vec::new(),
+            commit: initial,
+        })
+        .await;
 
     loop {
         notify.wait().await;
@@ -479,29 +484,33 @@ pub async fn run(
             if items.is_empty() {
                 continue;
             }
-            // Persistence stage: the batch's txns must be durable before any of it is
-            // committed. A log that cannot be written leaves no safe way on.
-            if let Err(e) = ordering.persistence.append(&log) {
-                log::error!("cannot write the txn log, stopping: {e}");
-                std::process::exit(3);
-            }
-            if !log.is_empty() {
-                let sessions = &ordering.sessions;
-                ordering.persistence.maybe_snapshot(&ordering.tree, || {
-                    let mut list: Vec<(i64, i32)> =
-                        sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
-                    list.sort_unstable();
-                    list
-                });
-            }
             ordering.stats.last_zxid.store(
                 ordering.tree.last_zxid(),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let batch = Arc::new(CommitBatch { items });
-            for s in &senders {
-                if s.send(ToShard::Commit(batch.clone())).await.is_err() {
-                    log::error!("a shard's commit channel is closed");
+            // On to the persistence stage; the next batch is ordered meanwhile.
+            ordering.txns_since_snapshot += log.len() as u64;
+            let batch = ToLog::Batch {
+                txns: log,
+                commit: Arc::new(CommitBatch { items }),
+            };
+            if to_log.send(batch).await.is_err() {
+                log::error!("the log stage's channel is closed");
+            }
+            if ordering.txns_since_snapshot >= ordering.snapshot_interval {
+                ordering.txns_since_snapshot = 0;
+                let mut sessions: Vec<(i64, i32)> = ordering
+                    .sessions
+                    .iter()
+                    .map(|s| (s.id, s.timeout_ms))
+                    .collect();
+                sessions.sort_unstable();
+                let snapshot = ToLog::Snapshot {
+                    tree: ordering.tree.clone(),
+                    sessions,
+                };
+                if to_log.send(snapshot).await.is_err() {
+                    log::error!("the log stage's channel is closed");
                 }
             }
         }

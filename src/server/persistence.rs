@@ -94,10 +94,6 @@ impl SnapshotSink for Rebuild {
 pub struct Persistence {
     wal: Wal<RealStorage>,
     snapshot_dir: PathBuf,
-    /// Txns logged since the last snapshot started.
-    txns_since_snapshot: u64,
-    /// Take the next snapshot after this many txns.
-    snapshot_after: u64,
     snapshot_thread: Option<JoinHandle<()>>,
     retain: NonZeroUsize,
     purge_every: Option<Duration>,
@@ -137,7 +133,7 @@ fn read_or_create_secret(dir: &Path) -> Result<u64, String> {
 }
 
 /// A snapshot interval in [snapCount/2, snapCount], different per server and restart.
-fn randomized_snapshot_interval(snap_count: u64) -> u64 {
+pub fn randomized_snapshot_interval(snap_count: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let half = (snap_count / 2).max(1);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -206,8 +202,6 @@ impl Persistence {
         let persistence = Persistence {
             wal,
             snapshot_dir: dirs.snapshot_dir,
-            txns_since_snapshot: 0,
-            snapshot_after: randomized_snapshot_interval(config.snap_count.max(2)),
             snapshot_thread: None,
             retain: NonZeroUsize::new(config.autopurge_snap_retain_count.max(3) as usize)
                 .unwrap_or(NonZeroUsize::MIN),
@@ -241,19 +235,15 @@ impl Persistence {
         if txns.is_empty() {
             return Ok(());
         }
-        self.wal.append_batch(txns).map_err(|e| e.to_string())?;
-        self.txns_since_snapshot += txns.len() as u64;
-        Ok(())
+        self.wal.append_batch(txns).map_err(|e| e.to_string())
     }
 
-    /// Starts a snapshot of `tree` on its own thread when snapCount txns have been logged
-    /// since the last one (and none is running).
-    pub fn maybe_snapshot(&mut self, tree: &DataTree, sessions: impl FnOnce() -> Vec<(i64, i32)>) {
-        if self.txns_since_snapshot < self.snapshot_after {
-            return;
-        }
+    /// Rolls the log and writes a snapshot of `tree` (with `sessions`) on a thread of its
+    /// own. Skipped while the previous snapshot is still being written.
+    pub fn start_snapshot(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
         if let Some(thread) = &self.snapshot_thread {
             if !thread.is_finished() {
+                log::warn!("a snapshot is still being written; skipping this one");
                 return;
             }
         }
@@ -265,11 +255,7 @@ impl Persistence {
             log::error!("cannot roll the txn log: {e}");
             return;
         }
-        self.txns_since_snapshot = 0;
-        let view = SnapshotView {
-            tree: tree.clone(),
-            sessions: sessions(),
-        };
+        let view = SnapshotView { tree, sessions };
         let dir = self.snapshot_dir.clone();
         let spawned = std::thread::Builder::new()
             .name("zkrs-snapshot".into())
