@@ -37,6 +37,10 @@ use crate::server::messages::*;
 use crate::server::SharedStats;
 use crate::tree::{self, acl, ConnId, DataTree, SessionView, WatchTable};
 
+/// A connection must complete its handshake within this time (ZooKeeper's
+/// `zookeeper.nio.sessionlessCnxnTimeout` default).
+const SESSIONLESS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request that waits in its connection's queue.
 enum Pending {
     /// Sent to the ordering core; its reply comes with a commit item.
@@ -470,13 +474,13 @@ impl Shard {
         }
     }
 
-    /// Answers a request ZooKeeper refuses with `code`, then closes the connection.
-    /// Returns the reason to log.
+    /// Answers a request ZooKeeper refuses with `code` (with zxid -1, as ZooKeeper's
+    /// UnimplementedRequestProcessor), then closes the connection. Returns the reason to log.
     fn reject_request(&self, conn: &Conn, xid: i32, code: ErrorCode, what: &str) -> String {
         conn.send_reply(
             &ReplyHeader {
                 xid,
-                zxid: self.last_zxid(),
+                zxid: -1,
                 err: code.code(),
             },
             &Response::Empty,
@@ -649,6 +653,23 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         stats: ConnStats::default(),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
+    // As ZooKeeper's sessionless-connection timeout: a connection that has not completed its
+    // handshake in time is closed.
+    {
+        let conn = conn.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(SESSIONLESS_CONNECTION_TIMEOUT).await;
+            if conn.session_id.get() == 0 && !conn.closing.get() {
+                log::info!(
+                    "Closing connection from {}: no session after {:?}",
+                    conn.peer,
+                    SESSIONLESS_CONNECTION_TIMEOUT
+                );
+                conn.close();
+            }
+        })
+        .detach();
+    }
     let (reader, writer) = futures_lite::io::split(stream);
     let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {

@@ -68,6 +68,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts (or attaches to) a server; see the module docs.
     pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    /// As `start`, with extra zoo.cfg lines (later keys win) for a locally started server.
+    pub fn start_with(extra: &[&str]) -> TestServer {
         if let Ok(target) = std::env::var("ZKRS_TEST_TARGET") {
             let target = target.trim().to_string();
             assert!(!target.is_empty(), "ZKRS_TEST_TARGET is set but empty");
@@ -93,7 +98,7 @@ impl TestServer {
         // A free port is found by binding port 0 and releasing it; another process may grab it
         // in between, so a start that fails early is retried on a fresh port.
         for _ in 0..3 {
-            match Self::spawn_local() {
+            match Self::spawn_local(extra) {
                 Ok(server) => return server,
                 Err(StartError::Retry(e)) => last_error = e,
                 Err(StartError::Fatal(e)) => panic!("could not start zkrs: {e}"),
@@ -102,7 +107,7 @@ impl TestServer {
         panic!("could not start zkrs: {last_error}");
     }
 
-    fn spawn_local() -> Result<TestServer, StartError> {
+    fn spawn_local(extra: &[&str]) -> Result<TestServer, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("zkrs-test-")
             .tempdir()
@@ -123,8 +128,13 @@ impl TestServer {
              extendedTypesEnabled=true\n\
              znode.container.checkIntervalMs=100\n\
              DigestAuthenticationProvider.superDigest=super:{SUPER_DIGEST}\n\
-             zkrs.shards={shards}\n",
-            data_dir.display()
+             preAllocSize=1024\n\
+             zkrs.shards={shards}\n{}",
+            data_dir.display(),
+            extra
+                .iter()
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
         );
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg)
