@@ -747,7 +747,8 @@ fn damaged_files_give_the_documented_outcome() {
     let (last_offset, _) = *records.last().unwrap();
     let mut without_last = names.clone();
     without_last.remove("last");
-    let tears: Vec<(&str, Box<dyn Fn(&std::path::Path)>)> = vec![
+    type Tear = Box<dyn Fn(&std::path::Path)>;
+    let tears: Vec<(&str, Tear)> = vec![
         (
             "cut after 1 byte",
             Box::new(move |p| truncate_file(p, last_offset + 1)),

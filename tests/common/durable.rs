@@ -420,6 +420,9 @@ pub struct Conn {
     xid: i32,
 }
 
+/// One getData outcome: (data, stat), or the error code.
+pub type GetResult = Result<(Vec<u8>, raw::RawStat), i32>;
+
 /// A reply: the zxid of its header, its error code, its body.
 pub struct Reply {
     pub zxid: i64,
@@ -518,10 +521,7 @@ impl Conn {
     }
 
     /// getData of many paths: (data, stat) or the error code, in order.
-    pub fn get_many(
-        &mut self,
-        paths: &[String],
-    ) -> std::io::Result<Vec<Result<(Vec<u8>, raw::RawStat), i32>>> {
+    pub fn get_many(&mut self, paths: &[String]) -> std::io::Result<Vec<GetResult>> {
         let requests: Vec<(i32, Vec<u8>)> = paths
             .iter()
             .map(|p| (raw::OP_GET_DATA, Enc::new().string(p).bool(false).finish()))
