@@ -68,11 +68,14 @@ fn writer_dir(t: usize) -> String {
 
 /// One load thread: synchronous writes on its own session until the server dies.
 fn load(addr: String, t: usize, round: usize) -> LoadOutcome {
-    let mut conn = Conn::connect(&addr, MAX_SESSION_MS);
     let mut outcome = LoadOutcome {
         acked: Vec::new(),
         in_flight: None,
         failure: None,
+    };
+    // The kill may come before this thread got its session: then it did nothing.
+    let Ok(mut conn) = Conn::try_connect(&addr, MAX_SESSION_MS) else {
+        return outcome;
     };
     let started = Instant::now();
     let dir = writer_dir(t);
@@ -266,6 +269,7 @@ fn kill9_under_write_load_keeps_every_acknowledged_write() {
     let dir = ServerDir::new("snapCount=400\n");
     let mut model = Model::default();
     let mut total_acked = 0usize;
+    let mut slowest_start_ms = 0;
     for round in 0..=ROUNDS {
         let server = dir.start();
         let mut conn = Conn::connect(&server.addr, MAX_SESSION_MS);
@@ -287,6 +291,7 @@ fn kill9_under_write_load_keeps_every_acknowledged_write() {
         }
         conn.close();
         let zxid_at_start = server.last_zxid();
+        slowest_start_ms = slowest_start_ms.max(server.startup_ms().unwrap_or(0));
         assert!(
             zxid_at_start >= model.max_zxid,
             "round {round}: the server restarted at zxid {zxid_at_start:#x}, below the acknowledged {:#x}",
@@ -361,7 +366,7 @@ fn kill9_under_write_load_keeps_every_acknowledged_write() {
         "too little load to mean anything: {total_acked} acknowledged writes"
     );
     eprintln!(
-        "kill9_under_write_load: {ROUNDS} kills, {total_acked} acknowledged writes, {} nodes, {} segments, {} snapshots, {:?}",
+        "kill9_under_write_load: {ROUNDS} kills, {total_acked} acknowledged writes, {} nodes, {} segments, {} snapshots, slowest start (recovery included) {slowest_start_ms} ms, {:?}",
         model.nodes.len(),
         dir.segments().len(),
         dir.snapshots().len(),
@@ -573,9 +578,13 @@ fn snapshots_restart_from_snapshot_and_log_tail_and_purge_keeps_three() {
     let mut conn = Conn::connect(&server.addr, MAX_SESSION_MS);
     assert_same(&captured, &capture(&mut conn, "/s"), "after the runs");
     let (count, from) = replayed(&server.log()).expect("recovery line");
+    // Only the tail: a snapshot is skipped while the previous one is still being written
+    // (as ZooKeeper's "too busy to snap"), so on a busy machine the tail can be a few
+    // intervals long, but never the whole log.
+    let total = (RUNS * CREATES * 3 / 2) as u64;
     assert!(
-        count < 200,
-        "replayed {count} txns after {from}: the snapshot was not used"
+        count < total / 3,
+        "replayed {count} of about {total} txns after {from}: the snapshot was not used"
     );
     assert_eq!(
         Some(from.as_str()),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::raw::{self, Dec, Enc, Frame, Raw};
+use crate::common::raw::{self, Dec, Enc};
 use crate::common::{four_letter_opt, free_port};
 
 /// The zkrs binary under test.
@@ -155,25 +155,34 @@ impl ServerDir {
                 started: Instant::now(),
             };
             let deadline = Instant::now() + START_LIMIT;
-            loop {
+            let mut last_probe = String::new();
+            let retry = loop {
                 if let Some(status) = server.try_exit_status() {
                     let log = server.log();
                     if log.contains("cannot bind client port") {
-                        break; // another process took the port: retry
+                        break true; // another process took the port
                     }
                     return Started::Exited(status, log);
                 }
-                if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok")
-                    && server.serves_recovered_state()
-                {
-                    return Started::Running(server);
+                if four_letter_opt(&server.addr, "ruok").as_deref() == Some("imok") {
+                    match server.probe(&self.data_dir(), &mut last_probe) {
+                        Probe::Ready => return Started::Running(server),
+                        Probe::NotYet => {}
+                        Probe::Foreign => break true,
+                    }
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "zkrs did not answer within {START_LIMIT:?}; log:\n{}",
+                    "zkrs did not serve within {START_LIMIT:?}; last probe: {last_probe}; log:\n{}",
                     server.log()
                 );
                 std::thread::sleep(Duration::from_millis(10));
+            };
+            if retry {
+                note(&format!(
+                    "port {port} is shared with another server; retrying on another port"
+                ));
+                drop(server);
             }
         }
         panic!("could not find a free port for zkrs");
@@ -260,6 +269,24 @@ impl Server {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Milliseconds from the server's first log line to "serving on" (recovery included),
+    /// from the log's timestamps.
+    pub fn startup_ms(&self) -> Option<i64> {
+        let log = self.log();
+        let stamp = |line: &str| -> Option<i64> {
+            // [2026-11-21T21:51:48.826Z ...
+            let time = line.get(12..24)?;
+            let (h, rest) = time.split_once(':')?;
+            let (m, rest) = rest.split_once(':')?;
+            let (sec, ms) = rest.split_once('.')?;
+            let parse = |t: &str| t.parse::<i64>().ok();
+            Some(((parse(h)? * 60 + parse(m)?) * 60 + parse(sec)?) * 1000 + parse(ms)?)
+        };
+        let first = stamp(log.lines().next()?)?;
+        let serving = stamp(log.lines().find(|l| l.contains(" serving on "))?)?;
+        Some((serving - first).rem_euclid(86_400_000))
+    }
+
     /// Everything the server has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -307,31 +334,54 @@ impl Server {
         srvr_zxid(&srvr).unwrap_or_else(|| panic!("no Zxid in srvr: {srvr}"))
     }
 
-    /// Whether every shard serves the recovered tree yet.
+    /// Whether the server on our port is ours and every shard of it serves the recovered
+    /// tree yet.
     ///
-    /// Works around a start-up race in the server (reported, not fixed here): each shard
-    /// binds the client port with an empty tree and installs the recovered one only when the
-    /// ordering core's first commit reaches it, so for a few ms after the port opens a
-    /// connection may read an empty tree or have its session resume refused ("client has
-    /// seen zxid ..., our last zxid is 0x0"). Until that is fixed, the harness waits until
-    /// `srvr` (answered by whichever shard accepted it) shows at least the zxid the server
-    /// logged as recovered, on several connections in a row.
-    fn serves_recovered_state(&self) -> bool {
+    /// Ours: `conf` names our dataDir (two servers of one user can end up sharing a port
+    /// through SO_REUSEPORT when both start at once on a port that was free for both).
+    ///
+    /// Recovered: works around a start-up race in the server (reported, not fixed here):
+    /// each shard binds the client port with an empty tree and installs the recovered one
+    /// only when the ordering core's first commit reaches it, so for a few ms after the
+    /// port opens a connection may read an empty tree or have its session resume refused
+    /// ("client has seen zxid ..., our last zxid is 0x0"). Until that is fixed, the harness
+    /// waits until `srvr` (answered by whichever shard accepted it) shows at least the zxid
+    /// the server logged as recovered, on several connections in a row.
+    fn probe(&self, data_dir: &Path, last: &mut String) -> Probe {
         let log = self.log();
         let Some(recovered) = log.lines().find_map(|line| {
             let (_, rest) = line.split_once(", last zxid 0x")?;
             let hex: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
             i64::from_str_radix(&hex, 16).ok()
         }) else {
-            return false;
+            *last = "no recovery line in the log yet".to_string();
+            return Probe::NotYet;
         };
-        (0..8).all(|_| {
-            four_letter_opt(&self.addr, "srvr")
-                .as_deref()
-                .and_then(srvr_zxid)
-                .is_some_and(|zxid| zxid >= recovered)
-        })
+        let ours = format!("dataDir={}", data_dir.display());
+        for _ in 0..8 {
+            let Some(conf) = four_letter_opt(&self.addr, "conf") else {
+                *last = "conf: no answer".to_string();
+                return Probe::NotYet;
+            };
+            if !conf.lines().any(|l| l == ours) {
+                *last = format!("conf of another server: {conf}");
+                return Probe::Foreign;
+            }
+            let srvr = four_letter_opt(&self.addr, "srvr").unwrap_or_default();
+            if srvr_zxid(&srvr).is_none_or(|zxid| zxid < recovered) {
+                *last = format!("recovered zxid {recovered:#x}, srvr: {srvr}");
+                return Probe::NotYet;
+            }
+        }
+        Probe::Ready
     }
+}
+
+enum Probe {
+    Ready,
+    NotYet,
+    /// Another server answers on our port.
+    Foreign,
 }
 
 fn srvr_zxid(srvr: &str) -> Option<i64> {
@@ -416,8 +466,11 @@ pub fn segment_layout(path: &Path) -> (Vec<(u64, i64)>, u64) {
 /// A connection that never panics on a dead server: every call returns an io::Result, so
 /// that load threads can run into a kill -9 and report which request was in flight.
 pub struct Conn {
-    raw: Raw,
+    stream: std::net::TcpStream,
     xid: i32,
+    session_id: i64,
+    /// Notifications read while waiting for replies.
+    pub events: Vec<raw::RawEvent>,
 }
 
 /// One getData outcome: (data, stat), or the error code.
@@ -431,24 +484,42 @@ pub struct Reply {
 }
 
 impl Conn {
-    /// A new session.
+    /// A new session; panics if the server does not grant one.
     pub fn connect(addr: &str, timeout_ms: i32) -> Conn {
-        Conn {
-            raw: Raw::connect(addr, timeout_ms),
-            xid: 1,
+        Conn::try_connect(addr, timeout_ms).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    /// A new session, or why not.
+    pub fn try_connect(addr: &str, timeout_ms: i32) -> std::io::Result<Conn> {
+        let socket: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&socket, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+        let request = raw::ConnectReq::new_session(timeout_ms).encode();
+        stream.write_all(&raw::frame(&request))?;
+        let body = raw::read_frame_by(&mut stream, Instant::now() + raw::READ_TIMEOUT)?;
+        if body.len() < 16 {
+            return Err(std::io::Error::other("short connect response"));
         }
+        let mut d = Dec::new(&body);
+        d.int();
+        let granted = d.int();
+        let session_id = d.long();
+        if granted <= 0 {
+            return Err(std::io::Error::other("session refused"));
+        }
+        Ok(Conn {
+            stream,
+            xid: 1,
+            session_id,
+            events: Vec::new(),
+        })
     }
 
     pub fn session_id(&self) -> i64 {
-        self.raw.session_id
-    }
-
-    pub fn raw(&mut self) -> &mut Raw {
-        &mut self.raw
-    }
-
-    pub fn into_raw(self) -> Raw {
-        self.raw
+        self.session_id
     }
 
     /// Sends a request without waiting; returns its xid.
@@ -456,30 +527,44 @@ impl Conn {
         let xid = self.xid;
         self.xid += 1;
         let payload = Enc::new().int(xid).int(op).bytes(body).finish();
-        self.raw.send_bytes(&raw::frame(&payload))?;
+        self.stream.write_all(&raw::frame(&payload))?;
         Ok(xid)
     }
 
-    /// Waits for the reply to `xid` (notifications are queued on the raw session).
+    /// Waits for the reply to `xid`; notifications read meanwhile go to `events`.
     pub fn wait(&mut self, xid: i32) -> std::io::Result<Reply> {
         let deadline = Instant::now() + raw::READ_TIMEOUT;
         loop {
-            match self.raw.read_frame(deadline)? {
-                Frame::Event(event) => self.raw.events.push_back(event),
-                Frame::Reply(reply) if reply.xid == xid => {
-                    return Ok(Reply {
-                        zxid: reply.zxid,
-                        err: reply.err,
-                        body: reply.body,
-                    })
-                }
-                Frame::Reply(reply) => {
-                    return Err(std::io::Error::other(format!(
-                        "reply to xid {} while waiting for {xid}",
-                        reply.xid
-                    )))
-                }
+            let body = raw::read_frame_by(&mut self.stream, deadline)?;
+            if body.len() < 16 {
+                return Err(std::io::Error::other("short reply"));
             }
+            let mut d = Dec::new(&body);
+            let reply_xid = d.int();
+            let zxid = d.long();
+            let err = d.int();
+            if reply_xid == raw::XID_NOTIFICATION {
+                let event_type = d.int();
+                let state = d.int();
+                let path = d.string();
+                self.events.push(raw::RawEvent {
+                    event_type,
+                    state,
+                    path,
+                    zxid,
+                });
+                continue;
+            }
+            if reply_xid != xid {
+                return Err(std::io::Error::other(format!(
+                    "reply to xid {reply_xid} while waiting for {xid}"
+                )));
+            }
+            return Ok(Reply {
+                zxid,
+                err,
+                body: body[16..].to_vec(),
+            });
         }
     }
 
@@ -520,7 +605,7 @@ impl Conn {
         Ok(replies)
     }
 
-    /// getData of many paths: (data, stat) or the error code, in order.
+    /// getData of many paths, in order.
     pub fn get_many(&mut self, paths: &[String]) -> std::io::Result<Vec<GetResult>> {
         let requests: Vec<(i32, Vec<u8>)> = paths
             .iter()
@@ -550,6 +635,7 @@ impl Conn {
         Ok(Dec::new(&reply.body).strings())
     }
 
+    /// closeSession, ignoring any failure.
     pub fn close(mut self) {
         let _ = self.call(raw::OP_CLOSE_SESSION, &[]);
     }
