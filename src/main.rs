@@ -1,11 +1,14 @@
 //! The `zkrs` command: zkServer.sh's verbs (start, start-foreground, stop, restart, status,
-//! version) over `Config` and `zkrs::server::run`.
+//! version) over `Config` and `zkrs::server::run`, and the offline file tools (log dump,
+//! log truncate, snapshot dump, purge) over `zkrs::wal::tools`.
 //!
-//! Exit codes: 0 success; 1 the verb failed (not running, failed to start or stop);
-//! 2 invalid config (as ZooKeeper's `ExitCode.INVALID_CONFIG`).
+//! Exit codes: 0 success; 1 the verb failed (not running, failed to start or stop; for the
+//! tools: the file is damaged or unreadable, or `log truncate` ran without `--yes`);
+//! 2 invalid config (as ZooKeeper's `ExitCode.INVALID_CONFIG`) or invalid arguments.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroUsize;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use zkrs::admin;
 use zkrs::config::{Config, ConfigError};
+use zkrs::wal::tools::{self, Format, LogVerdict, SnapshotVerdict, ToolError};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,6 +33,8 @@ const PROBE_REPLY_MAX_BYTES: u64 = 64 * 1024;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_INVALID_CONFIG: u8 = 2;
+/// ZooKeeper's PurgeTxnLog refuses to keep fewer snapshots.
+const PURGE_RETAIN_MIN: usize = 3;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +68,70 @@ enum Verb {
     Status { config: Option<PathBuf> },
     /// Print the version, as zkServer.sh version.
     Version,
+    /// Inspect or repair a txn log segment (as ZooKeeper's TxnLogToolkit).
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
+    /// Inspect a snapshot (as ZooKeeper's zkSnapShotToolkit).
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+    /// Delete all but the COUNT newest snapshots and the log segments they need (as
+    /// ZooKeeper's PurgeTxnLog / zkCleanup.sh). Safe while the server runs: files it adds
+    /// meanwhile are kept, and the newest segment always stays.
+    Purge {
+        config: Option<PathBuf>,
+        /// Snapshots to keep (at least 3).
+        #[arg(short = 'n', long = "count", default_value = "3", value_parser = parse_retain_count)]
+        count: NonZeroUsize,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogAction {
+    /// Print every record of a segment (log.<zxid hex>) and how its records end: clean end,
+    /// torn tail (cut at start-up) or corruption (the server refuses to start). Exit code 1
+    /// when the server would refuse the file.
+    Dump {
+        file: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a segment at a byte offset and remove every later segment, as the server's
+    /// refusal message for a corrupt log suggests. Discards data: stop the server first,
+    /// and pass --yes (without it, only shows what would be lost).
+    Truncate {
+        file: PathBuf,
+        offset: u64,
+        /// Really discard the data.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotAction {
+    /// Print a snapshot (snapshot.<zxid hex>): header, every node with its stat, sessions
+    /// and the trailer check. Exit code 1 when the snapshot is damaged.
+    Dump {
+        file: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_retain_count(text: &str) -> Result<NonZeroUsize, String> {
+    let count: usize = text.parse().map_err(|_| format!("not a number: {text}"))?;
+    if count < PURGE_RETAIN_MIN {
+        return Err(format!(
+            "count should be greater than or equal to {PURGE_RETAIN_MIN}"
+        ));
+    }
+    NonZeroUsize::new(count).ok_or_else(|| "count must be positive".to_string())
 }
 
 fn main() -> ExitCode {
@@ -82,6 +152,117 @@ fn main() -> ExitCode {
             println!("{}", admin::version_line());
             ExitCode::SUCCESS
         }
+        Verb::Log {
+            action: LogAction::Dump { file, json },
+        } => log_dump(&file, json),
+        Verb::Log {
+            action: LogAction::Truncate { file, offset, yes },
+        } => log_truncate(&file, offset, yes),
+        Verb::Snapshot {
+            action: SnapshotAction::Dump { file, json },
+        } => snapshot_dump(&file, json),
+        Verb::Purge { config, count } => purge(config.as_deref(), count),
+    }
+}
+
+fn format_of(json: bool) -> Format {
+    if json {
+        Format::Json
+    } else {
+        Format::Text
+    }
+}
+
+/// Exit code 1 for a tool's error; an output error to a closed pipe is not worth a message.
+fn tool_failed(error: &ToolError) -> ExitCode {
+    match error {
+        ToolError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        _ => eprintln!("{error}"),
+    }
+    ExitCode::from(EXIT_FAILED)
+}
+
+fn log_dump(file: &Path, json: bool) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = tools::dump_log(file, format_of(json), &mut out);
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Err(e), _) => tool_failed(&e),
+        (Ok(_), Err(e)) => tool_failed(&ToolError::Output(e)),
+        (Ok(verdict), Ok(())) if verdict.server_would_start() => ExitCode::SUCCESS,
+        (Ok(LogVerdict::BadHeader), Ok(())) => {
+            eprintln!("{}: not a valid zkrs txn log segment", file.display());
+            ExitCode::from(EXIT_FAILED)
+        }
+        (Ok(_), Ok(())) => {
+            eprintln!("{}: the txn log is corrupt", file.display());
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn snapshot_dump(file: &Path, json: bool) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = tools::dump_snapshot(file, format_of(json), &mut out);
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Err(e), _) => tool_failed(&e),
+        (Ok(_), Err(e)) => tool_failed(&ToolError::Output(e)),
+        (Ok(SnapshotVerdict::Valid), Ok(())) => ExitCode::SUCCESS,
+        (Ok(SnapshotVerdict::Damaged), Ok(())) => {
+            eprintln!("{}: the snapshot is damaged", file.display());
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn log_truncate(file: &Path, offset: u64, yes: bool) -> ExitCode {
+    let plan = match tools::plan_truncate(file, offset) {
+        Ok(plan) => plan,
+        Err(e) => return tool_failed(&e),
+    };
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = tools::describe_truncate(&plan, &mut out) {
+        return tool_failed(&ToolError::Output(e));
+    }
+    if !yes {
+        eprintln!(
+            "refusing to discard data without --yes; stop the server, then run: zkrs log truncate {} {offset} --yes",
+            plan.file.display()
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    match tools::truncate(&plan) {
+        Ok(removed) => {
+            let _ = writeln!(
+                out,
+                "truncated {} at offset {offset}{}",
+                plan.file.display(),
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; removed {} later segment(s)", removed.len())
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => tool_failed(&e),
+    }
+}
+
+fn purge(path: Option<&Path>, count: NonZeroUsize) -> ExitCode {
+    eprintln!("Using config: {}", describe(path));
+    let (config, _) = match load_or_exit(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let dirs = zkrs::server::persistence::wal_dirs(&config);
+    let mut out = std::io::stdout().lock();
+    match tools::purge(&dirs, count, &mut out) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => tool_failed(&e),
     }
 }
 

@@ -159,7 +159,14 @@ impl Persistence {
         };
         let mut rebuild = Rebuild::default();
         let (wal, recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                // The caller prefixes "zkrs refuses to start: "; RecoveryError says it too.
+                let message = e.to_string();
+                match message.strip_prefix("zkrs refuses to start: ") {
+                    Some(rest) => rest.to_string(),
+                    None => message,
+                }
+            })?;
         for (path, error) in &recovered.skipped_snapshots {
             log::warn!("skipped damaged snapshot {}: {error}", path.display());
         }

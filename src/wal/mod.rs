@@ -13,6 +13,7 @@
 //! - [`writer`]: [`Wal`], the group-commit writer, and `Wal::open`, the start-up recovery.
 //! - [`purge`]: which old snapshots and segments may be deleted (ZooKeeper's PurgeTxnLog).
 //! - [`storage`]: the [`Storage`] trait and [`RealStorage`]; [`sim`]: [`SimStorage`].
+//! - [`tools`]: the offline dump, purge and truncate commands of the `zkrs` CLI.
 //!
 //! On disk, as in ZooKeeper: log segments `log.<first zxid hex>` in the log directory,
 //! snapshots `snapshot.<last zxid hex>` in the snapshot directory (the two may be the same).
@@ -24,6 +25,7 @@ pub mod recovery;
 pub mod sim;
 pub mod snapshot;
 pub mod storage;
+pub mod tools;
 pub mod writer;
 
 #[cfg(test)]
