@@ -547,6 +547,14 @@ pub async fn run(
         outstanding: Rc::new(Semaphore::new(share)),
     });
 
+    // The first commit carries the recovered tree: accept no connection before it.
+    match from_ordering.recv().await {
+        Some(ToShard::Commit(batch)) => shard.apply_commit(&batch),
+        _ => {
+            log::error!("shard {index}: no initial state from the ordering core");
+            return;
+        }
+    }
     // Commits from the ordering core.
     {
         let shard = shard.clone();
