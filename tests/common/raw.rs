@@ -390,7 +390,10 @@ pub fn read_frame_by(stream: &mut TcpStream, deadline: Instant) -> std::io::Resu
         ));
     }
     let mut body = vec![0u8; len as usize];
-    read_exact_by(stream, &mut body, deadline)?;
+    // Once the length is consumed the frame must be read whole, or the stream's framing is
+    // lost for every later read: the body gets time of its own even past `deadline`.
+    let body_deadline = deadline.max(Instant::now() + Duration::from_secs(5));
+    read_exact_by(stream, &mut body, body_deadline)?;
     Ok(body)
 }
 
