@@ -854,15 +854,6 @@ async fn read_loop(
             return Ok(());
         };
         match decode_request(&frame) {
-            // ZooKeeper 3.8 does not accept check (13) outside a multi.
-            Ok((header, Request::Check(_))) => {
-                return Err(shard.reject_request(
-                    conn,
-                    header.xid,
-                    ErrorCode::Unimplemented,
-                    "check outside multi",
-                ));
-            }
             Ok((header, request)) => shard.on_request(conn, header, request).await,
             // As ZooKeeper: an unknown opcode gets Unimplemented, then the connection closes.
             Err(DecodeError::UnknownOpcode { xid, op }) => {

@@ -316,7 +316,13 @@ fn read_multi_ops(r: &mut JuteReader, multi: OpCode) -> Result<Vec<MultiOp>, Dec
                 OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl,
             ) => {
                 let create = read_create(r, op)?;
-                if op != OpCode::CreateTtl && CreateMode::from_flags(create.flags).is_none() {
+                let mode = CreateMode::from_flags(create.flags);
+                if op != OpCode::CreateTtl && mode.is_none() {
+                    return Err(DecodeError::BadCreateFlags(create.flags));
+                }
+                // A TTL mode needs createTTL's record (it carries the ttl): ZooKeeper rejects
+                // the whole multi while decoding it.
+                if op != OpCode::CreateTtl && mode.is_some_and(CreateMode::is_ttl) {
                     return Err(DecodeError::BadCreateFlags(create.flags));
                 }
                 MultiOp::Create(op, create)
