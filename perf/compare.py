@@ -409,8 +409,11 @@ def machine_info(tmp_root):
     info["kernel"] = sh("uname -sr")
     dev = sh("df --output=source %s | tail -1" % tmp_root)
     fs = sh("findmnt -n -o FSTYPE,OPTIONS -T %s" % tmp_root)
-    info["disk"] = "%s (%s) mounted %s; data dirs under %s" % (
-        dev, sh("lsblk -ndo MODEL,ROTA,SIZE %s 2>/dev/null" % dev) or "?", fs, tmp_root)
+    info["disk"] = "%s (%s, rotational=%s, scheduler %s), %s; data dirs under %s" % (
+        dev, sh("lsblk -ndo SIZE %s 2>/dev/null" % dev) or "?",
+        sh("lsblk -ndo ROTA %s 2>/dev/null" % dev) or "?",
+        sh("cat /sys/block/%s/queue/scheduler 2>/dev/null" % os.path.basename(dev)) or "?",
+        " ".join(fs.split()), tmp_root)
     info["rustc"] = sh("rustc --version")
     info["java"] = sh("java -version 2>&1 | head -1")
     info["zookeeper_pkg"] = sh("dpkg-query -W -f='${Version}' zookeeper")
@@ -524,8 +527,6 @@ def build_report(args, info, fsync, res, load_before, load_after, started, elaps
     row("", "RSS after restart (MiB)", mib(jr["rss_kb"]), mib(zr["rss_kb"]),
         ratio(jr["rss_kb"], zr["rss_kb"]), 1)
     row("", "zk_znode_count after restart", jr["znode_count"], zr["znode_count"], None)
-    row("", "data + log dir size (MiB)", j["data_bytes"] / 2**20, z["data_bytes"] / 2**20,
-        ratio(j["data_bytes"], z["data_bytes"]), 1)
     L.append("")
 
     # Goals.
