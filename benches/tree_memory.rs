@@ -79,7 +79,12 @@ fn main() {
         .filter_map(|a| a.replace('_', "").parse().ok())
         .collect();
     if sizes.is_empty() {
-        sizes = vec![100_000, 1_000_000];
+        // `cargo bench` passes --bench; `cargo test --benches` does not: a small smoke run.
+        sizes = if std::env::args().any(|a| a == "--bench") {
+            vec![100_000, 1_000_000]
+        } else {
+            vec![10_000]
+        };
     }
     println!("znodes     mode              heap B/znode  RSS B/znode");
     for &n in &sizes {
