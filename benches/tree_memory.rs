@@ -1,0 +1,171 @@
+//! Memory per znode of a `DataTree` (not a criterion bench: prints numbers).
+//!
+//! `cargo bench --bench tree_memory [-- N...]` builds trees of N znodes (default 100 000 and
+//! 1 000 000; ~30-byte paths, 100-byte values, as the loadgen's keys) and reports the live
+//! heap bytes per znode (a counting allocator over mimalloc, the server's allocator) and
+//! the RSS growth per znode, once with plain writes and once the way the ordering core
+//! writes: a version `Arc::new(tree.clone())` per write, kept until its batch of 1000 ends.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+
+use zkrs::tree::DataTree;
+
+mod common;
+use common::*;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        INNER.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        INNER.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        INNER.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn rss_bytes() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn build(n: usize, versions: bool) -> DataTree {
+    let mut tree = DataTree::new();
+    let mut batch: Vec<Arc<DataTree>> = Vec::new();
+    let paths = [
+        "/zkrs-loadgen".to_string(),
+        "/zkrs-loadgen/keys".to_string(),
+    ]
+    .into_iter()
+    .chain((0..n).map(key_path));
+    for (zxid, path) in (1..).zip(paths) {
+        let out = tree.process_write(&create_req(path, 100), &ctx(zxid));
+        assert!(out.reply.is_ok());
+        if versions {
+            batch.push(Arc::new(tree.clone()));
+            if batch.len() == 1000 {
+                batch.clear();
+            }
+        }
+    }
+    tree
+}
+
+fn main() {
+    let mut sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.replace('_', "").parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        // `cargo bench` passes --bench; `cargo test --benches` does not: a small smoke run.
+        sizes = if std::env::args().any(|a| a == "--bench") {
+            vec![100_000, 1_000_000]
+        } else {
+            vec![10_000]
+        };
+    }
+    println!("znodes     mode              heap B/znode  RSS B/znode");
+    for &n in &sizes {
+        for versions in [false, true] {
+            let heap0 = LIVE.load(Ordering::Relaxed);
+            let rss0 = rss_bytes();
+            let tree = build(n, versions);
+            let heap = LIVE.load(Ordering::Relaxed) - heap0;
+            let rss = rss_bytes() - rss0;
+            println!(
+                "{n:<10} {:<17} {:>12.0} {:>12.0}",
+                if versions {
+                    "version per write"
+                } else {
+                    "plain writes"
+                },
+                heap as f64 / n as f64,
+                rss as f64 / n as f64
+            );
+            drop(tree);
+        }
+    }
+    // The payload alone, for reference: path + value bytes.
+    println!(
+        "(payload: {} B path + 100 B value per znode)",
+        key_path(0).len()
+    );
+    components(*sizes.last().unwrap_or(&100_000));
+}
+
+/// Heap bytes per entry of the structures a znode lives in, measured alone.
+fn components(n: usize) {
+    let per = |f: &dyn Fn() -> Box<dyn std::any::Any>| {
+        let before = LIVE.load(Ordering::Relaxed);
+        let kept = f();
+        let bytes = LIVE.load(Ordering::Relaxed) - before;
+        drop(kept);
+        bytes as f64 / n as f64
+    };
+    println!("\ncomponents at {n} entries (heap B/entry):");
+    println!(
+        "  size_of::<Znode>() = {} (Arc<Znode> allocation {} B)",
+        std::mem::size_of::<zkrs::tree::Znode>(),
+        std::mem::size_of::<zkrs::tree::Znode>() + 16
+    );
+    let paths = per(&|| {
+        Box::new(
+            (0..n)
+                .map(|i| Arc::<str>::from(key_path(i).as_str()))
+                .collect::<Vec<_>>(),
+        )
+    });
+    println!("  Vec of Arc<str> paths: {paths:.0} (8 B of it the Vec slot)");
+    let map = per(&|| {
+        let mut m: imbl::HashMap<Arc<str>, Arc<u64>> = imbl::HashMap::new();
+        let v = Arc::new(0u64);
+        for i in 0..n {
+            m.insert(Arc::from(key_path(i).as_str()), v.clone());
+        }
+        Box::new(m)
+    });
+    println!("  imbl::HashMap<Arc<str>, Arc<_>> incl. the key Arc<str>: {map:.0}");
+    let set = per(&|| {
+        let mut s: imbl::OrdSet<Arc<str>> = imbl::OrdSet::new();
+        for i in 0..n {
+            s.insert(Arc::from(format!("k{i:010}").as_str()));
+        }
+        Box::new(s)
+    });
+    println!("  imbl::OrdSet<Arc<str>> of child names incl. the name Arc<str>: {set:.0}");
+    let data = per(&|| {
+        Box::new(
+            (0..n)
+                .map(|_| {
+                    let b = bytes::Bytes::copy_from_slice(&[b'x'; 100]);
+                    let shared = b.clone();
+                    drop(b);
+                    shared
+                })
+                .collect::<Vec<_>>(),
+        )
+    });
+    println!("  100 B Bytes value (copied, then cloned once): {data:.0} (32 B of it the Vec slot)");
+}
