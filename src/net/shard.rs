@@ -97,6 +97,11 @@ impl ConnStats {
 }
 
 impl Conn {
+    /// Whether the oldest unanswered request is a read (waiting behind a write).
+    fn has_read_at_head(&self) -> bool {
+        matches!(self.queue.borrow().front(), Some(Pending::Read { .. }))
+    }
+
     /// Requests of this connection not answered yet.
     pub fn queued(&self) -> usize {
         self.queue.borrow().len()
@@ -205,8 +210,13 @@ impl Shard {
         }
     }
 
-    /// Applies one commit batch from the ordering core.
+    /// Applies one commit batch from the ordering core: per item, in zxid order, fire its
+    /// watches and answer its write; then switch to the batch's version and serve the reads
+    /// that waited behind the batch's writes. A read queued between two writes of the same
+    /// connection in one batch is served at once from the version after the first write
+    /// (the ordering core sends that version with the item).
     fn apply_commit(&self, batch: &CommitBatch) {
+        let mut deferred: Vec<Rc<Conn>> = Vec::new();
         for item in &batch.items {
             if !item.triggers.is_empty() {
                 let conns = self.conns.borrow();
@@ -229,9 +239,6 @@ impl Shard {
                     }
                 }
             }
-            if let Some(tree) = &item.tree {
-                *self.tree.borrow_mut() = tree.clone();
-            }
             let Some((shard, conn_id)) = item.target else {
                 continue;
             };
@@ -250,6 +257,15 @@ impl Shard {
                     close_after,
                 } => {
                     self.finish_write(&conn, *xid, item.zxid, reply, *header_err);
+                    match &item.tree {
+                        Some(version) => self.drain_reads(&conn, version),
+                        None => {
+                            if conn.has_read_at_head() && !deferred.iter().any(|c| c.id == conn.id)
+                            {
+                                deferred.push(conn.clone());
+                            }
+                        }
+                    }
                     if *close_after {
                         conn.close();
                     }
@@ -268,6 +284,15 @@ impl Shard {
                 }
             }
         }
+        if let Some(tree) = &batch.tree {
+            *self.tree.borrow_mut() = tree.clone();
+        }
+        if !deferred.is_empty() {
+            let tree = self.tree();
+            for conn in deferred {
+                self.drain_reads(&conn, &tree);
+            }
+        }
     }
 
     fn finish_write(
@@ -278,6 +303,17 @@ impl Shard {
         reply: &Result<Response, ErrorCode>,
         header_err: i32,
     ) {
+        // Invariant: reads behind this connection's previous write were served (from the
+        // item's own version, or at the end of its batch) before this write is answered.
+        if conn.has_read_at_head() {
+            debug_assert!(false, "a read is still queued ahead of a write's reply");
+            log::error!(
+                "shard {}: a read was still queued ahead of xid {xid}",
+                self.index
+            );
+            let tree = self.tree();
+            self.drain_reads(conn, &tree);
+        }
         let front = conn.queue.borrow_mut().pop_front();
         match front {
             Some(Pending::Write {
@@ -301,7 +337,6 @@ impl Shard {
             Err(code) => (code.code(), &Response::Empty),
         };
         conn.send_reply(&ReplyHeader { xid, zxid, err }, body);
-        self.drain_reads(conn);
     }
 
     fn record_latency(&self, conn: &Conn, op: i32, xid: i32, zxid: i64, started: Instant) {
@@ -320,7 +355,7 @@ impl Shard {
     }
 
     /// Serves the reads queued at the head of the connection's queue.
-    fn drain_reads(&self, conn: &Rc<Conn>) {
+    fn drain_reads(&self, conn: &Rc<Conn>, tree: &DataTree) {
         loop {
             let next = {
                 let mut q = conn.queue.borrow_mut();
@@ -337,7 +372,7 @@ impl Shard {
             else {
                 return;
             };
-            self.serve_read(conn, header, &request, started);
+            self.serve_read(conn, header, &request, started, tree);
             self.outstanding.signal(1);
         }
     }
@@ -348,8 +383,8 @@ impl Shard {
         header: RequestHeader,
         request: &Request,
         started: Instant,
+        tree: &DataTree,
     ) {
-        let tree = self.tree.borrow();
         let zxid = tree.last_zxid();
         let (err, body) = match request {
             Request::Ping => (0, Response::Empty),
@@ -378,7 +413,6 @@ impl Shard {
                 }
             }
         };
-        drop(tree);
         if header.xid != xid::PING {
             self.record_latency(conn, header.op, header.xid, zxid, started);
         }
@@ -463,7 +497,8 @@ impl Shard {
             }));
             self.send_to_ordering(message).await;
         } else if conn.queue.borrow().is_empty() {
-            self.serve_read(conn, header, &request, started);
+            let tree = self.tree();
+            self.serve_read(conn, header, &request, started, &tree);
             self.outstanding.signal(1);
         } else {
             conn.queue.borrow_mut().push_back(Pending::Read {

@@ -80,8 +80,10 @@ pub enum Action {
 pub struct CommitItem {
     /// The item's txn zxid, or the last zxid when it made no txn (sync, reconnect).
     pub zxid: i64,
-    /// The tree version after this item; None when the item changed nothing.
-    /// Shared by every shard: switching versions is one reference count.
+    /// The tree version right after this item, sent only when the item answers a write of
+    /// a connection that has another write later in the same batch (so that reads queued
+    /// between the two see the first and not the second). Otherwise None: reads waiting
+    /// behind the write are served from the batch's version.
     pub tree: Option<Arc<DataTree>>,
     /// Watches to fire, in order, before the version switch and the reply.
     pub triggers: Vec<WatchTrigger>,
@@ -95,4 +97,6 @@ pub struct CommitItem {
 #[derive(Debug, Default)]
 pub struct CommitBatch {
     pub items: Vec<CommitItem>,
+    /// The tree version after the whole batch; None when the batch changed nothing.
+    pub tree: Option<Arc<DataTree>>,
 }

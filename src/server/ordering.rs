@@ -47,6 +47,10 @@ struct Ordering {
     sessions: SessionTable,
     started: Instant,
     stats: Arc<super::SharedStats>,
+    /// Writes (incl. sync, closeSession) of each connection still ahead in the batch being
+    /// built: an item answering a write gets its own version only while its connection has
+    /// another write later in the batch.
+    writes_ahead: std::collections::HashMap<ConnRef, u32>,
     /// Txns since the last snapshot was requested, and the randomised interval.
     txns_since_snapshot: u64,
     snapshot_interval: u64,
@@ -154,7 +158,7 @@ impl Ordering {
         ));
         items.push(CommitItem {
             zxid,
-            tree: Some(Arc::new(self.tree.clone())),
+            tree: None,
             triggers: out.triggers,
             trigger_acls: out.trigger_acls,
             target,
@@ -292,6 +296,32 @@ impl Ordering {
     }
 
     fn on_write(
+        &mut self,
+        w: WriteRequest,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        let origin = w.origin;
+        let more_ahead = match self.writes_ahead.get_mut(&origin) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n > 0
+            }
+            None => false,
+        };
+        let before = items.len();
+        self.order_write(w, items, log);
+        // Reads queued between this write and the connection's next write in the batch must
+        // see this version exactly: only then does the item carry its own.
+        if more_ahead {
+            debug_assert_eq!(items.len(), before + 1, "one reply item per write");
+            if let Some(item) = items.last_mut() {
+                item.tree = Some(Arc::new(self.tree.clone()));
+            }
+        }
+    }
+
+    fn order_write(
         &mut self,
         w: WriteRequest,
         items: &mut Vec<CommitItem>,
@@ -438,6 +468,7 @@ pub async fn run(
             config.snap_count.max(2),
         ),
         txns_since_snapshot: 0,
+        writes_ahead: std::collections::HashMap::new(),
         config,
         stats,
     };
@@ -449,14 +480,8 @@ pub async fn run(
     ordering.publish_session_stats();
     // The shards start from the recovered version.
     let initial = Arc::new(CommitBatch {
-        items: vec![CommitItem {
-            zxid: ordering.tree.last_zxid(),
-            tree: Some(Arc::new(ordering.tree.clone())),
-            triggers: Vec::new(),
-            trigger_acls: Vec::new(),
-            target: None,
-            action: Action::None,
-        }],
+        items: Vec::new(),
+        tree: Some(Arc::new(ordering.tree.clone())),
     });
     let _ = to_log
         .send(ToLog::Batch {
@@ -478,6 +503,12 @@ pub async fn run(
             }
             let mut items = Vec::new();
             let mut log = Vec::new();
+            ordering.writes_ahead.clear();
+            for input in &inputs {
+                if let Input::External(ToOrdering::Write(w)) = input {
+                    *ordering.writes_ahead.entry(w.origin).or_insert(0) += 1;
+                }
+            }
             for input in inputs {
                 ordering.handle(input, &mut items, &mut log);
             }
@@ -490,9 +521,11 @@ pub async fn run(
             );
             // On to the persistence stage; the next batch is ordered meanwhile.
             ordering.txns_since_snapshot += log.len() as u64;
+            // Error txns move last_zxid too: any txn makes a new version.
+            let tree = (!log.is_empty()).then(|| Arc::new(ordering.tree.clone()));
             let batch = ToLog::Batch {
                 txns: log,
-                commit: Arc::new(CommitBatch { items }),
+                commit: Arc::new(CommitBatch { items, tree }),
             };
             if to_log.send(batch).await.is_err() {
                 log::error!("the log stage's channel is closed");
