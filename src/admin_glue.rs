@@ -6,7 +6,6 @@
 //! request path free of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,6 +19,7 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum AdminQuery {
     Report(Sender<ShardReport>),
     ResetConnectionStats,
+    ResetServerStats,
 }
 
 /// What one shard contributes to a snapshot.
@@ -32,6 +32,10 @@ pub struct ShardReport {
     pub packets_received: u64,
     pub packets_sent: u64,
     pub outstanding: u64,
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    pub latency_total_ms: u64,
+    pub latency_count: u64,
 }
 
 pub use crate::admin::parse_four_letter;
@@ -83,6 +87,10 @@ fn report(shard: &Shard) -> ShardReport {
             expire_at_ms: 0,
         });
     }
+    out.latency_min_ms = shard.latency.min_ms.get();
+    out.latency_max_ms = shard.latency.max_ms.get();
+    out.latency_total_ms = shard.latency.total_ms.get();
+    out.latency_count = shard.latency.count.get();
     let watches = shard.watches.borrow();
     out.watch_count = watches.len() as u64;
     for (path, conn_ids) in watches.by_path() {
@@ -112,6 +120,7 @@ pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: Receiver<AdminQuery>) {
                         let _ = reply.send(report(&shard));
                     }
                     AdminQuery::ResetConnectionStats => reset_connection_stats(&shard),
+                    AdminQuery::ResetServerStats => shard.latency.reset(),
                 }
             }
         }
@@ -153,7 +162,11 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
                     let _ = inbox.try_send(AdminQuery::ResetConnectionStats);
                 }
             }
-            "srst" => shard.stats.reset_latency(),
+            "srst" => {
+                for inbox in shard.stats.admin_inboxes() {
+                    let _ = inbox.try_send(AdminQuery::ResetServerStats);
+                }
+            }
             _ => {}
         }
     }
@@ -173,12 +186,18 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
         snap.node_count = tree.zk_node_count() as u64;
         snap.approximate_data_size = tree.approximate_data_size();
     }
-    snap.latency_count = stats.latency_count.load(AtomicOrdering::Relaxed);
-    snap.latency_total_ms = stats.latency_total_ms.load(AtomicOrdering::Relaxed);
-    snap.latency_min_ms = stats.latency_min_ms.load(AtomicOrdering::Relaxed);
-    snap.latency_max_ms = stats.latency_max_ms.load(AtomicOrdering::Relaxed);
     let mut by_path = Vec::new();
     for r in reports {
+        if r.latency_count > 0 {
+            snap.latency_min_ms = if snap.latency_count == 0 {
+                r.latency_min_ms
+            } else {
+                snap.latency_min_ms.min(r.latency_min_ms)
+            };
+            snap.latency_max_ms = snap.latency_max_ms.max(r.latency_max_ms);
+            snap.latency_total_ms += r.latency_total_ms;
+            snap.latency_count += r.latency_count;
+        }
         snap.packets_received += r.packets_received;
         snap.packets_sent += r.packets_sent;
         snap.outstanding_requests += r.outstanding;

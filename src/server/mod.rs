@@ -12,7 +12,7 @@ pub mod persistence;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::shared_channel;
@@ -31,10 +31,6 @@ const LOG_CHANNEL_CAPACITY: usize = 1024;
 pub struct SharedStats {
     pub started: std::time::Instant,
     pub last_zxid: AtomicI64,
-    pub latency_min_ms: AtomicU64,
-    pub latency_max_ms: AtomicU64,
-    pub latency_total_ms: AtomicU64,
-    pub latency_count: AtomicU64,
     /// Live sessions (id, timeout), published by the ordering core when they change.
     pub sessions: Mutex<Vec<(i64, i32)>>,
     /// Open connections per client address (maxClientCnxns).
@@ -48,10 +44,6 @@ impl Default for SharedStats {
         SharedStats {
             started: std::time::Instant::now(),
             last_zxid: AtomicI64::new(0),
-            latency_min_ms: AtomicU64::new(0),
-            latency_max_ms: AtomicU64::new(0),
-            latency_total_ms: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
             sessions: Mutex::new(Vec::new()),
             ip_counts: Mutex::new(HashMap::new()),
             admin_inboxes: Mutex::new(Vec::new()),
@@ -65,24 +57,6 @@ impl SharedStats {
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default()
-    }
-
-    pub fn record_latency(&self, ms: u64) {
-        let count = self.latency_count.fetch_add(1, AtomicOrdering::Relaxed);
-        if count == 0 {
-            self.latency_min_ms.store(ms, AtomicOrdering::Relaxed);
-        } else {
-            self.latency_min_ms.fetch_min(ms, AtomicOrdering::Relaxed);
-        }
-        self.latency_max_ms.fetch_max(ms, AtomicOrdering::Relaxed);
-        self.latency_total_ms.fetch_add(ms, AtomicOrdering::Relaxed);
-    }
-
-    pub fn reset_latency(&self) {
-        self.latency_min_ms.store(0, AtomicOrdering::Relaxed);
-        self.latency_max_ms.store(0, AtomicOrdering::Relaxed);
-        self.latency_total_ms.store(0, AtomicOrdering::Relaxed);
-        self.latency_count.store(0, AtomicOrdering::Relaxed);
     }
 
     /// Counts a new connection from `ip`; false when that would exceed `max` (0 = no limit).

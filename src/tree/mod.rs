@@ -263,7 +263,8 @@ pub fn ttl_owner(ttl_ms: i64) -> Option<i64> {
 #[derive(Debug, Clone, Default)]
 pub struct SessionView {
     pub session_id: i64,
-    pub auth: Vec<Id>,
+    /// Shared with the connection: serving a read copies no ids.
+    pub auth: Arc<Vec<Id>>,
 }
 
 /// A few recently used ACL lists, so that the many nodes sharing an ACL share one

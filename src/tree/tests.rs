@@ -229,7 +229,7 @@ impl Harness {
         let mut watches = WatchTable::new();
         let session = SessionView {
             session_id: self.session_id,
-            auth: self.auth.clone(),
+            auth: Arc::new(self.auth.clone()),
         };
         serve_read(&self.tree, &req, &session, 1, &mut watches)
     }
@@ -1781,7 +1781,7 @@ fn acls_are_shared_between_nodes() {
 fn session(id_: i64, auth: Vec<Id>) -> SessionView {
     SessionView {
         session_id: id_,
-        auth,
+        auth: Arc::new(auth),
     }
 }
 
