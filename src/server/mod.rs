@@ -100,7 +100,17 @@ pub fn run(config: Config) -> io::Result<()> {
     );
     // The shards bind with SO_REUSEPORT, which would silently share the port with another
     // server; a bind without it first turns "port in use" into a clear error.
-    probe_port(listen)
+    // A server that just exited may hold the port for a few more milliseconds while its
+    // rings are torn down (`zkrs restart`), so "in use" is retried briefly.
+    let mut probe = probe_port(listen);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while matches!(&probe, Err(e) if e.kind() == io::ErrorKind::AddrInUse)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        probe = probe_port(listen);
+    }
+    probe
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}")))?;
 
     let (persistence, recovered) = persistence::Persistence::open(&config)
