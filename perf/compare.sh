@@ -22,7 +22,7 @@ for a in "$@"; do
     *) args+=("$a");;
   esac
 done
-target=${CARGO_TARGET_DIR:-target}
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 if [ "$build" = 1 ]; then
   cargo build --release --workspace --quiet
 fi
