@@ -114,8 +114,15 @@ fn report(
     );
     let _ = writeln!(s, "op: {op}");
     let _ = writeln!(s, "first difference at {}", first_difference(a, b));
-    let _ = writeln!(s, "zkrs:\n{}", a.render());
-    let _ = writeln!(s, "zookeeper:\n{}", b.render());
+    if a.lines.len() > 12 && a.lines.len() == b.lines.len() {
+        // Long outcomes (tree dumps): only the lines that differ.
+        for (x, y) in a.lines.iter().zip(&b.lines).filter(|(x, y)| x != y) {
+            let _ = writeln!(s, "  zkrs:      {x}\n  zookeeper: {y}");
+        }
+    } else {
+        let _ = writeln!(s, "zkrs:\n{}", a.render());
+        let _ = writeln!(s, "zookeeper:\n{}", b.render());
+    }
     let _ = writeln!(s, "preceding steps (identical on both):");
     for (op, o) in history {
         let _ = writeln!(s, "  {op}\n{}", o.render());
@@ -189,8 +196,19 @@ fn run_seed(seed: u64, nops: usize, a: &mut Side, b: &mut Side) -> Result<(), St
             &history,
         ));
     }
-    a.end_seed();
-    b.end_seed();
+    let ea = a.end_seed();
+    let eb = b.end_seed();
+    if ea != eb {
+        return Err(report(
+            seed,
+            "end (close every session, wait for the container manager, dump the tree)",
+            nops,
+            "closeSession x3, then read every node",
+            &ea,
+            &eb,
+            &history,
+        ));
+    }
     Ok(())
 }
 

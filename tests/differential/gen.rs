@@ -44,6 +44,16 @@ pub const GEN_CHECK_WATCHES: bool = false;
 /// 3.8.0 decays it to create and answers a create result without a stat (ZOOKEEPER-4026,
 /// fixed in 3.8.2, returns path + stat); zkrs answers path + stat, as 3.8.2+ does.
 pub const GEN_MULTI_CREATE2: bool = false;
+/// createTTL (opcode 21) with a non-TTL mode and a negative ttl. ZooKeeper 3.8 accepts the
+/// request shape (validateTTL only rejects ttl >= 0 for non-TTL modes) and goes on to its
+/// other checks (NodeExists, NoNode, ...); zkrs answers BadArguments first (difference D6).
+/// When every check passes, ZooKeeper applies a CreateTTLTxn whose ttl its DataTree rejects
+/// with an exception, so the shape cannot be run to success against it anyway.
+pub const GEN_TTL_OPCODE_NEGATIVE_TTL_NON_TTL_MODE: bool = false;
+/// An `auth` ACL from a session with two or more authenticated ids. zkrs difference D7:
+/// ZooKeeper expands it in the Java hash order of its auth-id set (digest:u2 before
+/// digest:u1), zkrs in the order the ids were added.
+pub const GEN_AUTH_ACL_MULTI_IDS: bool = false;
 /// Null data (buffer length -1) in create/setData. zkrs difference D1: zkrs reads a null
 /// buffer as empty, so getData later answers '' where ZooKeeper answers null (length -1).
 pub const GEN_NULL_DATA: bool = false;
@@ -324,12 +334,18 @@ impl Op {
 pub struct Gen {
     rng: Rng,
     root: String,
-    /// Paths with sequence suffixes seen in replies, newest last.
+    /// Paths seen created in replies, newest last (sequential names are unguessable, and
+    /// picking existing nodes makes deletes and updates succeed more often).
     known: Vec<String>,
+    /// Per slot: paths this slot recently asked to watch (removeWatches picks from them).
+    watched: Vec<Vec<String>>,
+    /// Per slot: the digest identities its connection is authenticated with.
+    auth_ids: Vec<Vec<&'static str>>,
 }
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
-const MAX_KNOWN: usize = 24;
+const MAX_KNOWN: usize = 40;
+const MAX_WATCHED: usize = 8;
 
 impl Gen {
     pub fn new(seed: u64, root: &str) -> Gen {
@@ -337,18 +353,49 @@ impl Gen {
             rng: Rng::new(seed),
             root: root.to_string(),
             known: Vec::new(),
+            watched: vec![Vec::new(); SLOTS],
+            auth_ids: (0..SLOTS).map(Self::initial_auth).collect(),
         }
     }
 
-    /// Remembers a path a create returned (sequential names are otherwise unguessable).
+    /// Remembers a path a create returned.
     pub fn observe_created(&mut self, path: &str) {
-        let seq = path.len() > 10 && path[path.len() - 10..].bytes().all(|b| b.is_ascii_digit());
-        if seq && path.starts_with(&self.root) && !self.known.iter().any(|p| p == path) {
+        if path.starts_with(&self.root) && !self.known.iter().any(|p| p == path) {
             self.known.push(path.to_string());
             if self.known.len() > MAX_KNOWN {
                 self.known.remove(0);
             }
         }
+    }
+
+    fn initial_auth(slot: usize) -> Vec<&'static str> {
+        if slot == AUTH_SLOT {
+            vec![U1]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn note_watch(&mut self, slot: usize, path: &str) {
+        let w = &mut self.watched[slot];
+        w.retain(|p| p != path);
+        w.push(path.to_string());
+        if w.len() > MAX_WATCHED {
+            w.remove(0);
+        }
+    }
+
+    /// A path for a watch request, remembered for removeWatches.
+    fn watch_path(&mut self, slot: usize, watch: bool) -> String {
+        let p = if self.rng.chance(12) {
+            self.root.clone()
+        } else {
+            self.path()
+        };
+        if watch {
+            self.note_watch(slot, &p);
+        }
+        p
     }
 
     fn slot(&mut self) -> usize {
@@ -364,7 +411,7 @@ impl Gen {
         if r < 8 {
             return self.root.clone();
         }
-        if r < 22 && !self.known.is_empty() {
+        if r < 34 && !self.known.is_empty() {
             let p = self.rng.pick(&self.known);
             // Sometimes a child of it (NoChildrenForEphemerals, deeper trees).
             if self.rng.chance(20) {
@@ -432,7 +479,15 @@ impl Gen {
         }
     }
 
-    fn acl(&mut self) -> Acl {
+    fn acl(&mut self, slot: usize) -> Acl {
+        let acl = self.any_acl();
+        if matches!(acl, Acl::Auth(_)) && self.auth_ids[slot].len() > 1 && !GEN_AUTH_ACL_MULTI_IDS {
+            return Acl::Open;
+        }
+        acl
+    }
+
+    fn any_acl(&mut self) -> Acl {
         match self.rng.below(100) {
             0..=54 => Acl::Open,
             55..=59 => Acl::World(self.rng.pick(&[1, 3, 5, 7, 15, 17, 23, 27, 29, 0])),
@@ -452,7 +507,7 @@ impl Gen {
         }
     }
 
-    fn create_spec(&mut self, in_multi: bool) -> CreateSpec {
+    fn create_spec(&mut self, slot: usize, in_multi: bool) -> CreateSpec {
         // CreateMode flag: persistent, ephemeral, sequential, ephemeral sequential, container,
         // TTL, TTL sequential; rarely an unknown one (top-level only: inside a multi an
         // unknown flag is a marshalling failure that closes the connection).
@@ -473,11 +528,13 @@ impl Gen {
                 _ => self.rng.pick(&[OP_CREATE, OP_CREATE2]),
             }
         };
+        let ttl_mode = matches!(flags, 5 | 6);
         let ttl = (opcode == OP_CREATE_TTL).then(|| match self.rng.below(20) {
             0..=14 => LONG_TTL_MS,
             15..=16 => 1,
             17 => 0,
-            18 => -5,
+            18 if ttl_mode || GEN_TTL_OPCODE_NEGATIVE_TTL_NON_TTL_MODE => -5,
+            18 => 0,
             _ => 1 << 40,
         });
         CreateSpec {
@@ -487,16 +544,16 @@ impl Gen {
             acl: if self.rng.chance(85) {
                 Acl::Open
             } else {
-                self.acl()
+                self.acl(slot)
             },
             flags,
             ttl,
         }
     }
 
-    fn sub_op(&mut self) -> SubOp {
+    fn sub_op(&mut self, slot: usize) -> SubOp {
         match self.rng.weighted(&[40, 20, 20, 20]) {
-            0 => SubOp::Create(self.create_spec(true)),
+            0 => SubOp::Create(self.create_spec(slot, true)),
             1 => SubOp::Delete {
                 path: self.path(),
                 version: self.version(),
@@ -548,7 +605,7 @@ impl Gen {
         match self.rng.weighted(&weights) {
             0 => Op::Create {
                 slot,
-                spec: self.create_spec(false),
+                spec: self.create_spec(slot, false),
             },
             1 => Op::Delete {
                 slot,
@@ -561,26 +618,38 @@ impl Gen {
                 data: self.data(),
                 version: self.version(),
             },
-            3 => Op::Exists {
-                slot,
-                path: self.path(),
-                watch: self.rng.chance(60),
-            },
-            4 => Op::GetData {
-                slot,
-                path: self.path(),
-                watch: self.rng.chance(60),
-            },
-            5 => Op::GetChildren {
-                slot,
-                path: self.path(),
-                watch: self.rng.chance(60),
-            },
-            6 => Op::GetChildren2 {
-                slot,
-                path: self.path(),
-                watch: self.rng.chance(60),
-            },
+            3 => {
+                let watch = self.rng.chance(70);
+                Op::Exists {
+                    slot,
+                    path: self.watch_path(slot, watch),
+                    watch,
+                }
+            }
+            4 => {
+                let watch = self.rng.chance(70);
+                Op::GetData {
+                    slot,
+                    path: self.watch_path(slot, watch),
+                    watch,
+                }
+            }
+            5 => {
+                let watch = self.rng.chance(70);
+                Op::GetChildren {
+                    slot,
+                    path: self.watch_path(slot, watch),
+                    watch,
+                }
+            }
+            6 => {
+                let watch = self.rng.chance(70);
+                Op::GetChildren2 {
+                    slot,
+                    path: self.watch_path(slot, watch),
+                    watch,
+                }
+            }
             7 => Op::GetAcl {
                 slot,
                 path: self.path(),
@@ -588,7 +657,7 @@ impl Gen {
             8 => Op::SetAcl {
                 slot,
                 path: self.path(),
-                acl: self.acl(),
+                acl: self.acl(slot),
                 version: self.version(),
             },
             9 => Op::GetAllChildrenNumber {
@@ -613,7 +682,7 @@ impl Gen {
                 let n = self.rng.weighted(&[1, 6, 6, 4, 3]);
                 Op::Multi {
                     slot,
-                    ops: (0..n).map(|_| self.sub_op()).collect(),
+                    ops: (0..n).map(|_| self.sub_op(slot)).collect(),
                 }
             }
             14 => {
@@ -627,33 +696,56 @@ impl Gen {
             }
             15 => Op::AddWatch {
                 slot,
-                path: self.path(),
-                mode: self.rng.pick(&[0, 1, 1, 0, 2]),
+                path: self.watch_path(slot, true),
+                // 2 is no mode (an error).
+                mode: self.rng.pick(&[0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2]),
             },
             16 => Op::CheckWatches {
                 slot,
                 path: self.path(),
                 wtype: self.rng.pick(&[1, 2, 3, 3, 4, 5]),
             },
-            17 => Op::RemoveWatches {
-                slot,
-                path: self.path(),
-                wtype: self.rng.pick(&[1, 2, 3, 3, 4, 5, 1, 2, 3, 4, 5, 0]),
-            },
-            18 => Op::Reconnect {
-                slot,
-                set_watches: self.rng.chance(80).then(|| SetW {
-                    v2: self.rng.chance(60),
-                    back: self.rng.pick(&[0, 0, 1, 3, 10, 1000]),
-                    data: self.paths(2),
-                    exist: self.paths(2),
-                    child: self.paths(2),
-                    persistent: self.paths(1),
-                    recursive: self.paths(1),
-                }),
-                reauth: self.rng.chance(70),
-            },
-            19 => Op::CloseSession { slot },
+            17 => {
+                let path = if self.rng.chance(75) && !self.watched[slot].is_empty() {
+                    let p = self.rng.pick(&self.watched[slot]);
+                    self.watched[slot].retain(|w| *w != p);
+                    p
+                } else {
+                    self.path()
+                };
+                // 4 and 5 (persistent kinds) are 3.9 types; 0 is none.
+                let wtype = match self.rng.below(20) {
+                    0 => self.rng.pick(&[0, 4, 5]),
+                    1..=6 => 1,
+                    7..=12 => 2,
+                    _ => 3,
+                };
+                Op::RemoveWatches { slot, path, wtype }
+            }
+            18 => {
+                let reauth = self.rng.chance(70);
+                if !reauth {
+                    self.auth_ids[slot].clear();
+                }
+                Op::Reconnect {
+                    slot,
+                    set_watches: self.rng.chance(80).then(|| SetW {
+                        v2: self.rng.chance(60),
+                        back: self.rng.pick(&[0, 0, 1, 3, 10, 1000]),
+                        data: self.paths(2),
+                        exist: self.paths(2),
+                        child: self.paths(2),
+                        persistent: self.paths(1),
+                        recursive: self.paths(1),
+                    }),
+                    reauth,
+                }
+            }
+            19 => {
+                self.watched[slot].clear();
+                self.auth_ids[slot] = Self::initial_auth(slot);
+                Op::CloseSession { slot }
+            }
             20 => {
                 let (scheme, auth) = match self.rng.below(6) {
                     0..=2 => ("digest", U2),
@@ -661,6 +753,9 @@ impl Gen {
                     4 => ("digest", "super:superpw"),
                     _ => ("nosuchscheme", "x"),
                 };
+                if scheme == "digest" && !self.auth_ids[slot].contains(&auth) {
+                    self.auth_ids[slot].push(auth);
+                }
                 Op::AddAuth {
                     slot,
                     scheme: scheme.to_string(),

@@ -9,8 +9,8 @@
 //!   (`S0`, `S1`, ...); container and TTL owners decoded (`C`, `T<ms>`);
 //! - ctime/mtime only checked: both 0 (`t0`), plausible with mtime == ctime while
 //!   version == 0 (`t=`), plausible otherwise (`t~`), or `tBAD(..)`;
-//! - children lists, getEphemerals and whoAmI lists as sets (sorted): ZooKeeper returns them
-//!   in hash order;
+//! - children lists and getEphemerals lists as sets (sorted): ZooKeeper returns them in hash
+//!   order;
 //! - events in a step where a session was closed, or where a container or TTL node vanished
 //!   (the container manager deletes in hash order and on its own clock), as sorted lists
 //!   without the position of the reply.
@@ -32,6 +32,10 @@ use crate::gen::{
     read_opcode, sub_opcode, Acl, CreateSpec, Op, SetW, SubOp, AUTH_SLOT, SHORT_TTL_MS, SLOTS, U1,
 };
 
+/// Compare whoAmI lists as sets. zkrs difference D7: ZooKeeper keeps a connection's auth ids
+/// in a ConcurrentHashMap-backed set, so whoAmI (and the expansion of an `auth` ACL) comes in
+/// Java hash order (e.g. digest:u2 before ip:127.0.0.1); zkrs answers in insertion order.
+const SORT_WHO_AM_I: bool = true;
 const OP_DELETE_CONTAINER: i32 = 20;
 const OP_ERROR: i32 = -1;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
@@ -53,11 +57,23 @@ enum Kind {
     Plain,
 }
 
-fn kind_of(spec: &CreateSpec) -> Kind {
-    match spec.flags {
-        4 => Kind::Container,
-        5 | 6 => Kind::Ttl(spec.ttl.unwrap_or(-1)),
-        _ => Kind::Plain,
+/// What a successful create made. Top-level, ZooKeeper 3.8 picks the txn by the opcode
+/// (createContainer makes a container whatever the flags; create with the container flag
+/// makes a plain node); inside a multi, by the flags.
+fn kind_of(spec: &CreateSpec, in_multi: bool) -> Kind {
+    let ttl = || Kind::Ttl(spec.ttl.unwrap_or(-1));
+    if in_multi {
+        match spec.flags {
+            4 => Kind::Container,
+            5 | 6 => ttl(),
+            _ => Kind::Plain,
+        }
+    } else {
+        match spec.opcode {
+            OP_CREATE_CONTAINER => Kind::Container,
+            OP_CREATE_TTL => ttl(),
+            _ => Kind::Plain,
+        }
     }
 }
 
@@ -404,13 +420,31 @@ impl Side {
         self.finish_step(lines, Vec::new(), false)
     }
 
-    /// Closes the seed's sessions (nothing compared).
-    pub fn end_seed(&mut self) {
+    /// Closes the seed's sessions, waits for the container manager to remove what their
+    /// ephemerals leave behind (so that nothing of this seed writes during the next one),
+    /// then dumps the tree again with the zxid reached.
+    pub fn end_seed(&mut self) -> Outcome {
+        let mut lines = Vec::new();
         for slot in 0..SLOTS {
             if self.slots[slot].raw.is_some() {
-                let _ = self.request(slot, OP_CLOSE_SESSION, &[], true);
+                match self.request(slot, OP_CLOSE_SESSION, &[], true) {
+                    Ok(r) => lines.push(self.fmt_reply(OP_CLOSE_SESSION, &r)),
+                    Err(e) => lines.push(format!("closeSession: {e}")),
+                }
             }
             self.slots[slot] = Slot::empty();
+        }
+        // Two container-manager periods, so that what is due but untracked goes now too.
+        std::thread::sleep(Duration::from_millis(300));
+        lines.extend(self.settle().0);
+        let mut dump = self.dump();
+        lines.append(&mut dump.lines);
+        let r = self.obs.exists(&self.root.clone(), false);
+        lines.push(format!("last zxid {}", self.z(r.zxid)));
+        Outcome {
+            lines,
+            frames: Vec::new(),
+            created: Vec::new(),
         }
     }
 
@@ -524,7 +558,10 @@ impl Side {
                     let user = d.string()?;
                     v.push(format!("{scheme}:{user}"));
                 }
-                format!("{:?}", sorted(v))
+                if SORT_WHO_AM_I {
+                    v.sort();
+                }
+                format!("{v:?}")
             }
             OP_MULTI | OP_MULTI_READ => {
                 let mut parts = Vec::new();
@@ -813,7 +850,7 @@ impl Side {
             Op::Create { spec, .. } => {
                 let body = create_body(Enc::new(), spec).finish();
                 if let Some(r) = self.call(slot, spec.opcode, &body, &mut lines) {
-                    created = Self::created(spec.opcode, &r, &[kind_of(spec)]);
+                    created = Self::created(spec.opcode, &r, &[kind_of(spec, false)]);
                 }
             }
             Op::Delete { path, version, .. } => {
@@ -880,7 +917,7 @@ impl Side {
                 let flags: Vec<Kind> = ops
                     .iter()
                     .map(|o| match o {
-                        SubOp::Create(spec) => kind_of(spec),
+                        SubOp::Create(spec) => kind_of(spec, true),
                         _ => Kind::Plain,
                     })
                     .collect();
