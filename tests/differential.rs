@@ -29,8 +29,8 @@ use common::TestServer;
 use gen::{Gen, Op};
 use side::{Outcome, Side};
 
-const DEFAULT_SEEDS: &[u64] = &[1, 2, 3, 4];
-const DEFAULT_OPS: usize = 250;
+const DEFAULT_SEEDS: &[u64] = &[1, 2, 3, 4, 5, 6];
+const DEFAULT_OPS: usize = 300;
 /// Preceding steps shown in a failure report.
 const CONTEXT: usize = 10;
 /// zoo.cfg lines for both servers: sessions that outlive slow steps, no fsync per write.
@@ -157,6 +157,10 @@ fn run_seed(seed: u64, nops: usize, a: &mut Side, b: &mut Side) -> Result<(), St
     let mut gen = Gen::new(seed, &root);
     for i in 0..nops {
         let op = gen.next_op();
+        // Ops that wait (a session left to expire) do their first half on both sides, so
+        // that the wait is shared.
+        let wait = a.prepare(&op).max(b.prepare(&op));
+        std::thread::sleep(wait);
         let oa = guarded(a, &op);
         let ob = guarded(b, &op);
         let desc = format!("#{i} {op:?}");

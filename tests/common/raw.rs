@@ -541,6 +541,12 @@ impl Raw {
         Ok((raw, resp))
     }
 
+    /// A session over a connection whose handshake [`handshake`] already did (and that the
+    /// server granted).
+    pub fn from_handshake(addr: &str, stream: TcpStream, resp: ConnectResp, last_zxid: i64) -> Raw {
+        Raw::from_parts(addr, stream, resp, last_zxid)
+    }
+
     fn from_parts(addr: &str, stream: TcpStream, resp: ConnectResp, last_zxid: i64) -> Raw {
         Raw {
             addr: addr.to_string(),

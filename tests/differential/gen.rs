@@ -16,6 +16,10 @@ pub const SLOTS: usize = 3;
 /// The slot whose sessions authenticate as digest `u1:p1`.
 pub const AUTH_SLOT: usize = 2;
 pub const U1: &str = "u1:p1";
+/// The slot whose sessions ask for a short timeout, so that one can expire during a run.
+pub const SHORT_SLOT: usize = 1;
+/// Session expiries per seed at most (each costs the short timeout plus a margin).
+const MAX_EXPIRES: usize = 1;
 pub const U2: &str = "u2:p2";
 /// A TTL at most this long (ms) expires during the run; the driver waits for it to go.
 pub const SHORT_TTL_MS: i64 = 1000;
@@ -38,8 +42,13 @@ pub const GEN_MULTI_OPCODE_MISMATCH: bool = false;
 /// checkWatches at all. zkrs difference D4: ZooKeeper 3.8 answers OK when ANY session has a
 /// watch of that type on the path (WatchManager.containsWatcher quirk); zkrs emulates the
 /// quirk per shard only (each shard's WatchTable), so the answer depends on which shard the
-/// watching and the asking sessions landed on (NoWatcher when they differ).
+/// watching and the asking sessions landed on (NoWatcher when they differ). Generated anyway
+/// when zkrs runs one shard (ZKRS_TEST_SHARDS=1), where the quirk is reproduced.
 pub const GEN_CHECK_WATCHES: bool = false;
+
+fn gen_check_watches() -> bool {
+    GEN_CHECK_WATCHES || std::env::var("ZKRS_TEST_SHARDS").as_deref() == Ok("1")
+}
 /// create2 (opcode 15) inside a multi. Version-dependent difference D5: Debian's ZooKeeper
 /// 3.8.0 decays it to create and answers a create result without a stat (ZOOKEEPER-4026,
 /// fixed in 3.8.2, returns path + stat); zkrs answers path + stat, as 3.8.2+ does.
@@ -285,13 +294,23 @@ pub enum Op {
     },
     /// Drop the TCP connection, reattach the session on a new one, then optionally
     /// setWatches and addauth again (the auth slot's identity).
+    /// `bad_password`: first try to resume with a wrong password (refused).
     Reconnect {
         slot: usize,
+        bad_password: bool,
         set_watches: Option<SetW>,
         reauth: bool,
     },
     /// closeSession, then a new session takes the slot.
     CloseSession {
+        slot: usize,
+    },
+    /// Drop the connection and let the session expire (the driver waits), check that it
+    /// cannot be resumed, then a new session takes the slot.
+    Expire {
+        slot: usize,
+    },
+    Ping {
         slot: usize,
     },
     AddAuth {
@@ -325,6 +344,8 @@ impl Op {
             | Op::RemoveWatches { slot, .. }
             | Op::Reconnect { slot, .. }
             | Op::CloseSession { slot }
+            | Op::Expire { slot }
+            | Op::Ping { slot }
             | Op::AddAuth { slot, .. } => *slot,
         }
     }
@@ -341,6 +362,7 @@ pub struct Gen {
     watched: Vec<Vec<String>>,
     /// Per slot: the digest identities its connection is authenticated with.
     auth_ids: Vec<Vec<&'static str>>,
+    expires: usize,
 }
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -355,6 +377,7 @@ impl Gen {
             known: Vec::new(),
             watched: vec![Vec::new(); SLOTS],
             auth_ids: (0..SLOTS).map(Self::initial_auth).collect(),
+            expires: 0,
         }
     }
 
@@ -579,28 +602,30 @@ impl Gen {
     pub fn next_op(&mut self) -> Op {
         let slot = self.slot();
         let weights = [
-            24,                                 // 0 create
-            10,                                 // 1 delete
-            10,                                 // 2 setData
-            6,                                  // 3 exists
-            6,                                  // 4 getData
-            4,                                  // 5 getChildren
-            4,                                  // 6 getChildren2
-            3,                                  // 7 getACL
-            4,                                  // 8 setACL
-            2,                                  // 9 getAllChildrenNumber
-            2,                                  // 10 getEphemerals
-            1,                                  // 11 sync
-            1,                                  // 12 whoAmI
-            9,                                  // 13 multi
-            3,                                  // 14 multiRead
-            4,                                  // 15 addWatch
-            2 * usize::from(GEN_CHECK_WATCHES), // 16 checkWatches
-            3,                                  // 17 removeWatches
-            2,                                  // 18 reconnect
-            2,                                  // 19 closeSession
-            1,                                  // 20 addauth
-            usize::from(GEN_TOP_LEVEL_CHECK),   // 21 top-level check
+            24,                                      // 0 create
+            10,                                      // 1 delete
+            10,                                      // 2 setData
+            6,                                       // 3 exists
+            6,                                       // 4 getData
+            4,                                       // 5 getChildren
+            4,                                       // 6 getChildren2
+            3,                                       // 7 getACL
+            4,                                       // 8 setACL
+            2,                                       // 9 getAllChildrenNumber
+            2,                                       // 10 getEphemerals
+            1,                                       // 11 sync
+            1,                                       // 12 whoAmI
+            9,                                       // 13 multi
+            3,                                       // 14 multiRead
+            4,                                       // 15 addWatch
+            2 * usize::from(gen_check_watches()),    // 16 checkWatches
+            3,                                       // 17 removeWatches
+            2,                                       // 18 reconnect
+            2,                                       // 19 closeSession
+            1,                                       // 20 addauth
+            usize::from(GEN_TOP_LEVEL_CHECK),        // 21 top-level check
+            1,                                       // 22 ping
+            usize::from(self.expires < MAX_EXPIRES), // 23 session expiry
         ];
         match self.rng.weighted(&weights) {
             0 => Op::Create {
@@ -729,6 +754,7 @@ impl Gen {
                 }
                 Op::Reconnect {
                     slot,
+                    bad_password: self.rng.chance(15),
                     set_watches: self.rng.chance(80).then(|| SetW {
                         v2: self.rng.chance(60),
                         back: self.rng.pick(&[0, 0, 1, 3, 10, 1000]),
@@ -761,6 +787,13 @@ impl Gen {
                     scheme: scheme.to_string(),
                     auth: auth.to_string(),
                 }
+            }
+            22 => Op::Ping { slot },
+            23 => {
+                self.expires += 1;
+                self.watched[SHORT_SLOT].clear();
+                self.auth_ids[SHORT_SLOT] = Self::initial_auth(SHORT_SLOT);
+                Op::Expire { slot: SHORT_SLOT }
             }
             _ => {
                 let path = self.path();

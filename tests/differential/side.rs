@@ -28,8 +28,10 @@ use crate::common::raw::{
     OP_SET_ACL, OP_SET_DATA, OP_SET_WATCHES, OP_SET_WATCHES2, OP_SYNC, OP_WHO_AM_I, XID_AUTH,
     XID_SET_WATCHES,
 };
+use crate::common::raw::{handshake, wait_closed, ConnectResp, XID_PING};
 use crate::gen::{
-    read_opcode, sub_opcode, Acl, CreateSpec, Op, SetW, SubOp, AUTH_SLOT, SHORT_TTL_MS, SLOTS, U1,
+    read_opcode, sub_opcode, Acl, CreateSpec, Op, SetW, SubOp, AUTH_SLOT, SHORT_SLOT, SHORT_TTL_MS,
+    SLOTS, U1,
 };
 
 /// Compare whoAmI lists as sets. zkrs difference D7: ZooKeeper keeps a connection's auth ids
@@ -39,6 +41,12 @@ const SORT_WHO_AM_I: bool = true;
 const OP_DELETE_CONTAINER: i32 = 20;
 const OP_ERROR: i32 = -1;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
+/// Requested by the sessions of [`SHORT_SLOT`] (above the servers' minimum of 2 ticks).
+const SHORT_TIMEOUT_MS: i32 = 1_000;
+/// How long an abandoned short session takes to expire for sure: its timeout, rounded up to
+/// the next tick by the expiry buckets, plus a margin.
+pub const EXPIRE_WAIT: Duration = Duration::from_millis(1_000 + 200 + 500);
+const OP_PING: i32 = 11;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection (after closeSession or a failed auth) may take to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -155,6 +163,8 @@ pub struct Side {
     tracked: Vec<(String, Kind)>,
     root: String,
     started_ms: i64,
+    /// (session id, password, last zxid) of a session left to expire by `prepare`.
+    expiring: Option<(i64, Vec<u8>, i64)>,
 }
 
 fn now_ms() -> i64 {
@@ -278,6 +288,7 @@ fn opname(op: i32) -> &'static str {
         OP_SET_WATCHES => "setWatches",
         OP_SET_WATCHES2 => "setWatches2",
         OP_ERROR => "error",
+        OP_PING => "ping",
         OP_DELETE_CONTAINER => "deleteContainer",
         _ => "?",
     }
@@ -341,6 +352,14 @@ fn multi_read_body(ops: &[(bool, String, bool)]) -> Vec<u8> {
     e.int(-1).bool(true).int(-1).finish()
 }
 
+fn timeout_of(slot: usize) -> i32 {
+    if slot == SHORT_SLOT {
+        SHORT_TIMEOUT_MS
+    } else {
+        SESSION_TIMEOUT_MS
+    }
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
@@ -397,6 +416,7 @@ impl Side {
             tracked: Vec::new(),
             root: String::new(),
             started_ms: now_ms(),
+            expiring: None,
         }
     }
 
@@ -720,7 +740,7 @@ impl Side {
             }
             Err(e) => {
                 lines.push(format!("{}: {e}", opname(opcode)));
-                lines.extend(self.resume(slot, None, true));
+                lines.extend(self.resume(slot, false, None, true));
                 None
             }
         }
@@ -733,18 +753,12 @@ impl Side {
         }
         self.slots[slot].auths.clear();
         let mut lines = Vec::new();
-        match Raw::try_handshake(&self.addr, &ConnectReq::new_session(SESSION_TIMEOUT_MS)) {
+        match Raw::try_handshake(&self.addr, &ConnectReq::new_session(timeout_of(slot))) {
             Ok((raw, resp)) => {
                 let idx = self.next_session;
                 self.next_session += 1;
                 self.sessions.insert(resp.session_id, idx);
-                lines.push(format!(
-                    "slot{slot} new session S{idx}: timeout={} passwd={}B ro={:?} proto={}",
-                    resp.timeout_ms,
-                    resp.passwd.len(),
-                    resp.read_only,
-                    resp.protocol_version
-                ));
+                lines.push(format!("slot{slot} new {}", self.connect_line(&resp)));
                 self.slots[slot].raw = Some(raw);
                 if slot == AUTH_SLOT {
                     lines.push(self.add_auth(slot, "digest", U1));
@@ -774,9 +788,83 @@ impl Side {
         }
     }
 
+    fn connect_line(&self, resp: &ConnectResp) -> String {
+        let sid = if resp.session_id == 0 {
+            "0".to_string()
+        } else {
+            self.session(resp.session_id)
+        };
+        format!(
+            "session={sid} timeout={} passwd={}B ro={:?} proto={}",
+            resp.timeout_ms,
+            resp.passwd.len(),
+            resp.read_only,
+            resp.protocol_version
+        )
+    }
+
+    /// Tries to reattach session `sid`; the connection when granted, and a line describing
+    /// the answer (for a refusal: the answer and whether the server closed the connection).
+    fn try_resume(
+        &mut self,
+        slot: usize,
+        sid: i64,
+        passwd: Vec<u8>,
+        last: i64,
+    ) -> (Option<Raw>, String) {
+        let req = ConnectReq {
+            protocol_version: 0,
+            last_zxid_seen: last,
+            timeout_ms: timeout_of(slot),
+            session_id: sid,
+            passwd,
+            read_only: Some(false),
+        };
+        let (mut stream, resp) = handshake(&self.addr, &req);
+        match resp {
+            Err(e) => (None, format!("no answer ({:?})", e.kind())),
+            Ok(resp) if resp.timeout_ms <= 0 => {
+                let closed = if wait_closed(&mut stream, CLOSE_WAIT) {
+                    "connection closed"
+                } else {
+                    "connection stays open"
+                };
+                (
+                    None,
+                    format!("refused: {}; {closed}", self.connect_line(&resp)),
+                )
+            }
+            Ok(resp) => {
+                let line = format!("granted: {}", self.connect_line(&resp));
+                (
+                    Some(Raw::from_handshake(&self.addr, stream, resp, last)),
+                    line,
+                )
+            }
+        }
+    }
+
+    /// First half of an op that needs the driver to wait (between both sides' halves):
+    /// returns how long.
+    pub fn prepare(&mut self, op: &Op) -> Duration {
+        if let Op::Expire { slot } = op {
+            if let Some(raw) = self.slots[*slot].take_raw() {
+                self.expiring = Some(raw.disconnect());
+            }
+            return EXPIRE_WAIT;
+        }
+        Duration::ZERO
+    }
+
     /// Reattaches the slot's session on a new connection (the old one is dropped first),
     /// then sends setWatches and replays the connection's auths when asked.
-    fn resume(&mut self, slot: usize, set_watches: Option<&SetW>, reauth: bool) -> Vec<String> {
+    fn resume(
+        &mut self,
+        slot: usize,
+        bad_password: bool,
+        set_watches: Option<&SetW>,
+        reauth: bool,
+    ) -> Vec<String> {
         let mut lines = Vec::new();
         let auths = std::mem::take(&mut self.slots[slot].auths);
         let Some(raw) = self.slots[slot].take_raw() else {
@@ -784,30 +872,21 @@ impl Side {
             return lines;
         };
         let (sid, passwd, last) = raw.disconnect();
-        let req = ConnectReq {
-            protocol_version: 0,
-            last_zxid_seen: last,
-            timeout_ms: SESSION_TIMEOUT_MS,
-            session_id: sid,
-            passwd,
-            read_only: Some(false),
-        };
-        match Raw::try_handshake(&self.addr, &req) {
-            Ok((raw, resp)) => {
-                lines.push(format!(
-                    "slot{slot} resumed {} as {}: timeout={} passwd={}B ro={:?}",
-                    self.session(sid),
-                    self.session(resp.session_id),
-                    resp.timeout_ms,
-                    resp.passwd.len(),
-                    resp.read_only
-                ));
-                self.slots[slot].raw = Some(raw);
+        if bad_password {
+            let mut wrong = passwd.clone();
+            for b in wrong.iter_mut() {
+                *b ^= 0x5a;
             }
-            Err(e) => {
-                lines.push(format!(
-                    "slot{slot} resume failed: {e}; opening a new session"
-                ));
+            lines.push(format!(
+                "slot{slot} resume with a wrong password: {}",
+                self.try_resume(slot, sid, wrong, last).1
+            ));
+        }
+        let (raw, line) = self.try_resume(slot, sid, passwd, last);
+        lines.push(format!("slot{slot} resume: {line}"));
+        match raw {
+            Some(raw) => self.slots[slot].raw = Some(raw),
+            None => {
                 lines.extend(self.open_slot(slot));
                 return lines;
             }
@@ -941,11 +1020,28 @@ impl Side {
                 self.call(slot, OP_REMOVE_WATCHES, &body, &mut lines);
             }
             Op::Reconnect {
+                bad_password,
                 set_watches,
                 reauth,
                 ..
             } => {
-                lines.extend(self.resume(slot, set_watches.as_ref(), *reauth));
+                lines.extend(self.resume(slot, *bad_password, set_watches.as_ref(), *reauth));
+            }
+            Op::Ping { .. } => match self.request_xid(slot, Some(XID_PING), OP_PING, &[], true) {
+                Ok(r) => lines.push(self.fmt_reply(OP_PING, &r)),
+                Err(e) => lines.push(format!("ping: {e}")),
+            },
+            Op::Expire { .. } => {
+                unordered = true;
+                match self.expiring.take() {
+                    Some((sid, passwd, last)) => {
+                        let (raw, line) = self.try_resume(slot, sid, passwd, last);
+                        lines.push(format!("resume after the timeout: {line}"));
+                        drop(raw);
+                    }
+                    None => lines.push("nothing was left to expire".to_string()),
+                }
+                lines.extend(self.open_slot(slot));
             }
             Op::CloseSession { .. } => {
                 unordered = true;
@@ -964,7 +1060,7 @@ impl Side {
                     if let Some(raw) = self.slots[slot].raw.as_mut() {
                         lines.push(closes(raw).to_string());
                     }
-                    lines.extend(self.resume(slot, None, true));
+                    lines.extend(self.resume(slot, false, None, true));
                 }
             }
         }
