@@ -63,6 +63,15 @@ pub const GEN_TTL_OPCODE_NEGATIVE_TTL_NON_TTL_MODE: bool = false;
 /// ZooKeeper expands it in the Java hash order of its auth-id set (digest:u2 before
 /// digest:u1), zkrs in the order the ids were added.
 pub const GEN_AUTH_ACL_MULTI_IDS: bool = false;
+/// An unknown create flag (7, -1, 100) inside a multi. Version-dependent difference D8:
+/// Debian's ZooKeeper 3.8.0 reads it as persistent while decoding the multi, then fails that
+/// op with BadArguments (-8) in a normal per-op result list; 3.8.2+ (ZOOKEEPER-4026) rejects
+/// the whole multi while decoding: MarshallingError (-5) in the header, no body, a zxid
+/// consumed. zkrs answers like 3.8.2+.
+pub const GEN_MULTI_BAD_FLAGS: bool = false;
+/// A read (getData/getChildren) inside a write multi, or a check inside a multiRead:
+/// ZooKeeper refuses to decode the mix (MarshallingError -5; for a multi a zxid is consumed).
+pub const GEN_MULTI_READ_IN_WRITE: bool = true;
 /// Null data (buffer length -1) in create/setData. zkrs difference D1: zkrs reads a null
 /// buffer as empty, so getData later answers '' where ZooKeeper answers null (length -1).
 pub const GEN_NULL_DATA: bool = false;
@@ -184,6 +193,11 @@ pub enum SubOp {
         path: String,
         version: i32,
     },
+    /// getChildren (true) or getData, which a write multi does not allow.
+    Read {
+        children: bool,
+        path: String,
+    },
 }
 
 /// setWatches / setWatches2 sent right after a reconnect.
@@ -273,9 +287,11 @@ pub enum Op {
         ops: Vec<SubOp>,
     },
     /// (is getChildren, path, watch flag sent); the flag is ignored inside multiRead.
+    /// `check_version`: a check op (a write kind, not allowed) appended with that version.
     MultiRead {
         slot: usize,
         ops: Vec<(bool, String, bool)>,
+        check_version: Option<i32>,
     },
     AddWatch {
         slot: usize,
@@ -535,7 +551,7 @@ impl Gen {
         // TTL, TTL sequential; rarely an unknown one (top-level only: inside a multi an
         // unknown flag is a marshalling failure that closes the connection).
         let flags = match self.rng.weighted(&[26, 15, 15, 10, 12, 12, 6, 2]) {
-            7 if !in_multi => self.rng.pick(&[7, -1, 100]),
+            7 if !in_multi || GEN_MULTI_BAD_FLAGS => self.rng.pick(&[7, -1, 100]),
             7 => 0,
             f => f as i32,
         };
@@ -575,7 +591,8 @@ impl Gen {
     }
 
     fn sub_op(&mut self, slot: usize) -> SubOp {
-        match self.rng.weighted(&[40, 20, 20, 20]) {
+        let reads = if GEN_MULTI_READ_IN_WRITE { 2 } else { 0 };
+        match self.rng.weighted(&[40, 20, 20, 20, reads]) {
             0 => SubOp::Create(self.create_spec(slot, true)),
             1 => SubOp::Delete {
                 path: self.path(),
@@ -586,9 +603,13 @@ impl Gen {
                 data: self.data(),
                 version: self.version(),
             },
-            _ => SubOp::Check {
+            3 => SubOp::Check {
                 path: self.path(),
                 version: self.version(),
+            },
+            _ => SubOp::Read {
+                children: self.rng.chance(50),
+                path: self.path(),
             },
         }
     }
@@ -717,6 +738,7 @@ impl Gen {
                     ops: (0..n)
                         .map(|_| (self.rng.chance(50), self.path(), self.rng.chance(30)))
                         .collect(),
+                    check_version: (GEN_MULTI_READ_IN_WRITE && self.rng.chance(5)).then_some(-1),
                 }
             }
             15 => Op::AddWatch {
@@ -820,6 +842,7 @@ pub fn sub_opcode(op: &SubOp) -> i32 {
         SubOp::Delete { .. } => OP_DELETE,
         SubOp::SetData { .. } => OP_SET_DATA,
         SubOp::Check { .. } => OP_CHECK,
+        SubOp::Read { children, .. } => read_opcode(*children),
     }
 }
 

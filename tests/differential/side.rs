@@ -328,6 +328,7 @@ fn sub_op_body(e: Enc, op: &SubOp) -> Enc {
             version,
         } => data_enc(e.string(path), data).int(*version),
         SubOp::Check { path, version } => e.string(path).int(*version),
+        SubOp::Read { path, .. } => e.string(path).bool(false),
     }
 }
 
@@ -339,7 +340,7 @@ fn multi_body(ops: &[SubOp]) -> Vec<u8> {
     e.int(-1).bool(true).int(-1).finish()
 }
 
-fn multi_read_body(ops: &[(bool, String, bool)]) -> Vec<u8> {
+fn multi_read_body(ops: &[(bool, String, bool)], check_version: Option<i32>) -> Vec<u8> {
     let mut e = Enc::new();
     for (children, path, watch) in ops {
         e = e
@@ -348,6 +349,14 @@ fn multi_read_body(ops: &[(bool, String, bool)]) -> Vec<u8> {
             .int(-1)
             .string(path)
             .bool(*watch);
+    }
+    if let (Some(version), Some((_, path, _))) = (check_version, ops.first()) {
+        e = e
+            .int(OP_CHECK)
+            .bool(false)
+            .int(-1)
+            .string(path)
+            .int(version);
     }
     e.int(-1).bool(true).int(-1).finish()
 }
@@ -670,16 +679,8 @@ impl Side {
                             }
                             out.push((p, flags.get(i).copied().unwrap_or(Kind::Plain)));
                         }
-                        OP_SET_DATA => {
-                            if d.stat().is_none() {
-                                break;
-                            }
-                        }
-                        OP_ERROR => {
-                            if d.int().is_none() {
-                                break;
-                            }
-                        }
+                        OP_SET_DATA if d.stat().is_none() => break,
+                        OP_ERROR if d.int().is_none() => break,
                         _ => {}
                     }
                     i += 1;
@@ -1004,8 +1005,11 @@ impl Side {
                     created = Self::created(OP_MULTI, &r, &flags);
                 }
             }
-            Op::MultiRead { ops, .. } => {
-                self.call(slot, OP_MULTI_READ, &multi_read_body(ops), &mut lines);
+            Op::MultiRead {
+                ops, check_version, ..
+            } => {
+                let body = multi_read_body(ops, *check_version);
+                self.call(slot, OP_MULTI_READ, &body, &mut lines);
             }
             Op::AddWatch { path, mode, .. } => {
                 let body = Enc::new().string(path).int(*mode).finish();
@@ -1041,6 +1045,8 @@ impl Side {
                     }
                     None => lines.push("nothing was left to expire".to_string()),
                 }
+                // Let the container manager finish before the new session's txn.
+                lines.extend(self.settle().0);
                 lines.extend(self.open_slot(slot));
             }
             Op::CloseSession { .. } => {
@@ -1050,6 +1056,9 @@ impl Side {
                         lines.push(closes(raw).to_string());
                     }
                 }
+                // The closed session's ephemerals may leave containers to remove: let the
+                // container manager finish before the new session's txn.
+                lines.extend(self.settle().0);
                 lines.extend(self.open_slot(slot));
             }
             Op::AddAuth { scheme, auth, .. } => {
