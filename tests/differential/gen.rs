@@ -310,10 +310,12 @@ pub enum Op {
     },
     /// Drop the TCP connection, reattach the session on a new one, then optionally
     /// setWatches and addauth again (the auth slot's identity).
-    /// `bad_password`: first try to resume with a wrong password (refused).
+    /// `bad_password`: first try to resume with a wrong password (refused). `keep_old`: the
+    /// old connection stays open during the resume (the server should close it).
     Reconnect {
         slot: usize,
         bad_password: bool,
+        keep_old: bool,
         set_watches: Option<SetW>,
         reauth: bool,
     },
@@ -777,6 +779,7 @@ impl Gen {
                 Op::Reconnect {
                     slot,
                     bad_password: self.rng.chance(15),
+                    keep_old: self.rng.chance(30),
                     set_watches: self.rng.chance(80).then(|| SetW {
                         v2: self.rng.chance(60),
                         back: self.rng.pick(&[0, 0, 1, 3, 10, 1000]),

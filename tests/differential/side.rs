@@ -85,6 +85,15 @@ fn kind_of(spec: &CreateSpec, in_multi: bool) -> Kind {
     }
 }
 
+/// How a reconnect goes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Resume {
+    /// First try a wrong password (refused).
+    bad_password: bool,
+    /// Keep the old connection open while resuming on the new one.
+    keep_old: bool,
+}
+
 /// What one step produced on one side, normalised.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
@@ -741,7 +750,7 @@ impl Side {
             }
             Err(e) => {
                 lines.push(format!("{}: {e}", opname(opcode)));
-                lines.extend(self.resume(slot, false, None, true));
+                lines.extend(self.resume(slot, Resume::default(), None, true));
                 None
             }
         }
@@ -862,17 +871,26 @@ impl Side {
     fn resume(
         &mut self,
         slot: usize,
-        bad_password: bool,
+        how: Resume,
         set_watches: Option<&SetW>,
         reauth: bool,
     ) -> Vec<String> {
         let mut lines = Vec::new();
         let auths = std::mem::take(&mut self.slots[slot].auths);
-        let Some(raw) = self.slots[slot].take_raw() else {
+        let Some(mut raw) = self.slots[slot].take_raw() else {
             lines.push(format!("slot{slot}: nothing to resume"));
             return lines;
         };
-        let (sid, passwd, last) = raw.disconnect();
+        let (sid, passwd, last) = (raw.session_id, raw.passwd.clone(), raw.last_zxid);
+        // The old connection stays open through the resume when asked (a client that moved
+        // before its old connection broke); ZooKeeper then closes it.
+        let mut old = if how.keep_old {
+            Some(raw)
+        } else {
+            raw.disconnect();
+            None
+        };
+        let bad_password = how.bad_password;
         if bad_password {
             let mut wrong = passwd.clone();
             for b in wrong.iter_mut() {
@@ -885,6 +903,18 @@ impl Side {
         }
         let (raw, line) = self.try_resume(slot, sid, passwd, last);
         lines.push(format!("slot{slot} resume: {line}"));
+        if let Some(old) = old.as_mut() {
+            let closed = wait_closed(&mut old.stream, CLOSE_WAIT);
+            lines.push(format!(
+                "old connection {}",
+                if closed {
+                    "closed by the server"
+                } else {
+                    "left open"
+                }
+            ));
+        }
+        drop(old);
         match raw {
             Some(raw) => self.slots[slot].raw = Some(raw),
             None => {
@@ -1025,11 +1055,16 @@ impl Side {
             }
             Op::Reconnect {
                 bad_password,
+                keep_old,
                 set_watches,
                 reauth,
                 ..
             } => {
-                lines.extend(self.resume(slot, *bad_password, set_watches.as_ref(), *reauth));
+                let how = Resume {
+                    bad_password: *bad_password,
+                    keep_old: *keep_old,
+                };
+                lines.extend(self.resume(slot, how, set_watches.as_ref(), *reauth));
             }
             Op::Ping { .. } => match self.request_xid(slot, Some(XID_PING), OP_PING, &[], true) {
                 Ok(r) => lines.push(self.fmt_reply(OP_PING, &r)),
@@ -1069,7 +1104,7 @@ impl Side {
                     if let Some(raw) = self.slots[slot].raw.as_mut() {
                         lines.push(closes(raw).to_string());
                     }
-                    lines.extend(self.resume(slot, false, None, true));
+                    lines.extend(self.resume(slot, Resume::default(), None, true));
                 }
             }
         }
