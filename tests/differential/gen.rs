@@ -15,66 +15,74 @@ use crate::common::raw::{
 pub const SLOTS: usize = 3;
 /// The slot whose sessions authenticate as digest `u1:p1`.
 pub const AUTH_SLOT: usize = 2;
-pub const U1: &str = "u1:p1";
 /// The slot whose sessions ask for a short timeout, so that one can expire during a run.
 pub const SHORT_SLOT: usize = 1;
+pub const U1: &str = "u1:p1";
+pub const U2: &str = "u2:p2";
 /// Session expiries per seed at most (each costs the short timeout plus a margin).
 const MAX_EXPIRES: usize = 1;
-pub const U2: &str = "u2:p2";
 /// A TTL at most this long (ms) expires during the run; the driver waits for it to go.
 pub const SHORT_TTL_MS: i64 = 1000;
 const LONG_TTL_MS: i64 = 3_600_000;
 
-// Op shapes left out of the generator. Each names why; flip to true to exercise it again.
-/// A top-level `check` (opcode 13, not a 3.8 client API): when it succeeds, ZooKeeper 3.8
-/// builds `SetDataResponse(null stat)` and fails while serialising it, which can wedge the
-/// server for the rest of the run.
-pub const GEN_TOP_LEVEL_CHECK_OK: bool = false;
-/// A top-level `check` at all. zkrs difference D2: zkrs answers Unimplemented (-6, zxid -1)
-/// and closes the connection; ZooKeeper 3.8 runs it as a write (an error txn such as NoNode
-/// or BadVersion, consuming a zxid).
+// Op shapes left out of the generator because zkrs answers them differently from ZooKeeper
+// (known differences D1..D8, see each constant) or because ZooKeeper itself breaks on them.
+// Flip one to true to exercise the shape again (e.g. after fixing zkrs).
+
+/// Null data (buffer length -1) in create/setData. zkrs difference D1: zkrs reads a null
+/// buffer as empty, so getData (and getData inside multiRead) later answers an empty buffer
+/// (length 0) where ZooKeeper answers null (length -1).
+pub const GEN_NULL_DATA: bool = false;
+/// A top-level `check` (opcode 13; no 3.8 client API sends it). zkrs difference D2: zkrs
+/// answers Unimplemented (-6, zxid -1) and closes the connection; ZooKeeper 3.8 runs it as a
+/// write: a failing check is an error txn (BadVersion/NoNode..., a zxid consumed, connection
+/// kept). Only failing checks are generated when this is on (see the next constant).
 pub const GEN_TOP_LEVEL_CHECK: bool = false;
-/// Inside a multi, a create opcode that does not match the create mode (e.g. opcode create
-/// with a TTL mode, so without a ttl). zkrs difference D3: ZooKeeper fails the whole multi
-/// with MarshallingError (-5) in the reply header and an empty body (a zxid is consumed);
-/// zkrs answers a per-op BadArguments result list.
+/// A top-level check that succeeds: ZooKeeper 3.8 applies the txn, then fails serialising
+/// `SetDataResponse(null stat)`, drops the connection and the session is gone (closed).
+pub const GEN_TOP_LEVEL_CHECK_OK: bool = false;
+/// Inside a multi, a create opcode that does not match the create mode (create/create2/
+/// createContainer with a TTL mode, so without a ttl; or a TTL/container opcode with another
+/// mode). zkrs difference D3: for a TTL mode without createTTL, ZooKeeper (3.8.0 and 3.8.2+)
+/// rejects the whole multi: MarshallingError (-5) in the header, no body, a zxid consumed;
+/// zkrs answers a result list with BadArguments (-8). The other mismatches are D5.
 pub const GEN_MULTI_OPCODE_MISMATCH: bool = false;
 /// checkWatches at all. zkrs difference D4: ZooKeeper 3.8 answers OK when ANY session has a
 /// watch of that type on the path (WatchManager.containsWatcher quirk); zkrs emulates the
 /// quirk per shard only (each shard's WatchTable), so the answer depends on which shard the
-/// watching and the asking sessions landed on (NoWatcher when they differ). Generated anyway
-/// when zkrs runs one shard (ZKRS_TEST_SHARDS=1), where the quirk is reproduced.
+/// watching and the asking sessions landed on (NoWatcher -121 when they differ). Generated
+/// anyway when zkrs runs one shard (ZKRS_TEST_SHARDS=1), where the quirk is reproduced.
 pub const GEN_CHECK_WATCHES: bool = false;
-
-fn gen_check_watches() -> bool {
-    GEN_CHECK_WATCHES || std::env::var("ZKRS_TEST_SHARDS").as_deref() == Ok("1")
-}
 /// create2 (opcode 15) inside a multi. Version-dependent difference D5: Debian's ZooKeeper
-/// 3.8.0 decays it to create and answers a create result without a stat (ZOOKEEPER-4026,
-/// fixed in 3.8.2, returns path + stat); zkrs answers path + stat, as 3.8.2+ does.
+/// 3.8.0 takes a multi create's type from its flags, so create2 decays to create (result
+/// without a stat) and createContainer with a plain mode makes a plain node; 3.8.2+
+/// (ZOOKEEPER-4026) keeps the opcode (create2 -> path + stat). zkrs answers like 3.8.2+.
 pub const GEN_MULTI_CREATE2: bool = false;
-/// createTTL (opcode 21) with a non-TTL mode and a negative ttl. ZooKeeper 3.8 accepts the
-/// request shape (validateTTL only rejects ttl >= 0 for non-TTL modes) and goes on to its
-/// other checks (NodeExists, NoNode, ...); zkrs answers BadArguments first (difference D6).
+/// createTTL (opcode 21) with a non-TTL mode and a negative ttl. zkrs difference D6:
+/// ZooKeeper accepts the shape (validateTTL only rejects ttl >= 0 for non-TTL modes) and
+/// goes on to its other checks (NodeExists, NoNode, ...); zkrs answers BadArguments first.
 /// When every check passes, ZooKeeper applies a CreateTTLTxn whose ttl its DataTree rejects
 /// with an exception, so the shape cannot be run to success against it anyway.
 pub const GEN_TTL_OPCODE_NEGATIVE_TTL_NON_TTL_MODE: bool = false;
 /// An `auth` ACL from a session with two or more authenticated ids. zkrs difference D7:
-/// ZooKeeper expands it in the Java hash order of its auth-id set (digest:u2 before
-/// digest:u1), zkrs in the order the ids were added.
+/// ZooKeeper keeps a connection's auth ids in a ConcurrentHashMap-backed set, so it expands
+/// the ACL in Java hash order (digest:u2 before digest:u1); zkrs in the order the ids were
+/// added. (whoAmI has the same difference; the normaliser sorts it, see side.rs.)
 pub const GEN_AUTH_ACL_MULTI_IDS: bool = false;
 /// An unknown create flag (7, -1, 100) inside a multi. Version-dependent difference D8:
 /// Debian's ZooKeeper 3.8.0 reads it as persistent while decoding the multi, then fails that
-/// op with BadArguments (-8) in a normal per-op result list; 3.8.2+ (ZOOKEEPER-4026) rejects
-/// the whole multi while decoding: MarshallingError (-5) in the header, no body, a zxid
-/// consumed. zkrs answers like 3.8.2+.
+/// op with BadArguments (-8) in a normal per-op result list; 3.8.2+ rejects the whole multi
+/// while decoding: MarshallingError (-5) in the header, no body, a zxid consumed. zkrs
+/// answers like 3.8.2+.
 pub const GEN_MULTI_BAD_FLAGS: bool = false;
-/// A read (getData/getChildren) inside a write multi, or a check inside a multiRead:
-/// ZooKeeper refuses to decode the mix (MarshallingError -5; for a multi a zxid is consumed).
+
+/// A read (getData/getChildren) inside a write multi, or a check inside a multiRead: both
+/// servers refuse to decode the mix (MarshallingError -5; for a multi a zxid is consumed).
 pub const GEN_MULTI_READ_IN_WRITE: bool = true;
-/// Null data (buffer length -1) in create/setData. zkrs difference D1: zkrs reads a null
-/// buffer as empty, so getData later answers '' where ZooKeeper answers null (length -1).
-pub const GEN_NULL_DATA: bool = false;
+
+fn gen_check_watches() -> bool {
+    GEN_CHECK_WATCHES || std::env::var("ZKRS_TEST_SHARDS").as_deref() == Ok("1")
+}
 
 /// splitmix64: small, fast and the same on every platform.
 pub struct Rng(u64);

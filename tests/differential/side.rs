@@ -877,7 +877,7 @@ impl Side {
     ) -> Vec<String> {
         let mut lines = Vec::new();
         let auths = std::mem::take(&mut self.slots[slot].auths);
-        let Some(mut raw) = self.slots[slot].take_raw() else {
+        let Some(raw) = self.slots[slot].take_raw() else {
             lines.push(format!("slot{slot}: nothing to resume"));
             return lines;
         };
