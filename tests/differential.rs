@@ -130,6 +130,12 @@ fn report(
     s
 }
 
+fn log_tail(path: &std::path::Path, n: usize) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 fn trace() -> bool {
     std::env::var("ZKRS_DIFF_TRACE").as_deref() == Ok("1")
 }
@@ -256,10 +262,13 @@ fn zkrs_matches_zookeeper() {
     for seed in seeds {
         let t = Instant::now();
         if let Err(report) = run_seed(seed, nops, &mut a, &mut b) {
+            // The servers' directories go when they stop: keep the logs' tails here.
             panic!(
-                "{report}\nserver logs: zkrs {:?}, ZooKeeper {:?}",
-                zkrs.log_path(),
-                zk.log_path()
+                "{report}\nzkrs log tail:\n{}\nZooKeeper log tail:\n{}",
+                zkrs.log_path()
+                    .map(|p| log_tail(&p, 30))
+                    .unwrap_or_default(),
+                log_tail(&zk.log_path(), 15)
             );
         }
         eprintln!("differential: seed {seed} matched ({:?})", t.elapsed());
