@@ -13,6 +13,7 @@
 
 #![allow(dead_code)]
 
+pub mod javazk;
 pub mod raw;
 
 use std::collections::hash_map::RandomState;

@@ -531,6 +531,25 @@ impl Raw {
         Raw::from_parts(addr, stream, resp, last_zxid)
     }
 
+    /// As [`Raw::connect`] / [`Raw::resume`] without panicking: sends `req` on a fresh
+    /// connection; Err describes a failed handshake or a refusal (timeout 0 in the answer).
+    /// On success the answer is returned as well, for comparing its fields.
+    pub fn try_handshake(addr: &str, req: &ConnectReq) -> Result<(Raw, ConnectResp), String> {
+        let (stream, resp) = handshake(addr, req);
+        let resp = resp.map_err(|e| format!("handshake: {e}"))?;
+        if resp.timeout_ms <= 0 {
+            return Err(format!("refused: {resp:?}"));
+        }
+        let raw = Raw::from_parts(addr, stream, resp.clone(), req.last_zxid_seen);
+        Ok((raw, resp))
+    }
+
+    /// A session over a connection whose handshake [`handshake`] already did (and that the
+    /// server granted).
+    pub fn from_handshake(addr: &str, stream: TcpStream, resp: ConnectResp, last_zxid: i64) -> Raw {
+        Raw::from_parts(addr, stream, resp, last_zxid)
+    }
+
     fn from_parts(addr: &str, stream: TcpStream, resp: ConnectResp, last_zxid: i64) -> Raw {
         Raw {
             addr: addr.to_string(),

@@ -1,0 +1,208 @@
+//! Starts Apache ZooKeeper 3.8 (Debian's `zookeeper` package, run with Java) as a standalone
+//! server on a free loopback port, configured like [`super::TestServer`] configures zkrs, so
+//! the two can be driven side by side (tests/differential.rs).
+//!
+//! The server runs in its own process group and is killed (the whole group) on Drop. Start-up
+//! waits until `srvr` answers (each probe has a read timeout) and a session can be created.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, raw, SUPER_DIGEST, TICK_MS};
+
+/// The jar of Debian's zookeeper package; its manifest pulls in zookeeper-jute.
+pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
+/// Everything the standalone server needs on its class path.
+pub const CLASS_PATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:\
+                              /usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar";
+/// How long Java gets to come up (it usually needs 2 to 5 s on a small machine).
+const START_LIMIT: Duration = Duration::from_secs(40);
+
+/// A running Apache ZooKeeper standalone server.
+pub struct JavaZk {
+    /// `127.0.0.1:port` of the client port.
+    pub addr: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl JavaZk {
+    /// Why Apache ZooKeeper cannot be started here, or Ok if `java` and the jar are present.
+    pub fn check_available() -> Result<(), String> {
+        if !Path::new(ZOOKEEPER_JAR).is_file() {
+            return Err(format!(
+                "{ZOOKEEPER_JAR} is missing (install Debian's `zookeeper` package)"
+            ));
+        }
+        match Command::new("java")
+            .arg("-version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("`java -version` failed with {status}")),
+            Err(e) => Err(format!("cannot run `java` ({e}); install a JRE (Java 17)")),
+        }
+    }
+
+    /// Starts a server with the harness configuration plus `extra` zoo.cfg lines (later keys
+    /// win). Retries on a fresh port if the server exits early (e.g. the port was taken).
+    pub fn start(extra: &[&str]) -> Result<JavaZk, String> {
+        Self::check_available()?;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::spawn(extra) {
+                Ok(zk) => return Ok(zk),
+                Err((retry, e)) => {
+                    last = e;
+                    if !retry {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn spawn(extra: &[&str]) -> Result<JavaZk, (bool, String)> {
+        let dir = tempfile::Builder::new()
+            .prefix("zkrs-javazk-")
+            .tempdir()
+            .map_err(|e| (false, format!("tempdir: {e}")))?;
+        let port = free_port();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).map_err(|e| (false, format!("mkdir: {e}")))?;
+        let cfg = format!(
+            "tickTime={TICK_MS}\n\
+             initLimit=10\n\
+             syncLimit=5\n\
+             dataDir={}\n\
+             clientPort={port}\n\
+             clientPortAddress=127.0.0.1\n\
+             maxClientCnxns=0\n\
+             admin.enableServer=false\n\
+             4lw.commands.whitelist=*\n\
+             extendedTypesEnabled=true\n\
+             DigestAuthenticationProvider.superDigest=super:{SUPER_DIGEST}\n{}",
+            data.display(),
+            extra.iter().map(|l| format!("{l}\n")).collect::<String>()
+        );
+        let cfg_path = dir.path().join("zoo.cfg");
+        std::fs::write(&cfg_path, cfg).map_err(|e| (false, format!("write zoo.cfg: {e}")))?;
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| (false, format!("log: {e}")))?;
+        let log_err = log.try_clone().map_err(|e| (false, format!("log: {e}")))?;
+        let child = Command::new("java")
+            // Start-up speed matters more than peak throughput for a test run.
+            .args([
+                "-Xmx512m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Dznode.container.checkIntervalMs=100",
+                "-Dzookeeper.admin.enableServer=false",
+                "-cp",
+                CLASS_PATH,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ])
+            .arg(&cfg_path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .process_group(0)
+            .spawn()
+            .map_err(|e| (false, format!("spawn java: {e}")))?;
+        let mut zk = JavaZk {
+            addr: format!("127.0.0.1:{port}"),
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if let Some(child) = zk.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    zk.child = None;
+                    return Err((
+                        true,
+                        format!(
+                            "ZooKeeper exited early with {status}; log tail:\n{}",
+                            log_tail(&log_path)
+                        ),
+                    ));
+                }
+            }
+            let serving = srvr(&zk.addr).is_some_and(|s| s.contains("Mode: standalone"));
+            if serving && raw::try_session(&zk.addr) {
+                return Ok(zk);
+            }
+            if Instant::now() > deadline {
+                return Err((
+                    false,
+                    format!(
+                        "ZooKeeper on {} did not answer srvr and grant a session within \
+                         {START_LIMIT:?}; log tail:\n{}",
+                        zk.addr,
+                        log_tail(&log_path)
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's log file (stdout and stderr of the JVM).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+}
+
+impl Drop for JavaZk {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // The JVM leads its own process group (process_group(0) at spawn).
+                // SAFETY: killpg only sends a signal; the group is the child we started.
+                unsafe {
+                    libc::killpg(pid, libc::SIGKILL);
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `srvr` answer, or None; every read has a timeout (the server closes after answering).
+fn srvr(addr: &str) -> Option<String> {
+    let sock = addr.to_socket_addrs().ok()?.next()?;
+    let mut stream = TcpStream::connect_timeout(&sock, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .ok()?;
+    stream.write_all(b"srvr").ok()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
