@@ -33,11 +33,11 @@ const LONG_TTL_MS: i64 = 3_600_000;
 /// buffer as empty, so getData (and getData inside multiRead) later answers an empty buffer
 /// (length 0) where ZooKeeper answers null (length -1).
 pub const GEN_NULL_DATA: bool = false;
-/// A top-level `check` (opcode 13; no 3.8 client API sends it). zkrs difference D2: zkrs
-/// answers Unimplemented (-6, zxid -1) and closes the connection; ZooKeeper 3.8 runs it as a
+/// A top-level `check` (opcode 13; no 3.8 client API sends it). ZooKeeper 3.8 runs it as a
 /// write: a failing check is an error txn (BadVersion/NoNode..., a zxid consumed, connection
-/// kept). Only failing checks are generated when this is on (see the next constant).
-pub const GEN_TOP_LEVEL_CHECK: bool = false;
+/// kept); zkrs does the same (D2, fixed). Only failing checks are generated (see the next
+/// constant).
+pub const GEN_TOP_LEVEL_CHECK: bool = true;
 /// A top-level check that succeeds: ZooKeeper 3.8 applies the txn, then fails serialising
 /// `SetDataResponse(null stat)`, drops the connection and the session is gone (closed).
 pub const GEN_TOP_LEVEL_CHECK_OK: bool = false;
