@@ -195,6 +195,9 @@ fn run_seed(seed: u64, nops: usize, a: &mut Side, b: &mut Side) -> Result<(), St
     }
     let da = a.dump();
     let db = b.dump();
+    if trace() {
+        eprintln!("seed {seed} final tree dump\n{}", da.render());
+    }
     if da != db {
         return Err(report(
             seed,

@@ -15,7 +15,7 @@
 //!   (the container manager deletes in hash order and on its own clock), as sorted lists
 //!   without the position of the reply.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ use crate::gen::{
 /// in a ConcurrentHashMap-backed set, so whoAmI (and the expansion of an `auth` ACL) comes in
 /// Java hash order (e.g. digest:u2 before ip:127.0.0.1); zkrs answers in insertion order.
 const SORT_WHO_AM_I: bool = true;
+/// Rename the zxids of deletions the container manager does in one pass into a canonical
+/// order (see `Side::canonicalise_async_deletions`); zkrs difference D9 otherwise.
+const NORM_CONTAINER_DELETION_ORDER: bool = true;
 const OP_DELETE_CONTAINER: i32 = 20;
 const OP_ERROR: i32 = -1;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
@@ -174,6 +177,8 @@ pub struct Side {
     started_ms: i64,
     /// (session id, password, last zxid) of a session left to expire by `prepare`.
     expiring: Option<(i64, Vec<u8>, i64)>,
+    /// zxid renaming, see `canonicalise_async_deletions`.
+    alias: HashMap<i64, i64>,
 }
 
 fn now_ms() -> i64 {
@@ -435,6 +440,7 @@ impl Side {
             root: String::new(),
             started_ms: now_ms(),
             expiring: None,
+            alias: HashMap::new(),
         }
     }
 
@@ -442,6 +448,7 @@ impl Side {
     pub fn begin_seed(&mut self, root: &str) -> Outcome {
         self.root = root.to_string();
         self.sessions.clear();
+        self.alias.clear();
         self.next_session = 0;
         self.tracked.clear();
         let r = self.obs.create(root, b"", 0);
@@ -471,6 +478,8 @@ impl Side {
                 }
             }
             self.slots[slot] = Slot::empty();
+            // What this close leaves to the container manager goes before the next close.
+            lines.extend(self.settle().0);
         }
         // Two container-manager periods, so that what is due but untracked goes now too.
         std::thread::sleep(Duration::from_millis(300));
@@ -484,6 +493,12 @@ impl Side {
             frames: Vec::new(),
             created: Vec::new(),
         }
+    }
+
+    /// A pzxid: as [`Side::z`] after the renaming of `canonicalise_async_deletions` (only a
+    /// parent's pzxid shows the zxid of a deletion).
+    fn zp(&self, v: i64) -> String {
+        self.z(self.alias.get(&v).copied().unwrap_or(v))
     }
 
     fn z(&self, v: i64) -> String {
@@ -542,7 +557,7 @@ impl Side {
             "[cz{} mz{} pz{} v{} cv{} av{} eo{} dl{} nc{} {}]",
             self.z(s.czxid),
             self.z(s.mzxid),
-            self.z(s.pzxid),
+            self.zp(s.pzxid),
             s.version,
             s.cversion,
             s.aversion,
@@ -1128,8 +1143,55 @@ impl Side {
     /// as the container manager deletes them. Returns notes for nodes that stay, and whether
     /// any tracked node vanished.
     fn settle(&mut self) -> (Vec<String>, bool) {
+        let (notes, vanished) = self.settle_paths();
+        self.canonicalise_async_deletions(&vanished);
+        (notes, !vanished.is_empty())
+    }
+
+    /// ZooKeeper's container manager deletes what is due in one pass in Java HashSet order
+    /// (zkrs difference D9: zkrs in its own order), so when one step leaves several
+    /// containers or TTL nodes due, the zxids of their deletions are a permutation of what
+    /// zkrs uses, visible as their parents' pzxid. With [`NORM_CONTAINER_DELETION_ORDER`],
+    /// the zxids seen as those parents' pzxid are renamed from then on so that the parents,
+    /// sorted by path, get them in ascending order, on both sides.
+    fn canonicalise_async_deletions(&mut self, vanished: &[String]) {
+        if !NORM_CONTAINER_DELETION_ORDER {
+            return;
+        }
+        let mut parents: BTreeMap<String, i64> = BTreeMap::new();
+        for p in vanished {
+            let parent = match p.rfind('/') {
+                Some(0) => "/".to_string(),
+                Some(i) => p[..i].to_string(),
+                None => continue,
+            };
+            if parents.contains_key(&parent) {
+                continue;
+            }
+            let r = self.obs.exists(&parent, false);
+            if r.err == OK {
+                if let Some(st) = D::new(&r.body).stat() {
+                    parents.insert(parent, st.pzxid);
+                }
+            }
+        }
+        let mut values: Vec<i64> = parents.values().copied().collect();
+        values.sort_unstable();
+        values.dedup();
+        if parents.len() < 2 || values.len() != parents.len() {
+            return;
+        }
+        for (z, canon) in parents.values().zip(values) {
+            if *z != canon {
+                self.alias.insert(*z, canon);
+            }
+        }
+    }
+
+    /// The settling loop; returns notes and the tracked paths that vanished.
+    fn settle_paths(&mut self) -> (Vec<String>, Vec<String>) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        let mut vanished = false;
+        let mut vanished = Vec::new();
         loop {
             let mut pending = Vec::new();
             let mut keep = Vec::new();
@@ -1139,7 +1201,7 @@ impl Side {
             for (p, kind) in std::mem::take(&mut self.tracked) {
                 let r = self.obs.exists(&p, false);
                 if r.err != OK {
-                    vanished = true;
+                    vanished.push(p);
                     continue;
                 }
                 if let Some(s) = D::new(&r.body).stat() {
