@@ -58,7 +58,7 @@ fn report(shard: &Shard) -> ShardReport {
     let mut out = ShardReport::default();
     for conn in conns.values() {
         let s = &conn.stats;
-        let count = s.latency_count.get();
+        let count = s.latency.count.get();
         out.packets_received += s.received.get();
         out.packets_sent += s.sent.get();
         let queued = conn.queued() as u64;
@@ -81,9 +81,9 @@ fn report(shard: &Shard) -> ShardReport {
             last_zxid: if count == 0 { -1 } else { s.last_zxid.get() },
             last_response_time_ms: 0,
             last_latency_ms: 0,
-            min_latency_ms: s.latency_min_ms.get(),
-            avg_latency_ms: s.latency_total_ms.get().checked_div(count).unwrap_or(0),
-            max_latency_ms: s.latency_max_ms.get(),
+            min_latency_ms: s.latency.min_ms.get(),
+            avg_latency_ms: s.latency.total_ms.get().checked_div(count).unwrap_or(0),
+            max_latency_ms: s.latency.max_ms.get(),
             expire_at_ms: 0,
         });
     }

@@ -89,10 +89,7 @@ pub struct ConnStats {
     pub last_op: Cell<&'static str>,
     pub last_xid: Cell<i32>,
     pub last_zxid: Cell<i64>,
-    pub latency_min_ms: Cell<u64>,
-    pub latency_max_ms: Cell<u64>,
-    pub latency_total_ms: Cell<u64>,
-    pub latency_count: Cell<u64>,
+    pub latency: LatencyStats,
 }
 
 pub struct Conn {
@@ -117,10 +114,7 @@ impl ConnStats {
     pub fn reset(&self) {
         self.received.set(0);
         self.sent.set(0);
-        self.latency_min_ms.set(0);
-        self.latency_max_ms.set(0);
-        self.latency_total_ms.set(0);
-        self.latency_count.set(0);
+        self.latency.reset();
     }
 }
 
@@ -374,12 +368,7 @@ impl Shard {
         s.last_op.set(op_name(op));
         s.last_xid.set(xid);
         s.last_zxid.set(zxid);
-        if s.latency_count.get() == 0 || ms < s.latency_min_ms.get() {
-            s.latency_min_ms.set(ms);
-        }
-        s.latency_max_ms.set(s.latency_max_ms.get().max(ms));
-        s.latency_total_ms.set(s.latency_total_ms.get() + ms);
-        s.latency_count.set(s.latency_count.get() + 1);
+        s.latency.record(ms);
         self.latency.record(ms);
     }
 

@@ -42,7 +42,6 @@ pub fn wall_ms() -> i64 {
 }
 
 struct Ordering {
-    config: Arc<Config>,
     tree: DataTree,
     sessions: SessionTable,
     started: Instant,
@@ -469,10 +468,8 @@ pub async fn run(
         ),
         txns_since_snapshot: 0,
         writes_ahead: std::collections::HashMap::new(),
-        config,
         stats,
     };
-    let _ = &ordering.config;
     ordering.stats.last_zxid.store(
         ordering.tree.last_zxid(),
         std::sync::atomic::Ordering::Relaxed,

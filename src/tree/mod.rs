@@ -491,18 +491,7 @@ impl DataTree {
             }
             node.children = imbl::OrdSet::new();
             node.acl = tree.acl_cache.intern(&node.acl);
-            match node.kind() {
-                EphemeralKind::Persistent => {}
-                EphemeralKind::Container => {
-                    tree.containers.insert(key.clone());
-                }
-                EphemeralKind::Ttl(_) => {
-                    tree.ttls.insert(key.clone());
-                }
-                EphemeralKind::Session(id) => {
-                    tree.ephemerals.entry(id).or_default().insert(key.clone());
-                }
-            }
+            tree.index_owner(&key, node.kind());
             tree.nodes.insert(key.clone(), Arc::new(node));
             paths.push(key);
         }
@@ -518,6 +507,23 @@ impl DataTree {
         }
         tree.setup_quotas();
         Ok(tree)
+    }
+
+    /// Adds a new node to the index its owner kind needs (containers, TTL nodes, a
+    /// session's ephemerals).
+    fn index_owner(&mut self, key: &Arc<str>, kind: EphemeralKind) {
+        match kind {
+            EphemeralKind::Persistent => {}
+            EphemeralKind::Container => {
+                self.containers.insert(key.clone());
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(key.clone());
+            }
+            EphemeralKind::Session(id) => {
+                self.ephemerals.entry(id).or_default().insert(key.clone());
+            }
+        }
     }
 
     /// The zxid of the last txn applied.
@@ -1212,18 +1218,7 @@ impl DataTree {
         let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
         let stat = node.stat();
         let data_len = node.data.len();
-        match node.kind() {
-            EphemeralKind::Persistent => {}
-            EphemeralKind::Container => {
-                self.containers.insert(key.clone());
-            }
-            EphemeralKind::Ttl(_) => {
-                self.ttls.insert(key.clone());
-            }
-            EphemeralKind::Session(id) => {
-                self.ephemerals.entry(id).or_default().insert(key.clone());
-            }
-        }
+        self.index_owner(&key, node.kind());
         self.nodes.insert(key.clone(), Arc::new(node));
         self.quota_after_create(path, data_len);
         fired.push(key.clone(), EventType::NodeCreated, acl);
