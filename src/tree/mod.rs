@@ -17,6 +17,7 @@
 //! client sees), `FinalRequestProcessor` (reads and replies) and `ContainerManager`.
 
 pub mod acl;
+mod node;
 mod path;
 mod quota;
 mod read;
@@ -25,6 +26,7 @@ pub mod watches;
 #[cfg(test)]
 mod tests;
 
+pub use node::Children;
 pub use path::validate_path;
 pub use read::{serve_read, set_watches};
 pub use watches::{ConnId, WatchTable};
@@ -149,8 +151,12 @@ impl Fired {
     }
 }
 
-/// One znode. Children are a persistent sorted set so that a version clone is O(1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One znode. Its children hang off it (see the `node` module), so that a version clone of
+/// the tree is O(1) and no index by full path is needed.
+///
+/// Equality compares content: the stat fields, data, ACL and the children (deeply), not
+/// `path`.
+#[derive(Debug, Clone)]
 pub struct Znode {
     pub data: Bytes,
     pub acl: Arc<Vec<Acl>>,
@@ -167,9 +173,31 @@ pub struct Znode {
     pub aversion: i32,
     /// As stored: 0, a session id, CONTAINER_EPHEMERAL_OWNER or a TTL owner.
     pub ephemeral_owner: i64,
-    /// Child names (not paths).
-    pub children: imbl::OrdSet<Arc<str>>,
+    /// Child nodes, sorted by name. Set by the tree: [`DataTree::from_nodes`] ignores it.
+    pub children: Children,
+    /// The node's full path (`/` for the root). Set by the tree: [`DataTree::from_nodes`]
+    /// ignores it.
+    pub path: Arc<str>,
 }
+
+impl PartialEq for Znode {
+    fn eq(&self, other: &Znode) -> bool {
+        self.data == other.data
+            && self.acl == other.acl
+            && self.czxid == other.czxid
+            && self.mzxid == other.mzxid
+            && self.pzxid == other.pzxid
+            && self.ctime == other.ctime
+            && self.mtime == other.mtime
+            && self.version == other.version
+            && self.cversion == other.cversion
+            && self.aversion == other.aversion
+            && self.ephemeral_owner == other.ephemeral_owner
+            && self.children == other.children
+    }
+}
+
+impl Eq for Znode {}
 
 impl Znode {
     /// The stat a client sees, as ZooKeeper's `DataNode.copyStat`: cversion counts creates
@@ -199,8 +227,16 @@ impl Znode {
         EphemeralKind::of_owner(self.ephemeral_owner)
     }
 
-    fn new(data: Bytes, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
+    fn new(
+        path: Arc<str>,
+        data: Bytes,
+        acl: Arc<Vec<Acl>>,
+        zxid: i64,
+        time_ms: i64,
+        owner: i64,
+    ) -> Znode {
         Znode {
+            path,
             data,
             acl,
             czxid: zxid,
@@ -212,7 +248,7 @@ impl Znode {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: owner,
-            children: imbl::OrdSet::new(),
+            children: Children::default(),
         }
     }
 }
@@ -306,11 +342,13 @@ pub(crate) fn world_acl(perms: i32) -> Vec<Acl> {
 
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    /// Every znode by full path; the root is stored under `/` (ZooKeeper also aliases it as
-    /// `""`, which [`DataTree::get`] honours).
-    /// Invariant: every node but the root is listed (by name) in its parent's children,
-    /// and every child listed exists.
-    nodes: imbl::HashMap<Arc<str>, Arc<Znode>>,
+    /// The root (`/`; ZooKeeper also aliases it as `""`, which [`DataTree::get`] honours),
+    /// every other node in its parent's children.
+    /// Invariant: a node's `path` is its parent's path, a slash (none after the root's)
+    /// and its name.
+    root: Arc<Znode>,
+    /// Number of nodes, the root included.
+    node_count: usize,
     /// Session id -> paths of its ephemerals. Invariant: no empty sets.
     ephemerals: imbl::HashMap<i64, imbl::OrdSet<Arc<str>>>,
     containers: imbl::OrdSet<Arc<str>>,
@@ -329,7 +367,8 @@ impl PartialEq for DataTree {
     /// Same content (nodes, indexes, last zxid); caches do not count.
     fn eq(&self, other: &DataTree) -> bool {
         self.last_zxid == other.last_zxid
-            && self.nodes == other.nodes
+            && self.node_count == other.node_count
+            && (Arc::ptr_eq(&self.root, &other.root) || self.root == other.root)
             && self.ephemerals == other.ephemerals
             && self.containers == other.containers
             && self.ttls == other.ttls
@@ -434,7 +473,8 @@ impl DataTree {
         let read_only = Arc::new(world_acl(perms::READ));
         acl_cache.remember(&read_only);
         acl_cache.remember(&open);
-        let empty = |acl: &Arc<Vec<Acl>>, children: &[&str]| Znode {
+        let empty = |path: &str, acl: &Arc<Vec<Acl>>, children: Vec<Znode>| Znode {
+            path: Arc::from(path),
             data: Bytes::new(),
             acl: acl.clone(),
             czxid: 0,
@@ -446,20 +486,15 @@ impl DataTree {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: 0,
-            children: children.iter().map(|c| Arc::from(*c)).collect(),
+            children: Children::from_sorted(children.into_iter().map(Arc::new).collect()),
         };
-        let mut config = empty(&read_only, &[]);
+        let mut config = empty("/zookeeper/config", &read_only, vec![]);
         config.aversion = -1;
-        let mut nodes = imbl::HashMap::new();
-        nodes.insert(Arc::from("/"), Arc::new(empty(&open, &["zookeeper"])));
-        nodes.insert(
-            Arc::from("/zookeeper"),
-            Arc::new(empty(&open, &["quota", "config"])),
-        );
-        nodes.insert(Arc::from("/zookeeper/quota"), Arc::new(empty(&open, &[])));
-        nodes.insert(Arc::from("/zookeeper/config"), Arc::new(config));
+        let quota = empty("/zookeeper/quota", &open, vec![]);
+        let zookeeper = empty("/zookeeper", &open, vec![config, quota]);
         DataTree {
-            nodes,
+            root: Arc::new(empty("/", &open, vec![zookeeper])),
+            node_count: 4,
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
             ttls: imbl::OrdSet::new(),
@@ -480,31 +515,56 @@ impl DataTree {
         last_zxid: i64,
     ) -> Result<DataTree, String> {
         let mut tree = DataTree::new();
-        tree.nodes = imbl::HashMap::new();
         tree.last_zxid = last_zxid;
-        let mut paths: Vec<Arc<str>> = Vec::new();
-        for (path, mut node) in nodes {
-            validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
-            let key: Arc<str> = Arc::from(path.as_str());
-            if tree.nodes.contains_key(&key) {
-                return Err(format!("path {path:?} appears twice"));
-            }
-            node.children = imbl::OrdSet::new();
-            node.acl = tree.acl_cache.intern(&node.acl);
-            tree.index_owner(&key, node.kind());
-            tree.nodes.insert(key.clone(), Arc::new(node));
-            paths.push(key);
+        let mut nodes: Vec<(String, Znode)> = nodes.into_iter().collect();
+        // Depth-first order: every parent right before its subtree, siblings by name.
+        nodes.sort_unstable_by(|a, b| node::walk_order(&a.0, &b.0));
+        if let Some(pair) = nodes.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(format!("path {:?} appears twice", pair[0].0));
         }
-        if !tree.nodes.contains_key("/") {
+        if nodes.first().map(|(path, _)| path.as_str()) != Some("/") {
             return Err("no root node".to_string());
         }
-        for path in paths.iter().filter(|path| &***path != "/") {
-            let parent = path::canonical(path::parent_of(path).unwrap_or(""));
-            let Some(parent_node) = tree.node_mut(parent) else {
+        let count = nodes.len();
+        // The nodes whose subtree is being read, each with its children so far.
+        let mut open: Vec<(Znode, Vec<Arc<Znode>>)> = Vec::new();
+        let close = |open: &mut Vec<(Znode, Vec<Arc<Znode>>)>| {
+            let (mut done, children) = open.pop()?;
+            done.children = Children::from_sorted(children);
+            match open.last_mut() {
+                Some((_, siblings)) => {
+                    siblings.push(Arc::new(done));
+                    None
+                }
+                None => Some(done),
+            }
+        };
+        for (path, mut node) in nodes {
+            validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
+            let parent = path::parent_of(&path).map(path::canonical);
+            while let Some((top, _)) = open.last() {
+                if Some(&*top.path) == parent {
+                    break;
+                }
+                close(&mut open);
+            }
+            if open.is_empty() && path != "/" {
+                let parent = parent.unwrap_or("");
                 return Err(format!("parent {parent:?} of {path:?} is missing"));
-            };
-            parent_node.children.insert(Arc::from(path::name_of(path)));
+            }
+            let key: Arc<str> = Arc::from(path.as_str());
+            node.path = key.clone();
+            node.children = Children::default();
+            node.acl = tree.acl_cache.intern(&node.acl);
+            tree.index_owner(&key, node.kind());
+            open.push((node, Vec::new()));
         }
+        let mut root = None;
+        while !open.is_empty() {
+            root = close(&mut open);
+        }
+        tree.root = Arc::new(root.ok_or("no root node")?);
+        tree.node_count = count;
         tree.setup_quotas();
         Ok(tree)
     }
@@ -543,18 +603,18 @@ impl DataTree {
 
     /// The node at `path`; `""` is the root, as in ZooKeeper's node map.
     pub fn get(&self, path: &str) -> Option<&Znode> {
-        self.nodes.get(path::canonical(path)).map(|node| &**node)
+        node::lookup(&self.root, path::canonical(path)).map(|node| &**node)
     }
 
     /// Number of znodes, the root and the three `/zookeeper` nodes included.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.node_count
     }
 
     /// ZooKeeper's `DataTree.getNodeCount()` (mntr's `zk_znode_count`): one more than
     /// [`DataTree::node_count`], because ZooKeeper's map holds the root twice (`""`, `/`).
     pub fn zk_node_count(&self) -> usize {
-        self.nodes.len() + 1
+        self.node_count + 1
     }
 
     /// Ephemeral paths owned by `session_id`, sorted.
@@ -584,15 +644,14 @@ impl DataTree {
     /// Sum of path lengths and data lengths (ZooKeeper's `approximateDataSize`, mntr's
     /// `zk_approximate_data_size`), counting the root alias `""` as ZooKeeper does (0).
     pub fn approximate_data_size(&self) -> u64 {
-        self.nodes
-            .iter()
+        self.iter()
             .map(|(path, node)| (path.len() + node.data.len()) as u64)
             .sum()
     }
 
-    /// Every (path, node), in no particular order (for snapshots).
+    /// Every (path, node), parents before children (`/` first), siblings by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
-        self.nodes.iter().map(|(path, node)| (&**path, &**node))
+        node::Walk::new(&self.root).map(|node| (&*node.path, node))
     }
 
     /// ZooKeeper's getAllChildrenNumber: the number of descendants (not only children).
@@ -601,22 +660,15 @@ impl DataTree {
     /// alias `""` gives every node.
     pub fn all_children_number(&self, path: &str) -> i32 {
         if path.is_empty() {
-            return self.nodes.len() as i32;
+            return self.node_count as i32;
         }
         if path == "/" {
-            return self.nodes.len() as i32 - 1;
+            return self.node_count as i32 - 1;
         }
-        let mut count: i32 = 0;
-        let mut pending: Vec<String> = vec![path.to_string()];
-        while let Some(parent) = pending.pop() {
-            if let Some(node) = self.nodes.get(parent.as_str()) {
-                for name in node.children.iter() {
-                    count = count.wrapping_add(1);
-                    pending.push(format!("{parent}/{name}"));
-                }
-            }
+        match self.get(path) {
+            Some(node) => (node::Walk::new(node).count() as i32).wrapping_sub(1),
+            None => 0,
         }
-        count
     }
 
     /// Paths of containers that had children and are now empty, and TTL nodes whose TTL
@@ -635,7 +687,7 @@ impl DataTree {
     ) -> Vec<String> {
         let mut candidates = Vec::new();
         for path in self.containers.iter() {
-            let Some(node) = self.nodes.get(path) else {
+            let Some(node) = self.get(path) else {
                 continue;
             };
             if !node.children.is_empty() {
@@ -649,7 +701,7 @@ impl DataTree {
             }
         }
         for path in self.ttls.iter() {
-            let Some(node) = self.nodes.get(path) else {
+            let Some(node) = self.get(path) else {
                 continue;
             };
             if !node.children.is_empty() {
@@ -1071,7 +1123,7 @@ impl DataTree {
             req.path.clone()
         };
         validate_path(&path)?;
-        if self.nodes.contains_key(path.as_str()) {
+        if self.get(&path).is_some() {
             return Err(ErrorCode::NodeExists);
         }
         if let EphemeralKind::Session(_) = parent.kind() {
@@ -1137,24 +1189,30 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let node = self.node_mut(path).ok_or(ErrorCode::NoNode)?;
-                let old_len = node.data.len();
-                node.data = data.clone();
-                node.mtime = hdr.time_ms;
-                node.mzxid = hdr.zxid;
-                node.version = *version;
-                let stat = node.stat();
-                let acl = node.acl.clone();
-                fired.push(self.key_of(path), EventType::NodeDataChanged, acl);
+                let (old_len, stat, acl, key) = self
+                    .update(path, |node| {
+                        let old_len = node.data.len();
+                        node.data = data.clone();
+                        node.mtime = hdr.time_ms;
+                        node.mzxid = hdr.zxid;
+                        node.version = *version;
+                        (old_len, node.stat(), node.acl.clone(), node.path.clone())
+                    })
+                    .ok_or(ErrorCode::NoNode)?;
+                fired.push(key, EventType::NodeDataChanged, acl);
                 self.quota_after_set_data(path, old_len, data.len());
                 Ok(Applied::DataSet(stat))
             }
             Txn::SetAcl { path, acl, version } => {
                 let acl = self.acl_cache.intern(acl);
-                let node = self.node_mut(path).ok_or(ErrorCode::NoNode)?;
-                node.acl = acl;
-                node.aversion = *version;
-                Ok(Applied::AclSet(node.stat()))
+                let stat = self
+                    .update(path, |node| {
+                        node.acl = acl;
+                        node.aversion = *version;
+                        node.stat()
+                    })
+                    .ok_or(ErrorCode::NoNode)?;
+                Ok(Applied::AclSet(stat))
             }
             Txn::Check { path, .. } => {
                 if self.get(path).is_none() {
@@ -1166,16 +1224,10 @@ impl DataTree {
         }
     }
 
-    fn node_mut(&mut self, path: &str) -> Option<&mut Znode> {
-        self.nodes.get_mut(path::canonical(path)).map(Arc::make_mut)
-    }
-
-    /// The shared key of an existing node (so triggers and indexes need no new string).
-    fn key_of(&self, path: &str) -> Arc<str> {
-        match self.nodes.get_key_value(path::canonical(path)) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(path::canonical(path)),
-        }
+    /// Runs `f` on the node at `path`, copying it (and its ancestors) where an older
+    /// version shares it. None when there is no such node.
+    fn update<R>(&mut self, path: &str, f: impl FnOnce(&mut Znode) -> R) -> Option<R> {
+        node::update(&mut self.root, path::canonical(path), f)
     }
 
     /// DataTree.createNode.
@@ -1192,34 +1244,41 @@ impl DataTree {
     ) -> Result<Applied, ErrorCode> {
         validate_path(path)?;
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
-        let exists = self.nodes.contains_key(path);
-        let Some(parent) = self.node_mut(parent_path) else {
+        let exists = self.get(path).is_some();
+        let key: Arc<str> = Arc::from(path);
+        let node = Znode::new(key.clone(), data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
+        let stat = node.stat();
+        let data_len = node.data.len();
+        let kind = node.kind();
+        let mut node = Some(node);
+        let parent = self.update(parent_path, |parent| {
+            // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only
+            // if that raises its cversion. ZooKeeper does this even after a NodeExists on
+            // create (replaying over a fuzzy snapshot).
+            let cversion = if parent_cversion == -1 {
+                parent.cversion.wrapping_add(1)
+            } else {
+                parent_cversion
+            };
+            if cversion > parent.cversion {
+                parent.cversion = cversion;
+                parent.pzxid = hdr.zxid;
+            }
+            if !exists {
+                if let Some(node) = node.take() {
+                    parent.children.insert(Arc::new(node));
+                }
+            }
+            (parent.acl.clone(), parent.path.clone())
+        });
+        let Some((parent_acl, parent_key)) = parent else {
             return Err(ErrorCode::NoNode);
         };
-        // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only if
-        // that raises its cversion. ZooKeeper does this even after a NodeExists on create
-        // (replaying over a fuzzy snapshot).
-        let cversion = if parent_cversion == -1 {
-            parent.cversion.wrapping_add(1)
-        } else {
-            parent_cversion
-        };
-        if cversion > parent.cversion {
-            parent.cversion = cversion;
-            parent.pzxid = hdr.zxid;
-        }
         if exists {
             return Err(ErrorCode::NodeExists);
         }
-        parent.children.insert(Arc::from(path::name_of(path)));
-        let parent_acl = parent.acl.clone();
-        let parent_key = self.key_of(parent_path);
-        let key: Arc<str> = Arc::from(path);
-        let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
-        let stat = node.stat();
-        let data_len = node.data.len();
-        self.index_owner(&key, node.kind());
-        self.nodes.insert(key.clone(), Arc::new(node));
+        self.node_count += 1;
+        self.index_owner(&key, kind);
         self.quota_after_create(path, data_len);
         fired.push(key.clone(), EventType::NodeCreated, acl);
         fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
@@ -1229,30 +1288,28 @@ impl DataTree {
     /// DataTree.deleteNode.
     fn delete_node(&mut self, path: &str, zxid: i64, fired: &mut Fired) -> Result<(), ErrorCode> {
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
-        if path == "/" || !self.nodes.contains_key(parent_path) {
+        if path == "/" || self.get(parent_path).is_none() {
             return Err(ErrorCode::NoNode);
         }
-        let Some(node) = self.nodes.get(path) else {
+        let Some(node) = self.get(path) else {
             // ZooKeeper updates the parent's pzxid before finding the node missing.
-            if let Some(parent) = self.node_mut(parent_path) {
-                parent.pzxid = parent.pzxid.max(zxid);
-            }
+            self.update(parent_path, |parent| parent.pzxid = parent.pzxid.max(zxid));
             return Err(ErrorCode::NoNode);
         };
         if !node.children.is_empty() {
             // ZooKeeper would orphan the children; keep the tree whole instead.
             return Err(ErrorCode::NotEmpty);
         }
-        let parent_key = self.key_of(parent_path);
-        let Some((key, node)) = self.nodes.remove_with_key(path) else {
+        let removed = self.update(parent_path, |parent| {
+            let node = parent.children.remove(path)?;
+            parent.pzxid = parent.pzxid.max(zxid);
+            Some((node, parent.acl.clone(), parent.path.clone()))
+        });
+        let Some(Some((node, parent_acl, parent_key))) = removed else {
             return Err(ErrorCode::NoNode);
         };
-        let Some(parent) = self.node_mut(parent_path) else {
-            return Err(ErrorCode::NoNode);
-        };
-        parent.children.remove(path::name_of(path));
-        parent.pzxid = parent.pzxid.max(zxid);
-        let parent_acl = parent.acl.clone();
+        self.node_count -= 1;
+        let key = node.path.clone();
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::node::Walk;
 use super::{path, DataTree};
 
 const QUOTA_ROOT: &str = "/zookeeper/quota";
@@ -142,7 +143,7 @@ impl DataTree {
             return;
         };
         let stat_path = stat_path(&root);
-        let Some(node) = self.node_mut(&stat_path) else {
+        let Some(node) = self.get(&stat_path) else {
             log::error!("missing quota stats node {stat_path}");
             return;
         };
@@ -154,7 +155,8 @@ impl DataTree {
         let bytes = stats.get("bytes").copied().unwrap_or(-1);
         stats.insert("count".into(), count.wrapping_add(count_diff));
         stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
-        node.data = format_stats(&stats);
+        let data = format_stats(&stats);
+        self.update(&stat_path, |node| node.data = data);
     }
 
     /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
@@ -162,35 +164,31 @@ impl DataTree {
     pub(super) fn recompute_quota_usage(&mut self, root: &str) {
         let mut count: i64 = 0;
         let mut bytes: i64 = 0;
-        let mut pending = vec![root.to_string()];
-        while let Some(current) = pending.pop() {
-            let Some(node) = self.nodes.get(current.as_str()) else {
-                continue;
-            };
-            count += 1;
-            bytes += node.data.len() as i64;
-            for name in node.children.iter() {
-                pending.push(format!("{current}/{name}"));
+        if let Some(top) = self.get(root) {
+            for node in Walk::new(top) {
+                count += 1;
+                bytes += node.data.len() as i64;
             }
         }
         let stat_path = stat_path(root);
-        let Some(node) = self.node_mut(&stat_path) else {
-            log::warn!("missing quota stats node {stat_path}");
-            return;
-        };
         let mut stats = BTreeMap::new();
         stats.insert("count".to_string(), count);
         stats.insert("bytes".to_string(), bytes);
-        node.data = format_stats(&stats);
+        let data = format_stats(&stats);
+        if self.update(&stat_path, |node| node.data = data).is_none() {
+            log::warn!("missing quota stats node {stat_path}");
+        }
     }
 
     /// DataTree.setupQuota after loading a snapshot: every limits node that is a leaf under
     /// `/zookeeper/quota` makes a quota root, whose usage is recomputed.
     pub(super) fn setup_quotas(&mut self) {
-        let roots: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(_, node)| node.children.is_empty())
+        let Some(quota) = self.get(QUOTA_ROOT) else {
+            return;
+        };
+        let roots: Vec<String> = Walk::new(quota)
+            .filter(|node| node.children.is_empty())
+            .map(|node| (&*node.path, node))
             .filter_map(|(path, _)| {
                 let parent = path.strip_suffix(&format!("/{LIMIT_NODE}") as &str)?;
                 trim_quota_path(parent).map(str::to_string)

@@ -183,7 +183,7 @@ fn get_children<'t>(
 
 /// Child names, sorted (ZooKeeper's order is its HashSet's; clients must not rely on it).
 fn child_names(node: &Znode) -> Vec<String> {
-    node.children.iter().map(|name| name.to_string()).collect()
+    node.children.iter().map(str::to_string).collect()
 }
 
 /// getACL without ADMIN: a digest id `user:hash` reads `user:x` (Java's

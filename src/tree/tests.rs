@@ -297,10 +297,28 @@ fn fresh_tree_is_zookeeper_standalone() {
 
 #[test]
 fn znode_stat_counts_deletes_in_cversion_and_hides_non_session_owners() {
-    let mut node = Znode::new(Bytes::from_static(b"abc"), Arc::new(open_acl()), 7, 9, 0);
+    let leaf = |path: &str| {
+        Arc::new(Znode::new(
+            Arc::from(path),
+            Bytes::new(),
+            Arc::new(open_acl()),
+            1,
+            1,
+            0,
+        ))
+    };
+    let mut node = Znode::new(
+        Arc::from("/n"),
+        Bytes::from_static(b"abc"),
+        Arc::new(open_acl()),
+        7,
+        9,
+        0,
+    );
     node.cversion = 5;
-    node.children.insert(Arc::from("x"));
-    node.children.insert(Arc::from("y"));
+    node.children.insert(leaf("/n/y"));
+    node.children.insert(leaf("/n/x"));
+    assert_eq!(node.children.iter().collect::<Vec<_>>(), ["x", "y"]);
     let stat = node.stat();
     assert_eq!(stat.cversion, 8);
     assert_eq!(stat.num_children, 2);
@@ -496,7 +514,7 @@ fn sequential_suffix_formats_like_java_percent_010d() {
             parent_cversion: -1,
         },
     );
-    n.tree.node_mut("/n").unwrap().cversion = -42;
+    n.tree.update("/n", |node| node.cversion = -42).unwrap();
     n.zxid = 0x700;
     assert_eq!(
         n.create("/n/s", "", 2),
@@ -761,7 +779,7 @@ fn create_checks_create_permission_on_the_parent_before_the_name() {
     assert_eq!(out.txn, Txn::Error(ErrorCode::NoAuth));
     assert!(out.triggers.is_empty());
     assert_eq!(h.tree.last_zxid(), h.zxid);
-    assert!(h.tree.nodes == before.nodes);
+    assert!(h.tree.root == before.root);
     h.assert_replay_matches();
 }
 
@@ -1263,7 +1281,7 @@ fn failed_multi_changes_nothing_and_reports_per_op() {
             Txn::Error(ErrorCode::RuntimeInconsistency),
         ])
     );
-    assert!(h.tree.nodes == before.nodes, "all or nothing");
+    assert!(h.tree.root == before.root, "all or nothing");
     assert_eq!(h.tree.last_zxid(), h.zxid);
     // The rolled-back sequential create did not use up its suffix.
     assert_eq!(
@@ -1488,7 +1506,7 @@ fn create_session_only_moves_the_zxid() {
     assert_eq!(out.txn, Txn::CreateSession { timeout_ms: 30_000 });
     assert!(out.triggers.is_empty());
     assert_eq!(h.tree.last_zxid(), h.zxid);
-    assert!(h.tree.nodes == before.nodes);
+    assert!(h.tree.root == before.root);
 }
 
 #[test]
@@ -1742,7 +1760,7 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
     )
     .is_empty());
     assert!(apply(&mut tree, Txn::Multi(vec![Txn::Multi(vec![])])).is_empty());
-    assert!(tree.nodes == before.nodes);
+    assert!(tree.root == before.root);
     // Deleting a node that has children would orphan them: refused.
     apply(&mut tree, create("/p"));
     apply(&mut tree, create("/p/c"));
@@ -2502,7 +2520,7 @@ fn from_nodes_rebuilds_children_and_indexes() {
         .iter()
         .map(|(path, node)| {
             let mut node = node.clone();
-            node.children = imbl::OrdSet::new();
+            node.children = Default::default();
             (path.to_string(), node)
         })
         .collect();

@@ -277,7 +277,8 @@ fn decode_node(
         cversion: reader.i32("cversion")?,
         aversion: reader.i32("aversion")?,
         ephemeral_owner: reader.i64("ephemeral owner")?,
-        children: imbl::OrdSet::new(),
+        children: Default::default(),
+        path: Default::default(),
     };
     Ok((path, node))
 }
@@ -486,7 +487,8 @@ pub(crate) mod tests {
             cversion: version + 1,
             aversion: version + 2,
             ephemeral_owner: zxid * 3,
-            children: imbl::OrdSet::new(),
+            children: Default::default(),
+            path: Default::default(),
         }
     }
 
