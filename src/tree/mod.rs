@@ -154,8 +154,7 @@ impl Fired {
 /// One znode. Its children hang off it (see the `node` module), so that a version clone of
 /// the tree is O(1) and no index by full path is needed.
 ///
-/// Equality compares content: the stat fields, data, ACL and the children (deeply), not
-/// `path`.
+/// Equality compares content: the stat fields, data, ACL and the children (deeply).
 #[derive(Debug, Clone)]
 pub struct Znode {
     pub data: Bytes,
@@ -175,9 +174,6 @@ pub struct Znode {
     pub ephemeral_owner: i64,
     /// Child nodes, sorted by name. Set by the tree: [`DataTree::from_nodes`] ignores it.
     pub children: Children,
-    /// The node's full path (`/` for the root). Set by the tree: [`DataTree::from_nodes`]
-    /// ignores it.
-    pub path: Arc<str>,
 }
 
 impl PartialEq for Znode {
@@ -227,16 +223,8 @@ impl Znode {
         EphemeralKind::of_owner(self.ephemeral_owner)
     }
 
-    fn new(
-        path: Arc<str>,
-        data: Bytes,
-        acl: Arc<Vec<Acl>>,
-        zxid: i64,
-        time_ms: i64,
-        owner: i64,
-    ) -> Znode {
+    fn new(data: Bytes, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
         Znode {
-            path,
             data,
             acl,
             czxid: zxid,
@@ -347,6 +335,8 @@ pub struct DataTree {
     /// Invariant: a node's `path` is its parent's path, a slash (none after the root's)
     /// and its name.
     root: Arc<Znode>,
+    /// `/`, shared by the root's triggers.
+    root_path: Arc<str>,
     /// Number of nodes, the root included.
     node_count: usize,
     /// Session id -> paths of its ephemerals. Invariant: no empty sets.
@@ -473,8 +463,7 @@ impl DataTree {
         let read_only = Arc::new(world_acl(perms::READ));
         acl_cache.remember(&read_only);
         acl_cache.remember(&open);
-        let empty = |path: &str, acl: &Arc<Vec<Acl>>, children: Vec<Znode>| Znode {
-            path: Arc::from(path),
+        let empty = |acl: &Arc<Vec<Acl>>, children: Vec<(&str, Znode)>| Znode {
             data: Bytes::new(),
             acl: acl.clone(),
             czxid: 0,
@@ -486,14 +475,23 @@ impl DataTree {
             cversion: 0,
             aversion: 0,
             ephemeral_owner: 0,
-            children: Children::from_sorted(children.into_iter().map(Arc::new).collect()),
+            children: Children::from_sorted(
+                children
+                    .into_iter()
+                    .map(|(path, node)| (Arc::from(path), Arc::new(node)))
+                    .collect(),
+            ),
         };
-        let mut config = empty("/zookeeper/config", &read_only, vec![]);
+        let mut config = empty(&read_only, vec![]);
         config.aversion = -1;
-        let quota = empty("/zookeeper/quota", &open, vec![]);
-        let zookeeper = empty("/zookeeper", &open, vec![config, quota]);
+        let quota = empty(&open, vec![]);
+        let zookeeper = empty(
+            &open,
+            vec![("/zookeeper/config", config), ("/zookeeper/quota", quota)],
+        );
         DataTree {
-            root: Arc::new(empty("/", &open, vec![zookeeper])),
+            root: Arc::new(empty(&open, vec![("/zookeeper", zookeeper)])),
+            root_path: Arc::from("/"),
             node_count: 4,
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
@@ -527,13 +525,14 @@ impl DataTree {
         }
         let count = nodes.len();
         // The nodes whose subtree is being read, each with its children so far.
-        let mut open: Vec<(Znode, Vec<Arc<Znode>>)> = Vec::new();
-        let close = |open: &mut Vec<(Znode, Vec<Arc<Znode>>)>| {
-            let (mut done, children) = open.pop()?;
+        type Open = Vec<(Arc<str>, Znode, Vec<(Arc<str>, Arc<Znode>)>)>;
+        let mut open: Open = Vec::new();
+        let close = |open: &mut Open| {
+            let (path, mut done, children) = open.pop()?;
             done.children = Children::from_sorted(children);
             match open.last_mut() {
-                Some((_, siblings)) => {
-                    siblings.push(Arc::new(done));
+                Some((_, _, siblings)) => {
+                    siblings.push((path, Arc::new(done)));
                     None
                 }
                 None => Some(done),
@@ -542,8 +541,8 @@ impl DataTree {
         for (path, mut node) in nodes {
             validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
             let parent = path::parent_of(&path).map(path::canonical);
-            while let Some((top, _)) = open.last() {
-                if Some(&*top.path) == parent {
+            while let Some((top, _, _)) = open.last() {
+                if Some(&**top) == parent {
                     break;
                 }
                 close(&mut open);
@@ -553,11 +552,10 @@ impl DataTree {
                 return Err(format!("parent {parent:?} of {path:?} is missing"));
             }
             let key: Arc<str> = Arc::from(path.as_str());
-            node.path = key.clone();
             node.children = Children::default();
             node.acl = tree.acl_cache.intern(&node.acl);
             tree.index_owner(&key, node.kind());
-            open.push((node, Vec::new()));
+            open.push((key, node, Vec::new()));
         }
         let mut root = None;
         while !open.is_empty() {
@@ -651,7 +649,7 @@ impl DataTree {
 
     /// Every (path, node), parents before children (`/` first), siblings by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
-        node::Walk::new(&self.root).map(|node| (&*node.path, node))
+        node::Walk::new("/", &self.root)
     }
 
     /// ZooKeeper's getAllChildrenNumber: the number of descendants (not only children).
@@ -666,7 +664,7 @@ impl DataTree {
             return self.node_count as i32 - 1;
         }
         match self.get(path) {
-            Some(node) => (node::Walk::new(node).count() as i32).wrapping_sub(1),
+            Some(node) => (node::Walk::new(path, node).count() as i32).wrapping_sub(1),
             None => 0,
         }
     }
@@ -1190,13 +1188,13 @@ impl DataTree {
                 version,
             } => {
                 let (old_len, stat, acl, key) = self
-                    .update(path, |node| {
+                    .update(path, |key, node| {
                         let old_len = node.data.len();
                         node.data = data.clone();
                         node.mtime = hdr.time_ms;
                         node.mzxid = hdr.zxid;
                         node.version = *version;
-                        (old_len, node.stat(), node.acl.clone(), node.path.clone())
+                        (old_len, node.stat(), node.acl.clone(), key.clone())
                     })
                     .ok_or(ErrorCode::NoNode)?;
                 fired.push(key, EventType::NodeDataChanged, acl);
@@ -1206,7 +1204,7 @@ impl DataTree {
             Txn::SetAcl { path, acl, version } => {
                 let acl = self.acl_cache.intern(acl);
                 let stat = self
-                    .update(path, |node| {
+                    .update(path, |_, node| {
                         node.acl = acl;
                         node.aversion = *version;
                         node.stat()
@@ -1226,8 +1224,15 @@ impl DataTree {
 
     /// Runs `f` on the node at `path`, copying it (and its ancestors) where an older
     /// version shares it. None when there is no such node.
-    fn update<R>(&mut self, path: &str, f: impl FnOnce(&mut Znode) -> R) -> Option<R> {
-        node::update(&mut self.root, path::canonical(path), f)
+    fn update<R>(&mut self, path: &str, f: impl FnOnce(&Arc<str>, &mut Znode) -> R) -> Option<R> {
+        let path = path::canonical(path);
+        if path == "/" {
+            return Some(f(&self.root_path, Arc::make_mut(&mut self.root)));
+        }
+        if !path.starts_with('/') {
+            return None;
+        }
+        node::update_below(Arc::make_mut(&mut self.root), path, 0, f)
     }
 
     /// DataTree.createNode.
@@ -1246,12 +1251,12 @@ impl DataTree {
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
         let exists = self.get(path).is_some();
         let key: Arc<str> = Arc::from(path);
-        let node = Znode::new(key.clone(), data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
+        let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
         let stat = node.stat();
         let data_len = node.data.len();
         let kind = node.kind();
         let mut node = Some(node);
-        let parent = self.update(parent_path, |parent| {
+        let parent = self.update(parent_path, |parent_key, parent| {
             // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only
             // if that raises its cversion. ZooKeeper does this even after a NodeExists on
             // create (replaying over a fuzzy snapshot).
@@ -1266,10 +1271,10 @@ impl DataTree {
             }
             if !exists {
                 if let Some(node) = node.take() {
-                    parent.children.insert(Arc::new(node));
+                    parent.children.insert(key.clone(), Arc::new(node));
                 }
             }
-            (parent.acl.clone(), parent.path.clone())
+            (parent.acl.clone(), parent_key.clone())
         });
         let Some((parent_acl, parent_key)) = parent else {
             return Err(ErrorCode::NoNode);
@@ -1293,23 +1298,24 @@ impl DataTree {
         }
         let Some(node) = self.get(path) else {
             // ZooKeeper updates the parent's pzxid before finding the node missing.
-            self.update(parent_path, |parent| parent.pzxid = parent.pzxid.max(zxid));
+            self.update(parent_path, |_, parent| {
+                parent.pzxid = parent.pzxid.max(zxid)
+            });
             return Err(ErrorCode::NoNode);
         };
         if !node.children.is_empty() {
             // ZooKeeper would orphan the children; keep the tree whole instead.
             return Err(ErrorCode::NotEmpty);
         }
-        let removed = self.update(parent_path, |parent| {
-            let node = parent.children.remove(path)?;
+        let removed = self.update(parent_path, |parent_key, parent| {
+            let (key, node) = parent.children.remove(path)?;
             parent.pzxid = parent.pzxid.max(zxid);
-            Some((node, parent.acl.clone(), parent.path.clone()))
+            Some((key, node, parent.acl.clone(), parent_key.clone()))
         });
-        let Some(Some((node, parent_acl, parent_key))) = removed else {
+        let Some(Some((key, node, parent_acl, parent_key))) = removed else {
             return Err(ErrorCode::NoNode);
         };
         self.node_count -= 1;
-        let key = node.path.clone();
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {

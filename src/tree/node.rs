@@ -1,16 +1,15 @@
 //! The shape of the tree: every znode holds its children in a persistent ordered set, so
 //! that the tree needs no index by full path and a version clone stays O(1).
 //!
-//! A child is its `Arc<Znode>`, ordered by the child's full path. All children of one
-//! node share the prefix `parent/`, so that order is the order of their names, and a
-//! lookup descends by the prefixes of the path it looks for (`/a`, `/a/b`, `/a/b/c`)
-//! without building any string. A node's full path is stored once, in the node, and
-//! shared (`Arc<str>`) with the indexes and the watch triggers.
+//! A node's children map each child's full path to the child. All children of one node
+//! share the prefix `parent/`, so path order is the order of their names, and a lookup
+//! descends by the prefixes of the path it looks for (`/a`, `/a/b`, `/a/b/c`) without
+//! building any string. A node's full path is stored once, as the key in its parent's
+//! map, and shared (`Arc<str>`) with the indexes and the watch triggers.
 //!
 //! A write path-copies: the changed node and its ancestors are copied when an older
 //! version still shares them (`Arc::make_mut`), everything else stays shared.
 
-use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -19,46 +18,18 @@ use imbl::shared_ptr::DefaultSharedPtr;
 
 use super::Znode;
 
-/// One child in its parent's set, compared by its full path.
-#[derive(Clone)]
-pub(super) struct Child(pub(super) Arc<Znode>);
-
-impl Borrow<str> for Child {
-    fn borrow(&self) -> &str {
-        &self.0.path
-    }
-}
-
-impl PartialEq for Child {
-    fn eq(&self, other: &Child) -> bool {
-        self.0.path == other.0.path
-    }
-}
-
-impl Eq for Child {}
-
-impl PartialOrd for Child {
-    fn partial_cmp(&self, other: &Child) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Child {
-    fn cmp(&self, other: &Child) -> Ordering {
-        self.0.path.cmp(&other.0.path)
-    }
-}
-
-type ChildSet = imbl::OrdSet<Child>;
+/// A node's children by full path. All children of one node share the prefix `parent/`,
+/// so path order is name order.
+type ChildMap = imbl::OrdMap<Arc<str>, Arc<Znode>>;
 
 /// The children of a znode, sorted by name. One pointer: a leaf (most znodes) allocates
-/// nothing for it. Invariant: `Some` holds a non-empty set.
+/// nothing for it. Invariant: `Some` holds a non-empty map.
 #[derive(Clone, Default)]
-pub struct Children(Option<Arc<ChildSet>>);
+pub struct Children(Option<Arc<ChildMap>>);
 
 impl Children {
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |set| set.len())
+        self.0.as_ref().map_or(0, |map| map.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,47 +38,53 @@ impl Children {
 
     /// Child names (not paths), sorted.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
-        self.nodes().map(|node| path_name(&node.path))
+        self.nodes().map(|(path, _)| path_name(path))
     }
 
-    /// The child nodes, sorted by name.
-    pub fn nodes(&self) -> impl DoubleEndedIterator<Item = &Znode> + '_ {
-        self.set_iter().map(|child| &*child.0)
+    /// The children's (path, node), sorted by name.
+    pub fn nodes(&self) -> impl DoubleEndedIterator<Item = (&str, &Znode)> + '_ {
+        self.map_iter().map(|(path, node)| (&**path, &**node))
     }
 
-    fn set_iter(&self) -> SetIter<'_> {
+    fn map_iter(&self) -> MapIter<'_> {
         match &self.0 {
-            Some(set) => SetIter::Set(set.iter()),
-            None => SetIter::Empty,
+            Some(map) => MapIter::Map(map.iter()),
+            None => MapIter::Empty,
         }
     }
 
     /// The child whose full path is `path`.
     pub(super) fn get(&self, path: &str) -> Option<&Arc<Znode>> {
-        self.0.as_ref()?.get(path).map(|child| &child.0)
+        self.0.as_ref()?.get(path)
     }
 
-    /// Adds (or replaces) the child at `node.path`.
-    pub(super) fn insert(&mut self, node: Arc<Znode>) {
-        let set = self.0.get_or_insert_with(Default::default);
-        Arc::make_mut(set).insert(Child(node));
+    /// The child whose full path is `path`, to change (its map copied if shared).
+    pub(super) fn get_mut(&mut self, path: &str) -> Option<(&Arc<str>, &mut Arc<Znode>)> {
+        let map = self.0.as_mut()?;
+        Arc::make_mut(map).get_key_value_mut(path)
     }
 
-    pub(super) fn remove(&mut self, path: &str) -> Option<Arc<Znode>> {
-        let set = self.0.as_mut()?;
-        let removed = Arc::make_mut(set).remove(path).map(|child| child.0);
-        if set.is_empty() {
+    /// Adds (or replaces) the child at `path`.
+    pub(super) fn insert(&mut self, path: Arc<str>, node: Arc<Znode>) {
+        let map = self.0.get_or_insert_with(Default::default);
+        Arc::make_mut(map).insert(path, node);
+    }
+
+    pub(super) fn remove(&mut self, path: &str) -> Option<(Arc<str>, Arc<Znode>)> {
+        let map = self.0.as_mut()?;
+        let removed = Arc::make_mut(map).remove_with_key(path);
+        if map.is_empty() {
             self.0 = None;
         }
         removed
     }
 
-    /// Builds the set of already sorted, distinct children.
-    pub(super) fn from_sorted(nodes: Vec<Arc<Znode>>) -> Children {
-        if nodes.is_empty() {
+    /// Builds the map of already sorted, distinct children.
+    pub(super) fn from_sorted(children: Vec<(Arc<str>, Arc<Znode>)>) -> Children {
+        if children.is_empty() {
             return Children(None);
         }
-        Children(Some(Arc::new(nodes.into_iter().map(Child).collect())))
+        Children(Some(Arc::new(children.into_iter().collect())))
     }
 }
 
@@ -116,26 +93,26 @@ fn path_name(path: &str) -> &str {
     path.rfind('/').map_or(path, |i| &path[i + 1..])
 }
 
-enum SetIter<'a> {
+enum MapIter<'a> {
     Empty,
-    Set(imbl::ordset::Iter<'a, Child, DefaultSharedPtr>),
+    Map(imbl::ordmap::Iter<'a, Arc<str>, Arc<Znode>, DefaultSharedPtr>),
 }
 
-impl<'a> Iterator for SetIter<'a> {
-    type Item = &'a Child;
-    fn next(&mut self) -> Option<&'a Child> {
+impl<'a> Iterator for MapIter<'a> {
+    type Item = (&'a Arc<str>, &'a Arc<Znode>);
+    fn next(&mut self) -> Option<Self::Item> {
         match self {
-            SetIter::Empty => None,
-            SetIter::Set(it) => it.next(),
+            MapIter::Empty => None,
+            MapIter::Map(it) => it.next(),
         }
     }
 }
 
-impl DoubleEndedIterator for SetIter<'_> {
+impl DoubleEndedIterator for MapIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         match self {
-            SetIter::Empty => None,
-            SetIter::Set(it) => it.next_back(),
+            MapIter::Empty => None,
+            MapIter::Map(it) => it.next_back(),
         }
     }
 }
@@ -149,9 +126,9 @@ impl PartialEq for Children {
             (Some(a), Some(b)) => {
                 Arc::ptr_eq(a, b)
                     || (a.len() == b.len()
-                        && a.iter().zip(b.iter()).all(|(x, y)| {
-                            Arc::ptr_eq(&x.0, &y.0) || (x.0.path == y.0.path && *x.0 == *y.0)
-                        }))
+                        && a.iter()
+                            .zip(b.iter())
+                            .all(|(x, y)| x.0 == y.0 && (Arc::ptr_eq(x.1, y.1) || *x.1 == *y.1)))
             }
             _ => false,
         }
@@ -195,72 +172,56 @@ pub(super) fn lookup<'a>(root: &'a Arc<Znode>, path: &str) -> Option<&'a Arc<Zno
     }
 }
 
-/// Runs `f` on the node at `path` (canonical) under `root`, path-copying it and its
-/// ancestors where an older version shares them. None (and `f` not run) when there is no
-/// such node.
-pub(super) fn update<R>(
-    root: &mut Arc<Znode>,
-    path: &str,
-    f: impl FnOnce(&mut Znode) -> R,
-) -> Option<R> {
-    if path == "/" {
-        return Some(f(Arc::make_mut(root)));
-    }
-    if !path.starts_with('/') || lookup(root, path).is_none() {
-        return None;
-    }
-    update_below(Arc::make_mut(root), path, 0, f)
-}
-
-fn update_below<R>(
+/// Runs `f` on the node at `path` (canonical, not the root) under `root`, with the node's
+/// shared path, copying the node and its ancestors where an older version shares them.
+/// None (and `f` not run) when there is no such node.
+pub(super) fn update_below<R>(
     node: &mut Znode,
     path: &str,
     end: usize,
-    f: impl FnOnce(&mut Znode) -> R,
+    f: impl FnOnce(&Arc<str>, &mut Znode) -> R,
 ) -> Option<R> {
     let next = next_slash(path, end);
-    let mut child = node.children.get(&path[..next])?.clone();
-    let result = if next == path.len() {
-        f(Arc::make_mut(&mut child))
+    let (key, child) = node.children.get_mut(&path[..next])?;
+    if next == path.len() {
+        Some(f(key, Arc::make_mut(child)))
     } else {
-        update_below(Arc::make_mut(&mut child), path, next, f)?
-    };
-    node.children.insert(child);
-    Some(result)
+        update_below(Arc::make_mut(child), path, next, f)
+    }
 }
 
-/// Every node under `root` (itself included), parents before children, siblings by name.
+/// Every node under a node (itself included) with its path, parents before children,
+/// siblings by name.
 pub(super) struct Walk<'a> {
-    first: Option<&'a Znode>,
-    stack: Vec<SetIter<'a>>,
+    first: Option<(&'a str, &'a Znode)>,
+    stack: Vec<MapIter<'a>>,
 }
 
 impl<'a> Walk<'a> {
-    pub(super) fn new(root: &'a Znode) -> Walk<'a> {
+    pub(super) fn new(path: &'a str, node: &'a Znode) -> Walk<'a> {
         Walk {
-            first: Some(root),
+            first: Some((path, node)),
             stack: Vec::new(),
         }
     }
 }
 
 impl<'a> Iterator for Walk<'a> {
-    type Item = &'a Znode;
+    type Item = (&'a str, &'a Znode);
 
-    fn next(&mut self) -> Option<&'a Znode> {
+    fn next(&mut self) -> Option<(&'a str, &'a Znode)> {
         if let Some(first) = self.first.take() {
-            self.stack.push(first.children.set_iter());
+            self.stack.push(first.1.children.map_iter());
             return Some(first);
         }
         loop {
             let top = self.stack.last_mut()?;
             match top.next() {
-                Some(child) => {
-                    let node = &*child.0;
+                Some((path, node)) => {
                     if !node.children.is_empty() {
-                        self.stack.push(node.children.set_iter());
+                        self.stack.push(node.children.map_iter());
                     }
-                    return Some(node);
+                    return Some((&**path, &**node));
                 }
                 None => {
                     self.stack.pop();

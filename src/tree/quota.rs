@@ -156,7 +156,7 @@ impl DataTree {
         stats.insert("count".into(), count.wrapping_add(count_diff));
         stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
         let data = format_stats(&stats);
-        self.update(&stat_path, |node| node.data = data);
+        self.update(&stat_path, |_, node| node.data = data);
     }
 
     /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
@@ -165,7 +165,7 @@ impl DataTree {
         let mut count: i64 = 0;
         let mut bytes: i64 = 0;
         if let Some(top) = self.get(root) {
-            for node in Walk::new(top) {
+            for (_, node) in Walk::new(root, top) {
                 count += 1;
                 bytes += node.data.len() as i64;
             }
@@ -175,7 +175,10 @@ impl DataTree {
         stats.insert("count".to_string(), count);
         stats.insert("bytes".to_string(), bytes);
         let data = format_stats(&stats);
-        if self.update(&stat_path, |node| node.data = data).is_none() {
+        if self
+            .update(&stat_path, |_, node| node.data = data)
+            .is_none()
+        {
             log::warn!("missing quota stats node {stat_path}");
         }
     }
@@ -186,9 +189,8 @@ impl DataTree {
         let Some(quota) = self.get(QUOTA_ROOT) else {
             return;
         };
-        let roots: Vec<String> = Walk::new(quota)
-            .filter(|node| node.children.is_empty())
-            .map(|node| (&*node.path, node))
+        let roots: Vec<String> = Walk::new(QUOTA_ROOT, quota)
+            .filter(|(_, node)| node.children.is_empty())
             .filter_map(|(path, _)| {
                 let parent = path.strip_suffix(&format!("/{LIMIT_NODE}") as &str)?;
                 trim_quota_path(parent).map(str::to_string)

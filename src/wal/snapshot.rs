@@ -278,7 +278,6 @@ fn decode_node(
         aversion: reader.i32("aversion")?,
         ephemeral_owner: reader.i64("ephemeral owner")?,
         children: Default::default(),
-        path: Default::default(),
     };
     Ok((path, node))
 }
@@ -488,7 +487,6 @@ pub(crate) mod tests {
             aversion: version + 2,
             ephemeral_owner: zxid * 3,
             children: Default::default(),
-            path: Default::default(),
         }
     }
 
