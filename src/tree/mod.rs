@@ -335,8 +335,6 @@ pub struct DataTree {
     /// Invariant: a node's `path` is its parent's path, a slash (none after the root's)
     /// and its name.
     root: Arc<Znode>,
-    /// `/`, shared by the root's triggers.
-    root_path: Arc<str>,
     /// Number of nodes, the root included.
     node_count: usize,
     /// Session id -> paths of its ephemerals. Invariant: no empty sets.
@@ -351,6 +349,25 @@ pub struct DataTree {
     /// Unimplemented. ZooKeeper's default is off; ours is on.
     ttl_enabled: bool,
     acl_cache: AclCache,
+    /// The paths [`DataTree::iter`] lends, built on first use for this version.
+    paths: PathCache,
+}
+
+/// Every path of one tree version, in walk order, concatenated: (text, end of each path).
+/// A clone starts empty; every change empties it.
+#[derive(Default)]
+struct PathCache(std::sync::OnceLock<(String, Vec<usize>)>);
+
+impl Clone for PathCache {
+    fn clone(&self) -> PathCache {
+        PathCache::default()
+    }
+}
+
+impl std::fmt::Debug for PathCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PathCache")
+    }
 }
 
 impl PartialEq for DataTree {
@@ -478,20 +495,16 @@ impl DataTree {
             children: Children::from_sorted(
                 children
                     .into_iter()
-                    .map(|(path, node)| (Arc::from(path), Arc::new(node)))
+                    .map(|(name, node)| (node::Name::new(name), Arc::new(node)))
                     .collect(),
             ),
         };
         let mut config = empty(&read_only, vec![]);
         config.aversion = -1;
         let quota = empty(&open, vec![]);
-        let zookeeper = empty(
-            &open,
-            vec![("/zookeeper/config", config), ("/zookeeper/quota", quota)],
-        );
+        let zookeeper = empty(&open, vec![("config", config), ("quota", quota)]);
         DataTree {
-            root: Arc::new(empty(&open, vec![("/zookeeper", zookeeper)])),
-            root_path: Arc::from("/"),
+            root: Arc::new(empty(&open, vec![("zookeeper", zookeeper)])),
             node_count: 4,
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
@@ -500,6 +513,7 @@ impl DataTree {
             last_zxid: 0,
             ttl_enabled: true,
             acl_cache,
+            paths: PathCache::default(),
         }
     }
 
@@ -525,14 +539,14 @@ impl DataTree {
         }
         let count = nodes.len();
         // The nodes whose subtree is being read, each with its children so far.
-        type Open = Vec<(Arc<str>, Znode, Vec<(Arc<str>, Arc<Znode>)>)>;
+        type Open = Vec<(String, Znode, Vec<(node::Name, Arc<Znode>)>)>;
         let mut open: Open = Vec::new();
         let close = |open: &mut Open| {
             let (path, mut done, children) = open.pop()?;
             done.children = Children::from_sorted(children);
             match open.last_mut() {
                 Some((_, _, siblings)) => {
-                    siblings.push((path, Arc::new(done)));
+                    siblings.push((node::Name::new(path::name_of(&path)), Arc::new(done)));
                     None
                 }
                 None => Some(done),
@@ -542,7 +556,7 @@ impl DataTree {
             validate_path(&path).map_err(|_| format!("invalid path {path:?}"))?;
             let parent = path::parent_of(&path).map(path::canonical);
             while let Some((top, _, _)) = open.last() {
-                if Some(&**top) == parent {
+                if Some(top.as_str()) == parent {
                     break;
                 }
                 close(&mut open);
@@ -551,11 +565,10 @@ impl DataTree {
                 let parent = parent.unwrap_or("");
                 return Err(format!("parent {parent:?} of {path:?} is missing"));
             }
-            let key: Arc<str> = Arc::from(path.as_str());
             node.children = Children::default();
             node.acl = tree.acl_cache.intern(&node.acl);
-            tree.index_owner(&key, node.kind());
-            open.push((key, node, Vec::new()));
+            tree.index_owner(&Arc::from(path.as_str()), node.kind());
+            open.push((path, node, Vec::new()));
         }
         let mut root = None;
         while !open.is_empty() {
@@ -642,14 +655,39 @@ impl DataTree {
     /// Sum of path lengths and data lengths (ZooKeeper's `approximateDataSize`, mntr's
     /// `zk_approximate_data_size`), counting the root alias `""` as ZooKeeper does (0).
     pub fn approximate_data_size(&self) -> u64 {
-        self.iter()
-            .map(|(path, node)| (path.len() + node.data.len()) as u64)
+        node::Walk::new("/", &self.root)
+            .map(|(path_len, node)| (path_len + node.data.len()) as u64)
             .sum()
     }
 
     /// Every (path, node), parents before children (`/` first), siblings by name.
+    ///
+    /// Paths are not stored in the tree: the first call on a version builds them all
+    /// (kept with this version until it changes). [`DataTree::for_each_node`] builds none.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
+        let (text, ends) = self.paths.0.get_or_init(|| {
+            let mut text = String::new();
+            let mut ends = Vec::with_capacity(self.node_count);
+            node::walk("/", &self.root, &mut |path, _| {
+                text.push_str(path);
+                ends.push(text.len());
+            });
+            (text, ends)
+        });
+        let mut start = 0;
         node::Walk::new("/", &self.root)
+            .zip(ends)
+            .map(move |((_, node), &end)| {
+                let path = text.get(start..end).unwrap_or_default();
+                start = end;
+                (path, node)
+            })
+    }
+
+    /// Visits every (path, node) in [`DataTree::iter`]'s order (parents before children,
+    /// so sorted as a snapshot wants them), building each path in one reused buffer.
+    pub fn for_each_node(&self, f: &mut dyn FnMut(&str, &Znode)) {
+        node::walk("/", &self.root, f);
     }
 
     /// ZooKeeper's getAllChildrenNumber: the number of descendants (not only children).
@@ -1187,16 +1225,17 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let (old_len, stat, acl, key) = self
-                    .update(path, |key, node| {
+                let (old_len, stat, acl) = self
+                    .update(path, |node| {
                         let old_len = node.data.len();
                         node.data = data.clone();
                         node.mtime = hdr.time_ms;
                         node.mzxid = hdr.zxid;
                         node.version = *version;
-                        (old_len, node.stat(), node.acl.clone(), key.clone())
+                        (old_len, node.stat(), node.acl.clone())
                     })
                     .ok_or(ErrorCode::NoNode)?;
+                let key = Arc::from(path::canonical(path));
                 fired.push(key, EventType::NodeDataChanged, acl);
                 self.quota_after_set_data(path, old_len, data.len());
                 Ok(Applied::DataSet(stat))
@@ -1204,7 +1243,7 @@ impl DataTree {
             Txn::SetAcl { path, acl, version } => {
                 let acl = self.acl_cache.intern(acl);
                 let stat = self
-                    .update(path, |_, node| {
+                    .update(path, |node| {
                         node.acl = acl;
                         node.aversion = *version;
                         node.stat()
@@ -1224,15 +1263,19 @@ impl DataTree {
 
     /// Runs `f` on the node at `path`, copying it (and its ancestors) where an older
     /// version shares it. None when there is no such node.
-    fn update<R>(&mut self, path: &str, f: impl FnOnce(&Arc<str>, &mut Znode) -> R) -> Option<R> {
+    fn update<R>(&mut self, path: &str, f: impl FnOnce(&mut Znode) -> R) -> Option<R> {
         let path = path::canonical(path);
-        if path == "/" {
-            return Some(f(&self.root_path, Arc::make_mut(&mut self.root)));
-        }
         if !path.starts_with('/') {
             return None;
         }
-        node::update_below(Arc::make_mut(&mut self.root), path, 0, f)
+        // A missing node is found on the way down; the ancestors copied by then have the
+        // same content (this happens only for a txn that does not fit the tree).
+        self.paths = PathCache::default();
+        let root = Arc::make_mut(&mut self.root);
+        if path == "/" {
+            return Some(f(root));
+        }
+        node::update_below(root, path, f)
     }
 
     /// DataTree.createNode.
@@ -1256,7 +1299,7 @@ impl DataTree {
         let data_len = node.data.len();
         let kind = node.kind();
         let mut node = Some(node);
-        let parent = self.update(parent_path, |parent_key, parent| {
+        let parent = self.update(parent_path, |parent| {
             // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only
             // if that raises its cversion. ZooKeeper does this even after a NodeExists on
             // create (replaying over a fuzzy snapshot).
@@ -1271,14 +1314,15 @@ impl DataTree {
             }
             if !exists {
                 if let Some(node) = node.take() {
-                    parent.children.insert(key.clone(), Arc::new(node));
+                    parent.children.insert(path::name_of(path), Arc::new(node));
                 }
             }
-            (parent.acl.clone(), parent_key.clone())
+            parent.acl.clone()
         });
-        let Some((parent_acl, parent_key)) = parent else {
+        let Some(parent_acl) = parent else {
             return Err(ErrorCode::NoNode);
         };
+        let parent_key = Arc::from(parent_path);
         if exists {
             return Err(ErrorCode::NodeExists);
         }
@@ -1298,24 +1342,24 @@ impl DataTree {
         }
         let Some(node) = self.get(path) else {
             // ZooKeeper updates the parent's pzxid before finding the node missing.
-            self.update(parent_path, |_, parent| {
-                parent.pzxid = parent.pzxid.max(zxid)
-            });
+            self.update(parent_path, |parent| parent.pzxid = parent.pzxid.max(zxid));
             return Err(ErrorCode::NoNode);
         };
         if !node.children.is_empty() {
             // ZooKeeper would orphan the children; keep the tree whole instead.
             return Err(ErrorCode::NotEmpty);
         }
-        let removed = self.update(parent_path, |parent_key, parent| {
-            let (key, node) = parent.children.remove(path)?;
+        let removed = self.update(parent_path, |parent| {
+            let node = parent.children.remove(path::name_of(path))?;
             parent.pzxid = parent.pzxid.max(zxid);
-            Some((key, node, parent.acl.clone(), parent_key.clone()))
+            Some((node, parent.acl.clone()))
         });
-        let Some(Some((key, node, parent_acl, parent_key))) = removed else {
+        let Some(Some((node, parent_acl))) = removed else {
             return Err(ErrorCode::NoNode);
         };
         self.node_count -= 1;
+        let key: Arc<str> = Arc::from(path);
+        let parent_key: Arc<str> = Arc::from(parent_path);
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {

@@ -1,15 +1,17 @@
-//! The shape of the tree: every znode holds its children in a persistent ordered set, so
-//! that the tree needs no index by full path and a version clone stays O(1).
+//! The shape of the tree: every znode holds its children in a persistent ordered map
+//! name -> node, so that the tree needs no index by full path and a version clone stays
+//! O(1).
 //!
-//! A node's children map each child's full path to the child. All children of one node
-//! share the prefix `parent/`, so path order is the order of their names, and a lookup
-//! descends by the prefixes of the path it looks for (`/a`, `/a/b`, `/a/b/c`) without
-//! building any string. A node's full path is stored once, as the key in its parent's
-//! map, and shared (`Arc<str>`) with the indexes and the watch triggers.
+//! A lookup descends name by name from the root. A write path-copies: the changed node
+//! and its ancestors (and the map nodes leading to them) are copied where an older version
+//! still shares them (`Arc::make_mut`); everything else stays shared. Paths are not stored:
+//! a walk builds them as it goes.
 //!
-//! A write path-copies: the changed node and its ancestors are copied when an older
-//! version still shares them (`Arc::make_mut`), everything else stays shared.
+//! A name is stored once, as the key in its parent's map: inline when it is short (the
+//! common case: no allocation, and copying a map node copies it without touching a
+//! reference count), else behind one shared pointer.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -18,9 +20,79 @@ use imbl::shared_ptr::DefaultSharedPtr;
 
 use super::Znode;
 
-/// A node's children by full path. All children of one node share the prefix `parent/`,
-/// so path order is name order.
-type ChildMap = imbl::OrdMap<Arc<str>, Arc<Znode>>;
+/// Names up to this many bytes are stored inline.
+const INLINE: usize = 14;
+
+/// A child's name (a path component), 16 bytes. Compared as bytes, which is `str` order.
+#[derive(Clone)]
+pub(super) enum Name {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Arc<Box<str>>),
+}
+
+impl Name {
+    pub(super) fn new(name: &str) -> Name {
+        if name.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Name::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            Name::Heap(Arc::new(Box::from(name)))
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..(*len as usize).min(INLINE)],
+            Name::Heap(name) => name.as_bytes(),
+        }
+    }
+
+    /// The name as text (names come from valid paths, so always UTF-8; "" otherwise).
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Name::Heap(name) => name,
+            Name::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+        }
+    }
+}
+
+impl Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+type ChildMap = imbl::OrdMap<Name, Arc<Znode>>;
 
 /// The children of a znode, sorted by name. One pointer: a leaf (most znodes) allocates
 /// nothing for it. Invariant: `Some` holds a non-empty map.
@@ -38,12 +110,12 @@ impl Children {
 
     /// Child names (not paths), sorted.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
-        self.nodes().map(|(path, _)| path_name(path))
+        self.map_iter().map(|(name, _)| name.as_str())
     }
 
-    /// The children's (path, node), sorted by name.
+    /// The children's (name, node), sorted by name.
     pub fn nodes(&self) -> impl DoubleEndedIterator<Item = (&str, &Znode)> + '_ {
-        self.map_iter().map(|(path, node)| (&**path, &**node))
+        self.map_iter().map(|(name, node)| (name.as_str(), &**node))
     }
 
     fn map_iter(&self) -> MapIter<'_> {
@@ -53,26 +125,25 @@ impl Children {
         }
     }
 
-    /// The child whose full path is `path`.
-    pub(super) fn get(&self, path: &str) -> Option<&Arc<Znode>> {
-        self.0.as_ref()?.get(path)
+    pub(super) fn get(&self, name: &str) -> Option<&Arc<Znode>> {
+        self.0.as_ref()?.get(name.as_bytes())
     }
 
-    /// The child whose full path is `path`, to change (its map copied if shared).
-    pub(super) fn get_mut(&mut self, path: &str) -> Option<(&Arc<str>, &mut Arc<Znode>)> {
+    /// The child named `name`, to change (its map copied if shared).
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Znode>> {
         let map = self.0.as_mut()?;
-        Arc::make_mut(map).get_key_value_mut(path)
+        Arc::make_mut(map).get_mut(name.as_bytes())
     }
 
-    /// Adds (or replaces) the child at `path`.
-    pub(super) fn insert(&mut self, path: Arc<str>, node: Arc<Znode>) {
+    /// Adds (or replaces) the child `name`.
+    pub(super) fn insert(&mut self, name: &str, node: Arc<Znode>) {
         let map = self.0.get_or_insert_with(Default::default);
-        Arc::make_mut(map).insert(path, node);
+        Arc::make_mut(map).insert(Name::new(name), node);
     }
 
-    pub(super) fn remove(&mut self, path: &str) -> Option<(Arc<str>, Arc<Znode>)> {
+    pub(super) fn remove(&mut self, name: &str) -> Option<Arc<Znode>> {
         let map = self.0.as_mut()?;
-        let removed = Arc::make_mut(map).remove_with_key(path);
+        let removed = Arc::make_mut(map).remove(name.as_bytes());
         if map.is_empty() {
             self.0 = None;
         }
@@ -80,7 +151,7 @@ impl Children {
     }
 
     /// Builds the map of already sorted, distinct children.
-    pub(super) fn from_sorted(children: Vec<(Arc<str>, Arc<Znode>)>) -> Children {
+    pub(super) fn from_sorted(children: Vec<(Name, Arc<Znode>)>) -> Children {
         if children.is_empty() {
             return Children(None);
         }
@@ -88,18 +159,13 @@ impl Children {
     }
 }
 
-/// The name of a child from its path (after the last slash).
-fn path_name(path: &str) -> &str {
-    path.rfind('/').map_or(path, |i| &path[i + 1..])
-}
-
 enum MapIter<'a> {
     Empty,
-    Map(imbl::ordmap::Iter<'a, Arc<str>, Arc<Znode>, DefaultSharedPtr>),
+    Map(imbl::ordmap::Iter<'a, Name, Arc<Znode>, DefaultSharedPtr>),
 }
 
 impl<'a> Iterator for MapIter<'a> {
-    type Item = (&'a Arc<str>, &'a Arc<Znode>);
+    type Item = (&'a Name, &'a Arc<Znode>);
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             MapIter::Empty => None,
@@ -144,12 +210,10 @@ impl fmt::Debug for Children {
     }
 }
 
-/// The end of the first name of `path[from..]` (`path[from]` is a slash).
-fn next_slash(path: &str, from: usize) -> usize {
-    match path.get(from + 1..).and_then(|rest| rest.find('/')) {
-        Some(i) => from + 1 + i,
-        None => path.len(),
-    }
+/// The names of a path below the root (`/a/b` -> `a`, `b`); None for a path that does not
+/// start with a slash. `/` itself gives one empty name, which no node has.
+fn names(path: &str) -> Option<std::str::Split<'_, char>> {
+    Some(path.strip_prefix('/')?.split('/'))
 }
 
 /// The node at `path` (canonical: `/` is the root) under `root`.
@@ -157,71 +221,89 @@ pub(super) fn lookup<'a>(root: &'a Arc<Znode>, path: &str) -> Option<&'a Arc<Zno
     if path == "/" {
         return Some(root);
     }
-    if !path.starts_with('/') {
-        return None;
-    }
     let mut node = root;
-    let mut end = 0;
-    loop {
-        let next = next_slash(path, end);
-        node = node.children.get(&path[..next])?;
-        if next == path.len() {
-            return Some(node);
-        }
-        end = next;
+    for name in names(path)? {
+        node = node.children.get(name)?;
     }
+    Some(node)
 }
 
-/// Runs `f` on the node at `path` (canonical, not the root) under `root`, with the node's
-/// shared path, copying the node and its ancestors where an older version shares them.
-/// None (and `f` not run) when there is no such node.
+/// Runs `f` on the node at `path` (canonical, not the root) below `root`, copying the
+/// node and its ancestors where an older version shares them. None (and `f` not run) when
+/// there is no such node; ancestors may have been copied then (same content).
 pub(super) fn update_below<R>(
-    node: &mut Znode,
+    root: &mut Znode,
     path: &str,
-    end: usize,
-    f: impl FnOnce(&Arc<str>, &mut Znode) -> R,
+    f: impl FnOnce(&mut Znode) -> R,
 ) -> Option<R> {
-    let next = next_slash(path, end);
-    let (key, child) = node.children.get_mut(&path[..next])?;
-    if next == path.len() {
-        Some(f(key, Arc::make_mut(child)))
-    } else {
-        update_below(Arc::make_mut(child), path, next, f)
+    let mut node = root;
+    for name in names(path)? {
+        node = Arc::make_mut(node.children.get_mut(name)?);
+    }
+    Some(f(node))
+}
+
+/// Visits every node under `node` (itself included, at `path`) with its path: parents
+/// before children, siblings by name. Iterative, so a deep tree cannot overflow the stack.
+pub(super) fn walk(path: &str, node: &Znode, f: &mut dyn FnMut(&str, &Znode)) {
+    let mut buf = String::from(path);
+    f(&buf, node);
+    // Each open level: its children still to visit, and the length of its path in `buf`
+    // (0 for the root, so that its children read `/name`).
+    let base = if path == "/" { 0 } else { buf.len() };
+    let mut stack: Vec<(MapIter<'_>, usize)> = vec![(node.children.map_iter(), base)];
+    while let Some((children, base)) = stack.last_mut() {
+        let base = *base;
+        let Some((name, child)) = children.next() else {
+            stack.pop();
+            continue;
+        };
+        buf.truncate(base);
+        buf.push('/');
+        buf.push_str(name.as_str());
+        f(&buf, child);
+        if !child.children.is_empty() {
+            stack.push((child.children.map_iter(), buf.len()));
+        }
     }
 }
 
-/// Every node under a node (itself included) with its path, parents before children,
-/// siblings by name.
+/// Every node under a node (itself included) in [`walk`]'s order, with the length of its
+/// path (no path is built).
 pub(super) struct Walk<'a> {
-    first: Option<(&'a str, &'a Znode)>,
-    stack: Vec<MapIter<'a>>,
+    first: Option<(usize, &'a Znode)>,
+    stack: Vec<(MapIter<'a>, usize)>,
 }
 
 impl<'a> Walk<'a> {
-    pub(super) fn new(path: &'a str, node: &'a Znode) -> Walk<'a> {
+    pub(super) fn new(path: &str, node: &'a Znode) -> Walk<'a> {
         Walk {
-            first: Some((path, node)),
+            first: Some((path.len(), node)),
             stack: Vec::new(),
         }
     }
 }
 
 impl<'a> Iterator for Walk<'a> {
-    type Item = (&'a str, &'a Znode);
+    type Item = (usize, &'a Znode);
 
-    fn next(&mut self) -> Option<(&'a str, &'a Znode)> {
-        if let Some(first) = self.first.take() {
-            self.stack.push(first.1.children.map_iter());
-            return Some(first);
+    fn next(&mut self) -> Option<(usize, &'a Znode)> {
+        if let Some((len, first)) = self.first.take() {
+            // The root's children read `/name`, not `//name`.
+            let base = if len == 1 { 0 } else { len };
+            self.stack.push((first.children.map_iter(), base));
+            return Some((len, first));
         }
         loop {
-            let top = self.stack.last_mut()?;
-            match top.next() {
-                Some((path, node)) => {
+            let (children, base) = self.stack.last_mut()?;
+            let base = *base;
+            match children.next() {
+                Some((name, node)) => {
+                    let len = base + 1 + name.as_bytes().len();
                     if !node.children.is_empty() {
-                        self.stack.push(node.children.map_iter());
+                        self.stack.push((node.children.map_iter(), len));
                     }
-                    return Some((&**path, &**node));
+                    return Some((len, &**node));
                 }
                 None => {
                     self.stack.pop();
@@ -231,9 +313,45 @@ impl<'a> Iterator for Walk<'a> {
     }
 }
 
-/// Orders paths as a depth-first walk visits them: component by component (a slash sorts
-/// before every other character), so `/a/b` comes before `/a-b`.
+/// Orders paths as a walk visits them: component by component (a slash sorts before
+/// every other character), so `/a/b` comes before `/a-b`.
 pub(super) fn walk_order(a: &str, b: &str) -> Ordering {
     let key = |c: u8| if c == b'/' { 0 } else { c };
     a.bytes().map(key).cmp(b.bytes().map(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_16_bytes_inline_up_to_14() {
+        assert_eq!(std::mem::size_of::<Name>(), 16);
+        assert!(matches!(Name::new("k0000000000"), Name::Inline { .. }));
+        assert!(matches!(Name::new("abcdefghijklmn"), Name::Inline { .. }));
+        assert!(matches!(Name::new("abcdefghijklmno"), Name::Heap(_)));
+        let mut all = ["b", "a", "abcdefghijklmnopq", "ab", "é", "abcdefghijklmno"]
+            .map(Name::new)
+            .to_vec();
+        all.sort();
+        let text: Vec<&str> = all.iter().map(Name::as_str).collect();
+        assert_eq!(
+            text,
+            ["a", "ab", "abcdefghijklmno", "abcdefghijklmnopq", "b", "é"]
+        );
+        assert_eq!(Name::new("x"), Name::new("x"));
+        assert_ne!(
+            Name::new("abcdefghijklmnopq"),
+            Name::new("abcdefghijklmnopz")
+        );
+    }
+
+    #[test]
+    fn walk_order_visits_parents_before_children() {
+        let mut paths = vec!["/a-b", "/a/b", "/", "/a", "/b", "/a/b/c", "/ab"];
+        paths.sort_by(|a, b| walk_order(a, b));
+        assert_eq!(paths, ["/", "/a", "/a/b", "/a/b/c", "/a-b", "/ab", "/b"]);
+        assert_eq!(names("/a/b").unwrap().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(names("a").is_none());
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::node::Walk;
+use super::node::{walk, Walk};
 use super::{path, DataTree};
 
 const QUOTA_ROOT: &str = "/zookeeper/quota";
@@ -156,7 +156,7 @@ impl DataTree {
         stats.insert("count".into(), count.wrapping_add(count_diff));
         stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
         let data = format_stats(&stats);
-        self.update(&stat_path, |_, node| node.data = data);
+        self.update(&stat_path, |node| node.data = data);
     }
 
     /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
@@ -176,7 +176,7 @@ impl DataTree {
         stats.insert("bytes".to_string(), bytes);
         let data = format_stats(&stats);
         if self
-            .update(&stat_path, |_, node| node.data = data)
+            .update(&stat_path, |node| node.data = data)
             .is_none()
         {
             log::warn!("missing quota stats node {stat_path}");
@@ -189,13 +189,18 @@ impl DataTree {
         let Some(quota) = self.get(QUOTA_ROOT) else {
             return;
         };
-        let roots: Vec<String> = Walk::new(QUOTA_ROOT, quota)
-            .filter(|(_, node)| node.children.is_empty())
-            .filter_map(|(path, _)| {
-                let parent = path.strip_suffix(&format!("/{LIMIT_NODE}") as &str)?;
-                trim_quota_path(parent).map(str::to_string)
-            })
-            .collect();
+        let mut roots: Vec<String> = Vec::new();
+        walk(QUOTA_ROOT, quota, &mut |path, node| {
+            if !node.children.is_empty() {
+                return;
+            }
+            let root = path
+                .strip_suffix(&format!("/{LIMIT_NODE}") as &str)
+                .and_then(trim_quota_path);
+            if let Some(root) = root {
+                roots.push(root.to_string());
+            }
+        });
         for root in roots {
             self.quota_roots.insert(Arc::from(root.as_str()));
             self.recompute_quota_usage(&root);

@@ -300,8 +300,8 @@ fn znode_stat_counts_deletes_in_cversion_and_hides_non_session_owners() {
     let leaf = || Arc::new(Znode::new(Bytes::new(), Arc::new(open_acl()), 1, 1, 0));
     let mut node = Znode::new(Bytes::from_static(b"abc"), Arc::new(open_acl()), 7, 9, 0);
     node.cversion = 5;
-    node.children.insert(Arc::from("/n/y"), leaf());
-    node.children.insert(Arc::from("/n/x"), leaf());
+    node.children.insert("y", leaf());
+    node.children.insert("x", leaf());
     assert_eq!(node.children.iter().collect::<Vec<_>>(), ["x", "y"]);
     let stat = node.stat();
     assert_eq!(stat.cversion, 8);
@@ -498,7 +498,7 @@ fn sequential_suffix_formats_like_java_percent_010d() {
             parent_cversion: -1,
         },
     );
-    n.tree.update("/n", |_, node| node.cversion = -42).unwrap();
+    n.tree.update("/n", |node| node.cversion = -42).unwrap();
     n.zxid = 0x700;
     assert_eq!(
         n.create("/n/s", "", 2),
