@@ -666,7 +666,11 @@ impl DataTree {
     /// (kept with this version until it changes). [`DataTree::for_each_node`] builds none.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
         let (text, ends) = self.paths.0.get_or_init(|| {
-            let mut text = String::new();
+            // Sized up front: one allocation each, no trail of freed smaller ones.
+            let total: usize = node::Walk::new("/", &self.root)
+                .map(|(path_len, _)| path_len)
+                .sum();
+            let mut text = String::with_capacity(total);
             let mut ends = Vec::with_capacity(self.node_count);
             node::walk("/", &self.root, &mut |path, _| {
                 text.push_str(path);
