@@ -175,10 +175,7 @@ impl DataTree {
         stats.insert("count".to_string(), count);
         stats.insert("bytes".to_string(), bytes);
         let data = format_stats(&stats);
-        if self
-            .update(&stat_path, |node| node.data = data)
-            .is_none()
-        {
+        if self.update(&stat_path, |node| node.data = data).is_none() {
             log::warn!("missing quota stats node {stat_path}");
         }
     }
