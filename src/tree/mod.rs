@@ -178,6 +178,13 @@ pub struct Znode {
 
 impl PartialEq for Znode {
     fn eq(&self, other: &Znode) -> bool {
+        self.same_fields(other) && self.children == other.children
+    }
+}
+
+impl Znode {
+    /// Equal but for the children.
+    fn same_fields(&self, other: &Znode) -> bool {
         self.data == other.data
             && self.acl == other.acl
             && self.czxid == other.czxid
@@ -189,7 +196,6 @@ impl PartialEq for Znode {
             && self.cversion == other.cversion
             && self.aversion == other.aversion
             && self.ephemeral_owner == other.ephemeral_owner
-            && self.children == other.children
     }
 }
 
@@ -356,7 +362,7 @@ pub struct DataTree {
 /// Every path of one tree version, in walk order, concatenated: (text, end of each path).
 /// A clone starts empty; every change empties it.
 #[derive(Default)]
-struct PathCache(std::sync::OnceLock<(String, Vec<usize>)>);
+struct PathCache(std::sync::OnceLock<Box<(String, Vec<usize>)>>);
 
 impl Clone for PathCache {
     fn clone(&self) -> PathCache {
@@ -665,7 +671,7 @@ impl DataTree {
     /// Paths are not stored in the tree: the first call on a version builds them all
     /// (kept with this version until it changes). [`DataTree::for_each_node`] builds none.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Znode)> {
-        let (text, ends) = self.paths.0.get_or_init(|| {
+        let (text, ends) = &**self.paths.0.get_or_init(|| {
             // Sized up front: one allocation each, no trail of freed smaller ones.
             let total: usize = node::Walk::new("/", &self.root)
                 .map(|(path_len, _)| path_len)
@@ -676,7 +682,7 @@ impl DataTree {
                 text.push_str(path);
                 ends.push(text.len());
             });
-            (text, ends)
+            Box::new((text, ends))
         });
         let mut start = 0;
         node::Walk::new("/", &self.root)

@@ -184,20 +184,35 @@ impl DoubleEndedIterator for MapIter<'_> {
 }
 
 impl PartialEq for Children {
-    /// Same children with the same content (subtrees compared deeply, shared ones by
-    /// pointer).
+    /// Same children with the same content, subtrees compared deeply (shared ones by
+    /// pointer). Iterative: a deep tree cannot overflow the stack.
     fn eq(&self, other: &Children) -> bool {
-        match (&self.0, &other.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => {
-                Arc::ptr_eq(a, b)
-                    || (a.len() == b.len()
-                        && a.iter()
-                            .zip(b.iter())
-                            .all(|(x, y)| x.0 == y.0 && (Arc::ptr_eq(x.1, y.1) || *x.1 == *y.1)))
+        let mut pending: Vec<(&Children, &Children)> = vec![(self, other)];
+        while let Some((a, b)) = pending.pop() {
+            match (&a.0, &b.0) {
+                (None, None) => {}
+                (Some(x), Some(y)) if Arc::ptr_eq(x, y) => {}
+                (Some(x), Some(y)) => {
+                    if x.len() != y.len() {
+                        return false;
+                    }
+                    for ((name_x, node_x), (name_y, node_y)) in x.iter().zip(y.iter()) {
+                        if name_x != name_y {
+                            return false;
+                        }
+                        if Arc::ptr_eq(node_x, node_y) {
+                            continue;
+                        }
+                        if !node_x.same_fields(node_y) {
+                            return false;
+                        }
+                        pending.push((&node_x.children, &node_y.children));
+                    }
+                }
+                _ => return false,
             }
-            _ => false,
         }
+        true
     }
 }
 
@@ -207,6 +222,51 @@ impl fmt::Debug for Children {
     /// The names only (the subtrees would print the whole tree).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+thread_local! {
+    /// Children maps whose drop an outer [`Children`] drop on this thread will finish.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ChildMap>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl Drop for Children {
+    /// Drops the children without recursion: dropping a chain of nodes only this version
+    /// holds (a deep path copied by a write) would otherwise take stack frames per level.
+    /// The outermost drop on a thread drains the maps the nested ones hand it.
+    fn drop(&mut self) {
+        let Some(map) = self.0.take() else {
+            return;
+        };
+        let handed = DEFERRED.try_with(|deferred| match deferred.borrow_mut().as_mut() {
+            Some(queue) => {
+                queue.push(map);
+                None
+            }
+            None => Some(map),
+        });
+        let map = match handed {
+            Ok(None) => return,
+            Ok(Some(map)) => map,
+            // The thread is going away: drop as usual.
+            Err(_) => return,
+        };
+        if DEFERRED
+            .try_with(|deferred| *deferred.borrow_mut() = Some(Vec::new()))
+            .is_err()
+        {
+            return;
+        }
+        let mut next = Some(map);
+        while let Some(map) = next.take() {
+            drop(map);
+            next = DEFERRED
+                .try_with(|deferred| deferred.borrow_mut().as_mut().and_then(Vec::pop))
+                .ok()
+                .flatten();
+        }
+        let _ = DEFERRED.try_with(|deferred| *deferred.borrow_mut() = None);
     }
 }
 

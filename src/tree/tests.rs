@@ -2529,3 +2529,84 @@ fn from_nodes_rebuilds_children_and_indexes() {
     bad.push(("/p/".to_string(), nodes[0].1.clone()));
     assert!(DataTree::from_nodes(bad, 0).is_err());
 }
+
+#[test]
+fn iter_and_for_each_node_walk_parents_first_with_fresh_paths() {
+    let mut h = Harness::new();
+    for path in [
+        "/b",
+        "/a-b",
+        "/a",
+        "/a/x",
+        "/a/a-very-long-name-beyond-inline",
+        "/a/x/y",
+    ] {
+        h.create_ok(path);
+    }
+    let expected = [
+        "/",
+        "/a",
+        "/a/a-very-long-name-beyond-inline",
+        "/a/x",
+        "/a/x/y",
+        "/a-b",
+        "/b",
+        "/zookeeper",
+        "/zookeeper/config",
+        "/zookeeper/quota",
+    ];
+    let paths: Vec<String> = h.tree.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(paths, expected);
+    let mut walked = Vec::new();
+    h.tree.for_each_node(&mut |path, node| {
+        assert!(std::ptr::eq(node, h.tree.get(path).unwrap()));
+        walked.push(path.to_string());
+    });
+    assert_eq!(walked, expected);
+    // A version keeps its paths; the tree that changes after it sees its own.
+    let version = h.tree.clone();
+    h.create_ok("/a/x/z");
+    h.write(delete_req("/a-b", -1)).reply.unwrap();
+    let paths: Vec<&str> = h.tree.iter().map(|(p, _)| p).collect();
+    assert!(paths.contains(&"/a/x/z") && !paths.contains(&"/a-b"));
+    assert_eq!(paths.len(), h.tree.node_count());
+    let old: Vec<&str> = version.iter().map(|(p, _)| p).collect();
+    assert_eq!(old, expected);
+    assert_eq!(
+        h.tree.approximate_data_size(),
+        h.tree.iter().map(|(p, _)| p.len() as u64).sum::<u64>()
+    );
+    assert_eq!(h.tree.all_children_number("/a"), 4);
+    assert_eq!(
+        h.read(Request::GetChildren(pw("/a", false))).unwrap(),
+        Response::GetChildren(vec!["a-very-long-name-beyond-inline".into(), "x".into()])
+    );
+    h.assert_replay_matches();
+}
+
+#[test]
+fn a_deep_tree_is_walked_and_rebuilt_without_recursion() {
+    let mut h = Harness::new();
+    let mut path = String::new();
+    for _ in 0..3000 {
+        path.push_str("/d");
+        h.create_ok(&path);
+    }
+    assert_eq!(h.tree.all_children_number("/d"), 2999);
+    let nodes: Vec<(String, Znode)> = h
+        .tree
+        .iter()
+        .map(|(p, n)| (p.to_string(), n.clone()))
+        .collect();
+    let loaded = DataTree::from_nodes(nodes, h.tree.last_zxid()).unwrap();
+    assert!(loaded == h.tree);
+    assert_eq!(loaded.get(&path).unwrap().stat(), h.stat(&path));
+    // A write at the bottom copies the whole chain; the old version alone holds the old
+    // chain, and dropping it (like dropping a whole tree) must not recurse per level.
+    let version = h.tree.clone();
+    h.write(set_data_req(&path, "x", -1)).reply.unwrap();
+    assert!(version != h.tree);
+    drop(version);
+    drop(loaded);
+    assert_eq!(&h.tree.get(&path).unwrap().data[..], b"x");
+}
