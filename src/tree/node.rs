@@ -82,8 +82,34 @@ impl PartialOrd for Name {
 
 impl Ord for Name {
     fn cmp(&self, other: &Name) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        match (self, other) {
+            // Names have no NUL bytes (paths cannot), so comparing the zero-padded bytes
+            // as one big-endian number is comparing the strings.
+            (Name::Inline { bytes: a, .. }, Name::Inline { bytes: b, .. }) => {
+                padded(a).cmp(&padded(b))
+            }
+            _ => self.as_bytes().cmp(other.as_bytes()),
+        }
     }
+}
+
+fn padded(bytes: &[u8; INLINE]) -> u128 {
+    let mut all = [0; 16];
+    all[..INLINE].copy_from_slice(bytes);
+    u128::from_be_bytes(all)
+}
+
+/// Looks `name` up in a child map: short names as a `Name` (compared as numbers), others
+/// as bytes (no allocation either way).
+macro_rules! by_name {
+    ($map:expr, $method:ident, $name:expr) => {{
+        let name: &str = $name;
+        if name.len() <= INLINE {
+            $map.$method(&Name::new(name))
+        } else {
+            $map.$method(name.as_bytes())
+        }
+    }};
 }
 
 impl fmt::Debug for Name {
@@ -126,13 +152,13 @@ impl Children {
     }
 
     pub(super) fn get(&self, name: &str) -> Option<&Arc<Znode>> {
-        self.0.as_ref()?.get(name.as_bytes())
+        by_name!(self.0.as_ref()?, get, name)
     }
 
     /// The child named `name`, to change (its map copied if shared).
     pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Znode>> {
         let map = self.0.as_mut()?;
-        Arc::make_mut(map).get_mut(name.as_bytes())
+        by_name!(Arc::make_mut(map), get_mut, name)
     }
 
     /// Adds (or replaces) the child `name`.
@@ -143,7 +169,7 @@ impl Children {
 
     pub(super) fn remove(&mut self, name: &str) -> Option<Arc<Znode>> {
         let map = self.0.as_mut()?;
-        let removed = Arc::make_mut(map).remove(name.as_bytes());
+        let removed = by_name!(Arc::make_mut(map), remove, name);
         if map.is_empty() {
             self.0 = None;
         }
@@ -400,6 +426,12 @@ mod tests {
             ["a", "ab", "abcdefghijklmno", "abcdefghijklmnopq", "b", "é"]
         );
         assert_eq!(Name::new("x"), Name::new("x"));
+        assert_eq!(Name::new("ab").cmp(&Name::new("abc")), Ordering::Less);
+        assert_eq!(Name::new("b").cmp(&Name::new("abc")), Ordering::Greater);
+        assert_eq!(
+            Name::new("abcdefghijklmn").cmp(&Name::new("abcdefghijklmno")),
+            Ordering::Less
+        );
         assert_ne!(
             Name::new("abcdefghijklmnopq"),
             Name::new("abcdefghijklmnopz")
