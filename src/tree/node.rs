@@ -120,18 +120,18 @@ impl fmt::Debug for Name {
 
 type ChildMap = imbl::OrdMap<Name, Arc<Znode>>;
 
-/// The children of a znode, sorted by name. One pointer: a leaf (most znodes) allocates
-/// nothing for it. Invariant: `Some` holds a non-empty map.
+/// The children of a znode, sorted by name. An empty map (a leaf, most znodes) allocates
+/// nothing.
 #[derive(Clone, Default)]
-pub struct Children(Option<Arc<ChildMap>>);
+pub struct Children(ChildMap);
 
 impl Children {
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |map| map.len())
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.0.is_empty()
     }
 
     /// Child names (not paths), sorted.
@@ -145,69 +145,34 @@ impl Children {
     }
 
     fn map_iter(&self) -> MapIter<'_> {
-        match &self.0 {
-            Some(map) => MapIter::Map(map.iter()),
-            None => MapIter::Empty,
-        }
+        self.0.iter()
     }
 
     pub(super) fn get(&self, name: &str) -> Option<&Arc<Znode>> {
-        by_name!(self.0.as_ref()?, get, name)
+        by_name!(self.0, get, name)
     }
 
-    /// The child named `name`, to change (its map copied if shared).
+    /// The child named `name`, to change (the map nodes on the way copied if shared).
     pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Znode>> {
-        let map = self.0.as_mut()?;
-        by_name!(Arc::make_mut(map), get_mut, name)
+        by_name!(self.0, get_mut, name)
     }
 
     /// Adds (or replaces) the child `name`.
     pub(super) fn insert(&mut self, name: &str, node: Arc<Znode>) {
-        let map = self.0.get_or_insert_with(Default::default);
-        Arc::make_mut(map).insert(Name::new(name), node);
+        self.0.insert(Name::new(name), node);
     }
 
     pub(super) fn remove(&mut self, name: &str) -> Option<Arc<Znode>> {
-        let map = self.0.as_mut()?;
-        let removed = by_name!(Arc::make_mut(map), remove, name);
-        if map.is_empty() {
-            self.0 = None;
-        }
-        removed
+        by_name!(self.0, remove, name)
     }
 
     /// Builds the map of already sorted, distinct children.
     pub(super) fn from_sorted(children: Vec<(Name, Arc<Znode>)>) -> Children {
-        if children.is_empty() {
-            return Children(None);
-        }
-        Children(Some(Arc::new(children.into_iter().collect())))
+        Children(children.into_iter().collect())
     }
 }
 
-enum MapIter<'a> {
-    Empty,
-    Map(imbl::ordmap::Iter<'a, Name, Arc<Znode>, DefaultSharedPtr>),
-}
-
-impl<'a> Iterator for MapIter<'a> {
-    type Item = (&'a Name, &'a Arc<Znode>);
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            MapIter::Empty => None,
-            MapIter::Map(it) => it.next(),
-        }
-    }
-}
-
-impl DoubleEndedIterator for MapIter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        match self {
-            MapIter::Empty => None,
-            MapIter::Map(it) => it.next_back(),
-        }
-    }
-}
+type MapIter<'a> = imbl::ordmap::Iter<'a, Name, Arc<Znode>, DefaultSharedPtr>;
 
 impl PartialEq for Children {
     /// Same children with the same content, subtrees compared deeply (shared ones by
@@ -215,27 +180,24 @@ impl PartialEq for Children {
     fn eq(&self, other: &Children) -> bool {
         let mut pending: Vec<(&Children, &Children)> = vec![(self, other)];
         while let Some((a, b)) = pending.pop() {
-            match (&a.0, &b.0) {
-                (None, None) => {}
-                (Some(x), Some(y)) if Arc::ptr_eq(x, y) => {}
-                (Some(x), Some(y)) => {
-                    if x.len() != y.len() {
-                        return false;
-                    }
-                    for ((name_x, node_x), (name_y, node_y)) in x.iter().zip(y.iter()) {
-                        if name_x != name_y {
-                            return false;
-                        }
-                        if Arc::ptr_eq(node_x, node_y) {
-                            continue;
-                        }
-                        if !node_x.same_fields(node_y) {
-                            return false;
-                        }
-                        pending.push((&node_x.children, &node_y.children));
-                    }
+            let (x, y) = (&a.0, &b.0);
+            if x.ptr_eq(y) {
+                continue;
+            }
+            if x.len() != y.len() {
+                return false;
+            }
+            for ((name_x, node_x), (name_y, node_y)) in x.iter().zip(y.iter()) {
+                if name_x != name_y {
+                    return false;
                 }
-                _ => return false,
+                if Arc::ptr_eq(node_x, node_y) {
+                    continue;
+                }
+                if !node_x.same_fields(node_y) {
+                    return false;
+                }
+                pending.push((&node_x.children, &node_y.children));
             }
         }
         true
@@ -253,7 +215,7 @@ impl fmt::Debug for Children {
 
 thread_local! {
     /// Children maps whose drop an outer [`Children`] drop on this thread will finish.
-    static DEFERRED: std::cell::RefCell<Option<Vec<Arc<ChildMap>>>> =
+    static DEFERRED: std::cell::RefCell<Option<Vec<ChildMap>>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -262,9 +224,10 @@ impl Drop for Children {
     /// holds (a deep path copied by a write) would otherwise take stack frames per level.
     /// The outermost drop on a thread drains the maps the nested ones hand it.
     fn drop(&mut self) {
-        let Some(map) = self.0.take() else {
+        if self.0.is_empty() {
             return;
-        };
+        }
+        let map = std::mem::take(&mut self.0);
         let handed = DEFERRED.try_with(|deferred| match deferred.borrow_mut().as_mut() {
             Some(queue) => {
                 queue.push(map);
