@@ -17,6 +17,7 @@
 //! client sees), `FinalRequestProcessor` (reads and replies) and `ContainerManager`.
 
 pub mod acl;
+mod data;
 mod node;
 mod path;
 mod quota;
@@ -26,6 +27,7 @@ pub mod watches;
 #[cfg(test)]
 mod tests;
 
+pub use data::Data;
 pub use node::Children;
 pub use path::validate_path;
 pub use read::{serve_read, set_watches};
@@ -157,7 +159,7 @@ impl Fired {
 /// Equality compares content: the stat fields, data, ACL and the children (deeply).
 #[derive(Debug, Clone)]
 pub struct Znode {
-    pub data: Bytes,
+    pub data: Data,
     pub acl: Arc<Vec<Acl>>,
     pub czxid: i64,
     pub mzxid: i64,
@@ -229,7 +231,7 @@ impl Znode {
         EphemeralKind::of_owner(self.ephemeral_owner)
     }
 
-    fn new(data: Bytes, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
+    fn new(data: Data, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
         Znode {
             data,
             acl,
@@ -487,7 +489,7 @@ impl DataTree {
         acl_cache.remember(&read_only);
         acl_cache.remember(&open);
         let empty = |acl: &Arc<Vec<Acl>>, children: Vec<(&str, Znode)>| Znode {
-            data: Bytes::new(),
+            data: Data::default(),
             acl: acl.clone(),
             czxid: 0,
             mzxid: 0,
@@ -1218,7 +1220,7 @@ impl DataTree {
                 let acl = self.acl_cache.intern(acl);
                 self.create_node(
                     path,
-                    data.clone(),
+                    Data::from(data),
                     acl,
                     *ephemeral_owner,
                     *parent_cversion,
@@ -1238,7 +1240,7 @@ impl DataTree {
                 let (old_len, stat, acl) = self
                     .update(path, |node| {
                         let old_len = node.data.len();
-                        node.data = data.clone();
+                        node.data = Data::from(data);
                         node.mtime = hdr.time_ms;
                         node.mzxid = hdr.zxid;
                         node.version = *version;
@@ -1293,7 +1295,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: Bytes,
+        data: Data,
         acl: Arc<Vec<Acl>>,
         owner: i64,
         parent_cversion: i32,

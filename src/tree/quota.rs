@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::node::{walk, Walk};
-use super::{path, DataTree};
+use super::{path, Data, DataTree};
 
 const QUOTA_ROOT: &str = "/zookeeper/quota";
 const LIMIT_NODE: &str = "zookeeper_limits";
@@ -156,7 +156,7 @@ impl DataTree {
         stats.insert("count".into(), count.wrapping_add(count_diff));
         stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
         let data = format_stats(&stats);
-        self.update(&stat_path, |node| node.data = data);
+        self.update(&stat_path, |node| node.data = Data::from(data));
     }
 
     /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
@@ -175,7 +175,10 @@ impl DataTree {
         stats.insert("count".to_string(), count);
         stats.insert("bytes".to_string(), bytes);
         let data = format_stats(&stats);
-        if self.update(&stat_path, |node| node.data = data).is_none() {
+        if self
+            .update(&stat_path, |node| node.data = Data::from(data))
+            .is_none()
+        {
             log::warn!("missing quota stats node {stat_path}");
         }
     }

@@ -297,8 +297,8 @@ fn fresh_tree_is_zookeeper_standalone() {
 
 #[test]
 fn znode_stat_counts_deletes_in_cversion_and_hides_non_session_owners() {
-    let leaf = || Arc::new(Znode::new(Bytes::new(), Arc::new(open_acl()), 1, 1, 0));
-    let mut node = Znode::new(Bytes::from_static(b"abc"), Arc::new(open_acl()), 7, 9, 0);
+    let leaf = || Arc::new(Znode::new(Data::default(), Arc::new(open_acl()), 1, 1, 0));
+    let mut node = Znode::new(Data::from("abc"), Arc::new(open_acl()), 7, 9, 0);
     node.cversion = 5;
     node.children.insert("y", leaf());
     node.children.insert("x", leaf());

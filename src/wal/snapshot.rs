@@ -266,7 +266,7 @@ fn decode_node(
     };
     *previous_acl = Some(acl.clone());
     let node = Znode {
-        data,
+        data: data.into(),
         acl,
         czxid: reader.i64("czxid")?,
         mzxid: reader.i64("mzxid")?,
@@ -475,7 +475,7 @@ pub(crate) mod tests {
 
     pub(crate) fn znode(data: &Bytes, acl: &Arc<Vec<Acl>>, zxid: i64, version: i32) -> Znode {
         Znode {
-            data: data.clone(),
+            data: data.into(),
             acl: acl.clone(),
             czxid: zxid,
             mzxid: zxid + 1,
@@ -523,7 +523,12 @@ pub(crate) mod tests {
             assert_eq!(node.ephemeral_owner, node.czxid * 3);
             self.nodes.insert(
                 path.to_string(),
-                (node.data, (*node.acl).clone(), node.czxid, node.version),
+                (
+                    node.data.to_bytes(),
+                    (*node.acl).clone(),
+                    node.czxid,
+                    node.version,
+                ),
             );
         }
         fn insert_session(&mut self, session_id: i64, timeout_ms: i32) {
