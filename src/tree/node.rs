@@ -32,11 +32,25 @@ pub(super) enum Name {
 
 impl Name {
     pub(super) fn new(name: &str) -> Name {
-        if name.len() <= INLINE {
+        let src = name.as_bytes();
+        let n = src.len();
+        if n <= INLINE {
+            // Two overlapping fixed-size copies instead of a variable-length one: this runs
+            // once per level of every lookup.
             let mut bytes = [0; INLINE];
-            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            if n >= 8 {
+                bytes[..8].copy_from_slice(&src[..8]);
+                bytes[n - 8..n].copy_from_slice(&src[n - 8..]);
+            } else if n >= 4 {
+                bytes[..4].copy_from_slice(&src[..4]);
+                bytes[n - 4..n].copy_from_slice(&src[n - 4..]);
+            } else {
+                for (dst, byte) in bytes.iter_mut().zip(src) {
+                    *dst = *byte;
+                }
+            }
             Name::Inline {
-                len: name.len() as u8,
+                len: n as u8,
                 bytes,
             }
         } else {
@@ -379,6 +393,10 @@ mod tests {
         assert!(matches!(Name::new("k0000000000"), Name::Inline { .. }));
         assert!(matches!(Name::new("abcdefghijklmn"), Name::Inline { .. }));
         assert!(matches!(Name::new("abcdefghijklmno"), Name::Heap(_)));
+        for len in 0..=INLINE {
+            let text: String = "abcdefghijklmnopq"[..len].to_string();
+            assert_eq!(Name::new(&text).as_str(), text);
+        }
         let mut all = ["b", "a", "abcdefghijklmnopq", "ab", "é", "abcdefghijklmno"]
             .map(Name::new)
             .to_vec();
