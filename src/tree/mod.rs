@@ -808,6 +808,9 @@ impl DataTree {
                 return self.fail(&hdr, ErrorCode::Unimplemented);
             }
         };
+        if let WriteOp::SetData(req) = op {
+            return self.process_set_data(req, ctx, &hdr);
+        }
         match self.prepare(&op, ctx) {
             Ok(txn) => {
                 let mut fired = Fired::default();
@@ -1197,6 +1200,61 @@ impl DataTree {
 
     // ------------------------------------------------------------- mutations
 
+    /// setData outside a multi, validated and applied in one descent to the node (the
+    /// same checks, in the same order, as `prepare`, then what `apply_op` does).
+    fn process_set_data(
+        &mut self,
+        req: &SetDataRequest,
+        ctx: &TxnContext,
+        hdr: &TxnHeader,
+    ) -> WriteOutcome {
+        if let Err(code) = validate_path(&req.path) {
+            return self.fail(hdr, code);
+        }
+        // A failed check changes no content (the ancestors may have been copied).
+        let checked = self.update(&req.path, |node| {
+            acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+            let version = check_version(node.version, req.version)?;
+            Ok((version, set_data_on(node, &req.data, version, hdr)))
+        });
+        let (version, changed) = match checked {
+            None => return self.fail(hdr, ErrorCode::NoNode),
+            Some(Err(code)) => return self.fail(hdr, code),
+            Some(Ok(done)) => done,
+        };
+        let mut fired = Fired::default();
+        let applied = self.after_set_data(&req.path, req.data.len(), changed, &mut fired);
+        self.advance_zxid(hdr.zxid);
+        WriteOutcome {
+            txn: Txn::SetData {
+                path: req.path.clone(),
+                data: req.data.clone(),
+                version,
+            },
+            reply: Ok(WriteOp::SetData(req).response(applied)),
+            header_err: 0,
+            triggers: fired.triggers,
+            trigger_acls: fired.acls,
+        }
+    }
+
+    /// After a node's data changed: its trigger and the quota usage.
+    fn after_set_data(
+        &mut self,
+        path: &str,
+        new_len: usize,
+        (old_len, stat, acl): (usize, Stat, Arc<Vec<Acl>>),
+        fired: &mut Fired,
+    ) -> Applied {
+        fired.push(
+            Arc::from(path::canonical(path)),
+            EventType::NodeDataChanged,
+            acl,
+        );
+        self.quota_after_set_data(path, old_len, new_len);
+        Applied::DataSet(stat)
+    }
+
     /// The one implementation of every mutation, shared by process_write and apply_txn.
     fn apply_op(
         &mut self,
@@ -1237,20 +1295,10 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let (old_len, stat, acl) = self
-                    .update(path, |node| {
-                        let old_len = node.data.len();
-                        node.data = Data::from(data);
-                        node.mtime = hdr.time_ms;
-                        node.mzxid = hdr.zxid;
-                        node.version = *version;
-                        (old_len, node.stat(), node.acl.clone())
-                    })
+                let changed = self
+                    .update(path, |node| set_data_on(node, data, *version, hdr))
                     .ok_or(ErrorCode::NoNode)?;
-                let key = Arc::from(path::canonical(path));
-                fired.push(key, EventType::NodeDataChanged, acl);
-                self.quota_after_set_data(path, old_len, data.len());
-                Ok(Applied::DataSet(stat))
+                Ok(self.after_set_data(path, data.len(), changed, fired))
             }
             Txn::SetAcl { path, acl, version } => {
                 let acl = self.acl_cache.intern(acl);
@@ -1424,6 +1472,21 @@ impl DataTree {
             }
         }
     }
+}
+
+/// Sets a node's data as a setData txn does: (old length, new stat, the node's ACL).
+fn set_data_on(
+    node: &mut Znode,
+    data: &Bytes,
+    version: i32,
+    hdr: &TxnHeader,
+) -> (usize, Stat, Arc<Vec<Acl>>) {
+    let old_len = node.data.len();
+    node.data = Data::from(data);
+    node.mtime = hdr.time_ms;
+    node.mzxid = hdr.zxid;
+    node.version = version;
+    (old_len, node.stat(), node.acl.clone())
 }
 
 fn multi_subs(txn: &Txn) -> &[Txn] {
