@@ -5,6 +5,7 @@
 //! heap bytes per znode (a counting allocator over mimalloc, the server's allocator) and
 //! the RSS growth per znode, once with plain writes and once the way the ordering core
 //! writes: a version `Arc::new(tree.clone())` per write, kept until its batch of 1000 ends.
+//! Each measurement runs in a process of its own.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -73,14 +74,45 @@ fn build(n: usize, versions: bool) -> DataTree {
     tree
 }
 
+/// One measurement: builds the tree and prints its row.
+fn measure(n: usize, versions: bool) {
+    let heap0 = LIVE.load(Ordering::Relaxed);
+    let rss0 = rss_bytes();
+    let tree = build(n, versions);
+    let heap = LIVE.load(Ordering::Relaxed) - heap0;
+    let rss = rss_bytes() - rss0;
+    println!(
+        "{n:<10} {:<17} {:>12.0} {:>12.0}",
+        if versions {
+            "version per write"
+        } else {
+            "plain writes"
+        },
+        heap as f64 / n as f64,
+        rss as f64 / n as f64
+    );
+    drop(tree);
+}
+
 fn main() {
-    let mut sizes: Vec<usize> = std::env::args()
+    let args: Vec<String> = std::env::args().collect();
+    // A child run: `--one N plain|versions`.
+    if let Some(at) = args.iter().position(|a| a == "--one") {
+        let n = args
+            .get(at + 1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(10_000);
+        measure(n, args.get(at + 2).map(String::as_str) == Some("versions"));
+        return;
+    }
+    let mut sizes: Vec<usize> = args
+        .iter()
         .skip(1)
         .filter_map(|a| a.replace('_', "").parse().ok())
         .collect();
     if sizes.is_empty() {
         // `cargo bench` passes --bench; `cargo test --benches` does not: a small smoke run.
-        sizes = if std::env::args().any(|a| a == "--bench") {
+        sizes = if args.iter().any(|a| a == "--bench") {
             vec![100_000, 1_000_000]
         } else {
             vec![10_000]
@@ -88,23 +120,20 @@ fn main() {
     }
     println!("znodes     mode              heap B/znode  RSS B/znode");
     for &n in &sizes {
-        for versions in [false, true] {
-            let heap0 = LIVE.load(Ordering::Relaxed);
-            let rss0 = rss_bytes();
-            let tree = build(n, versions);
-            let heap = LIVE.load(Ordering::Relaxed) - heap0;
-            let rss = rss_bytes() - rss0;
-            println!(
-                "{n:<10} {:<17} {:>12.0} {:>12.0}",
-                if versions {
-                    "version per write"
-                } else {
-                    "plain writes"
-                },
-                heap as f64 / n as f64,
-                rss as f64 / n as f64
-            );
-            drop(tree);
+        for mode in ["plain", "versions"] {
+            // Each in a fresh process, so that the RSS growth is not memory an earlier
+            // run freed and the allocator kept.
+            let child = std::env::current_exe()
+                .and_then(|exe| {
+                    std::process::Command::new(exe)
+                        .args(["--one", &n.to_string(), mode])
+                        .output()
+                })
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+            match child {
+                Ok(row) => print!("{row}"),
+                Err(e) => println!("{n:<10} {mode:<17} (could not run: {e})"),
+            }
         }
     }
     // The payload alone, for reference: path + value bytes.
@@ -124,7 +153,7 @@ fn components(n: usize) {
         drop(kept);
         bytes as f64 / n as f64
     };
-    println!("\ncomponents at {n} entries (heap B/entry):");
+    println!("\ncomponents at {n} entries (heap B/entry; the map and set are the layout before issue 4):");
     println!(
         "  size_of::<Znode>() = {} (Arc<Znode> allocation {} B)",
         std::mem::size_of::<zkrs::tree::Znode>(),
