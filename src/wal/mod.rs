@@ -19,6 +19,7 @@
 //! snapshots `snapshot.<last zxid hex>` in the snapshot directory (the two may be the same).
 
 mod codec;
+pub mod dma;
 pub mod format;
 pub mod purge;
 pub mod recovery;
@@ -38,7 +39,9 @@ pub use recovery::{Recovered, RecoveryError, WalDirs};
 pub use sim::{CrashMode, SimStorage};
 pub use snapshot::{SnapshotError, SnapshotSink, SnapshotSource};
 pub use storage::{RealStorage, Storage};
-pub use writer::{Wal, WalConfig, WalError};
+pub use writer::{
+    align_down, align_up, AppendPlan, LogLayout, NewSegment, Wal, WalConfig, WalError,
+};
 
 pub const SEGMENT_PREFIX: &str = "log.";
 pub const SNAPSHOT_PREFIX: &str = "snapshot.";
