@@ -617,3 +617,179 @@ pub fn io_error(path: &Path, operation: &'static str) -> impl FnOnce(io::Error) 
         error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::format::SEGMENT_HEADER_LEN;
+    use super::super::sim::{CrashMode, SimStorage};
+    use super::super::snapshot::tests::MapState;
+    use super::*;
+
+    fn txn(zxid: i64, len: usize) -> (TxnHeader, Txn) {
+        (
+            TxnHeader {
+                session_id: 9,
+                zxid,
+                time_ms: 1,
+            },
+            Txn::SetData {
+                path: "/k".into(),
+                data: bytes::Bytes::from(vec![zxid as u8; len]),
+                version: 0,
+            },
+        )
+    }
+
+    fn aligned(alignment: u64) -> WalConfig {
+        WalConfig {
+            force_sync: true,
+            pre_alloc_size_bytes: 3000,
+            segment_len_max_bytes: 1 << 20,
+            db_id: 0,
+            alignment,
+        }
+    }
+
+    #[test]
+    fn align_rounds_to_powers_of_two() {
+        assert_eq!(align_down(0, 512), 0);
+        assert_eq!(align_down(511, 512), 0);
+        assert_eq!(align_down(512, 512), 512);
+        assert_eq!(align_down(4097, 4096), 4096);
+        assert_eq!(align_up(0, 4096), 0);
+        assert_eq!(align_up(1, 4096), 4096);
+        assert_eq!(align_up(4096, 4096), 4096);
+        assert_eq!(align_up(40, 1), 40);
+        assert_eq!(align_down(40, 1), 40);
+        assert!(aligned(3).validate().is_err());
+        assert!(aligned(0).validate().is_err());
+        assert!(aligned(MAX_ALIGNMENT * 2).validate().is_err());
+        assert!(aligned(4096).validate().is_ok());
+    }
+
+    #[test]
+    fn plans_rewrite_the_tail_block_and_pad_with_zeros() {
+        let mut layout = LogLayout::new("/log".into(), aligned(512), 0, 0);
+        // First batch: a new segment; the header block is padded, the write starts at 0
+        // with the header (the partial tail block) and ends on a 512 boundary.
+        let plan = layout.plan_append(&[txn(1, 10)]).unwrap().unwrap();
+        let new = plan.new_segment.as_ref().unwrap();
+        assert_eq!(new.path, Path::new("/log/log.1"));
+        assert_eq!(new.header.len(), 512);
+        assert!(new.header[SEGMENT_HEADER_LEN..].iter().all(|&b| b == 0));
+        assert_eq!(
+            new.allocate, 3072,
+            "preAllocSize rounded up to the alignment"
+        );
+        assert!(!new.sync_previous);
+        assert_eq!(plan.offset, 0);
+        let data = layout.write_data().to_vec();
+        assert_eq!(data.len(), 512);
+        assert_eq!(
+            &data[..SEGMENT_HEADER_LEN],
+            &new.header[..SEGMENT_HEADER_LEN]
+        );
+        let end1 = SEGMENT_HEADER_LEN + encoded_len(&txn(1, 10));
+        assert!(data[end1..].iter().all(|&b| b == 0), "zero padding");
+        assert!(plan.allocate.is_none());
+        layout.finish_append(plan);
+
+        // Second batch: starts at the same block, which it rewrites byte for byte.
+        let plan = layout.plan_append(&[txn(2, 600)]).unwrap().unwrap();
+        assert!(plan.new_segment.is_none());
+        assert_eq!(plan.offset, 0);
+        let data2 = layout.write_data().to_vec();
+        assert_eq!(&data2[..end1], &data[..end1], "earlier records kept");
+        let end2 = end1 + encoded_len(&txn(2, 600));
+        assert_eq!(data2.len() as u64, align_up(end2 as u64, 512));
+        assert!(data2[end2..].iter().all(|&b| b == 0));
+        layout.finish_append(plan);
+
+        // Third batch: from the aligned-down start of the new tail block.
+        let plan = layout.plan_append(&[txn(3, 2600)]).unwrap().unwrap();
+        assert_eq!(plan.offset, align_down(end2 as u64, 512));
+        let data3 = layout.write_data().to_vec();
+        assert_eq!(
+            &data3[..end2 - plan.offset as usize],
+            &data2[plan.offset as usize..end2]
+        );
+        let end3 = end2 + encoded_len(&txn(3, 2600));
+        // Past the preallocated 3072 bytes: grow in 3000-byte steps, aligned.
+        assert!(end3 > 3072);
+        assert_eq!(
+            plan.allocate,
+            Some(align_up(align_up(align_up(end3 as u64, 512), 3000), 512))
+        );
+        layout.finish_append(plan);
+
+        // A roll: the next batch starts a new segment.
+        assert!(!layout.roll().unwrap(), "forceSync: nothing left to sync");
+        let plan = layout.plan_append(&[txn(4, 1)]).unwrap().unwrap();
+        assert_eq!(
+            plan.new_segment.as_ref().unwrap().path,
+            Path::new("/log/log.4")
+        );
+    }
+
+    #[test]
+    fn plans_refuse_gaps_and_change_nothing_until_finished() {
+        let mut layout = LogLayout::new("/log".into(), aligned(4096), 0, 0);
+        assert!(layout.plan_append(&[]).unwrap().is_none());
+        assert!(matches!(
+            layout.plan_append(&[txn(2, 1)]),
+            Err(WalError::ZxidOrder { .. })
+        ));
+        let _unfinished = layout.plan_append(&[txn(1, 1)]).unwrap().unwrap();
+        assert_eq!(layout.last_zxid(), 0);
+        assert!(layout.current_segment().is_none());
+        layout.fail();
+        assert!(matches!(
+            layout.plan_append(&[txn(1, 1)]),
+            Err(WalError::Failed)
+        ));
+        assert!(matches!(layout.roll(), Err(WalError::Failed)));
+    }
+
+    fn encoded_len(t: &(TxnHeader, Txn)) -> usize {
+        let mut buffer = Vec::new();
+        let mark = BatchMark {
+            seq: 0,
+            last_in_batch: true,
+        };
+        encode_record(&t.0, &t.1, mark, &mut buffer).unwrap();
+        buffer.len()
+    }
+
+    #[test]
+    fn aligned_appends_keep_every_earlier_record_across_crashes() {
+        let dirs = WalDirs {
+            log_dir: "/d/log".into(),
+            snapshot_dir: "/d/snap".into(),
+        };
+        let storage = SimStorage::new(3);
+        let mut state = MapState::default();
+        let (mut wal, _) =
+            Wal::open(storage.clone(), dirs.clone(), aligned(4096), &mut state).unwrap();
+        wal.save_snapshot(&state).unwrap();
+        for zxid in 1..=40 {
+            wal.append_batch(&[txn(zxid, (zxid as usize * 37) % 300)])
+                .unwrap();
+        }
+        let segment = wal.current_segment().unwrap().to_path_buf();
+        let bytes = storage.read_all(&segment).unwrap();
+        assert_eq!(bytes.len() % 4096, 0);
+        // Everything synced survives a crash, whatever the writeback order.
+        storage.crash(CrashMode::ScrambledSectors);
+        let mut state = MapState::default();
+        let (_, recovered) = Wal::open(storage, dirs, aligned(4096), &mut state).unwrap();
+        assert!(recovered.torn_tail.is_none());
+        let zxids: Vec<i64> = recovered.txns.iter().map(|(h, _)| h.zxid).collect();
+        assert_eq!(zxids, (1..=40).collect::<Vec<_>>());
+        for (header, txn) in &recovered.txns {
+            let Txn::SetData { data, .. } = txn else {
+                panic!("{txn:?}");
+            };
+            assert_eq!(data.len(), (header.zxid as usize * 37) % 300);
+        }
+    }
+}
