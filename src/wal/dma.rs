@@ -61,7 +61,8 @@ impl LogFile {
                     buffer.as_bytes_mut().copy_from_slice(rest);
                     let written = file.write_at(buffer, position).await.map_err(to_io)?;
                     // A short O_DIRECT write can only be continued from an aligned offset.
-                    if written < rest.len() && written as u64 % DIRECT_IO_ALIGNMENT != 0 {
+                    if written < rest.len() && !(written as u64).is_multiple_of(DIRECT_IO_ALIGNMENT)
+                    {
                         return Err(short_write(done + written, data.len()));
                     }
                     written
@@ -140,7 +141,10 @@ impl DmaLog {
     /// Takes over a layout (from `Wal::into_layout`, after recovery). The layout's
     /// alignment must be a multiple of [`DIRECT_IO_ALIGNMENT`] for O_DIRECT.
     pub fn new(layout: LogLayout) -> DmaLog {
-        let direct = layout.config().alignment % DIRECT_IO_ALIGNMENT == 0;
+        let direct = layout
+            .config()
+            .alignment
+            .is_multiple_of(DIRECT_IO_ALIGNMENT);
         if !direct {
             log::warn!(
                 "txn log alignment {} is not a multiple of {DIRECT_IO_ALIGNMENT}: buffered writes",
@@ -240,7 +244,7 @@ impl DmaLog {
         if self.direct {
             let opened = self.open_direct(path).await;
             match opened {
-                Ok(file) if DIRECT_IO_ALIGNMENT % file.alignment() == 0 => {
+                Ok(file) if DIRECT_IO_ALIGNMENT.is_multiple_of(file.alignment()) => {
                     return Ok(LogFile::Direct(file));
                 }
                 Ok(file) => {
@@ -356,6 +360,7 @@ mod tests {
         tempfile::tempdir_in(&base).unwrap_or_else(|_| tempfile::tempdir().unwrap())
     }
 
+    #[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
     fn is_tmpfs(path: &Path) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
