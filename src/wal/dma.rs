@@ -351,13 +351,16 @@ mod tests {
         )
     }
 
-    /// A temp dir on the data disk (the target dir's file system), not tmpfs.
+    /// A temp dir on the data disk: the system temp dir, or the build's target dir when that
+    /// is tmpfs.
     fn data_disk_dir() -> tempfile::TempDir {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let _ = std::fs::create_dir_all(&base);
-        tempfile::tempdir_in(&base).unwrap_or_else(|_| tempfile::tempdir().unwrap())
+        let temp = std::env::temp_dir();
+        if !is_tmpfs(&temp) {
+            return tempfile::tempdir_in(&temp).unwrap();
+        }
+        let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        tempfile::tempdir_in(&base).unwrap()
     }
 
     #[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
