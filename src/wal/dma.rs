@@ -241,6 +241,14 @@ impl DmaLog {
     }
 
     async fn create(&mut self, path: &Path) -> io::Result<LogFile> {
+        let dir = path.parent().unwrap_or(path);
+        if self.direct && is_tmpfs(dir) {
+            log::warn!(
+                "{}: tmpfs has no direct I/O; writing the txn log with buffered I/O",
+                dir.display()
+            );
+            self.direct = false;
+        }
         if self.direct {
             let opened = self.open_direct(path).await;
             match opened {
@@ -258,7 +266,6 @@ impl DmaLog {
                     ));
                 }
                 Err(e) if direct_io_unsupported(&e) => {
-                    let dir = path.parent().unwrap_or(path);
                     log::warn!(
                         "{}: the file system does not support O_DIRECT ({e}); writing the txn log with buffered I/O",
                         dir.display()
@@ -327,6 +334,21 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     synced
 }
 
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
+/// Whether `path` is on tmpfs (where glommio does buffered I/O even for a `DmaFile`).
+fn is_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills a zeroed local struct from a NUL-terminated path.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut buf) == 0
+            && buf.f_type as i64 == libc::TMPFS_MAGIC as i64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::recovery::WalDirs;
@@ -361,20 +383,6 @@ mod tests {
         let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
         std::fs::create_dir_all(&base).unwrap();
         tempfile::tempdir_in(&base).unwrap()
-    }
-
-    #[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
-    fn is_tmpfs(path: &Path) -> bool {
-        use std::os::unix::ffi::OsStrExt;
-        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-            return false;
-        };
-        // SAFETY: statfs fills a zeroed local struct from a NUL-terminated path.
-        unsafe {
-            let mut buf: libc::statfs = std::mem::zeroed();
-            libc::statfs(c_path.as_ptr(), &mut buf) == 0
-                && buf.f_type as i64 == libc::TMPFS_MAGIC as i64
-        }
     }
 
     fn config() -> WalConfig {
@@ -471,6 +479,19 @@ mod tests {
         if !is_tmpfs(dir.path()) {
             assert!(direct, "{} did not take O_DIRECT", dir.path().display());
         }
+    }
+
+    #[test]
+    fn on_tmpfs_the_log_is_written_buffered() {
+        let shm = Path::new("/dev/shm");
+        if !is_tmpfs(shm) {
+            eprintln!("skipped: /dev/shm is not tmpfs here");
+            return;
+        }
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let (direct, records) = write_log(dir.path(), false);
+        assert!(!direct);
+        assert_eq!(records.len(), 21);
     }
 
     #[test]
