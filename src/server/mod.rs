@@ -1,8 +1,8 @@
 //! Wiring: executors, channels, signals.
 //!
-//! `run` starts one ordering-core executor and `config.shards` client-shard executors,
-//! connects them with bounded cross-core channels (shared_channel), and waits for SIGTERM
-//! or SIGINT.
+//! `run` starts one ordering-core executor (which also runs the log task) and
+//! `config.shards` client-shard executors, connects them with bounded cross-core channels
+//! (shared_channel), and waits for SIGTERM or SIGINT.
 
 pub mod log_stage;
 pub mod messages;
@@ -23,8 +23,6 @@ use messages::{ToOrdering, ToShard};
 
 /// Capacity of each cross-core channel (messages; commit batches are Arc'ed).
 const CHANNEL_CAPACITY: usize = 4096;
-/// Batches in flight between the ordering core and the log stage.
-const LOG_CHANNEL_CAPACITY: usize = 1024;
 
 /// State shared by every executor. Only touched on connection open/close, by the
 /// four-letter words and with relaxed atomics; never a lock on the request path.
@@ -145,8 +143,6 @@ pub fn run(config: Config) -> io::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     let mut handles = Vec::new();
-    let (to_log_tx, to_log_rx) =
-        shared_channel::new_bounded::<log_stage::ToLog>(LOG_CHANNEL_CAPACITY);
     {
         let config = config.clone();
         let stats = stats.clone();
@@ -154,17 +150,19 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(Placement::Unbound)
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || ordering::run(config, stats, recovered, to_ordering_rx, to_log_tx))
+                .spawn(move || {
+                    ordering::run(
+                        config,
+                        stats,
+                        recovered,
+                        to_ordering_rx,
+                        persistence,
+                        to_shard_tx,
+                    )
+                })
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
     }
-    handles.push(
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .name("zkrs-log")
-            .io_memory(EXECUTOR_IO_MEMORY)
-            .spawn(move || log_stage::run(persistence, to_log_rx, to_shard_tx))
-            .map_err(|e| io::Error::other(format!("cannot start the log stage: {e}")))?,
-    );
     for (index, ((tx, srx), admin_inbox)) in shard_ends.into_iter().zip(admin_receivers).enumerate()
     {
         let config = config.clone();

@@ -3,8 +3,8 @@
 //! It owns the authoritative (tip) tree and the session table, assigns zxids, validates
 //! and applies writes in arrival order, and sends each batch through
 //! propose -> persisted -> committed. A batch's items reach every shard only after the
-//! persistence stage (`Persistence::append`: one write and one fdatasync for the whole
-//! batch) returned; a Zab quorum step will slot in after it.
+//! log task (`log_stage`, on this executor: one O_DIRECT write and one fdatasync per group
+//! of batches) made it durable; a Zab quorum step will slot in after it.
 //!
 //! Invariant: `last_zxid` only grows, by exactly one per txn.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 
-use super::log_stage::ToLog;
+use super::log_stage::{LogQueue, ToLog};
 
 use super::messages::*;
 use crate::config::Config;
@@ -402,8 +402,19 @@ pub async fn run(
     stats: Arc<super::SharedStats>,
     recovered: super::persistence::Recovered,
     from_shards: Vec<SharedReceiver<ToOrdering>>,
-    to_log: SharedSender<super::log_stage::ToLog>,
+    persistence: super::persistence::Persistence,
+    to_shards: Vec<SharedSender<ToShard>>,
 ) {
+    // The log task shares this executor: handing it a batch is a local queue push, and its
+    // writes and syncs go through io_uring while ordering goes on.
+    let to_log = LogQueue::default();
+    glommio::spawn_local(super::log_stage::run(
+        persistence,
+        to_log.clone(),
+        to_shards,
+    ))
+    .detach();
+
     let inbox: Rc<RefCell<VecDeque<Input>>> = Rc::new(RefCell::new(VecDeque::new()));
     let notify = Rc::new(Notify::new());
 
@@ -446,8 +457,6 @@ pub async fn run(
         .detach();
     }
 
-    let to_log = to_log.connect().await;
-
     let server_id = config.my_id.unwrap_or(0);
     let mut sessions = SessionTable::new(
         config.tick_time_ms as u64,
@@ -480,12 +489,10 @@ pub async fn run(
         items: Vec::new(),
         tree: Some(Arc::new(ordering.tree.clone())),
     });
-    let _ = to_log
-        .send(ToLog::Batch {
-            txns: Vec::new(),
-            commit: initial,
-        })
-        .await;
+    to_log.push(ToLog::Batch {
+        txns: Vec::new(),
+        commit: initial,
+    });
 
     loop {
         notify.wait().await;
@@ -524,9 +531,7 @@ pub async fn run(
                 txns: log,
                 commit: Arc::new(CommitBatch { items, tree }),
             };
-            if to_log.send(batch).await.is_err() {
-                log::error!("the log stage's channel is closed");
-            }
+            to_log.push(batch);
             if ordering.txns_since_snapshot >= ordering.snapshot_interval {
                 ordering.txns_since_snapshot = 0;
                 let mut sessions: Vec<(i64, i32)> = ordering
@@ -539,9 +544,7 @@ pub async fn run(
                     tree: ordering.tree.clone(),
                     sessions,
                 };
-                if to_log.send(snapshot).await.is_err() {
-                    log::error!("the log stage's channel is closed");
-                }
+                to_log.push(snapshot);
             }
         }
     }

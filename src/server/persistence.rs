@@ -1,23 +1,25 @@
 //! The persistence stage of the ordering core: start-up recovery, the group-committed txn
 //! log, snapshots and autopurge, over [`crate::wal`].
 //!
-//! Group commit: the ordering core hands one batch (everything that arrived while the
-//! previous batch was being written and synced) to [`Persistence::append`], which writes it
-//! with one write and one fdatasync; only after it returns are the batch's replies sent.
+//! Group commit: the log task (`log_stage`) hands everything that arrived while the previous
+//! group was being written and synced to [`DmaLog::append_batch`], which writes it with one
+//! O_DIRECT write and one fdatasync; only after it returns are the batches' replies sent.
 //!
 //! Snapshots are taken every `snapCount` txns (randomised per server between snapCount/2
 //! and snapCount, as ZooKeeper does) from an immutable tree version, on a thread of their
 //! own, so writes never wait for a snapshot.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::tree::{DataTree, Txn, TxnHeader, Znode};
+use crate::tree::{DataTree, Txn, Znode};
+use crate::wal::dma::{DmaLog, DIRECT_IO_ALIGNMENT};
 use crate::wal::snapshot::save_snapshot;
-use crate::wal::{RealStorage, SnapshotSink, SnapshotSource, Wal, WalConfig, WalDirs};
+use crate::wal::writer::purge_files;
+use crate::wal::{LogLayout, RealStorage, SnapshotSink, SnapshotSource, Wal, WalConfig, WalDirs};
 
 /// zkrs's files live in this subdirectory of dataDir / dataLogDir (ZooKeeper uses
 /// `version-2`; our formats differ, so they get their own name).
@@ -91,9 +93,12 @@ impl SnapshotSink for Rebuild {
     }
 }
 
+/// Everything but the log file itself (which lives on the executor that writes it: see
+/// [`Persistence::open_log`]); `Send`, so it can move onto that executor.
 pub struct Persistence {
-    wal: Wal<RealStorage>,
-    snapshot_dir: PathBuf,
+    /// Until [`Persistence::open_log`] takes it.
+    layout: Option<LogLayout>,
+    dirs: WalDirs,
     snapshot_thread: Option<JoinHandle<()>>,
     retain: NonZeroUsize,
     purge_every: Option<Duration>,
@@ -156,6 +161,7 @@ impl Persistence {
             pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
             segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
             db_id: 0,
+            alignment: DIRECT_IO_ALIGNMENT,
         };
         let mut rebuild = Rebuild::default();
         let (wal, recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
@@ -206,9 +212,9 @@ impl Persistence {
             }
         );
         let sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
-        let persistence = Persistence {
-            wal,
-            snapshot_dir: dirs.snapshot_dir,
+        let mut persistence = Persistence {
+            layout: None,
+            dirs,
             snapshot_thread: None,
             retain: NonZeroUsize::new(config.autopurge_snap_retain_count.max(3) as usize)
                 .unwrap_or(NonZeroUsize::MIN),
@@ -218,14 +224,13 @@ impl Persistence {
         };
         if fresh {
             // Recovery needs a snapshot to start from before the first txn is logged.
-            persistence
-                .wal
-                .save_snapshot(&SnapshotView {
-                    tree: tree.clone(),
-                    sessions: sessions.clone(),
-                })
-                .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
+            wal.save_snapshot(&SnapshotView {
+                tree: tree.clone(),
+                sessions: sessions.clone(),
+            })
+            .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
         }
+        persistence.layout = Some(wal.into_layout().map_err(|e| e.to_string())?);
         Ok((
             persistence,
             Recovered {
@@ -236,18 +241,21 @@ impl Persistence {
         ))
     }
 
-    /// Makes a batch durable: one write, one fdatasync (unless forceSync=no). Only after
-    /// this returns Ok may any of the batch's writes be acknowledged.
-    pub fn append(&mut self, txns: &[(TxnHeader, Txn)]) -> Result<(), String> {
-        if txns.is_empty() {
-            return Ok(());
-        }
-        self.wal.append_batch(txns).map_err(|e| e.to_string())
+    /// The txn log writer, on the executor that calls this (the ordering core's): glommio
+    /// direct I/O, one write and one fdatasync per group commit. Called once.
+    pub fn open_log(&mut self) -> Option<DmaLog> {
+        self.layout.take().map(DmaLog::new)
     }
 
     /// Rolls the log and writes a snapshot of `tree` (with `sessions`) on a thread of its
-    /// own. Skipped while the previous snapshot is still being written.
-    pub fn start_snapshot(&mut self, tree: DataTree, sessions: Vec<(i64, i32)>) {
+    /// own. Skipped while the previous snapshot is still being written. Every batch before
+    /// the snapshot must be durable already (the caller flushes first).
+    pub async fn start_snapshot(
+        &mut self,
+        log: &mut DmaLog,
+        tree: DataTree,
+        sessions: Vec<(i64, i32)>,
+    ) {
         if let Some(thread) = &self.snapshot_thread {
             if !thread.is_finished() {
                 log::warn!("a snapshot is still being written; skipping this one");
@@ -258,12 +266,12 @@ impl Persistence {
             let _ = thread.join();
         }
         // The new segment starts after the snapshot's zxid, as ZooKeeper rolls its log.
-        if let Err(e) = self.wal.roll() {
+        if let Err(e) = log.roll().await {
             log::error!("cannot roll the txn log: {e}");
             return;
         }
         let view = SnapshotView { tree, sessions };
-        let dir = self.snapshot_dir.clone();
+        let dir = self.dirs.snapshot_dir.clone();
         let spawned = std::thread::Builder::new()
             .name("zkrs-snapshot".into())
             .spawn(move || {
@@ -285,7 +293,7 @@ impl Persistence {
 
     /// Autopurge: every autopurge.purgeInterval hours, keeps autopurge.snapRetainCount
     /// snapshots and the log segments they need.
-    pub fn maybe_purge(&mut self) {
+    pub fn maybe_purge(&mut self, log: &DmaLog) {
         let Some(every) = self.purge_every else {
             return;
         };
@@ -293,7 +301,12 @@ impl Persistence {
             return;
         }
         self.last_purge = Instant::now();
-        match self.wal.purge(self.retain) {
+        match purge_files(
+            &RealStorage,
+            &self.dirs,
+            self.retain,
+            log.layout().current_segment(),
+        ) {
             Ok(plan) => log::info!("autopurge: {plan:?}"),
             Err(e) => log::warn!("autopurge failed: {e}"),
         }

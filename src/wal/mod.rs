@@ -2,15 +2,21 @@
 //!
 //! Named `wal` rather than `log` so that it never shadows the `log` crate's macros.
 //!
-//! Architecture Invariant: nothing here touches a file except through the [`Storage`] trait,
-//! and nothing here decides what is committed: the ordering core hands [`Wal::append_batch`]
-//! a batch and may acknowledge the batch's writes once (and only once) the call returns Ok.
+//! Architecture Invariant: nothing here touches a file except through the [`Storage`] trait
+//! (or [`dma::DmaLog`], which carries out the same [`LogLayout`] plans with direct I/O),
+//! and nothing here decides what is committed: the log task hands `DmaLog::append_batch`
+//! (tests and tools: [`Wal::append_batch`]) a group of batches and may acknowledge their
+//! writes once (and only once) the call returns Ok.
 //!
 //! Code map:
 //! - [`format`]: the log segment header and record encoding (documented there).
 //! - [`snapshot`]: snapshot files and the [`SnapshotSource`] / [`SnapshotSink`] traits.
 //! - [`recovery`]: the scan that finds the valid records, torn tails and corruption.
-//! - [`writer`]: [`Wal`], the group-commit writer, and `Wal::open`, the start-up recovery.
+//! - [`writer`]: [`LogLayout`] (the writer's decisions: encoding, segments, preallocation,
+//!   alignment and padding), [`Wal`], which carries them out over a [`Storage`], and
+//!   `Wal::open`, the start-up recovery.
+//! - [`dma`]: `DmaLog`, which carries out the same plans with glommio's O_DIRECT `DmaFile`
+//!   (the server's writer).
 //! - [`purge`]: which old snapshots and segments may be deleted (ZooKeeper's PurgeTxnLog).
 //! - [`storage`]: the [`Storage`] trait and [`RealStorage`]; [`sim`]: [`SimStorage`].
 //! - [`tools`]: the offline dump, purge and truncate commands of the `zkrs` CLI.
@@ -19,6 +25,7 @@
 //! snapshots `snapshot.<last zxid hex>` in the snapshot directory (the two may be the same).
 
 mod codec;
+pub mod dma;
 pub mod format;
 pub mod purge;
 pub mod recovery;
@@ -38,7 +45,9 @@ pub use recovery::{Recovered, RecoveryError, WalDirs};
 pub use sim::{CrashMode, SimStorage};
 pub use snapshot::{SnapshotError, SnapshotSink, SnapshotSource};
 pub use storage::{RealStorage, Storage};
-pub use writer::{Wal, WalConfig, WalError};
+pub use writer::{
+    align_down, align_up, AppendPlan, LogLayout, NewSegment, Wal, WalConfig, WalError,
+};
 
 pub const SEGMENT_PREFIX: &str = "log.";
 pub const SNAPSHOT_PREFIX: &str = "snapshot.";

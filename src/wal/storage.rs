@@ -2,7 +2,8 @@
 //!
 //! Two implementations: [`RealStorage`] on `std::fs` (with real fdatasync and directory
 //! fsync), and [`super::sim::SimStorage`], which keeps written and durable bytes apart and
-//! can crash at any operation. The glommio DmaFile writer can implement the same trait.
+//! can crash at any operation. The server's O_DIRECT writer (`super::dma::DmaLog`) does not go
+//! through it, but follows the same `LogLayout` plans that the sync `Wal` runs over it.
 //!
 //! Durability contract (the one Linux gives and the simulation enforces):
 //! - `write_at`, `allocate` and `truncate` change what reads return at once, but survive a

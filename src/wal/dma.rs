@@ -1,0 +1,504 @@
+//! The server's txn log executor: carries out [`LogLayout`] plans with glommio's direct I/O
+//! (`DmaFile`: O_DIRECT, aligned DMA buffers, io_uring writes and fdatasync), so that a
+//! write and its sync never block the executor that awaits them.
+//!
+//! This is the one place in `wal` that touches files without the [`super::Storage`] trait;
+//! it makes no decision of its own: what to write where, when to start a segment, how far to
+//! preallocate and how to pad comes from the same [`LogLayout`] that the sync
+//! [`super::Wal`] follows under the crash tests.
+//!
+//! Writes are aligned to [`DIRECT_IO_ALIGNMENT`] (a multiple of every logical block size
+//! glommio reports: 512 or 4096). A file system that refuses O_DIRECT (the open fails with
+//! EINVAL) gets buffered writes instead, with a warning naming the directory; glommio
+//! itself uses buffered I/O on tmpfs.
+
+use std::io;
+use std::path::Path;
+
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::GlommioError;
+
+use super::writer::{io_error, AppendPlan, LogLayout, WalError};
+use crate::tree::{Txn, TxnHeader};
+
+/// The alignment of every log write: offsets, lengths and preallocation steps.
+pub const DIRECT_IO_ALIGNMENT: u64 = 4096;
+
+enum LogFile {
+    Direct(DmaFile),
+    Buffered(BufferedFile),
+}
+
+fn to_io(error: GlommioError<()>) -> io::Error {
+    match error {
+        // Keep the OS error number (the conversion to io::Error drops it).
+        GlommioError::EnhancedIoError { source, .. } => source,
+        other => other.into(),
+    }
+}
+
+/// Whether an open failed because the file system does not support O_DIRECT.
+fn direct_io_unsupported(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::EINVAL)
+}
+
+fn short_write(written: usize, wanted: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WriteZero,
+        format!("short write: {written} of {wanted} bytes"),
+    )
+}
+
+impl LogFile {
+    async fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < data.len() {
+            let rest = &data[done..];
+            let position = offset + done as u64;
+            let written = match self {
+                LogFile::Direct(file) => {
+                    let mut buffer = file.alloc_dma_buffer(rest.len());
+                    buffer.as_bytes_mut().copy_from_slice(rest);
+                    let written = file.write_at(buffer, position).await.map_err(to_io)?;
+                    // A short O_DIRECT write can only be continued from an aligned offset.
+                    if written < rest.len() && !(written as u64).is_multiple_of(DIRECT_IO_ALIGNMENT)
+                    {
+                        return Err(short_write(done + written, data.len()));
+                    }
+                    written
+                }
+                LogFile::Buffered(file) => file
+                    .write_at(rest.to_vec(), position)
+                    .await
+                    .map_err(to_io)?,
+            };
+            if written == 0 {
+                return Err(short_write(done, data.len()));
+            }
+            done += written;
+        }
+        Ok(())
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        let result = match self {
+            LogFile::Direct(file) => file.pre_allocate(len, false).await,
+            LogFile::Buffered(file) => file.pre_allocate(len, false).await,
+        };
+        match result.map_err(to_io) {
+            Ok(()) => Ok(()),
+            // File systems without fallocate: a sparse extension reads back as zeros too.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP)) => {
+                let size = match self {
+                    LogFile::Direct(file) => file.file_size().await,
+                    LogFile::Buffered(file) => file.file_size().await,
+                }
+                .map_err(to_io)?;
+                if size >= len {
+                    return Ok(());
+                }
+                match self {
+                    LogFile::Direct(file) => file.truncate(len).await,
+                    LogFile::Buffered(file) => file.truncate(len).await,
+                }
+                .map_err(to_io)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        match self {
+            LogFile::Direct(file) => file.fdatasync().await,
+            LogFile::Buffered(file) => file.fdatasync().await,
+        }
+        .map_err(to_io)
+    }
+
+    async fn close(self) {
+        let result = match self {
+            LogFile::Direct(file) => file.close().await,
+            LogFile::Buffered(file) => file.close().await,
+        };
+        if let Err(e) = result {
+            log::warn!("closing a txn log segment: {e}");
+        }
+    }
+}
+
+/// The txn log writer of the server; must be used on one glommio executor.
+pub struct DmaLog {
+    layout: LogLayout,
+    file: Option<LogFile>,
+    /// Whether new segments are opened with O_DIRECT (false after EINVAL).
+    direct: bool,
+    /// Tests: make the O_DIRECT open fail with EINVAL, as on a file system without it.
+    #[cfg(test)]
+    refuse_direct_io: bool,
+}
+
+impl DmaLog {
+    /// Takes over a layout (from `Wal::into_layout`, after recovery). The layout's
+    /// alignment must be a multiple of [`DIRECT_IO_ALIGNMENT`] for O_DIRECT.
+    pub fn new(layout: LogLayout) -> DmaLog {
+        let direct = layout
+            .config()
+            .alignment
+            .is_multiple_of(DIRECT_IO_ALIGNMENT);
+        if !direct {
+            log::warn!(
+                "txn log alignment {} is not a multiple of {DIRECT_IO_ALIGNMENT}: buffered writes",
+                layout.config().alignment
+            );
+        }
+        DmaLog {
+            layout,
+            file: None,
+            direct,
+            #[cfg(test)]
+            refuse_direct_io: false,
+        }
+    }
+
+    pub fn layout(&self) -> &LogLayout {
+        &self.layout
+    }
+
+    /// Whether the current (or next) segment is written with O_DIRECT.
+    pub fn is_direct(&self) -> bool {
+        match &self.file {
+            Some(LogFile::Direct(_)) => true,
+            Some(LogFile::Buffered(_)) => false,
+            None => self.direct,
+        }
+    }
+
+    /// Writes a batch with one write and one fdatasync (unless forceSync=no). Ok means
+    /// durable: the caller may acknowledge these writes. On an I/O error the log stops for
+    /// good.
+    pub async fn append_batch(&mut self, txns: &[(TxnHeader, Txn)]) -> Result<(), WalError> {
+        let Some(plan) = self.layout.plan_append(txns)? else {
+            return Ok(());
+        };
+        match self.execute(&plan).await {
+            Ok(()) => {
+                self.layout.finish_append(plan);
+                Ok(())
+            }
+            Err(e) => {
+                self.layout.fail();
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute(&mut self, plan: &AppendPlan) -> Result<(), WalError> {
+        if let Some(new) = &plan.new_segment {
+            if let Some(old) = self.file.take() {
+                if new.sync_previous {
+                    let old_path = self.layout.current_segment().unwrap_or(&new.path);
+                    old.sync().await.map_err(io_error(old_path, "sync"))?;
+                }
+                old.close().await;
+            }
+            let path = &new.path;
+            let file = self.create(path).await.map_err(io_error(path, "create"))?;
+            file.allocate(new.allocate)
+                .await
+                .map_err(io_error(path, "preallocate"))?;
+            file.write_at(&new.header, 0)
+                .await
+                .map_err(io_error(path, "write"))?;
+            file.sync().await.map_err(io_error(path, "sync"))?;
+            let dir = self.layout.log_dir();
+            sync_dir(dir).await.map_err(io_error(dir, "sync"))?;
+            log::info!(
+                "started txn log segment {} ({})",
+                path.display(),
+                match file {
+                    LogFile::Direct(_) => "O_DIRECT",
+                    LogFile::Buffered(_) => "buffered",
+                }
+            );
+            self.file = Some(file);
+        }
+        let path = plan.path();
+        let Some(file) = self.file.as_ref() else {
+            return Err(WalError::Failed);
+        };
+        if let Some(len) = plan.allocate {
+            file.allocate(len)
+                .await
+                .map_err(io_error(path, "preallocate"))?;
+        }
+        file.write_at(self.layout.write_data(), plan.offset)
+            .await
+            .map_err(io_error(path, "write"))?;
+        if plan.sync {
+            file.sync().await.map_err(io_error(path, "sync"))?;
+        }
+        Ok(())
+    }
+
+    async fn create(&mut self, path: &Path) -> io::Result<LogFile> {
+        let dir = path.parent().unwrap_or(path);
+        if self.direct && is_tmpfs(dir) {
+            log::warn!(
+                "{}: tmpfs has no direct I/O; writing the txn log with buffered I/O",
+                dir.display()
+            );
+            self.direct = false;
+        }
+        if self.direct {
+            let opened = self.open_direct(path).await;
+            match opened {
+                Ok(file) if DIRECT_IO_ALIGNMENT.is_multiple_of(file.alignment()) => {
+                    return Ok(LogFile::Direct(file));
+                }
+                Ok(file) => {
+                    let alignment = file.alignment();
+                    let _ = file.close().await;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "the device needs {alignment}-byte aligned direct I/O, more than {DIRECT_IO_ALIGNMENT}"
+                        ),
+                    ));
+                }
+                Err(e) if direct_io_unsupported(&e) => {
+                    log::warn!(
+                        "{}: the file system does not support O_DIRECT ({e}); writing the txn log with buffered I/O",
+                        dir.display()
+                    );
+                    self.direct = false;
+                    // The refused open may have created the (empty) file already.
+                    return OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .buffered_open(path)
+                        .await
+                        .map(LogFile::Buffered)
+                        .map_err(to_io);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .buffered_open(path)
+            .await
+            .map(LogFile::Buffered)
+            .map_err(to_io)
+    }
+
+    async fn open_direct(&self, path: &Path) -> io::Result<DmaFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .dma_open(path)
+            .await
+            .map_err(to_io)?;
+        #[cfg(test)]
+        if self.refuse_direct_io {
+            let _ = file.close().await;
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(file)
+    }
+
+    /// Closes the current segment; the next batch starts a new one.
+    pub async fn roll(&mut self) -> Result<(), WalError> {
+        let path = self.layout.current_segment().map(Path::to_path_buf);
+        let sync = self.layout.roll()?;
+        if let Some(old) = self.file.take() {
+            if let (true, Some(path)) = (sync, path) {
+                if let Err(error) = old.sync().await {
+                    self.layout.fail();
+                    return Err(io_error(&path, "sync")(error));
+                }
+            }
+            old.close().await;
+        }
+        Ok(())
+    }
+}
+
+async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let directory = glommio::io::Directory::open(dir).await.map_err(to_io)?;
+    let synced = directory.sync().await.map_err(to_io);
+    let _ = directory.close().await;
+    synced
+}
+
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
+/// Whether `path` is on tmpfs (where glommio does buffered I/O even for a `DmaFile`).
+fn is_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs fills a zeroed local struct from a NUL-terminated path.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut buf) == 0
+            && buf.f_type as i64 == libc::TMPFS_MAGIC as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::recovery::WalDirs;
+    use super::super::snapshot::tests::MapState;
+    use super::super::writer::{Wal, WalConfig};
+    use super::super::RealStorage;
+    use super::*;
+    use crate::tree::Txn;
+
+    fn txn(zxid: i64, data: &[u8]) -> (TxnHeader, Txn) {
+        (
+            TxnHeader {
+                session_id: 1,
+                zxid,
+                time_ms: 7,
+            },
+            Txn::SetData {
+                path: "/a".into(),
+                data: bytes::Bytes::copy_from_slice(data),
+                version: zxid as i32,
+            },
+        )
+    }
+
+    /// A temp dir on the data disk: the system temp dir, or the build's target dir when that
+    /// is tmpfs.
+    fn data_disk_dir() -> tempfile::TempDir {
+        let temp = std::env::temp_dir();
+        if !is_tmpfs(&temp) {
+            return tempfile::tempdir_in(&temp).unwrap();
+        }
+        let base = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        tempfile::tempdir_in(&base).unwrap()
+    }
+
+    fn config() -> WalConfig {
+        WalConfig {
+            pre_alloc_size_bytes: 64 * 1024,
+            segment_len_max_bytes: 1 << 20,
+            alignment: DIRECT_IO_ALIGNMENT,
+            ..WalConfig::default()
+        }
+    }
+
+    /// Recovers `dirs` with the sync reader; returns the zxids and data of the txns.
+    fn read_back(dirs: &WalDirs) -> Vec<(i64, Vec<u8>)> {
+        let mut state = MapState::default();
+        let (_, recovered) = Wal::open(RealStorage, dirs.clone(), config(), &mut state).unwrap();
+        assert!(recovered.torn_tail.is_none(), "{:?}", recovered.torn_tail);
+        recovered
+            .txns
+            .iter()
+            .map(|(h, t)| match t {
+                Txn::SetData { data, .. } => (h.zxid, data.to_vec()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    fn write_log(dir: &Path, refuse_direct_io: bool) -> (bool, Vec<(i64, Vec<u8>)>) {
+        let dirs = WalDirs {
+            log_dir: dir.join("log"),
+            snapshot_dir: dir.join("snap"),
+        };
+        std::fs::create_dir_all(&dirs.log_dir).unwrap();
+        std::fs::create_dir_all(&dirs.snapshot_dir).unwrap();
+        let mut state = MapState::default();
+        let (wal, _) = Wal::open(RealStorage, dirs.clone(), config(), &mut state).unwrap();
+        wal.save_snapshot(&state).unwrap();
+        let layout = wal.into_layout().unwrap();
+        let mut expected = Vec::new();
+        let direct = glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let mut log = DmaLog::new(layout);
+                log.refuse_direct_io = refuse_direct_io;
+                let mut zxid = 1;
+                // Small batches (each rewrites the tail block), one crossing blocks, a roll.
+                for (round, size) in [10usize, 3, 5000, 1, 200, 9000, 7].iter().enumerate() {
+                    let batch: Vec<_> = (0..3)
+                        .map(|i| {
+                            let data = vec![(round * 3 + i) as u8 + 1; *size];
+                            let t = txn(zxid, &data);
+                            zxid += 1;
+                            t
+                        })
+                        .collect();
+                    log.append_batch(&batch).await.unwrap();
+                    if round == 4 {
+                        log.roll().await.unwrap();
+                    }
+                }
+                let direct = log.is_direct();
+                log.roll().await.unwrap();
+                direct
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let mut zxid = 1;
+        for (round, size) in [10usize, 3, 5000, 1, 200, 9000, 7].iter().enumerate() {
+            for i in 0..3 {
+                expected.push((zxid, vec![(round * 3 + i) as u8 + 1; *size]));
+                zxid += 1;
+            }
+        }
+        let mut segments: Vec<_> = std::fs::read_dir(&dirs.log_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        segments.sort();
+        assert_eq!(segments.len(), 2, "{segments:?}");
+        for segment in &segments {
+            let len = std::fs::metadata(segment).unwrap().len();
+            assert_eq!(len % DIRECT_IO_ALIGNMENT, 0, "{}", segment.display());
+            assert!(len >= 64 * 1024, "preallocated: {len}");
+        }
+        assert_eq!(read_back(&dirs), expected);
+        (direct, expected)
+    }
+
+    #[test]
+    fn direct_io_round_trip_on_the_data_disk() {
+        let dir = data_disk_dir();
+        let (direct, records) = write_log(dir.path(), false);
+        assert_eq!(records.len(), 21);
+        // ext4 and xfs take O_DIRECT; tmpfs is written buffered by glommio anyway.
+        if !is_tmpfs(dir.path()) {
+            assert!(direct, "{} did not take O_DIRECT", dir.path().display());
+        }
+    }
+
+    #[test]
+    fn on_tmpfs_the_log_is_written_buffered() {
+        let shm = Path::new("/dev/shm");
+        if !is_tmpfs(shm) {
+            eprintln!("skipped: /dev/shm is not tmpfs here");
+            return;
+        }
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let (direct, records) = write_log(dir.path(), false);
+        assert!(!direct);
+        assert_eq!(records.len(), 21);
+    }
+
+    #[test]
+    fn without_o_direct_the_log_falls_back_to_buffered_writes() {
+        let dir = data_disk_dir();
+        let (direct, records) = write_log(dir.path(), true);
+        assert!(!direct, "EINVAL on the O_DIRECT open must fall back");
+        assert_eq!(records.len(), 21);
+    }
+}
