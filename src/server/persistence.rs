@@ -53,12 +53,9 @@ struct SnapshotView {
 
 impl SnapshotSource for SnapshotView {
     fn for_each_node(&self, f: &mut dyn FnMut(&str, &Znode)) {
-        // Sorted paths put every parent before its children ("/" first).
-        let mut nodes: Vec<(&str, &Znode)> = self.tree.iter().collect();
-        nodes.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (path, node) in nodes {
-            f(path, node);
-        }
+        // A walk visits "/" first and every parent before its children, and builds no
+        // path index of the whole tree.
+        self.tree.for_each_node(f);
     }
 
     fn for_each_session(&self, f: &mut dyn FnMut(i64, i32)) {
