@@ -120,6 +120,12 @@ impl ConnStats {
 
 impl Conn {
     /// Whether the oldest unanswered request is a read (waiting behind a write).
+    /// A read waits at the back of the queue: a write sent now has a read between it and
+    /// the connection's earlier write(s).
+    fn read_at_back(&self) -> bool {
+        matches!(self.queue.borrow().back(), Some(Pending::Read { .. }))
+    }
+
     fn has_read_at_head(&self) -> bool {
         matches!(self.queue.borrow().front(), Some(Pending::Read { .. }))
     }
@@ -501,6 +507,7 @@ impl Shard {
             return;
         }
         if is_write(&request) {
+            let read_before = conn.read_at_back();
             conn.queue.borrow_mut().push_back(Pending::Write {
                 xid: header.xid,
                 op: header.op,
@@ -512,6 +519,7 @@ impl Shard {
                 session_id: conn.session_id.get(),
                 auth: conn.auth.borrow().clone(),
                 request: Some(request),
+                read_before,
             }));
             self.send_to_ordering(message).await;
         } else if conn.queue.borrow().is_empty() {
@@ -548,6 +556,7 @@ impl Shard {
         if self.outstanding.acquire(1).await.is_err() {
             return;
         }
+        let read_before = conn.read_at_back();
         conn.queue.borrow_mut().push_back(Pending::Write {
             xid: header.xid,
             op: header.op,
@@ -559,6 +568,7 @@ impl Shard {
             session_id: conn.session_id.get(),
             auth: conn.auth.borrow().clone(),
             request: None,
+            read_before,
         }));
         self.send_to_ordering(message).await;
     }

@@ -34,6 +34,10 @@ pub struct WriteRequest {
     /// None for a write whose body did not decode (it fails with MarshallingError but
     /// still consumes a zxid, as in ZooKeeper).
     pub request: Option<Request>,
+    /// A read of the same connection was queued after an earlier write that is still in
+    /// flight: that earlier write's reply item must carry its own tree version (so the read
+    /// sees it and not this write). False when no read sits between the two.
+    pub read_before: bool,
 }
 
 #[derive(Debug)]
@@ -81,8 +85,8 @@ pub struct CommitItem {
     /// The item's txn zxid, or the last zxid when it made no txn (sync, reconnect).
     pub zxid: i64,
     /// The tree version right after this item, sent only when the item answers a write of
-    /// a connection that has another write later in the same batch (so that reads queued
-    /// between the two see the first and not the second). Otherwise None: reads waiting
+    /// a connection whose next write in the same batch has a read queued before it (so that
+    /// the read sees the first write and not the second). Otherwise None: reads waiting
     /// behind the write are served from the batch's version.
     pub tree: Option<Arc<DataTree>>,
     /// Watches to fire, in order, before the version switch and the reply.

@@ -46,10 +46,13 @@ struct Ordering {
     sessions: SessionTable,
     started: Instant,
     stats: Arc<super::SharedStats>,
-    /// Writes (incl. sync, closeSession) of each connection still ahead in the batch being
-    /// built: an item answering a write gets its own version only while its connection has
-    /// another write later in the batch.
-    writes_ahead: std::collections::HashMap<ConnRef, u32>,
+    /// For each write (incl. sync, closeSession) of the batch being built, in order: whether
+    /// its reply item carries its own tree version. Only when the connection's next write
+    /// in the batch has a read queued before it (`WriteRequest::read_before`); every other
+    /// read behind a write is served from the batch's version.
+    own_version: VecDeque<bool>,
+    /// Scratch for the pre-scan: each connection's latest write index in the batch.
+    last_write: std::collections::HashMap<ConnRef, usize>,
     /// Txns since the last snapshot was requested, and the randomised interval.
     txns_since_snapshot: u64,
     snapshot_interval: u64,
@@ -300,19 +303,13 @@ impl Ordering {
         items: &mut Vec<CommitItem>,
         log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
     ) {
-        let origin = w.origin;
-        let more_ahead = match self.writes_ahead.get_mut(&origin) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n > 0
-            }
-            None => false,
-        };
+        // Not pre-scanned (cannot happen): a version of its own is always correct.
+        let own_version = self.own_version.pop_front().unwrap_or(true);
         let before = items.len();
         self.order_write(w, items, log);
         // Reads queued between this write and the connection's next write in the batch must
         // see this version exactly: only then does the item carry its own.
-        if more_ahead {
+        if own_version {
             debug_assert_eq!(items.len(), before + 1, "one reply item per write");
             if let Some(item) = items.last_mut() {
                 item.tree = Some(Arc::new(self.tree.clone()));
@@ -476,7 +473,8 @@ pub async fn run(
             config.snap_count.max(2),
         ),
         txns_since_snapshot: 0,
-        writes_ahead: std::collections::HashMap::new(),
+        own_version: VecDeque::new(),
+        last_write: std::collections::HashMap::new(),
         stats,
     };
     ordering.stats.last_zxid.store(
@@ -507,10 +505,17 @@ pub async fn run(
             }
             let mut items = Vec::new();
             let mut log = Vec::new();
-            ordering.writes_ahead.clear();
+            ordering.own_version.clear();
+            ordering.last_write.clear();
             for input in &inputs {
                 if let Input::External(ToOrdering::Write(w)) = input {
-                    *ordering.writes_ahead.entry(w.origin).or_insert(0) += 1;
+                    let index = ordering.own_version.len();
+                    ordering.own_version.push_back(false);
+                    if let Some(previous) = ordering.last_write.insert(w.origin, index) {
+                        if w.read_before {
+                            ordering.own_version[previous] = true;
+                        }
+                    }
                 }
             }
             for input in inputs {

@@ -661,6 +661,20 @@ impl Raw {
         out
     }
 
+    /// The events of a change that must produce at least one: waits up to 10 s for the
+    /// first (a loaded machine can delay it past any short window), then collects more
+    /// until `quiet` passes without one.
+    pub fn settled_events(&mut self, quiet: Duration) -> Vec<RawEvent> {
+        let mut out: Vec<RawEvent> = self
+            .next_event(Duration::from_secs(10))
+            .into_iter()
+            .collect();
+        if !out.is_empty() {
+            out.extend(self.drain_events(quiet));
+        }
+        out
+    }
+
     pub fn ping(&mut self) -> RawReply {
         self.send_with_xid(XID_PING, OP_PING, &[]);
         self.wait_reply(XID_PING)
