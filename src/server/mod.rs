@@ -113,6 +113,7 @@ pub fn run(config: Config) -> io::Result<()> {
 
     let (persistence, recovered) = persistence::Persistence::open(&config)
         .map_err(|e| io::Error::other(format!("zkrs refuses to start: {e}")))?;
+    release_freed_memory();
 
     block_signals();
     let stats = Arc::new(SharedStats::default());
@@ -232,4 +233,12 @@ fn wait_for_signal() -> i32 {
         libc::sigwait(&set, &mut signal);
     }
     signal
+}
+
+/// Recovery reads whole snapshot and log files on this thread and frees them; this thread
+/// then only waits for the executors, so mimalloc would keep those pages (hundreds of MiB
+/// with a million znodes) for good. Hand them back to the OS once.
+fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it only purges this thread's free pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
