@@ -180,16 +180,8 @@ impl DmaLog {
         let Some(plan) = self.layout.plan_append(txns)? else {
             return Ok(());
         };
-        match self.execute(&plan).await {
-            Ok(()) => {
-                self.layout.finish_append(plan);
-                Ok(())
-            }
-            Err(e) => {
-                self.layout.fail();
-                Err(e)
-            }
-        }
+        let outcome = self.execute(&plan).await;
+        self.layout.conclude(plan, outcome)
     }
 
     async fn execute(&mut self, plan: &AppendPlan) -> Result<(), WalError> {

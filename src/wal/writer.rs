@@ -380,6 +380,20 @@ impl LogLayout {
         &self.buffer
     }
 
+    /// What an executor's attempt at `plan` comes to: on success the plan is finished, on
+    /// an I/O error the layout fails for good. Returns the outcome.
+    pub fn conclude(
+        &mut self,
+        plan: AppendPlan,
+        outcome: Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        match outcome {
+            Ok(()) => self.finish_append(plan),
+            Err(_) => self.fail(),
+        }
+        outcome
+    }
+
     /// The executor carried out `plan`: the batch is written (and synced, with forceSync).
     pub fn finish_append(&mut self, plan: AppendPlan) {
         self.segment = Some(plan.segment_after);
@@ -471,16 +485,8 @@ impl<S: Storage> Wal<S> {
         let Some(plan) = self.layout.plan_append(txns)? else {
             return Ok(());
         };
-        match self.execute(&plan) {
-            Ok(()) => {
-                self.layout.finish_append(plan);
-                Ok(())
-            }
-            Err(e) => {
-                self.layout.fail();
-                Err(e)
-            }
-        }
+        let outcome = self.execute(&plan);
+        self.layout.conclude(plan, outcome)
     }
 
     fn execute(&mut self, plan: &AppendPlan) -> Result<(), WalError> {
