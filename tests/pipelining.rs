@@ -16,6 +16,45 @@ enum Sent {
 #[test]
 fn reads_between_pipelined_writes_see_exactly_the_writes_before_them() {
     let server = TestServer::start();
+    check_reads_between_writes(&server);
+}
+
+/// The same while other sessions keep the log busy, so that rounds of the ordering core
+/// join batches still waiting for the log (and a joined batch must not hide the version a
+/// queued read needs).
+#[test]
+fn reads_between_pipelined_writes_under_concurrent_write_load() {
+    let server = TestServer::start();
+    let (_, max) = server.session_bounds_ms();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loaders = Vec::new();
+    for t in 0..3 {
+        let mut w = server.raw(max);
+        let stop = stop.clone();
+        let path = unique_prefix(&format!("load{t}"));
+        assert_eq!(w.create(&path, b"", 0).err, raw::OK);
+        loaders.push(std::thread::spawn(move || {
+            // Bounded: at most 200 rounds of 32 pipelined writes.
+            for _ in 0..200 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let set = Enc::new().string(&path).buffer(b"x").int(-1).finish();
+                let xids: Vec<i32> = (0..32).map(|_| w.send(raw::OP_SET_DATA, &set)).collect();
+                for xid in xids {
+                    assert_eq!(w.wait_reply(xid).err, raw::OK);
+                }
+            }
+        }));
+    }
+    check_reads_between_writes(&server);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loaders {
+        l.join().expect("loader thread");
+    }
+}
+
+fn check_reads_between_writes(server: &TestServer) {
     let (_, max) = server.session_bounds_ms();
     let mut c = server.raw(max);
     let root = unique_prefix("pipelining");
