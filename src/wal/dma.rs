@@ -264,26 +264,12 @@ impl DmaLog {
                     );
                     self.direct = false;
                     // The refused open may have created the (empty) file already.
-                    return OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .buffered_open(path)
-                        .await
-                        .map(LogFile::Buffered)
-                        .map_err(to_io);
+                    return open_buffered(path, false).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .buffered_open(path)
-            .await
-            .map(LogFile::Buffered)
-            .map_err(to_io)
+        open_buffered(path, true).await
     }
 
     async fn open_direct(&self, path: &Path) -> io::Result<DmaFile> {
@@ -339,6 +325,20 @@ fn is_tmpfs(path: &Path) -> bool {
         libc::statfs(c_path.as_ptr(), &mut buf) == 0
             && buf.f_type as i64 == libc::TMPFS_MAGIC as i64
     }
+}
+
+/// Opens a segment for buffered writes: a new file, or (`create_new` false) one that may
+/// already exist empty.
+async fn open_buffered(path: &Path, create_new: bool) -> io::Result<LogFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(!create_new)
+        .create_new(create_new)
+        .buffered_open(path)
+        .await
+        .map(LogFile::Buffered)
+        .map_err(to_io)
 }
 
 #[cfg(test)]
