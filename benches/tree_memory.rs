@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
-use zkrs::tree::DataTree;
+use zkrs::tree::{DataTree, Meta, Znode};
 
 mod common;
 use common::*;
@@ -144,7 +144,7 @@ fn main() {
     components(*sizes.last().unwrap_or(&100_000));
 }
 
-/// Heap bytes per entry of the structures a znode lives in, measured alone.
+/// Heap bytes per entry of the parts a znode is made of, measured alone.
 fn components(n: usize) {
     let per = |f: &dyn Fn() -> Box<dyn std::any::Any>| {
         let before = LIVE.load(Ordering::Relaxed);
@@ -153,48 +153,23 @@ fn components(n: usize) {
         drop(kept);
         bytes as f64 / n as f64
     };
-    println!("\ncomponents at {n} entries (heap B/entry; the map and set are the layout before issue 4):");
+    println!("\ncomponents at {n} entries (heap B/entry, as requested from the allocator):");
     println!(
-        "  size_of::<Znode>() = {} (Arc<Znode> allocation {} B)",
-        std::mem::size_of::<zkrs::tree::Znode>(),
-        std::mem::size_of::<zkrs::tree::Znode>() + 16
+        "  size_of: Znode {} B (a pointer), Meta {} B",
+        std::mem::size_of::<Znode>(),
+        std::mem::size_of::<Meta>()
     );
-    let paths = per(&|| {
+    let acl = Arc::new(Vec::new());
+    let nodes = per(&|| {
         Box::new(
             (0..n)
-                .map(|i| Arc::<str>::from(key_path(i).as_str()))
+                .map(|i| Znode::new(Meta::new(acl.clone(), i as i64, 0, 0), &[b'x'; 100]))
                 .collect::<Vec<_>>(),
         )
     });
-    println!("  Vec of Arc<str> paths: {paths:.0} (8 B of it the Vec slot)");
-    let map = per(&|| {
-        let mut m: imbl::HashMap<Arc<str>, Arc<u64>> = imbl::HashMap::new();
-        let v = Arc::new(0u64);
-        for i in 0..n {
-            m.insert(Arc::from(key_path(i).as_str()), v.clone());
-        }
-        Box::new(m)
-    });
-    println!("  imbl::HashMap<Arc<str>, Arc<_>> incl. the key Arc<str>: {map:.0}");
-    let set = per(&|| {
-        let mut s: imbl::OrdSet<Arc<str>> = imbl::OrdSet::new();
-        for i in 0..n {
-            s.insert(Arc::from(format!("k{i:010}").as_str()));
-        }
-        Box::new(s)
-    });
-    println!("  imbl::OrdSet<Arc<str>> of child names incl. the name Arc<str>: {set:.0}");
-    let data = per(&|| {
-        Box::new(
-            (0..n)
-                .map(|_| {
-                    let b = bytes::Bytes::copy_from_slice(&[b'x'; 100]);
-                    let shared = b.clone();
-                    drop(b);
-                    shared
-                })
-                .collect::<Vec<_>>(),
-        )
-    });
-    println!("  100 B Bytes value (copied, then cloned once): {data:.0} (32 B of it the Vec slot)");
+    println!(
+        "  one znode with 100 B of data: {:.0} (+ 8 B Vec slot); the rest of a tree's \
+         B/znode is its entry (name + pointer) in the parent's child map",
+        nodes - 8.0
+    );
 }

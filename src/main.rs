@@ -290,6 +290,7 @@ fn describe(path: Option<&Path>) -> String {
 }
 
 fn start_foreground(path: Option<&Path>) -> ExitCode {
+    zkrs::server::disable_transparent_huge_pages();
     let (config, warnings) = match load_or_exit(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,

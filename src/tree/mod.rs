@@ -17,21 +17,21 @@
 //! client sees), `FinalRequestProcessor` (reads and replies) and `ContainerManager`.
 
 pub mod acl;
-mod data;
 mod node;
 mod path;
 mod quota;
 mod read;
 pub mod watches;
+mod znode;
 
 #[cfg(test)]
 mod tests;
 
-pub use data::Data;
 pub use node::Children;
 pub use path::validate_path;
 pub use read::{serve_read, set_watches};
 pub use watches::{ConnId, WatchTable};
+pub use znode::{Meta, Znode};
 
 use std::sync::Arc;
 
@@ -153,102 +153,6 @@ impl Fired {
     }
 }
 
-/// One znode. Its children hang off it (see the `node` module), so that a version clone of
-/// the tree is O(1) and no index by full path is needed.
-///
-/// Equality compares content: the stat fields, data, ACL and the children (deeply).
-#[derive(Debug, Clone)]
-pub struct Znode {
-    pub data: Data,
-    pub acl: Arc<Vec<Acl>>,
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub pzxid: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub version: i32,
-    /// The cversion ZooKeeper stores (and snapshots): the number of children ever created
-    /// under this node. Sequence suffixes are taken from it. The cversion clients see is
-    /// `2 * cversion - numChildren` (creates plus deletes), see [`Znode::stat`].
-    pub cversion: i32,
-    pub aversion: i32,
-    /// As stored: 0, a session id, CONTAINER_EPHEMERAL_OWNER or a TTL owner.
-    pub ephemeral_owner: i64,
-    /// Child nodes, sorted by name. Set by the tree: [`DataTree::from_nodes`] ignores it.
-    pub children: Children,
-}
-
-impl PartialEq for Znode {
-    fn eq(&self, other: &Znode) -> bool {
-        self.same_fields(other) && self.children == other.children
-    }
-}
-
-impl Znode {
-    /// Equal but for the children.
-    fn same_fields(&self, other: &Znode) -> bool {
-        self.data == other.data
-            && self.acl == other.acl
-            && self.czxid == other.czxid
-            && self.mzxid == other.mzxid
-            && self.pzxid == other.pzxid
-            && self.ctime == other.ctime
-            && self.mtime == other.mtime
-            && self.version == other.version
-            && self.cversion == other.cversion
-            && self.aversion == other.aversion
-            && self.ephemeral_owner == other.ephemeral_owner
-    }
-}
-
-impl Eq for Znode {}
-
-impl Znode {
-    /// The stat a client sees, as ZooKeeper's `DataNode.copyStat`: cversion counts creates
-    /// and deletes (`2 * stored - numChildren`), and ephemeralOwner is 0 for containers and
-    /// TTL nodes (only session ephemerals show their owner).
-    pub fn stat(&self) -> Stat {
-        let num_children = self.children.len() as i32;
-        Stat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self.cversion.wrapping_mul(2).wrapping_sub(num_children),
-            aversion: self.aversion,
-            ephemeral_owner: match EphemeralKind::of_owner(self.ephemeral_owner) {
-                EphemeralKind::Session(id) => id,
-                _ => 0,
-            },
-            data_length: self.data.len() as i32,
-            num_children,
-            pzxid: self.pzxid,
-        }
-    }
-
-    pub fn kind(&self) -> EphemeralKind {
-        EphemeralKind::of_owner(self.ephemeral_owner)
-    }
-
-    fn new(data: Data, acl: Arc<Vec<Acl>>, zxid: i64, time_ms: i64, owner: i64) -> Znode {
-        Znode {
-            data,
-            acl,
-            czxid: zxid,
-            mzxid: zxid,
-            pzxid: zxid,
-            ctime: time_ms,
-            mtime: time_ms,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: owner,
-            children: Children::default(),
-        }
-    }
-}
-
 /// What an ephemeralOwner means (ZooKeeper's `EphemeralType`, extended types enabled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EphemeralKind {
@@ -342,7 +246,7 @@ pub struct DataTree {
     /// every other node in its parent's children.
     /// Invariant: a node's `path` is its parent's path, a slash (none after the root's)
     /// and its name.
-    root: Arc<Znode>,
+    root: Znode,
     /// Number of nodes, the root included.
     node_count: usize,
     /// Session id -> paths of its ephemerals. Invariant: no empty sets.
@@ -383,7 +287,7 @@ impl PartialEq for DataTree {
     fn eq(&self, other: &DataTree) -> bool {
         self.last_zxid == other.last_zxid
             && self.node_count == other.node_count
-            && (Arc::ptr_eq(&self.root, &other.root) || self.root == other.root)
+            && self.root == other.root
             && self.ephemerals == other.ephemerals
             && self.containers == other.containers
             && self.ttls == other.ttls
@@ -488,31 +392,26 @@ impl DataTree {
         let read_only = Arc::new(world_acl(perms::READ));
         acl_cache.remember(&read_only);
         acl_cache.remember(&open);
-        let empty = |acl: &Arc<Vec<Acl>>, children: Vec<(&str, Znode)>| Znode {
-            data: Data::default(),
-            acl: acl.clone(),
-            czxid: 0,
-            mzxid: 0,
-            pzxid: 0,
-            ctime: 0,
-            mtime: 0,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: 0,
-            children: Children::from_sorted(
+        let empty = |acl: &Arc<Vec<Acl>>, children: Vec<(&str, Znode)>| {
+            let mut meta = Meta::new(acl.clone(), 0, 0, 0);
+            meta.children = Children::from_sorted(
                 children
                     .into_iter()
-                    .map(|(name, node)| (node::Name::new(name), Arc::new(node)))
+                    .map(|(name, node)| (node::Name::new(name), node))
                     .collect(),
-            ),
+            );
+            meta
         };
         let mut config = empty(&read_only, vec![]);
         config.aversion = -1;
-        let quota = empty(&open, vec![]);
-        let zookeeper = empty(&open, vec![("config", config), ("quota", quota)]);
+        let config = Znode::new(config, b"");
+        let quota = Znode::new(empty(&open, vec![]), b"");
+        let zookeeper = Znode::new(
+            empty(&open, vec![("config", config), ("quota", quota)]),
+            b"",
+        );
         DataTree {
-            root: Arc::new(empty(&open, vec![("zookeeper", zookeeper)])),
+            root: Znode::new(empty(&open, vec![("zookeeper", zookeeper)]), b""),
             node_count: 4,
             ephemerals: imbl::HashMap::new(),
             containers: imbl::OrdSet::new(),
@@ -547,14 +446,14 @@ impl DataTree {
         }
         let count = nodes.len();
         // The nodes whose subtree is being read, each with its children so far.
-        type Open = Vec<(String, Znode, Vec<(node::Name, Arc<Znode>)>)>;
+        type Open = Vec<(String, Znode, Vec<(node::Name, Znode)>)>;
         let mut open: Open = Vec::new();
         let close = |open: &mut Open| {
             let (path, mut done, children) = open.pop()?;
             done.children = Children::from_sorted(children);
             match open.last_mut() {
                 Some((_, _, siblings)) => {
-                    siblings.push((node::Name::new(path::name_of(&path)), Arc::new(done)));
+                    siblings.push((node::Name::new(path::name_of(&path)), done));
                     None
                 }
                 None => Some(done),
@@ -582,7 +481,7 @@ impl DataTree {
         while !open.is_empty() {
             root = close(&mut open);
         }
-        tree.root = Arc::new(root.ok_or("no root node")?);
+        tree.root = root.ok_or("no root node")?;
         tree.node_count = count;
         tree.setup_quotas();
         Ok(tree)
@@ -622,7 +521,7 @@ impl DataTree {
 
     /// The node at `path`; `""` is the root, as in ZooKeeper's node map.
     pub fn get(&self, path: &str) -> Option<&Znode> {
-        node::lookup(&self.root, path::canonical(path)).map(|node| &**node)
+        node::lookup(&self.root, path::canonical(path))
     }
 
     /// Number of znodes, the root and the three `/zookeeper` nodes included.
@@ -664,7 +563,7 @@ impl DataTree {
     /// `zk_approximate_data_size`), counting the root alias `""` as ZooKeeper does (0).
     pub fn approximate_data_size(&self) -> u64 {
         node::Walk::new("/", &self.root)
-            .map(|(path_len, node)| (path_len + node.data.len()) as u64)
+            .map(|(path_len, node)| (path_len + node.data().len()) as u64)
             .sum()
     }
 
@@ -1278,7 +1177,7 @@ impl DataTree {
                 let acl = self.acl_cache.intern(acl);
                 self.create_node(
                     path,
-                    Data::from(data),
+                    data,
                     acl,
                     *ephemeral_owner,
                     *parent_cversion,
@@ -1331,11 +1230,11 @@ impl DataTree {
         // A missing node is found on the way down; the ancestors copied by then have the
         // same content (this happens only for a txn that does not fit the tree).
         self.paths = PathCache::default();
-        let root = Arc::make_mut(&mut self.root);
         if path == "/" {
-            return Some(f(root));
+            self.root.make_mut();
+            return Some(f(&mut self.root));
         }
-        node::update_below(root, path, f)
+        node::update_below(&mut self.root, path, f)
     }
 
     /// DataTree.createNode.
@@ -1343,7 +1242,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: Data,
+        data: &[u8],
         acl: Arc<Vec<Acl>>,
         owner: i64,
         parent_cversion: i32,
@@ -1354,9 +1253,9 @@ impl DataTree {
         let parent_path = path::canonical(path::parent_of(path).ok_or(ErrorCode::NoNode)?);
         let exists = self.get(path).is_some();
         let key: Arc<str> = Arc::from(path);
-        let node = Znode::new(data, acl.clone(), hdr.zxid, hdr.time_ms, owner);
+        let node = Znode::new(Meta::new(acl.clone(), hdr.zxid, hdr.time_ms, owner), data);
         let stat = node.stat();
-        let data_len = node.data.len();
+        let data_len = data.len();
         let kind = node.kind();
         let mut node = Some(node);
         let parent = self.update(parent_path, |parent| {
@@ -1374,7 +1273,7 @@ impl DataTree {
             }
             if !exists {
                 if let Some(node) = node.take() {
-                    parent.children.insert(path::name_of(path), Arc::new(node));
+                    parent.children.insert(path::name_of(path), node);
                 }
             }
             parent.acl.clone()
@@ -1441,7 +1340,7 @@ impl DataTree {
                 }
             }
         }
-        self.quota_after_delete(path, node.data.len());
+        self.quota_after_delete(path, node.data().len());
         fired.push(key, EventType::NodeDeleted, node.acl.clone());
         fired.push(parent_key, EventType::NodeChildrenChanged, parent_acl);
         Ok(())
@@ -1481,8 +1380,8 @@ fn set_data_on(
     version: i32,
     hdr: &TxnHeader,
 ) -> (usize, Stat, Arc<Vec<Acl>>) {
-    let old_len = node.data.len();
-    node.data = Data::from(data);
+    let old_len = node.data().len();
+    node.set_data(data);
     node.mtime = hdr.time_ms;
     node.mzxid = hdr.zxid;
     node.version = version;

@@ -132,7 +132,7 @@ impl fmt::Debug for Name {
     }
 }
 
-type ChildMap = imbl::OrdMap<Name, Arc<Znode>>;
+type ChildMap = imbl::OrdMap<Name, Znode>;
 
 /// The children of a znode, sorted by name. An empty map (a leaf, most znodes) allocates
 /// nothing.
@@ -155,38 +155,38 @@ impl Children {
 
     /// The children's (name, node), sorted by name.
     pub fn nodes(&self) -> impl DoubleEndedIterator<Item = (&str, &Znode)> + '_ {
-        self.map_iter().map(|(name, node)| (name.as_str(), &**node))
+        self.map_iter().map(|(name, node)| (name.as_str(), node))
     }
 
     fn map_iter(&self) -> MapIter<'_> {
         self.0.iter()
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&Arc<Znode>> {
+    pub(super) fn get(&self, name: &str) -> Option<&Znode> {
         by_name!(self.0, get, name)
     }
 
     /// The child named `name`, to change (the map nodes on the way copied if shared).
-    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Arc<Znode>> {
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Znode> {
         by_name!(self.0, get_mut, name)
     }
 
     /// Adds (or replaces) the child `name`.
-    pub(super) fn insert(&mut self, name: &str, node: Arc<Znode>) {
+    pub(super) fn insert(&mut self, name: &str, node: Znode) {
         self.0.insert(Name::new(name), node);
     }
 
-    pub(super) fn remove(&mut self, name: &str) -> Option<Arc<Znode>> {
+    pub(super) fn remove(&mut self, name: &str) -> Option<Znode> {
         by_name!(self.0, remove, name)
     }
 
     /// Builds the map of already sorted, distinct children.
-    pub(super) fn from_sorted(children: Vec<(Name, Arc<Znode>)>) -> Children {
+    pub(super) fn from_sorted(children: Vec<(Name, Znode)>) -> Children {
         Children(children.into_iter().collect())
     }
 }
 
-type MapIter<'a> = imbl::ordmap::Iter<'a, Name, Arc<Znode>, DefaultSharedPtr>;
+type MapIter<'a> = imbl::ordmap::Iter<'a, Name, Znode, DefaultSharedPtr>;
 
 impl PartialEq for Children {
     /// Same children with the same content, subtrees compared deeply (shared ones by
@@ -205,7 +205,7 @@ impl PartialEq for Children {
                 if name_x != name_y {
                     return false;
                 }
-                if Arc::ptr_eq(node_x, node_y) {
+                if Znode::ptr_eq(node_x, node_y) {
                     continue;
                 }
                 if !node_x.same_fields(node_y) {
@@ -280,7 +280,7 @@ fn names(path: &str) -> Option<std::str::Split<'_, char>> {
 }
 
 /// The node at `path` (canonical: `/` is the root) under `root`.
-pub(super) fn lookup<'a>(root: &'a Arc<Znode>, path: &str) -> Option<&'a Arc<Znode>> {
+pub(super) fn lookup<'a>(root: &'a Znode, path: &str) -> Option<&'a Znode> {
     if path == "/" {
         return Some(root);
     }
@@ -301,8 +301,9 @@ pub(super) fn update_below<R>(
 ) -> Option<R> {
     let mut node = root;
     for name in names(path)? {
-        node = Arc::make_mut(node.children.get_mut(name)?);
+        node = node.make_mut().children.get_mut(name)?;
     }
+    node.make_mut();
     Some(f(node))
 }
 
@@ -366,7 +367,7 @@ impl<'a> Iterator for Walk<'a> {
                     if !node.children.is_empty() {
                         self.stack.push((node.children.map_iter(), len));
                     }
-                    return Some((len, &**node));
+                    return Some((len, node));
                 }
                 None => {
                     self.stack.pop();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::node::{walk, Walk};
-use super::{path, Data, DataTree};
+use super::{path, DataTree};
 
 const QUOTA_ROOT: &str = "/zookeeper/quota";
 const LIMIT_NODE: &str = "zookeeper_limits";
@@ -147,8 +147,11 @@ impl DataTree {
             log::error!("missing quota stats node {stat_path}");
             return;
         };
-        let Some(mut stats) = parse_stats(&node.data) else {
-            log::error!("unreadable quota stats in {stat_path}: {:?}", node.data);
+        let Some(mut stats) = parse_stats(node.data()) else {
+            log::error!(
+                "unreadable quota stats in {stat_path}: {:?}",
+                bytes::Bytes::copy_from_slice(node.data())
+            );
             return;
         };
         let count = stats.get("count").copied().unwrap_or(-1);
@@ -156,7 +159,7 @@ impl DataTree {
         stats.insert("count".into(), count.wrapping_add(count_diff));
         stats.insert("bytes".into(), bytes.wrapping_add(bytes_diff));
         let data = format_stats(&stats);
-        self.update(&stat_path, |node| node.data = Data::from(data));
+        self.update(&stat_path, |node| node.set_data(&data));
     }
 
     /// DataTree.updateQuotaForPath: the stats of `root` become the number of nodes and the
@@ -167,7 +170,7 @@ impl DataTree {
         if let Some(top) = self.get(root) {
             for (_, node) in Walk::new(root, top) {
                 count += 1;
-                bytes += node.data.len() as i64;
+                bytes += node.data().len() as i64;
             }
         }
         let stat_path = stat_path(root);
@@ -176,7 +179,7 @@ impl DataTree {
         stats.insert("bytes".to_string(), bytes);
         let data = format_stats(&stats);
         if self
-            .update(&stat_path, |node| node.data = Data::from(data))
+            .update(&stat_path, |node| node.set_data(&data))
             .is_none()
         {
             log::warn!("missing quota stats node {stat_path}");

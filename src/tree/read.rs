@@ -163,7 +163,7 @@ fn get_data(
     if let (true, Some((conn, watches))) = (req.watch, watch_to) {
         watches.add_data_watch(&req.path, conn);
     }
-    Ok((node.data.to_bytes(), node.stat()))
+    Ok((node.data_bytes(), node.stat()))
 }
 
 /// getChildren / getChildren2: NoNode (no watch), then READ, then the child watch.

@@ -297,8 +297,8 @@ fn fresh_tree_is_zookeeper_standalone() {
 
 #[test]
 fn znode_stat_counts_deletes_in_cversion_and_hides_non_session_owners() {
-    let leaf = || Arc::new(Znode::new(Data::default(), Arc::new(open_acl()), 1, 1, 0));
-    let mut node = Znode::new(Data::from("abc"), Arc::new(open_acl()), 7, 9, 0);
+    let leaf = || Znode::new(Meta::new(Arc::new(open_acl()), 1, 1, 0), b"");
+    let mut node = Znode::new(Meta::new(Arc::new(open_acl()), 7, 9, 0), b"abc");
     node.cversion = 5;
     node.children.insert("y", leaf());
     node.children.insert("x", leaf());
@@ -973,10 +973,7 @@ fn set_data_updates_stat_and_fires() {
         }
     );
     assert_eq!(out.triggers, vec![trig("/a", EventType::NodeDataChanged)]);
-    assert_eq!(
-        h.tree.get("/a").unwrap().data,
-        Bytes::from_static(b"second")
-    );
+    assert_eq!(h.tree.get("/a").unwrap().data(), b"second");
     // The parent is untouched.
     assert_eq!(h.stat("/").mzxid, 0);
     // -1 matches any version.
@@ -1614,7 +1611,7 @@ fn a_clone_is_an_independent_version() {
     h.session_id = 0x3;
     h.create("/e", "", 1).unwrap();
     assert!(v1.get("/a/b").is_none());
-    assert_eq!(v1.get("/a").unwrap().data.len(), 0);
+    assert_eq!(v1.get("/a").unwrap().data().len(), 0);
     assert_eq!(v1.get("/a").unwrap().stat().num_children, 0);
     assert!(v1.ephemerals_of(0x3).is_empty());
     assert_eq!(v1.node_count(), 5);
@@ -2354,7 +2351,7 @@ fn trigger_acls_follow_zookeeper() {
 // ------------------------------------------------------------------ quotas and snapshots
 
 fn data_of(h: &Harness, path: &str) -> String {
-    String::from_utf8(h.tree.get(path).unwrap().data.to_vec()).unwrap()
+    String::from_utf8(h.tree.get(path).unwrap().data().to_vec()).unwrap()
 }
 
 #[test]
@@ -2608,5 +2605,5 @@ fn a_deep_tree_is_walked_and_rebuilt_without_recursion() {
     assert!(version != h.tree);
     drop(version);
     drop(loaded);
-    assert_eq!(&h.tree.get(&path).unwrap().data[..], b"x");
+    assert_eq!(h.tree.get(&path).unwrap().data(), b"x");
 }

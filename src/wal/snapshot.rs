@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::proto::Acl;
-use crate::tree::Znode;
+use crate::tree::{Meta, Znode};
 
 use super::codec::{self, DecodeError, Reader};
 use super::storage::Storage;
@@ -265,8 +265,7 @@ fn decode_node(
         Arc::new(reader.acl_list()?)
     };
     *previous_acl = Some(acl.clone());
-    let node = Znode {
-        data: data.into(),
+    let meta = Meta {
         acl,
         czxid: reader.i64("czxid")?,
         mzxid: reader.i64("mzxid")?,
@@ -279,6 +278,7 @@ fn decode_node(
         ephemeral_owner: reader.i64("ephemeral owner")?,
         children: Default::default(),
     };
+    let node = Znode::new(meta, &data);
     Ok((path, node))
 }
 
@@ -325,7 +325,7 @@ fn encode_node(
     previous_acl: &mut Option<Arc<Vec<Acl>>>,
 ) -> bool {
     codec::put_u8(out, TAG_NODE);
-    if !codec::put_bytes(out, path.as_bytes()) || !codec::put_bytes(out, &node.data) {
+    if !codec::put_bytes(out, path.as_bytes()) || !codec::put_bytes(out, node.data()) {
         return false;
     }
     let same = previous_acl
@@ -474,8 +474,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn znode(data: &Bytes, acl: &Arc<Vec<Acl>>, zxid: i64, version: i32) -> Znode {
-        Znode {
-            data: data.into(),
+        let meta = Meta {
             acl: acl.clone(),
             czxid: zxid,
             mzxid: zxid + 1,
@@ -487,7 +486,8 @@ pub(crate) mod tests {
             aversion: version + 2,
             ephemeral_owner: zxid * 3,
             children: Default::default(),
-        }
+        };
+        Znode::new(meta, data)
     }
 
     impl SnapshotSource for MapState {
@@ -524,7 +524,7 @@ pub(crate) mod tests {
             self.nodes.insert(
                 path.to_string(),
                 (
-                    node.data.to_bytes(),
+                    node.data_bytes(),
                     (*node.acl).clone(),
                     node.czxid,
                     node.version,

@@ -493,7 +493,7 @@ pub fn dump_snapshot(
                     node.aversion,
                     node.ephemeral_owner,
                 );
-                data_text(&node.data, &mut line);
+                data_text(node.data(), &mut line);
                 line.push(' ');
                 acl_text(&node.acl, &mut line);
                 writeln!(out, "{line}")?;
@@ -513,7 +513,7 @@ pub fn dump_snapshot(
                 o.num("aversion", node.aversion);
                 o.hex("ephemeral_owner", node.ephemeral_owner);
                 o.num("num_children", num_children);
-                data_json(&node.data, &mut o);
+                data_json(node.data(), &mut o);
                 o.raw("acl", &acl_json(&node.acl));
                 writeln!(out, "{}", o.finish())?;
             }
