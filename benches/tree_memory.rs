@@ -19,7 +19,7 @@ use common::*;
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
-static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static INNER: zkrs::alloc::Allocator = zkrs::alloc::Allocator;
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -146,12 +146,14 @@ fn main() {
 
 /// Heap bytes per entry of the parts a znode is made of, measured alone.
 fn components(n: usize) {
+    // (heap, RSS) growth per entry.
     let per = |f: &dyn Fn() -> Box<dyn std::any::Any>| {
-        let before = LIVE.load(Ordering::Relaxed);
+        let (before, rss_before) = (LIVE.load(Ordering::Relaxed), rss_bytes());
         let kept = f();
         let bytes = LIVE.load(Ordering::Relaxed) - before;
+        let rss = rss_bytes() - rss_before;
         drop(kept);
-        bytes as f64 / n as f64
+        (bytes as f64 / n as f64, rss as f64 / n as f64)
     };
     println!("\ncomponents at {n} entries (heap B/entry, as requested from the allocator):");
     println!(
@@ -161,15 +163,14 @@ fn components(n: usize) {
     );
     let acl = Arc::new(Vec::new());
     let nodes = per(&|| {
-        Box::new(
-            (0..n)
-                .map(|i| Znode::new(Meta::new(acl.clone(), i as i64, 0, 0), &[b'x'; 100]))
-                .collect::<Vec<_>>(),
-        )
+        let mut all = Vec::with_capacity(n);
+        all.extend((0..n).map(|i| Znode::new(Meta::new(acl.clone(), i as i64, 0, 0), &[b'x'; 100])));
+        Box::new(all)
     });
     println!(
-        "  one znode with 100 B of data: {:.0} (+ 8 B Vec slot); the rest of a tree's \
-         B/znode is its entry (name + pointer) in the parent's child map",
-        nodes - 8.0
+        "  one znode with 100 B of data: {:.0} (+ 8 B Vec slot; RSS {:.0}); the rest of a \
+         tree's B/znode is its entry (name + pointer) in the parent's child map",
+        nodes.0 - 8.0,
+        nodes.1 - 8.0
     );
 }

@@ -20,7 +20,7 @@ use zkrs::config::{Config, ConfigError};
 use zkrs::wal::tools::{self, Format, LogVerdict, SnapshotVerdict, ToolError};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: zkrs::alloc::Allocator = zkrs::alloc::Allocator;
 
 /// How long `start` waits for the server to answer `srvr` before it gives up waiting.
 const START_WAIT: Duration = Duration::from_secs(30);
