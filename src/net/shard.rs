@@ -24,7 +24,7 @@ use glommio::sync::Semaphore;
 use super::notify::Notify;
 use crate::config::Config;
 use crate::proto::codec::{
-    decode_connect_request, decode_request, decode_request_header, encode_connect_response,
+    decode_connect_request, decode_request_frame, decode_request_header, encode_connect_response,
     encode_connect_response_without_read_only, encode_notification, encode_reply,
 };
 use crate::proto::frame::FrameDecoder;
@@ -917,7 +917,7 @@ async fn read_loop(
         else {
             return Ok(());
         };
-        match decode_request(&frame) {
+        match decode_request_frame(&frame) {
             Ok((header, request)) => shard.on_request(conn, header, request).await,
             // As ZooKeeper: an unknown opcode gets Unimplemented, then the connection closes.
             Err(DecodeError::UnknownOpcode { xid, op }) => {

@@ -136,6 +136,15 @@ pub fn decode_request(body: &[u8]) -> Result<(RequestHeader, Request), DecodeErr
     Ok((hdr, request))
 }
 
+/// As [`decode_request`], for a received frame: data fields are slices of it (no copy;
+/// the ordering core's clone of a setData's data for its txn is then a reference count).
+pub fn decode_request_frame(frame: &bytes::Bytes) -> Result<(RequestHeader, Request), DecodeError> {
+    let mut r = JuteReader::over(frame);
+    let hdr = read_request_header(&mut r)?;
+    let request = read_request_body(&mut r, hdr)?;
+    Ok((hdr, request))
+}
+
 fn read_request_body(r: &mut JuteReader, hdr: RequestHeader) -> Result<Request, DecodeError> {
     let unknown = DecodeError::UnknownOpcode {
         xid: hdr.xid,

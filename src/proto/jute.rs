@@ -120,6 +120,9 @@ pub struct JuteReader<'a> {
     /// Invariant: `pos <= buf.len()`.
     pos: usize,
     max_field_len: usize,
+    /// `buf` as shared `Bytes`, when the reader was made [`JuteReader::over`] them:
+    /// buffers are then slices of it (no copy, no allocation).
+    shared: Option<&'a Bytes>,
 }
 
 impl<'a> JuteReader<'a> {
@@ -133,6 +136,16 @@ impl<'a> JuteReader<'a> {
             buf,
             pos: 0,
             max_field_len,
+            shared: None,
+        }
+    }
+
+    /// A reader over shared bytes (a received frame): [`JuteReader::read_buffer`] hands
+    /// out slices of them, which keep the frame's memory alive as long as they live.
+    pub fn over(frame: &'a Bytes) -> Self {
+        JuteReader {
+            shared: Some(frame),
+            ..Self::new(frame)
         }
     }
 
@@ -219,9 +232,14 @@ impl<'a> JuteReader<'a> {
         }
     }
 
-    /// A `buffer`; null (-1) reads as empty.
+    /// A `buffer`; null (-1) reads as empty. A slice of the frame for a reader made
+    /// [`JuteReader::over`] one, else a copy.
     pub fn read_buffer(&mut self) -> Result<Bytes, DecodeError> {
-        Ok(Bytes::copy_from_slice(self.read_buffer_slice()?))
+        let slice = self.read_buffer_slice()?;
+        Ok(match self.shared {
+            Some(frame) if !slice.is_empty() => frame.slice_ref(slice),
+            _ => Bytes::copy_from_slice(slice),
+        })
     }
 
     /// A `ustring`; null (-1) reads as empty. Invalid UTF-8 is an error (ZooKeeper would
@@ -433,6 +451,27 @@ mod tests {
         let mut out = BytesMut::new();
         f(&mut JuteWriter::new(&mut out));
         out.to_vec()
+    }
+
+    #[test]
+    fn buffers_of_a_shared_frame_are_slices_of_it() {
+        let frame = Bytes::from(bytes_of(|w| {
+            w.write_buffer(b"payload");
+            w.write_buffer(b"");
+            w.write_i32(-1);
+        }));
+        let mut r = JuteReader::over(&frame);
+        let data = r.read_buffer().unwrap();
+        assert_eq!(&data[..], b"payload");
+        let inside = frame.as_ptr_range();
+        assert!(inside.contains(&data.as_ptr()), "not a slice of the frame");
+        assert!(r.read_buffer().unwrap().is_empty());
+        assert!(r.read_buffer().unwrap().is_empty()); // null
+        r.expect_end().unwrap();
+        // A plain reader copies.
+        let copied = JuteReader::new(&frame).read_buffer().unwrap();
+        assert_eq!(&copied[..], b"payload");
+        assert!(!inside.contains(&copied.as_ptr()));
     }
 
     fn sample_stat() -> Stat {
