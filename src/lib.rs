@@ -1,8 +1,8 @@
 //! zkrs: a ZooKeeper-compatible coordination server on a thread-per-core core.
 
 pub mod admin;
-pub mod alloc;
 pub mod admin_glue;
+pub mod alloc;
 pub mod config;
 pub mod net;
 pub mod proto;

@@ -19,6 +19,7 @@
 pub mod acl;
 mod node;
 mod path;
+mod pmap;
 mod quota;
 mod read;
 pub mod watches;

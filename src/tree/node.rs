@@ -16,8 +16,6 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
-use imbl::shared_ptr::DefaultSharedPtr;
-
 use super::Znode;
 
 /// Names up to this many bytes are stored inline.
@@ -132,7 +130,7 @@ impl fmt::Debug for Name {
     }
 }
 
-type ChildMap = imbl::OrdMap<Name, Znode>;
+type ChildMap = super::pmap::PMap<Name, Znode>;
 
 /// The children of a znode, sorted by name. An empty map (a leaf, most znodes) allocates
 /// nothing.
@@ -182,11 +180,11 @@ impl Children {
 
     /// Builds the map of already sorted, distinct children.
     pub(super) fn from_sorted(children: Vec<(Name, Znode)>) -> Children {
-        Children(children.into_iter().collect())
+        Children(ChildMap::from_sorted(children))
     }
 }
 
-type MapIter<'a> = imbl::ordmap::Iter<'a, Name, Znode, DefaultSharedPtr>;
+type MapIter<'a> = super::pmap::Iter<'a, Name, Znode>;
 
 impl PartialEq for Children {
     /// Same children with the same content, subtrees compared deeply (shared ones by
