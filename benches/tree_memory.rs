@@ -164,7 +164,9 @@ fn components(n: usize) {
     let acl = Arc::new(Vec::new());
     let nodes = per(&|| {
         let mut all = Vec::with_capacity(n);
-        all.extend((0..n).map(|i| Znode::new(Meta::new(acl.clone(), i as i64, 0, 0), &[b'x'; 100])));
+        all.extend(
+            (0..n).map(|i| Znode::new(Meta::new(acl.clone(), i as i64, 0, 0), &[b'x'; 100])),
+        );
         Box::new(all)
     });
     println!(
