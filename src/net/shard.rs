@@ -119,13 +119,13 @@ impl ConnStats {
 }
 
 impl Conn {
-    /// Whether the oldest unanswered request is a read (waiting behind a write).
     /// A read waits at the back of the queue: a write sent now has a read between it and
     /// the connection's earlier write(s).
     fn read_at_back(&self) -> bool {
         matches!(self.queue.borrow().back(), Some(Pending::Read { .. }))
     }
 
+    /// Whether the oldest unanswered request is a read (waiting behind a write).
     fn has_read_at_head(&self) -> bool {
         matches!(self.queue.borrow().front(), Some(Pending::Read { .. }))
     }

@@ -1221,8 +1221,8 @@ impl DataTree {
         }
     }
 
-    /// Runs `f` on the node at `path`, copying it (and its ancestors) where an older
-    /// version shares it. None when there is no such node.
+    /// Runs `f` on the node at `path`, copying its ancestors (and the node, once `f`
+    /// changes it) where an older version shares them. None when there is no such node.
     fn update<R>(&mut self, path: &str, f: impl FnOnce(&mut Znode) -> R) -> Option<R> {
         let path = path::canonical(path);
         if !path.starts_with('/') {
@@ -1232,7 +1232,6 @@ impl DataTree {
         // same content (this happens only for a txn that does not fit the tree).
         self.paths = PathCache::default();
         if path == "/" {
-            self.root.make_mut();
             return Some(f(&mut self.root));
         }
         node::update_below(&mut self.root, path, f)

@@ -289,9 +289,11 @@ pub(super) fn lookup<'a>(root: &'a Znode, path: &str) -> Option<&'a Znode> {
     Some(node)
 }
 
-/// Runs `f` on the node at `path` (canonical, not the root) below `root`, copying the
-/// node and its ancestors where an older version shares them. None (and `f` not run) when
-/// there is no such node; ancestors may have been copied then (same content).
+/// Runs `f` on the node at `path` (canonical, not the root) below `root`, copying its
+/// ancestors where an older version shares them; the node itself is copied only when `f`
+/// changes it (`Znode`'s copy-on-write), so a check that fails copies nothing of it and
+/// `set_data` on a shared node does not copy the old data first. None (and `f` not run)
+/// when there is no such node; ancestors may have been copied then (same content).
 pub(super) fn update_below<R>(
     root: &mut Znode,
     path: &str,
@@ -301,7 +303,6 @@ pub(super) fn update_below<R>(
     for name in names(path)? {
         node = node.make_mut().children.get_mut(name)?;
     }
-    node.make_mut();
     Some(f(node))
 }
 

@@ -10,7 +10,7 @@
 //! node an older tree version still holds before changing it, so a version never sees a
 //! later write. Changing the data of a node no one else holds reuses its allocation.
 //!
-//! Safety: the only unsafe code of the tree. Invariants: `ptr` points to a live allocation
+//! Safety (the tree's other unsafe code is the child map, `pmap.rs`). Invariants: `ptr` points to a live allocation
 //! of `layout(data_len)` bytes holding an initialised `Inner` followed by `data_len`
 //! initialised bytes; `count` is the number of `Znode`s pointing to it; the last one to
 //! drop it drops the `Meta` and frees the allocation. `&mut Meta` is only handed out
