@@ -88,6 +88,7 @@ const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
 
 /// Runs the server until it is stopped (SIGTERM/SIGINT). Blocks the calling thread.
 pub fn run(config: Config) -> io::Result<()> {
+    refuse_ensemble(&config)?;
     let config = Arc::new(config);
     let shards = config.shards.max(1);
     let listen = SocketAddr::new(
@@ -190,6 +191,30 @@ pub fn run(config: Config) -> io::Result<()> {
     let signal = wait_for_signal();
     log::info!("received signal {signal}, shutting down");
     Ok(())
+}
+
+/// An ensemble config (`server.N` lines naming more than one participant) is refused until
+/// zkrs serves ensembles: started standalone, every server would be a database of its own
+/// behind one connect string, and writes acknowledged by one would be missing on the others.
+fn refuse_ensemble(config: &Config) -> io::Result<()> {
+    if !config.is_distributed() {
+        return Ok(());
+    }
+    let ids: Vec<String> = config.servers.iter().map(|s| s.id.to_string()).collect();
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "zkrs refuses to start: {} names an ensemble (server.{}), and this version of \
+             zkrs does not serve ensembles yet; run one server with no server.N lines \
+             (or a single one) for standalone mode",
+            config
+                .source
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the configuration".into()),
+            ids.join(", server.")
+        ),
+    ))
 }
 
 /// Binds and listens on `addr` with SO_REUSEADDR (so connections in TIME_WAIT from a
