@@ -10,3 +10,4 @@ pub mod server;
 pub mod session;
 pub mod tree;
 pub mod wal;
+pub mod zab;
