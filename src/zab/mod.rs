@@ -8,6 +8,7 @@
 //! and the codecs turn bytes into records and back (malformed input is an `Err`, never a
 //! panic).
 
+pub mod broadcast;
 pub mod election;
 pub mod txn;
 pub mod wire;
