@@ -141,8 +141,8 @@ pub struct CommittedTxn {
 
 /// The most recent committed txns, in zxid order (ZooKeeper's `committedLog`).
 ///
-/// Invariant: zxids strictly increase, and within one epoch they are contiguous (counter
-/// + 1); an epoch change may start at any counter. `base` is the zxid right before the
+/// Invariant: zxids strictly increase, and within one epoch they are contiguous (each
+/// counter is the previous plus one); an epoch change may start at any counter. `base` is the zxid right before the
 /// first entry (the history is known up to `base` only as a whole, e.g. a snapshot).
 #[derive(Debug)]
 pub struct CommittedLog {
