@@ -1,6 +1,5 @@
 //! Ensemble configurations (`server.N` lines) started as real processes.
 
-#[allow(dead_code)]
 mod common;
 #[allow(dead_code)]
 #[path = "common/durable.rs"]

@@ -164,6 +164,9 @@ pub struct Shard {
     touched: RefCell<HashSet<i64>>,
     next_conn: Cell<ConnId>,
     outstanding: Rc<Semaphore>,
+    /// Whether sessions are served: from the first commit batch until a reset (an ensemble
+    /// member that is not synced with a leader refuses clients, as ZooKeeper does).
+    serving: Cell<bool>,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -451,7 +454,13 @@ impl Shard {
     }
 
     /// Routes one decoded request of an established session.
-    async fn on_request(&self, conn: &Rc<Conn>, header: RequestHeader, request: Request) {
+    async fn on_request(
+        &self,
+        conn: &Rc<Conn>,
+        header: RequestHeader,
+        request: Request,
+        body: Bytes,
+    ) {
         let started = Instant::now();
         conn.stats.received.set(conn.stats.received.get() + 1);
         self.touched.borrow_mut().insert(conn.session_id.get());
@@ -520,6 +529,8 @@ impl Shard {
                 auth: conn.auth.borrow().clone(),
                 request: Some(request),
                 read_before,
+                op: header.op,
+                body,
             }));
             self.send_to_ordering(message).await;
         } else if conn.queue.borrow().is_empty() {
@@ -551,7 +562,7 @@ impl Shard {
 
     /// A write whose body did not decode: it goes through the ordering core like any write
     /// and comes back as MarshallingError with its own zxid.
-    async fn on_undecodable_write(&self, conn: &Rc<Conn>, header: RequestHeader) {
+    async fn on_undecodable_write(&self, conn: &Rc<Conn>, header: RequestHeader, body: Bytes) {
         conn.stats.received.set(conn.stats.received.get() + 1);
         if self.outstanding.acquire(1).await.is_err() {
             return;
@@ -569,8 +580,32 @@ impl Shard {
             auth: conn.auth.borrow().clone(),
             request: None,
             read_before,
+            op: header.op,
+            body,
         }));
         self.send_to_ordering(message).await;
+    }
+
+    /// The server stopped serving: every connection is closed (its client reconnects to
+    /// another server), and sessions are refused until the next initial batch.
+    fn reset(&self) {
+        self.serving.set(false);
+        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        if !conns.is_empty() {
+            log::info!(
+                "shard {}: not serving any more, closing {} connection(s)",
+                self.index,
+                conns.len()
+            );
+        }
+        for conn in conns {
+            conn.close();
+        }
+    }
+
+    /// Whether sessions are served now.
+    pub fn is_serving(&self) -> bool {
+        self.serving.get()
     }
 
     fn remove_conn(&self, conn: &Conn) {
@@ -609,22 +644,37 @@ pub async fn run(
         touched: RefCell::new(HashSet::new()),
         next_conn: Cell::new(1),
         outstanding: Rc::new(Semaphore::new(share)),
+        serving: Cell::new(false),
     });
 
-    // The first commit carries the recovered tree: accept no connection before it.
-    match from_ordering.recv().await {
-        Some(ToShard::Commit(batch)) => shard.apply_commit(&batch),
-        _ => {
-            log::error!("shard {index}: no initial state from the ordering core");
-            return;
+    // The first commit carries the recovered tree: a standalone server accepts no
+    // connection before it. An ensemble member listens at once (four-letter words answer)
+    // but refuses sessions until it serves (it has synced with a leader, or leads).
+    if !config.is_distributed() {
+        match from_ordering.recv().await {
+            Some(ToShard::Commit(batch)) => {
+                shard.apply_commit(&batch);
+                shard.serving.set(true);
+            }
+            _ => {
+                log::error!("shard {index}: no initial state from the ordering core");
+                return;
+            }
         }
     }
     // Commits from the ordering core.
     {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(ToShard::Commit(batch)) = from_ordering.recv().await {
-                shard.apply_commit(&batch);
+            while let Some(message) = from_ordering.recv().await {
+                match message {
+                    ToShard::Commit(batch) => {
+                        shard.apply_commit(&batch);
+                        // After a reset the next batch is the initial one of a new term.
+                        shard.serving.set(true);
+                    }
+                    ToShard::Reset => shard.reset(),
+                }
             }
             log::error!("shard {}: commit channel closed", shard.index);
         })
@@ -785,6 +835,15 @@ async fn write_loop(conn: Rc<Conn>, mut writer: futures_lite::io::WriteHalf<TcpS
     }
 }
 
+/// A request frame's body: what follows the 8-byte request header (xid, type).
+fn request_body(frame: &Bytes) -> Bytes {
+    if frame.len() >= 8 {
+        frame.slice(8..)
+    } else {
+        Bytes::new()
+    }
+}
+
 async fn read_exact_frame(
     reader: &mut futures_lite::io::ReadHalf<TcpStream>,
     buf: &mut BytesMut,
@@ -830,6 +889,9 @@ async fn read_loop(
         let text = crate::admin_glue::four_letter(shard, word).await;
         conn.out.borrow_mut().extend_from_slice(text.as_bytes());
         return Ok(());
+    }
+    if !shard.serving.get() {
+        return Err("refusing a session: this server is not currently serving requests".into());
     }
     let Some(frame) = read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
     else {
@@ -918,7 +980,11 @@ async fn read_loop(
             return Ok(());
         };
         match decode_request_frame(&frame) {
-            Ok((header, request)) => shard.on_request(conn, header, request).await,
+            Ok((header, request)) => {
+                shard
+                    .on_request(conn, header, request, request_body(&frame))
+                    .await
+            }
             // As ZooKeeper: an unknown opcode gets Unimplemented, then the connection closes.
             Err(DecodeError::UnknownOpcode { xid, op }) => {
                 return Err(shard.reject_request(
@@ -937,7 +1003,9 @@ async fn read_loop(
                         header.xid,
                         conn.peer
                     );
-                    shard.on_undecodable_write(conn, header).await;
+                    shard
+                        .on_undecodable_write(conn, header, request_body(&frame))
+                        .await;
                 }
                 Ok(header) => {
                     log::warn!(

@@ -2,37 +2,33 @@
 //! executor (not an executor of its own: every executor that parks per request and every
 //! cross-executor hop costs a wake-up).
 //!
-//! The ordering task pushes every commit batch with its txns, in zxid order, onto a local
+//! The ordering task pushes the txns of every batch, in zxid order, onto a local
 //! (same-thread) [`LogQueue`] and goes on ordering the next requests at once. The log task
-//! takes every batch that is waiting, writes all their txns with one O_DIRECT write and one
-//! fdatasync through glommio's io_uring (group commit across batches; the executor keeps
-//! running the ordering task meanwhile), and only then forwards the batches to the shards,
-//! in order. So no reply leaves before its txn is durable, and while one group is being
-//! written and synced the next one gathers.
+//! takes everything that is waiting, writes it with one O_DIRECT write and one fdatasync
+//! through glommio's io_uring (group commit across batches; the executor keeps running the
+//! ordering task meanwhile), and then reports how far the log is durable
+//! ([`LogQueue::persisted`] and the `on_persisted` callback). It releases nothing itself:
+//! the ordering core's commit releaser hands batches to the shards once they are durable
+//! here and, in an ensemble, acknowledged by a quorum. So no reply leaves before its txn is
+//! durable, and while one group is being written and synced the next one gathers.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use glommio::channels::shared_channel::{ConnectedSender, SharedSender};
-
-use super::messages::{CommitBatch, ToShard};
 use super::persistence::Persistence;
 use crate::net::notify::Notify;
 use crate::tree::{DataTree, Txn, TxnHeader};
 use crate::wal::dma::DmaLog;
 
-/// Most batches merged into one write + fdatasync.
-const GROUP_BATCHES_MAX: usize = 256;
+/// Most queued messages merged into one write + fdatasync.
+const GROUP_MESSAGES_MAX: usize = 256;
 
 pub enum ToLog {
-    /// A batch to make durable, then commit.
-    Batch {
-        txns: Vec<(TxnHeader, Txn)>,
-        commit: Arc<CommitBatch>,
-    },
-    /// Start a snapshot of this version (taken after every batch before it).
+    /// Txns to make durable, in zxid order.
+    Txns(Vec<(TxnHeader, Txn)>),
+    /// Start a snapshot of this version (taken after everything queued before it is
+    /// durable).
     Snapshot {
         tree: DataTree,
         sessions: Vec<(i64, i32)>,
@@ -40,17 +36,78 @@ pub enum ToLog {
 }
 
 /// The ordering task's hand-over to the log task, on one executor. Unbounded: what is in
-/// flight is bounded by the shards' share of globalOutstandingLimit.
-#[derive(Clone, Default)]
+/// flight is bounded by the shards' share of globalOutstandingLimit (and, on a follower, by
+/// what the leader has outstanding).
+#[derive(Clone)]
 pub struct LogQueue {
     queue: Rc<RefCell<VecDeque<ToLog>>>,
     notify: Rc<Notify>,
+    /// The last zxid queued. Invariant: only grows.
+    queued: Rc<Cell<i64>>,
+    /// The last zxid durable in the log. Invariant: `persisted <= queued`, only grows.
+    persisted: Rc<Cell<i64>>,
+    /// Set by [`LogQueue::stop`]: the task finishes the write in progress and ends.
+    stopping: Rc<Cell<bool>>,
+    stopped: Rc<Notify>,
+    done: Rc<Cell<bool>>,
 }
 
 impl LogQueue {
-    pub fn push(&self, message: ToLog) {
-        self.queue.borrow_mut().push_back(message);
+    /// A queue for a log whose last durable zxid is `last_zxid`.
+    pub fn new(last_zxid: i64) -> LogQueue {
+        LogQueue {
+            queue: Rc::default(),
+            notify: Rc::new(Notify::new()),
+            queued: Rc::new(Cell::new(last_zxid)),
+            persisted: Rc::new(Cell::new(last_zxid)),
+            stopping: Rc::default(),
+            stopped: Rc::new(Notify::new()),
+            done: Rc::default(),
+        }
+    }
+
+    /// Queues txns (zxids increasing, after everything queued before).
+    pub fn push_txns(&self, txns: Vec<(TxnHeader, Txn)>) {
+        let Some(last) = txns.last().map(|(h, _)| h.zxid) else {
+            return;
+        };
+        assert!(
+            txns.first().map(|(h, _)| h.zxid) > Some(self.queued.get()),
+            "txn 0x{:x} queued after 0x{:x}",
+            txns[0].0.zxid,
+            self.queued.get()
+        );
+        self.queued.set(last);
+        self.queue.borrow_mut().push_back(ToLog::Txns(txns));
         self.notify.notify();
+    }
+
+    pub fn push_snapshot(&self, tree: DataTree, sessions: Vec<(i64, i32)>) {
+        self.queue
+            .borrow_mut()
+            .push_back(ToLog::Snapshot { tree, sessions });
+        self.notify.notify();
+    }
+
+    /// The last zxid durable in the log.
+    pub fn persisted(&self) -> i64 {
+        self.persisted.get()
+    }
+
+    /// The last zxid handed to the log.
+    pub fn queued(&self) -> i64 {
+        self.queued.get()
+    }
+
+    /// Asks the task to end after the write in progress; resolves once it has closed the
+    /// log file (what was queued and not yet written is dropped: the log on disk is the
+    /// truth, and recovery reads it).
+    pub async fn stop(&self) {
+        self.stopping.set(true);
+        self.notify.notify();
+        while !self.done.get() {
+            self.stopped.wait().await;
+        }
     }
 
     /// Up to `max` waiting messages, oldest first.
@@ -61,63 +118,59 @@ impl LogQueue {
     }
 }
 
-async fn flush(
-    log: &mut DmaLog,
-    txns: &mut Vec<(TxnHeader, Txn)>,
-    commits: &mut Vec<Arc<CommitBatch>>,
-    shards: &[ConnectedSender<ToShard>],
-) {
+async fn flush(log: &mut DmaLog, txns: &mut Vec<(TxnHeader, Txn)>, queue: &LogQueue) -> i64 {
+    let Some(last) = txns.last().map(|(h, _)| h.zxid) else {
+        return queue.persisted.get();
+    };
     if let Err(e) = log.append_batch(txns).await {
         // Acknowledging anything now could lose it: stop, as ZooKeeper does.
         log::error!("cannot write the txn log, stopping: {e}");
         std::process::exit(3);
     }
     txns.clear();
-    for batch in commits.drain(..) {
-        for shard in shards {
-            if shard.send(ToShard::Commit(batch.clone())).await.is_err() {
-                log::error!("a shard's commit channel is closed");
-            }
-        }
-    }
+    debug_assert!(last > queue.persisted.get());
+    queue.persisted.set(last);
+    last
 }
 
-/// Runs the log task until the process ends; spawned by the ordering core on its executor.
-pub async fn run(
-    mut persistence: Persistence,
-    queue: LogQueue,
-    to_shards: Vec<SharedSender<ToShard>>,
-) {
-    let mut shards = Vec::with_capacity(to_shards.len());
-    for s in to_shards {
-        shards.push(s.connect().await);
-    }
+/// Runs the log task until [`LogQueue::stop`]; spawned by the ordering core on its
+/// executor. `on_persisted(upto)` runs after every write that made new txns durable.
+pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc<dyn Fn(i64)>) {
     let Some(mut log) = persistence.open_log() else {
         log::error!("the txn log was opened twice, stopping");
         std::process::exit(3);
     };
     let mut txns: Vec<(TxnHeader, Txn)> = Vec::new();
-    let mut commits: Vec<Arc<CommitBatch>> = Vec::new();
     loop {
-        let messages = queue.take(GROUP_BATCHES_MAX);
+        if queue.stopping.get() {
+            break;
+        }
+        let messages = queue.take(GROUP_MESSAGES_MAX);
         if messages.is_empty() {
             queue.notify.wait().await;
             continue;
         }
+        let before = queue.persisted.get();
         for message in messages {
             match message {
-                ToLog::Batch { txns: t, commit } => {
-                    txns.extend(t);
-                    commits.push(commit);
-                }
+                ToLog::Txns(t) => txns.extend(t),
                 ToLog::Snapshot { tree, sessions } => {
                     // Everything before the snapshot is durable before its segment ends.
-                    flush(&mut log, &mut txns, &mut commits, &shards).await;
+                    flush(&mut log, &mut txns, &queue).await;
                     persistence.start_snapshot(&mut log, tree, sessions).await;
                 }
             }
         }
-        flush(&mut log, &mut txns, &mut commits, &shards).await;
+        let upto = flush(&mut log, &mut txns, &queue).await;
+        if upto > before {
+            on_persisted(upto);
+        }
         persistence.maybe_purge(&log);
     }
+    if let Err(e) = log.roll().await {
+        log::error!("cannot close the txn log: {e}");
+    }
+    persistence.finish_snapshot();
+    queue.done.set(true);
+    queue.stopped.notify();
 }

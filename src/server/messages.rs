@@ -38,6 +38,10 @@ pub struct WriteRequest {
     /// flight: that earlier write's reply item must carry its own tree version (so the read
     /// sees it and not this write). False when no read sits between the two.
     pub read_before: bool,
+    /// The request's opcode and its body as received (the frame after the 8-byte request
+    /// header): a follower forwards exactly these bytes to its leader (a REQUEST packet).
+    pub op: i32,
+    pub body: Bytes,
 }
 
 #[derive(Debug)]
@@ -56,6 +60,9 @@ pub enum ToOrdering {
 #[derive(Debug)]
 pub enum ToShard {
     Commit(Arc<CommitBatch>),
+    /// The server stopped serving (an ensemble member lost its leader or its quorum):
+    /// close every client connection and wait for the next initial batch.
+    Reset,
 }
 
 /// What the owning shard does for the connection an item targets.

@@ -2,9 +2,10 @@
 //!
 //! It owns the authoritative (tip) tree and the session table, assigns zxids, validates
 //! and applies writes in arrival order, and sends each batch through
-//! propose -> persisted -> committed. A batch's items reach every shard only after the
-//! log task (`log_stage`, on this executor: one O_DIRECT write and one fdatasync per group
-//! of batches) made it durable; a Zab quorum step will slot in after it.
+//! propose -> persisted -> committed: the batch's txns go to the log task (`log_stage`, on
+//! this executor: one O_DIRECT write and one fdatasync per group of batches), the batch
+//! itself to the commit releaser, which hands it to every shard once it is committed: for a
+//! standalone server as soon as the log task reports it durable (`Input::Persisted`).
 //!
 //! Invariant: `last_zxid` only grows, by exactly one per txn.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 
-use super::log_stage::{LogQueue, ToLog};
+use super::log_stage::LogQueue;
 
 use super::messages::*;
 use crate::config::Config;
@@ -28,10 +29,123 @@ use crate::tree::{DataTree, TxnContext, TxnHeader, WriteOutcome};
 /// At most this many inputs are turned into one commit batch.
 const BATCH_INPUTS_MAX: usize = 4096;
 
-enum Input {
+pub(crate) enum Input {
     External(ToOrdering),
     Tick,
     ContainerCheck,
+    /// The log task made everything up to this zxid durable.
+    Persisted(i64),
+}
+
+/// The ordering task's inputs, filled by the tasks around it on the same executor (the
+/// shards' channel readers, the timers, the log task).
+#[derive(Default)]
+pub(crate) struct Inbox {
+    queue: RefCell<VecDeque<Input>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    pub(crate) fn push(&self, input: Input) {
+        self.queue.borrow_mut().push_back(input);
+        self.notify.notify();
+    }
+
+    /// Up to `max` inputs, oldest first; waits while there are none.
+    async fn take(&self, max: usize) -> Vec<Input> {
+        loop {
+            {
+                let mut q = self.queue.borrow_mut();
+                if !q.is_empty() {
+                    let n = q.len().min(max);
+                    return q.drain(..n).collect();
+                }
+            }
+            self.notify.wait().await;
+        }
+    }
+}
+
+/// One entry of the commit releaser's queue.
+enum Release {
+    /// A batch, released once everything up to `zxid` is committed.
+    Batch { zxid: i64, batch: Arc<CommitBatch> },
+    /// Tell every shard to close its connections (the server stops serving).
+    Reset,
+}
+
+/// Hands commit batches to the shards, in zxid order, once they are committed. A task of
+/// its own on the ordering executor, so that a shard whose channel is full holds up
+/// neither the ordering task nor the next group commit.
+///
+/// Invariant: `released_upto` never decreases; batches leave in the order they were
+/// pushed, each only when `released_upto >= zxid`.
+#[derive(Default)]
+pub(crate) struct Releaser {
+    queue: RefCell<VecDeque<Release>>,
+    released_upto: std::cell::Cell<i64>,
+    notify: Notify,
+}
+
+impl Releaser {
+    pub(crate) fn push(&self, zxid: i64, batch: Arc<CommitBatch>) {
+        self.queue
+            .borrow_mut()
+            .push_back(Release::Batch { zxid, batch });
+        self.notify.notify();
+    }
+
+    /// Everything up to `zxid` is committed.
+    pub(crate) fn release_upto(&self, zxid: i64) {
+        if zxid > self.released_upto.get() {
+            self.released_upto.set(zxid);
+            self.notify.notify();
+        }
+    }
+
+    /// Drops every batch not released yet and has the shards close their connections;
+    /// the next term starts releasing from `zxid`.
+    pub(crate) fn reset(&self, zxid: i64) {
+        let mut queue = self.queue.borrow_mut();
+        queue.clear();
+        queue.push_back(Release::Reset);
+        self.released_upto.set(zxid);
+        self.notify.notify();
+    }
+
+    fn next(&self) -> Option<Release> {
+        let mut queue = self.queue.borrow_mut();
+        match queue.front() {
+            Some(Release::Reset) => queue.pop_front(),
+            Some(Release::Batch { zxid, .. }) if *zxid <= self.released_upto.get() => {
+                queue.pop_front()
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs until the process ends.
+    pub(crate) async fn run(self: Rc<Self>, to_shards: Vec<SharedSender<ToShard>>) {
+        let mut shards = Vec::with_capacity(to_shards.len());
+        for s in to_shards {
+            shards.push(s.connect().await);
+        }
+        loop {
+            let Some(release) = self.next() else {
+                self.notify.wait().await;
+                continue;
+            };
+            for shard in &shards {
+                let message = match &release {
+                    Release::Batch { batch, .. } => ToShard::Commit(batch.clone()),
+                    Release::Reset => ToShard::Reset,
+                };
+                if shard.send(message).await.is_err() {
+                    log::error!("a shard's commit channel is closed");
+                }
+            }
+        }
+    }
 }
 
 pub fn wall_ms() -> i64 {
@@ -120,6 +234,7 @@ impl Ordering {
                     self.close_session(id, owner, Action::Close, items, log);
                 }
             }
+            Input::Persisted(_) => {}
             Input::ContainerCheck => {
                 let paths = self.tree.removable_containers_and_ttls(self.wall_ms);
                 let auth = [Id {
@@ -404,7 +519,149 @@ impl Ordering {
     }
 }
 
-/// Runs the ordering core on the current glommio executor until the process ends.
+/// The tasks around the ordering task that live as long as the process: the shards'
+/// channel readers and the timers feed `inbox`; the releaser feeds the shards.
+pub(crate) struct Wiring {
+    pub inbox: Rc<Inbox>,
+    pub releaser: Rc<Releaser>,
+}
+
+/// Spawns the long-lived tasks on the current (ordering) executor.
+pub(crate) fn spawn_wiring(
+    config: &Config,
+    from_shards: Vec<SharedReceiver<ToOrdering>>,
+    to_shards: Vec<SharedSender<ToShard>>,
+) -> Wiring {
+    let inbox = Rc::new(Inbox::default());
+    for receiver in from_shards {
+        let inbox = inbox.clone();
+        glommio::spawn_local(async move {
+            let receiver = receiver.connect().await;
+            while let Some(message) = receiver.recv().await {
+                inbox.push(Input::External(message));
+            }
+        })
+        .detach();
+    }
+    let tick = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+    {
+        let inbox = inbox.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(tick).await;
+                inbox.push(Input::Tick);
+            }
+        })
+        .detach();
+    }
+    {
+        let inbox = inbox.clone();
+        let every = Duration::from_millis(config.container_check_interval_ms.max(1));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                inbox.push(Input::ContainerCheck);
+            }
+        })
+        .detach();
+    }
+    let releaser = Rc::new(Releaser::default());
+    glommio::spawn_local(releaser.clone().run(to_shards)).detach();
+    Wiring { inbox, releaser }
+}
+
+impl Ordering {
+    /// The ordering state for a term of service starting from `recovered`.
+    fn new(
+        config: &Config,
+        stats: Arc<super::SharedStats>,
+        recovered: super::persistence::Recovered,
+    ) -> Ordering {
+        let server_id = config.my_id.unwrap_or(0);
+        let mut sessions = SessionTable::new(
+            config.tick_time_ms as u64,
+            server_id,
+            wall_ms() as u64,
+            recovered.secret,
+        );
+        // Recovered sessions get a full timeout from now to reconnect, as in ZooKeeper.
+        for (id, timeout_ms) in &recovered.sessions {
+            sessions.add(*id, *timeout_ms, None, 0);
+        }
+        let ordering = Ordering {
+            sessions,
+            tree: recovered.tree,
+            started: Instant::now(),
+            now_ms: 0,
+            wall_ms: 0,
+            snapshot_interval: super::persistence::randomized_snapshot_interval(
+                config.snap_count.max(2),
+            ),
+            txns_since_snapshot: 0,
+            own_version: VecDeque::new(),
+            last_write: std::collections::HashMap::new(),
+            stats,
+        };
+        ordering.stats.last_zxid.store(
+            ordering.tree.last_zxid(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        ordering.publish_session_stats();
+        ordering
+    }
+
+    /// Orders one round of inputs into at most one commit batch: its txns go to the log,
+    /// the batch to the releaser (released once committed).
+    fn order_round(&mut self, inputs: Vec<Input>, log: &LogQueue, releaser: &Releaser) {
+        let mut items = Vec::new();
+        let mut txns = Vec::new();
+        self.start_round();
+        self.own_version.clear();
+        self.last_write.clear();
+        for input in &inputs {
+            if let Input::External(ToOrdering::Write(w)) = input {
+                let index = self.own_version.len();
+                self.own_version.push_back(false);
+                if let Some(previous) = self.last_write.insert(w.origin, index) {
+                    if w.read_before {
+                        self.own_version[previous] = true;
+                    }
+                }
+            }
+        }
+        for input in inputs {
+            match input {
+                // Durability reports are handled by the caller's role.
+                Input::Persisted(_) => {}
+                input => self.handle(input, &mut items, &mut txns),
+            }
+        }
+        if items.is_empty() {
+            return;
+        }
+        let last_zxid = self.tree.last_zxid();
+        self.stats
+            .last_zxid
+            .store(last_zxid, std::sync::atomic::Ordering::Relaxed);
+        let txn_count = txns.len() as u64;
+        // Error txns move last_zxid too: any txn makes a new version.
+        let tree = (!txns.is_empty()).then(|| Arc::new(self.tree.clone()));
+        log.push_txns(txns);
+        releaser.push(last_zxid, Arc::new(CommitBatch { items, tree }));
+        // Snapshots are taken of versions whose txns are all in the log before them.
+        self.txns_since_snapshot += txn_count;
+        if self.txns_since_snapshot >= self.snapshot_interval {
+            self.txns_since_snapshot = 0;
+            let mut sessions: Vec<(i64, i32)> =
+                self.sessions.iter().map(|s| (s.id, s.timeout_ms)).collect();
+            sessions.sort_unstable();
+            log.push_snapshot(self.tree.clone(), sessions);
+        }
+    }
+}
+
+/// Runs a standalone server's ordering core on the current glommio executor until the
+/// process ends.
 pub async fn run(
     config: Arc<Config>,
     stats: Arc<super::SharedStats>,
@@ -413,158 +670,38 @@ pub async fn run(
     persistence: super::persistence::Persistence,
     to_shards: Vec<SharedSender<ToShard>>,
 ) {
-    // The log task shares this executor: handing it a batch is a local queue push, and its
+    let wiring = spawn_wiring(&config, from_shards, to_shards);
+    let mut ordering = Ordering::new(&config, stats, recovered);
+    let last_zxid = ordering.tree.last_zxid();
+    // The log task shares this executor: handing it txns is a local queue push, and its
     // writes and syncs go through io_uring while ordering goes on.
-    let to_log = LogQueue::default();
-    glommio::spawn_local(super::log_stage::run(
-        persistence,
-        to_log.clone(),
-        to_shards,
-    ))
-    .detach();
-
-    let inbox: Rc<RefCell<VecDeque<Input>>> = Rc::new(RefCell::new(VecDeque::new()));
-    let notify = Rc::new(Notify::new());
-
-    for receiver in from_shards {
-        let inbox = inbox.clone();
-        let notify = notify.clone();
-        glommio::spawn_local(async move {
-            let receiver = receiver.connect().await;
-            while let Some(message) = receiver.recv().await {
-                inbox.borrow_mut().push_back(Input::External(message));
-                notify.notify();
-            }
-        })
-        .detach();
-    }
-    let tick = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+    let log = LogQueue::new(last_zxid);
     {
-        let inbox = inbox.clone();
-        let notify = notify.clone();
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(tick).await;
-                inbox.borrow_mut().push_back(Input::Tick);
-                notify.notify();
-            }
-        })
+        let inbox = wiring.inbox.clone();
+        glommio::spawn_local(super::log_stage::run(
+            persistence,
+            log.clone(),
+            Rc::new(move |upto| inbox.push(Input::Persisted(upto))),
+        ))
         .detach();
     }
-    {
-        let inbox = inbox.clone();
-        let notify = notify.clone();
-        let every = Duration::from_millis(config.container_check_interval_ms.max(1));
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(every).await;
-                inbox.borrow_mut().push_back(Input::ContainerCheck);
-                notify.notify();
-            }
-        })
-        .detach();
-    }
-
-    let server_id = config.my_id.unwrap_or(0);
-    let mut sessions = SessionTable::new(
-        config.tick_time_ms as u64,
-        server_id,
-        wall_ms() as u64,
-        recovered.secret,
-    );
-    // Recovered sessions get a full timeout from now to reconnect, as in ZooKeeper.
-    for (id, timeout_ms) in &recovered.sessions {
-        sessions.add(*id, *timeout_ms, None, 0);
-    }
-    let mut ordering = Ordering {
-        sessions,
-        tree: recovered.tree,
-        started: Instant::now(),
-        now_ms: 0,
-        wall_ms: 0,
-        snapshot_interval: super::persistence::randomized_snapshot_interval(
-            config.snap_count.max(2),
-        ),
-        txns_since_snapshot: 0,
-        own_version: VecDeque::new(),
-        last_write: std::collections::HashMap::new(),
-        stats,
-    };
-    ordering.stats.last_zxid.store(
-        ordering.tree.last_zxid(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    ordering.publish_session_stats();
     // The shards start from the recovered version.
-    let initial = Arc::new(CommitBatch {
-        items: Vec::new(),
-        tree: Some(Arc::new(ordering.tree.clone())),
-    });
-    to_log.push(ToLog::Batch {
-        txns: Vec::new(),
-        commit: initial,
-    });
-
+    wiring.releaser.push(
+        last_zxid,
+        Arc::new(CommitBatch {
+            items: Vec::new(),
+            tree: Some(Arc::new(ordering.tree.clone())),
+        }),
+    );
+    wiring.releaser.release_upto(last_zxid);
     loop {
-        notify.wait().await;
-        loop {
-            let inputs: Vec<Input> = {
-                let mut q = inbox.borrow_mut();
-                let n = q.len().min(BATCH_INPUTS_MAX);
-                q.drain(..n).collect()
-            };
-            if inputs.is_empty() {
-                break;
-            }
-            let mut items = Vec::new();
-            let mut log = Vec::new();
-            ordering.start_round();
-            ordering.own_version.clear();
-            ordering.last_write.clear();
-            for input in &inputs {
-                if let Input::External(ToOrdering::Write(w)) = input {
-                    let index = ordering.own_version.len();
-                    ordering.own_version.push_back(false);
-                    if let Some(previous) = ordering.last_write.insert(w.origin, index) {
-                        if w.read_before {
-                            ordering.own_version[previous] = true;
-                        }
-                    }
-                }
-            }
-            for input in inputs {
-                ordering.handle(input, &mut items, &mut log);
-            }
-            if items.is_empty() {
-                continue;
-            }
-            ordering.stats.last_zxid.store(
-                ordering.tree.last_zxid(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            // On to the persistence stage; the next batch is ordered meanwhile.
-            ordering.txns_since_snapshot += log.len() as u64;
-            // Error txns move last_zxid too: any txn makes a new version.
-            let tree = (!log.is_empty()).then(|| Arc::new(ordering.tree.clone()));
-            let batch = ToLog::Batch {
-                txns: log,
-                commit: Arc::new(CommitBatch { items, tree }),
-            };
-            to_log.push(batch);
-            if ordering.txns_since_snapshot >= ordering.snapshot_interval {
-                ordering.txns_since_snapshot = 0;
-                let mut sessions: Vec<(i64, i32)> = ordering
-                    .sessions
-                    .iter()
-                    .map(|s| (s.id, s.timeout_ms))
-                    .collect();
-                sessions.sort_unstable();
-                let snapshot = ToLog::Snapshot {
-                    tree: ordering.tree.clone(),
-                    sessions,
-                };
-                to_log.push(snapshot);
+        let inputs = wiring.inbox.take(BATCH_INPUTS_MAX).await;
+        // Standalone: a txn is committed once it is durable in the log.
+        for input in &inputs {
+            if let Input::Persisted(upto) = input {
+                wiring.releaser.release_upto(*upto);
             }
         }
+        ordering.order_round(inputs, &log, &wiring.releaser);
     }
 }

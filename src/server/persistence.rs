@@ -10,7 +10,7 @@
 //! own, so writes never wait for a snapshot.
 
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -288,6 +288,14 @@ impl Persistence {
         }
     }
 
+    /// Waits for a snapshot still being written (before the files are touched otherwise,
+    /// e.g. when a term of service ends).
+    pub fn finish_snapshot(&mut self) {
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
     /// Autopurge: every autopurge.purgeInterval hours, keeps autopurge.snapRetainCount
     /// snapshots and the log segments they need.
     pub fn maybe_purge(&mut self, log: &DmaLog) {
@@ -308,4 +316,122 @@ impl Persistence {
             Err(e) => log::warn!("autopurge failed: {e}"),
         }
     }
+}
+
+/// ZooKeeper's `acceptedEpoch` and `currentEpoch` files (one decimal number as ASCII, no
+/// newline, written atomically), kept beside our snapshots. A missing file reads as None.
+pub struct EpochFiles {
+    dir: PathBuf,
+}
+
+impl EpochFiles {
+    pub fn new(config: &Config) -> EpochFiles {
+        EpochFiles {
+            dir: wal_dirs(config).snapshot_dir,
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<Option<i64>, String> {
+        let path = self.dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<i64>().map(Some).map_err(|_| {
+                format!(
+                    "{}: not an epoch number ({:?}); restore it from a backup, or remove it \
+                     and let the server sync from the ensemble",
+                    path.display(),
+                    text.trim()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn write(&self, name: &str, epoch: i64) -> Result<(), String> {
+        let path = self.dir.join(name);
+        let temp = self.dir.join(format!("{name}.tmp"));
+        std::fs::write(&temp, epoch.to_string())
+            .and_then(|_| std::fs::File::open(&temp)?.sync_all())
+            .and_then(|_| std::fs::rename(&temp, &path))
+            .and_then(|_| std::fs::File::open(&self.dir)?.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// (acceptedEpoch, currentEpoch) for a server whose log ends at `last_zxid`, as
+    /// ZooKeeper's QuorumPeer.loadDataBase: a missing file starts at the log's epoch; a
+    /// current epoch behind the log, or an accepted epoch behind the current one, is refused.
+    pub fn load(&self, last_zxid: i64) -> Result<(i64, i64), String> {
+        let log_epoch = ((last_zxid as u64) >> 32) as i64;
+        let current = match self.read("currentEpoch")? {
+            Some(epoch) => epoch,
+            None => {
+                self.write("currentEpoch", log_epoch)?;
+                log_epoch
+            }
+        };
+        if current < log_epoch {
+            return Err(format!(
+                "the current epoch {current} is behind the log's epoch {log_epoch} (last zxid \
+                 0x{last_zxid:x}) in {}",
+                self.dir.display()
+            ));
+        }
+        let accepted = match self.read("acceptedEpoch")? {
+            Some(epoch) => epoch,
+            None => {
+                self.write("acceptedEpoch", current)?;
+                current
+            }
+        };
+        if accepted < current {
+            return Err(format!(
+                "the accepted epoch {accepted} is behind the current epoch {current} in {}",
+                self.dir.display()
+            ));
+        }
+        Ok((accepted, current))
+    }
+
+    pub fn set_accepted(&self, epoch: i64) -> Result<(), String> {
+        self.write("acceptedEpoch", epoch)
+    }
+
+    pub fn set_current(&self, epoch: i64) -> Result<(), String> {
+        self.write("currentEpoch", epoch)
+    }
+}
+
+/// Replaces everything on disk by a snapshot received from a leader (SNAP sync): every
+/// log segment and snapshot goes first, then the new snapshot is written. A crash in
+/// between leaves an empty data directory, which claims no zxid it does not hold
+/// (ZOOKEEPER-3642: a half-done SNAP sync must not be mistaken for state).
+pub fn replace_with_snapshot(
+    config: &Config,
+    tree: &DataTree,
+    sessions: Vec<(i64, i32)>,
+) -> Result<(), String> {
+    let dirs = wal_dirs(config);
+    for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(crate::wal::SEGMENT_PREFIX)
+                || name.starts_with(crate::wal::SNAPSHOT_PREFIX)
+            {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+            }
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let view = SnapshotView {
+        tree: tree.clone(),
+        sessions,
+    };
+    save_snapshot(&RealStorage, &dirs.snapshot_dir, 0, &view)
+        .map(|_| ())
+        .map_err(|e| format!("cannot write the snapshot received from the leader: {e}"))
 }
