@@ -7,6 +7,8 @@
 //! of the tick, so one check per tick finds every expired session, and a touch moves a
 //! session to a later bucket.
 
+pub mod java;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha1::{Digest, Sha1};
