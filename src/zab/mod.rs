@@ -9,6 +9,7 @@
 //! panic).
 
 pub mod election;
+pub mod snap;
 pub mod txn;
 pub mod wire;
 
