@@ -985,8 +985,13 @@ mod tests {
             e.finalization.as_ref().map(|f| f.supporters.clone()),
             Some(vec![1, 2])
         );
-        // A newer round wins: 1 jumps to it, compares the vote with its *initial* vote and
-        // forgets the old round's votes.
+        // A better vote of this round ends the wait and is adopted.
+        let best = note(PeerState::Looking, vote(3, make_zxid(1, 9), 5, 1));
+        e.step(received(12, 3, best));
+        assert!(e.finalization.is_none());
+        assert_eq!(e.proposal().leader, 3);
+        // A newer round wins: 1 jumps to it, compares the vote with its *initial* vote (not
+        // with 3's, adopted in the old round) and forgets the old round's votes.
         let newer = note(PeerState::Looking, vote(2, make_zxid(1, 1), 8, 1));
         let actions = e.step(received(13, 2, newer));
         assert_eq!(e.round(), 8);
