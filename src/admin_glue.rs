@@ -170,7 +170,11 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
             _ => {}
         }
     }
-    let mut snap = ServerSnapshot::default();
+    let mut snap = ServerSnapshot {
+        serving: shard.is_serving(),
+        server_state: shard.stats.mode().name().to_string(),
+        ..ServerSnapshot::default()
+    };
     if enabled && !matches!(word, "ruok" | "crst" | "srst" | "isro" | "gtmk" | "stmk") {
         fill_snapshot(shard, &mut snap).await;
     }

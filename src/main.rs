@@ -401,7 +401,10 @@ fn start(path: Option<&Path>) -> ExitCode {
             let _ = std::fs::remove_file(&pid_path);
             return ExitCode::from(EXIT_FAILED);
         }
-        let answered = srvr(address).is_ok_and(|reply| reply.starts_with("Zookeeper version:"));
+        // An ensemble member answers srvr before it serves (until a quorum is up).
+        let answered = srvr(address).is_ok_and(|reply| {
+            reply.starts_with("Zookeeper version:") || reply.starts_with(admin::NOT_SERVING)
+        });
         if answered && matches!(child.try_wait(), Ok(None)) {
             println!("STARTED");
             return ExitCode::SUCCESS;

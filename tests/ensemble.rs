@@ -1,41 +1,340 @@
-//! Ensemble configurations (`server.N` lines) started as real processes.
+//! Ensembles of real zkrs processes on loopback, started from zoo.cfg + myid files as in
+//! ZooKeeper's tutorials: election, replication through followers, kill -9 of the leader
+//! under write load with no acknowledged write lost, a restarted server catching up (DIFF
+//! and SNAP), sessions and ephemerals across a leader failover.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/durable.rs"]
 mod durable;
+#[path = "common/ensemble.rs"]
+mod ensemble;
 
-use durable::ServerDir;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Until zkrs serves ensembles, a zoo.cfg naming one must not start three separate
-/// standalone databases behind one connect string: the server refuses, says why, and
-/// serves nothing (exit code 1, no panic).
+use common::raw::{self, Enc, Raw, CREATE_EPHEMERAL, CREATE_PERSISTENT, OK};
+use durable::{created_path, Conn};
+use ensemble::Ensemble;
+
+const SESSION_MS: i32 = 2000;
+
+/// sync then getChildren on one server: what that server has applied of everything the
+/// leader committed before the sync.
+fn synced_children(addr: &str, path: &str) -> Vec<String> {
+    let mut conn = Conn::connect(addr, SESSION_MS);
+    let reply = conn
+        .call(raw::OP_SYNC, &Enc::new().string(path).finish())
+        .expect("sync");
+    assert_eq!(reply.err, OK, "sync on {addr}");
+    let mut children = conn.children(path).expect("getChildren");
+    children.sort();
+    conn.close();
+    children
+}
+
+fn get_data(conn: &mut Conn, path: &str) -> Result<Vec<u8>, i32> {
+    let results = conn.get_many(&[path.to_string()]).expect("getData");
+    results
+        .into_iter()
+        .next()
+        .expect("one reply")
+        .map(|(data, _)| data)
+}
+
 #[test]
-fn ensemble_config_is_refused_until_ensembles_are_served() {
-    let dir = ServerDir::new(
-        "server.1=127.0.0.1:2888:3888\n\
-         server.2=127.0.0.1:2889:3889\n\
-         server.3=127.0.0.1:2890:3890\n",
-    );
-    std::fs::write(dir.data_dir().join("myid"), "2\n").expect("write myid");
-    let (status, log) = dir.start_refused();
-    assert_eq!(status.code(), Some(1), "exit status; log:\n{log}");
+fn three_servers_elect_one_leader_and_replicate_through_followers() {
+    let mut e = Ensemble::start(3, "");
+    let leader = e.leader();
+    // zkServer.sh habits: `status` prints the Mode line.
+    for (i, m) in e.members.iter().enumerate() {
+        let out = std::process::Command::new(ensemble::ZKRS)
+            .arg("status")
+            .arg(m.cfg())
+            .output()
+            .expect("zkrs status");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let want = if i == leader {
+            "Mode: leader"
+        } else {
+            "Mode: follower"
+        };
+        assert!(text.contains(want), "server {}: {text}", m.id);
+    }
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let addrs = e.addrs();
+    let mut writer = Conn::connect(&addrs[follower], SESSION_MS);
+    let reply = writer
+        .create("/replicated", b"v1", CREATE_PERSISTENT)
+        .expect("create through a follower");
+    assert_eq!(reply.err, OK);
+    assert_eq!(created_path(&reply), "/replicated");
+    // A write's reply carries its zxid, in the leader's new epoch (counter from 1).
     assert!(
-        log.contains("does not serve ensembles yet")
-            && log.contains("server.1, server.2, server.3"),
-        "no clear refusal in:\n{log}"
+        reply.zxid >> 32 >= 1,
+        "zxid 0x{:x} is not in an epoch",
+        reply.zxid
     );
-    assert!(!log.contains("panicked"), "panic:\n{log}");
+    let seq = writer
+        .create("/replicated/s-", b"", CREATE_PERSISTENT | 2)
+        .expect("sequential create");
+    assert_eq!(created_path(&seq), "/replicated/s-0000000000");
+    let eph = writer
+        .create("/replicated/eph", b"", CREATE_EPHEMERAL)
+        .expect("ephemeral create");
+    assert_eq!(eph.err, OK);
+    // Failed writes travel as error txns and come back with their code.
+    let dup = writer
+        .create("/replicated", b"again", CREATE_PERSISTENT)
+        .expect("duplicate create");
+    assert_eq!(dup.err, raw::ERR_NODE_EXISTS);
+    for addr in [&addrs[leader], &addrs[other], &addrs[follower]] {
+        assert_eq!(
+            synced_children(addr, "/replicated"),
+            vec!["eph".to_string(), "s-0000000000".to_string()],
+            "on {addr}"
+        );
+        let mut reader = Conn::connect(addr, SESSION_MS);
+        assert_eq!(get_data(&mut reader, "/replicated"), Ok(b"v1".to_vec()));
+        reader.close();
+    }
+    // Writes through the leader reach the followers too.
+    let mut on_leader = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(
+        on_leader
+            .set_data("/replicated", b"v2")
+            .expect("setData")
+            .err,
+        OK
+    );
+    // After sync, a follower has applied everything the leader committed before it.
+    let synced = writer
+        .call(raw::OP_SYNC, &Enc::new().string("/").finish())
+        .expect("sync");
+    assert_eq!(synced.err, OK);
+    assert_eq!(get_data(&mut writer, "/replicated"), Ok(b"v2".to_vec()));
+    // Closing the session removes its ephemeral everywhere.
+    writer.close();
+    for addr in &addrs {
+        assert_eq!(
+            synced_children(addr, "/replicated"),
+            vec!["s-0000000000".to_string()],
+            "after close on {addr}"
+        );
+    }
+    on_leader.close();
+}
+
+/// Acknowledged creates of the load threads, and whether to go on.
+struct Load {
+    acknowledged: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+/// Creates /load/<thread>-<n> one at a time through any live server, reconnecting (a new
+/// session) when its server goes away; records every create that was answered OK.
+fn load_thread(load: Arc<Load>, addrs: Vec<String>, thread: usize) {
+    let mut n = 0u64;
+    let mut target = thread;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !load.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let addr = &addrs[target % addrs.len()];
+        let Ok(mut conn) = Conn::try_connect(addr, SESSION_MS) else {
+            target += 1;
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        while !load.stop.load(Ordering::Relaxed) {
+            let path = format!("/load/t{thread}-{n:06}");
+            n += 1;
+            match conn.create(&path, b"x", CREATE_PERSISTENT) {
+                Ok(reply) if reply.err == OK => {
+                    load.acknowledged.lock().unwrap().push(path);
+                }
+                Ok(reply) => panic!("create {path} failed with {}", reply.err),
+                // The server went away mid-request: this create's fate is unknown.
+                Err(_) => break,
+            }
+        }
+        target += 1;
+    }
+}
+
+#[test]
+fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
+    let mut e = Ensemble::start(3, "");
+    let addrs = e.addrs();
+    {
+        let mut setup = Conn::connect(&addrs[0], SESSION_MS);
+        assert_eq!(
+            setup.create("/load", b"", CREATE_PERSISTENT).unwrap().err,
+            OK
+        );
+        setup.close();
+    }
+    let load = Arc::new(Load {
+        acknowledged: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+    });
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let load = load.clone();
+            let addrs = addrs.clone();
+            std::thread::spawn(move || load_thread(load, addrs, t))
+        })
+        .collect();
+    let rounds = 3;
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(700));
+        let leader = e.leader();
+        let before = load.acknowledged.lock().unwrap().len();
+        e.members[leader].kill9();
+        let started = Instant::now();
+        let new_leader = e.wait_serving(2, Duration::from_secs(20));
+        assert_ne!(new_leader, leader);
+        eprintln!(
+            "round {round}: killed leader server {} after {before} acknowledged creates; \
+             server {} leads after {} ms",
+            leader + 1,
+            new_leader + 1,
+            started.elapsed().as_millis()
+        );
+        e.start_member(leader);
+        e.wait_serving(3, Duration::from_secs(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    load.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    let acknowledged: BTreeSet<String> = load
+        .acknowledged
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.trim_start_matches("/load/").to_string())
+        .collect();
     assert!(
-        !dir.files_dir().join("log.1").exists(),
-        "the refused server wrote a txn log"
+        acknowledged.len() > 50,
+        "too little load got through ({})",
+        acknowledged.len()
     );
+    e.wait_serving(3, Duration::from_secs(20));
+    let mut views = Vec::new();
+    for addr in &addrs {
+        let children: BTreeSet<String> = synced_children(addr, "/load").into_iter().collect();
+        let lost: Vec<&String> = acknowledged.difference(&children).collect();
+        assert!(
+            lost.is_empty(),
+            "{addr} lost {} acknowledged creates, e.g. {:?}; logs:\n{}",
+            lost.len(),
+            lost.iter().take(5).collect::<Vec<_>>(),
+            e.logs()
+        );
+        views.push(children);
+    }
+    assert_eq!(views[0], views[1], "servers 1 and 2 differ");
+    assert_eq!(views[1], views[2], "servers 2 and 3 differ");
+}
+
+#[test]
+fn a_restarted_follower_catches_up_by_diff_and_by_snap() {
+    let mut e = Ensemble::start(3, "");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let follower = (leader + 1) % 3;
+    let mut writer = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(writer.create("/c", b"", CREATE_PERSISTENT).unwrap().err, OK);
+    // A few writes while the follower is down: it comes back by DIFF.
+    e.members[follower].kill9();
+    for i in 0..20 {
+        let path = format!("/c/diff-{i}");
+        assert_eq!(
+            writer.create(&path, b"d", CREATE_PERSISTENT).unwrap().err,
+            OK
+        );
+    }
+    e.start_member(follower);
+    e.wait_serving(3, Duration::from_secs(20));
+    assert_eq!(synced_children(&addrs[follower], "/c").len(), 20);
+    // Many more writes than the leader keeps for DIFF (500): it comes back by SNAP.
+    e.members[follower].kill9();
+    let requests: Vec<(i32, Vec<u8>)> = (0..1200)
+        .map(|i| {
+            (
+                raw::OP_CREATE,
+                durable::create_body(&format!("/c/snap-{i:04}"), b"s", CREATE_PERSISTENT),
+            )
+        })
+        .collect();
+    for reply in writer.pipeline(&requests, 64).expect("pipelined creates") {
+        assert_eq!(reply.err, OK);
+    }
+    e.start_member(follower);
+    e.wait_serving(3, Duration::from_secs(20));
+    let expected = synced_children(&addrs[leader], "/c");
+    assert_eq!(expected.len(), 1220);
+    assert_eq!(synced_children(&addrs[follower], "/c"), expected);
+    let logs = e.members[follower].logs();
+    assert!(
+        logs.contains("syncing with the leader by DIFF") && logs.contains("by SNAP"),
+        "the follower did not sync by DIFF and then by SNAP:\n{logs}"
+    );
+    writer.close();
+}
+
+#[test]
+fn sessions_and_ephemerals_survive_a_leader_failover() {
+    let mut e = Ensemble::start(3, "");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let follower = (leader + 1) % 3;
+    // A session on a follower with an ephemeral node.
+    let mut client = Raw::connect(&addrs[follower], 6000);
+    let session_id = client.session_id;
+    let passwd = client.passwd.clone();
+    let reply = client.call(
+        raw::OP_CREATE,
+        &Enc::new()
+            .string("/owner")
+            .buffer(b"")
+            .open_acl()
+            .int(CREATE_EPHEMERAL)
+            .finish(),
+    );
+    assert_eq!(reply.err, OK);
+    drop(client);
+    e.members[leader].kill9();
+    e.wait_serving(2, Duration::from_secs(20));
+    // The client reconnects with its session to another server: the leader that expires
+    // sessions changed, the session did not.
+    let survivor = (leader + 2) % 3;
+    let resumed = Raw::resume(&addrs[survivor], session_id, &passwd, 0, 6000);
+    assert_eq!(
+        resumed.session_id, session_id,
+        "the session was not resumed"
+    );
+    assert_eq!(
+        synced_children(&addrs[survivor], "/"),
+        vec!["owner".to_string(), "zookeeper".to_string()]
+    );
+    // And the old leader rejoins as a follower with the same data.
+    e.start_member(leader);
+    e.wait_serving(3, Duration::from_secs(20));
+    assert_eq!(e.members[leader].mode().as_deref(), Some("follower"));
+    assert_eq!(
+        synced_children(&addrs[leader], "/"),
+        vec!["owner".to_string(), "zookeeper".to_string()]
+    );
+    drop(resumed);
 }
 
 /// One `server.N` line is not an ensemble (ZooKeeper runs standalone then, with a warning).
 #[test]
 fn single_server_line_still_runs_standalone() {
-    let dir = ServerDir::new("server.1=127.0.0.1:2888:3888\n");
+    let dir = durable::ServerDir::new("server.1=127.0.0.1:2888:3888\n");
     std::fs::write(dir.data_dir().join("myid"), "1\n").expect("write myid");
     let server = dir.start();
     assert!(server.last_zxid() >= 0);

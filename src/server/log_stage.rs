@@ -50,6 +50,8 @@ pub struct LogQueue {
     stopping: Rc<Cell<bool>>,
     stopped: Rc<Notify>,
     done: Rc<Cell<bool>>,
+    /// Whether a task runs over this queue ([`run`] sets it).
+    started: Rc<Cell<bool>>,
 }
 
 impl LogQueue {
@@ -63,6 +65,7 @@ impl LogQueue {
             stopping: Rc::default(),
             stopped: Rc::new(Notify::new()),
             done: Rc::default(),
+            started: Rc::default(),
         }
     }
 
@@ -89,6 +92,12 @@ impl LogQueue {
         self.notify.notify();
     }
 
+    /// A task runs over this queue (set before it is spawned, so that a `stop` right
+    /// after waits for it).
+    pub fn mark_started(&self) {
+        self.started.set(true);
+    }
+
     /// The last zxid durable in the log.
     pub fn persisted(&self) -> i64 {
         self.persisted.get()
@@ -105,7 +114,7 @@ impl LogQueue {
     pub async fn stop(&self) {
         self.stopping.set(true);
         self.notify.notify();
-        while !self.done.get() {
+        while self.started.get() && !self.done.get() {
             self.stopped.wait().await;
         }
     }
@@ -136,6 +145,7 @@ async fn flush(log: &mut DmaLog, txns: &mut Vec<(TxnHeader, Txn)>, queue: &LogQu
 /// Runs the log task until [`LogQueue::stop`]; spawned by the ordering core on its
 /// executor. `on_persisted(upto)` runs after every write that made new txns durable.
 pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc<dyn Fn(i64)>) {
+    queue.mark_started();
     let Some(mut log) = persistence.open_log() else {
         log::error!("the txn log was opened twice, stopping");
         std::process::exit(3);

@@ -4,15 +4,20 @@
 //! `config.shards` client-shard executors, connects them with bounded cross-core channels
 //! (shared_channel), and waits for SIGTERM or SIGINT.
 
+pub mod election;
+pub mod ensemble;
+pub mod follower;
+pub mod leader;
 pub mod log_stage;
 pub mod messages;
 pub mod ordering;
 pub mod persistence;
+pub mod quorum;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU8};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::shared_channel;
@@ -35,6 +40,41 @@ pub struct SharedStats {
     ip_counts: Mutex<HashMap<IpAddr, u32>>,
     /// Each shard's admin inbox (four-letter words), by shard index.
     admin_inboxes: Mutex<Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>>>,
+    /// What this server is now ([`Mode`] as u8).
+    mode: AtomicU8,
+}
+
+/// What a server is, as `srvr`'s `Mode:` line and `zkServer.sh status` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone = 0,
+    /// An ensemble member electing a leader (not serving clients).
+    Looking = 1,
+    Leader = 2,
+    Follower = 3,
+    Observer = 4,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Looking => "looking",
+            Mode::Leader => "leader",
+            Mode::Follower => "follower",
+            Mode::Observer => "observer",
+        }
+    }
+
+    fn from_u8(v: u8) -> Mode {
+        match v {
+            1 => Mode::Looking,
+            2 => Mode::Leader,
+            3 => Mode::Follower,
+            4 => Mode::Observer,
+            _ => Mode::Standalone,
+        }
+    }
 }
 
 impl Default for SharedStats {
@@ -45,11 +85,21 @@ impl Default for SharedStats {
             sessions: Mutex::new(Vec::new()),
             ip_counts: Mutex::new(HashMap::new()),
             admin_inboxes: Mutex::new(Vec::new()),
+            mode: AtomicU8::new(Mode::Standalone as u8),
         }
     }
 }
 
 impl SharedStats {
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode
+            .store(mode as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn mode(&self) -> Mode {
+        Mode::from_u8(self.mode.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn admin_inboxes(&self) -> Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>> {
         self.admin_inboxes
             .lock()
@@ -88,7 +138,6 @@ const EXECUTOR_IO_MEMORY: usize = 512 * 1024;
 
 /// Runs the server until it is stopped (SIGTERM/SIGINT). Blocks the calling thread.
 pub fn run(config: Config) -> io::Result<()> {
-    refuse_ensemble(&config)?;
     let config = Arc::new(config);
     let shards = config.shards.max(1);
     let listen = SocketAddr::new(
@@ -116,8 +165,26 @@ pub fn run(config: Config) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("zkrs refuses to start: {e}")))?;
     release_freed_memory();
 
+    // An ensemble member opens its election port before anything else runs, so that a
+    // port clash is a clear start-up error.
+    let election = if config.is_distributed() {
+        let me = config.my_id.unwrap_or(0);
+        let quorum = ensemble::quorum_config(&config);
+        let member = quorum
+            .member(me)
+            .ok_or_else(|| io::Error::other(format!("no server.{me} line")))?;
+        let listen =
+            ensemble::resolve(&member.host, member.election_port).map_err(io::Error::other)?;
+        Some(election::start(me, quorum.clone(), listen)?)
+    } else {
+        None
+    };
+
     block_signals();
     let stats = Arc::new(SharedStats::default());
+    if election.is_some() {
+        stats.set_mode(Mode::Looking);
+    }
     let mut admin_receivers = Vec::new();
     {
         let mut inboxes = stats
@@ -152,15 +219,31 @@ pub fn run(config: Config) -> io::Result<()> {
             LocalExecutorBuilder::new(Placement::Unbound)
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
-                .spawn(move || {
-                    ordering::run(
-                        config,
-                        stats,
-                        recovered,
-                        to_ordering_rx,
-                        persistence,
-                        to_shard_tx,
-                    )
+                .spawn(move || async move {
+                    match election {
+                        Some(election) => {
+                            ensemble::run(
+                                config,
+                                stats,
+                                election,
+                                (persistence, recovered),
+                                to_ordering_rx,
+                                to_shard_tx,
+                            )
+                            .await
+                        }
+                        None => {
+                            ordering::run(
+                                config,
+                                stats,
+                                recovered,
+                                to_ordering_rx,
+                                persistence,
+                                to_shard_tx,
+                            )
+                            .await
+                        }
+                    }
                 })
                 .map_err(|e| io::Error::other(format!("cannot start the ordering core: {e}")))?,
         );
@@ -191,30 +274,6 @@ pub fn run(config: Config) -> io::Result<()> {
     let signal = wait_for_signal();
     log::info!("received signal {signal}, shutting down");
     Ok(())
-}
-
-/// An ensemble config (`server.N` lines naming more than one participant) is refused until
-/// zkrs serves ensembles: started standalone, every server would be a database of its own
-/// behind one connect string, and writes acknowledged by one would be missing on the others.
-fn refuse_ensemble(config: &Config) -> io::Result<()> {
-    if !config.is_distributed() {
-        return Ok(());
-    }
-    let ids: Vec<String> = config.servers.iter().map(|s| s.id.to_string()).collect();
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!(
-            "zkrs refuses to start: {} names an ensemble (server.{}), and this version of \
-             zkrs does not serve ensembles yet; run one server with no server.N lines \
-             (or a single one) for standalone mode",
-            config
-                .source
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "the configuration".into()),
-            ids.join(", server.")
-        ),
-    ))
 }
 
 /// Binds and listens on `addr` with SO_REUSEADDR (so connections in TIME_WAIT from a

@@ -22,12 +22,12 @@ use super::log_stage::LogQueue;
 use super::messages::*;
 use crate::config::Config;
 use crate::net::notify::Notify;
-use crate::proto::{ErrorCode, Id, Request, Response};
+use crate::proto::{ErrorCode, Id, OpCode, Request, Response};
 use crate::session::SessionTable;
 use crate::tree::{DataTree, TxnContext, TxnHeader, WriteOutcome};
 
 /// At most this many inputs are turned into one commit batch.
-const BATCH_INPUTS_MAX: usize = 4096;
+pub(crate) const BATCH_INPUTS_MAX: usize = 4096;
 
 pub(crate) enum Input {
     External(ToOrdering),
@@ -35,6 +35,10 @@ pub(crate) enum Input {
     ContainerCheck,
     /// The log task made everything up to this zxid durable.
     Persisted(i64),
+    /// From a learner's link (while leading).
+    Learner(super::leader::LearnerEvent),
+    /// From the leader's link (while following).
+    Leader(super::follower::LeaderEvent),
 }
 
 /// The ordering task's inputs, filled by the tasks around it on the same executor (the
@@ -51,8 +55,13 @@ impl Inbox {
         self.notify.notify();
     }
 
+    /// Drops everything waiting (what clients sent before a new term of service).
+    pub(crate) fn clear(&self) {
+        self.queue.borrow_mut().clear();
+    }
+
     /// Up to `max` inputs, oldest first; waits while there are none.
-    async fn take(&self, max: usize) -> Vec<Input> {
+    pub(crate) async fn take(&self, max: usize) -> Vec<Input> {
         loop {
             {
                 let mut q = self.queue.borrow_mut();
@@ -155,9 +164,31 @@ pub fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
-struct Ordering {
-    tree: DataTree,
-    sessions: SessionTable,
+/// The parts of ZooKeeper's TxnHeader that our log does not keep: the client's xid and
+/// the request's opcode (a learner matches a committed txn to its client's request by
+/// session and cxid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TxnMeta {
+    pub cxid: i32,
+    pub op: i32,
+}
+
+/// What this server is in the current term.
+pub(crate) enum Role {
+    Standalone,
+    Leader(Box<super::leader::Leading>),
+    Follower(Box<super::follower::Following>),
+}
+
+pub(crate) struct Ordering {
+    pub(crate) tree: DataTree,
+    pub(crate) sessions: SessionTable,
+    pub(crate) role: Role,
+    /// The epoch files' values at the start of the term (ensembles only).
+    pub(crate) accepted_epoch: i64,
+    pub(crate) current_epoch: i64,
+    min_session_timeout_ms: i32,
+    snap_count: u64,
     started: Instant,
     /// The clocks, read once per round of inputs (a clock read is ~100 ns on a VM, as much
     /// as the rest of ordering a setData): `now_ms` since `started` for session timeouts,
@@ -172,18 +203,21 @@ struct Ordering {
     own_version: VecDeque<bool>,
     /// Scratch for the pre-scan: each connection's latest write index in the batch.
     last_write: std::collections::HashMap<ConnRef, usize>,
+    /// For each txn of the round being ordered (parallel to its txns): what ZooKeeper's
+    /// TxnHeader carries besides ours, for proposals to learners.
+    meta: Vec<TxnMeta>,
     /// Txns since the last snapshot was requested, and the randomised interval.
     txns_since_snapshot: u64,
     snapshot_interval: u64,
 }
 
 impl Ordering {
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.now_ms
     }
 
     /// Reads the clocks for the round of inputs about to be handled.
-    fn start_round(&mut self) {
+    pub(crate) fn start_round(&mut self) {
         self.now_ms = self.started.elapsed().as_millis() as u64;
         self.wall_ms = wall_ms();
     }
@@ -231,10 +265,11 @@ impl Ordering {
                 for id in expired {
                     log::info!("Expiring session 0x{id:x}");
                     let owner = self.sessions.get(id).and_then(|s| s.owner);
-                    self.close_session(id, owner, Action::Close, items, log);
+                    self.close_session(id, 0, owner, Action::Close, items, log);
                 }
             }
-            Input::Persisted(_) => {}
+            // Handled by the term's code (leader.rs, follower.rs) before a round.
+            Input::Persisted(_) | Input::Learner(_) | Input::Leader(_) => {}
             Input::ContainerCheck => {
                 let paths = self.tree.removable_containers_and_ttls(self.wall_ms);
                 let auth = [Id {
@@ -253,7 +288,11 @@ impl Ordering {
                     let out = self
                         .tree
                         .process_write(&Request::DeleteContainer(path), &ctx);
-                    self.push_txn(0, zxid, time_ms, out, None, None, items, log);
+                    let meta = TxnMeta {
+                        cxid: 0,
+                        op: OpCode::DeleteContainer as i32,
+                    };
+                    self.push_txn(meta, 0, zxid, time_ms, out, None, None, items, log);
                 }
             }
         }
@@ -262,6 +301,7 @@ impl Ordering {
     #[allow(clippy::too_many_arguments)]
     fn push_txn(
         &mut self,
+        meta: TxnMeta,
         session_id: i64,
         zxid: i64,
         time_ms: i64,
@@ -284,6 +324,7 @@ impl Ordering {
             },
             out.txn,
         ));
+        self.meta.push(meta);
         items.push(CommitItem {
             zxid,
             tree: None,
@@ -319,7 +360,12 @@ impl Ordering {
                 c.timeout_ms,
                 c.origin
             );
+            let meta = TxnMeta {
+                cxid: 0,
+                op: OpCode::CreateSession as i32,
+            };
             self.push_txn(
+                meta,
                 id,
                 zxid,
                 time_ms,
@@ -380,9 +426,11 @@ impl Ordering {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn close_session(
         &mut self,
         id: i64,
+        cxid: i32,
         target: Option<ConnRef>,
         action: Action,
         items: &mut Vec<CommitItem>,
@@ -398,7 +446,21 @@ impl Ordering {
         };
         let out = self.tree.close_session(&ctx);
         self.sessions.remove(id);
-        self.push_txn(id, zxid, time_ms, out, target, Some(action), items, log);
+        let meta = TxnMeta {
+            cxid,
+            op: OpCode::CloseSession as i32,
+        };
+        self.push_txn(
+            meta,
+            id,
+            zxid,
+            time_ms,
+            out,
+            target,
+            Some(action),
+            items,
+            log,
+        );
         self.publish_session_stats();
     }
 
@@ -465,7 +527,7 @@ impl Ordering {
                         "Closing session 0x{:x} at the client's request",
                         w.session_id
                     );
-                    self.close_session(w.session_id, Some(w.origin), action, items, log);
+                    self.close_session(w.session_id, w.xid, Some(w.origin), action, items, log);
                 } else {
                     items.push(CommitItem {
                         zxid: self.tree.last_zxid(),
@@ -504,7 +566,12 @@ impl Ordering {
                     header_err: out.header_err,
                     close_after: false,
                 };
+                let meta = TxnMeta {
+                    cxid: w.xid,
+                    op: w.op,
+                };
                 self.push_txn(
+                    meta,
                     w.session_id,
                     zxid,
                     time_ms,
@@ -572,18 +639,14 @@ pub(crate) fn spawn_wiring(
 
 impl Ordering {
     /// The ordering state for a term of service starting from `recovered`.
-    fn new(
+    pub(crate) fn new(
         config: &Config,
         stats: Arc<super::SharedStats>,
         recovered: super::persistence::Recovered,
     ) -> Ordering {
         let server_id = config.my_id.unwrap_or(0);
-        let mut sessions = SessionTable::new(
-            config.tick_time_ms as u64,
-            server_id,
-            wall_ms() as u64,
-            recovered.secret,
-        );
+        let mut sessions =
+            SessionTable::new(config.tick_time_ms as u64, server_id, wall_ms() as u64);
         // Recovered sessions get a full timeout from now to reconnect, as in ZooKeeper.
         for (id, timeout_ms) in &recovered.sessions {
             sessions.add(*id, *timeout_ms, None, 0);
@@ -591,6 +654,11 @@ impl Ordering {
         let ordering = Ordering {
             sessions,
             tree: recovered.tree,
+            role: Role::Standalone,
+            accepted_epoch: 0,
+            current_epoch: 0,
+            min_session_timeout_ms: config.min_session_timeout_ms as i32,
+            snap_count: config.snap_count.max(2),
             started: Instant::now(),
             now_ms: 0,
             wall_ms: 0,
@@ -600,8 +668,10 @@ impl Ordering {
             txns_since_snapshot: 0,
             own_version: VecDeque::new(),
             last_write: std::collections::HashMap::new(),
+            meta: Vec::new(),
             stats,
         };
+        let _ = ordering.snap_count;
         ordering.stats.last_zxid.store(
             ordering.tree.last_zxid(),
             std::sync::atomic::Ordering::Relaxed,
@@ -612,7 +682,7 @@ impl Ordering {
 
     /// Orders one round of inputs into at most one commit batch: its txns go to the log,
     /// the batch to the releaser (released once committed).
-    fn order_round(&mut self, inputs: Vec<Input>, log: &LogQueue, releaser: &Releaser) {
+    pub(crate) fn order_round(&mut self, inputs: Vec<Input>, log: &LogQueue, releaser: &Releaser) {
         let mut items = Vec::new();
         let mut txns = Vec::new();
         self.start_round();
@@ -636,7 +706,21 @@ impl Ordering {
                 input => self.handle(input, &mut items, &mut txns),
             }
         }
+        self.finish_batch(items, txns, log, releaser);
+    }
+
+    /// Turns a round's items and txns into a commit batch: the txns go to the log (and,
+    /// when leading, to the learners as proposals), the batch to the releaser.
+    pub(crate) fn finish_batch(
+        &mut self,
+        items: Vec<CommitItem>,
+        txns: Vec<(TxnHeader, crate::tree::Txn)>,
+        log: &LogQueue,
+        releaser: &Releaser,
+    ) {
         if items.is_empty() {
+            debug_assert!(txns.is_empty(), "every txn has its commit item");
+            self.meta.clear();
             return;
         }
         let last_zxid = self.tree.last_zxid();
@@ -646,9 +730,17 @@ impl Ordering {
         let txn_count = txns.len() as u64;
         // Error txns move last_zxid too: any txn makes a new version.
         let tree = (!txns.is_empty()).then(|| Arc::new(self.tree.clone()));
+        if let Role::Leader(leading) = &mut self.role {
+            leading.propose(&txns, &self.meta, tree.clone());
+        }
+        self.meta.clear();
         log.push_txns(txns);
         releaser.push(last_zxid, Arc::new(CommitBatch { items, tree }));
-        // Snapshots are taken of versions whose txns are all in the log before them.
+        self.count_for_snapshot(txn_count, log);
+    }
+
+    /// Snapshots are taken of versions whose txns are all in the log before them.
+    fn count_for_snapshot(&mut self, txn_count: u64, log: &LogQueue) {
         self.txns_since_snapshot += txn_count;
         if self.txns_since_snapshot >= self.snapshot_interval {
             self.txns_since_snapshot = 0;
@@ -658,6 +750,229 @@ impl Ordering {
             log.push_snapshot(self.tree.clone(), sessions);
         }
     }
+
+    /// A commit item that fires nothing and makes no txn.
+    pub(crate) fn bare_item(&self, target: Option<ConnRef>, action: Action) -> CommitItem {
+        CommitItem {
+            zxid: self.tree.last_zxid(),
+            tree: None,
+            triggers: Vec::new(),
+            trigger_acls: Vec::new(),
+            target,
+            action,
+        }
+    }
+
+    pub(crate) fn config_min_session_timeout(&self) -> i32 {
+        self.min_session_timeout_ms
+    }
+
+    /// A session a learner created for its client (the id is the learner's choice).
+    pub(crate) fn create_remote_session(
+        &mut self,
+        id: i64,
+        timeout_ms: i32,
+        now_ms: u64,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        let zxid = self.next_zxid();
+        let time_ms = self.wall_ms;
+        let ctx = TxnContext {
+            session_id: id,
+            auth: &[],
+            zxid,
+            time_ms,
+        };
+        let out = self.tree.create_session(&ctx, timeout_ms);
+        self.sessions.add(id, timeout_ms, None, now_ms);
+        log::info!(
+            "Established session 0x{id:x} with negotiated timeout {timeout_ms} on a learner"
+        );
+        let meta = TxnMeta {
+            cxid: 0,
+            op: OpCode::CreateSession as i32,
+        };
+        self.push_txn(meta, id, zxid, time_ms, out, None, None, items, log);
+        self.publish_session_stats();
+    }
+
+    /// closeSession (or expiry) as a txn.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn close_session_txn(
+        &mut self,
+        id: i64,
+        cxid: i32,
+        target: Option<ConnRef>,
+        action: Action,
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        self.close_session(id, cxid, target, action, items, log);
+    }
+
+    /// A learner's request that fails before the tree (SessionExpired, SessionMoved): an
+    /// error txn, so the learner can answer its client when it commits.
+    pub(crate) fn error_txn(
+        &mut self,
+        session_id: i64,
+        meta: TxnMeta,
+        code: ErrorCode,
+        auth: &[Id],
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        let zxid = self.next_zxid();
+        let time_ms = self.wall_ms;
+        let ctx = TxnContext {
+            session_id,
+            auth,
+            zxid,
+            time_ms,
+        };
+        let out = self.tree.fail_write(&ctx, code);
+        self.push_txn(meta, session_id, zxid, time_ms, out, None, None, items, log);
+    }
+
+    /// A learner's write, validated and applied like a local one; its reply travels as
+    /// the committed txn.
+    pub(crate) fn process_remote_write(
+        &mut self,
+        session_id: i64,
+        meta: TxnMeta,
+        request: Option<&Request>,
+        auth: &[Id],
+        items: &mut Vec<CommitItem>,
+        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
+    ) {
+        let zxid = self.next_zxid();
+        let time_ms = self.wall_ms;
+        let ctx = TxnContext {
+            session_id,
+            auth,
+            zxid,
+            time_ms,
+        };
+        let out = match request {
+            Some(request) => self.tree.process_write(request, &ctx),
+            None => self.tree.fail_write(&ctx, ErrorCode::MarshallingError),
+        };
+        self.push_txn(meta, session_id, zxid, time_ms, out, None, None, items, log);
+    }
+
+    /// A new leader's history ends at `epoch << 32`: its first txn is `(epoch << 32) + 1`.
+    pub(crate) fn start_epoch(&mut self, zxid: i64) {
+        self.tree.start_epoch(zxid);
+        self.stats
+            .last_zxid
+            .store(zxid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Hands the shards the version they start serving from.
+    pub(crate) fn publish_initial(&self, releaser: &Releaser) {
+        let zxid = self.tree.last_zxid();
+        releaser.push(
+            zxid,
+            Arc::new(CommitBatch {
+                items: Vec::new(),
+                tree: Some(Arc::new(self.tree.clone())),
+            }),
+        );
+        releaser.release_upto(zxid);
+        self.publish_session_stats();
+    }
+
+    pub(crate) fn set_mode(&self, mode: super::Mode) {
+        self.stats.set_mode(mode);
+    }
+
+    /// The state a SNAP sync left on disk, recovered.
+    pub(crate) fn replace_state(&mut self, recovered: super::persistence::Recovered) {
+        self.tree = recovered.tree;
+        let ids: Vec<i64> = self.sessions.iter().map(|s| s.id).collect();
+        for id in ids {
+            self.sessions.remove(id);
+        }
+        for (id, timeout_ms) in &recovered.sessions {
+            self.sessions.add(*id, *timeout_ms, None, 0);
+        }
+        self.stats
+            .last_zxid
+            .store(self.tree.last_zxid(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn become_follower(
+        &mut self,
+        out: Rc<super::quorum::PeerOut>,
+        me: u64,
+        _epoch: i64,
+        sync_limit: Duration,
+    ) {
+        let elapsed_ms = self.started.elapsed().as_millis() as i64 + self.wall_ms;
+        self.role = Role::Follower(Box::new(super::follower::Following::new(
+            out,
+            self.tree.last_zxid(),
+            me,
+            elapsed_ms,
+            sync_limit,
+        )));
+    }
+
+    /// Keeps the session table in step with txns applied from the leader.
+    pub(crate) fn note_txn_applied(&mut self, header: &TxnHeader, txn: &crate::tree::Txn) {
+        match txn {
+            crate::tree::Txn::CreateSession { timeout_ms } => {
+                self.sessions
+                    .add(header.session_id, *timeout_ms, None, self.now_ms);
+            }
+            crate::tree::Txn::CloseSession { .. } => {
+                self.sessions.remove(header.session_id);
+            }
+            _ => {}
+        }
+        self.stats
+            .last_zxid
+            .store(self.tree.last_zxid(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A follower's round of commits as one batch for the shards.
+    pub(crate) fn push_follower_batch(
+        &mut self,
+        items: Vec<CommitItem>,
+        releaser: &Releaser,
+        log: &LogQueue,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let applied = items.iter().filter(|i| i.zxid > 0).count() as u64;
+        let zxid = items.iter().map(|i| i.zxid).max().unwrap_or(0);
+        releaser.push(
+            zxid,
+            Arc::new(CommitBatch {
+                items,
+                tree: Some(Arc::new(self.tree.clone())),
+            }),
+        );
+        self.publish_session_stats();
+        self.count_for_snapshot(applied, log);
+    }
+}
+
+/// Starts the log task over `persistence` on this executor; it reports to `inbox`.
+pub(crate) fn spawn_log_task(
+    persistence: super::persistence::Persistence,
+    queue: &LogQueue,
+    inbox: &Rc<Inbox>,
+) {
+    queue.mark_started();
+    let inbox = inbox.clone();
+    glommio::spawn_local(super::log_stage::run(
+        persistence,
+        queue.clone(),
+        Rc::new(move |upto| inbox.push(Input::Persisted(upto))),
+    ))
+    .detach();
 }
 
 /// Runs a standalone server's ordering core on the current glommio executor until the
@@ -676,15 +991,7 @@ pub async fn run(
     // The log task shares this executor: handing it txns is a local queue push, and its
     // writes and syncs go through io_uring while ordering goes on.
     let log = LogQueue::new(last_zxid);
-    {
-        let inbox = wiring.inbox.clone();
-        glommio::spawn_local(super::log_stage::run(
-            persistence,
-            log.clone(),
-            Rc::new(move |upto| inbox.push(Input::Persisted(upto))),
-        ))
-        .detach();
-    }
+    spawn_log_task(persistence, &log, &wiring.inbox);
     // The shards start from the recovered version.
     wiring.releaser.push(
         last_zxid,

@@ -10,7 +10,7 @@
 //! own, so writes never wait for a snapshot.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,6 @@ pub struct Recovered {
     pub tree: DataTree,
     /// Open sessions: (id, timeout ms).
     pub sessions: Vec<(i64, i32)>,
-    /// The secret session passwords are derived from (kept in dataDir, so that clients can
-    /// resume their sessions across a restart).
-    pub secret: u64,
 }
 
 /// A consistent view for a snapshot: one tree version and the sessions at its zxid.
@@ -102,38 +99,6 @@ pub struct Persistence {
     last_purge: Instant,
 }
 
-fn read_or_create_secret(dir: &Path) -> Result<u64, String> {
-    let path = dir.join("session-secret");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => u64::from_str_radix(text.trim(), 16).map_err(|_| {
-            format!(
-                "{}: not a hex number; delete it to make a new one (open sessions are then lost)",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-            );
-            h.write_u32(std::process::id());
-            let secret = h.finish();
-            let temp = dir.join("session-secret.tmp");
-            std::fs::write(&temp, format!("{secret:016x}\n"))
-                .and_then(|_| std::fs::File::open(&temp)?.sync_all())
-                .and_then(|_| std::fs::rename(&temp, &path))
-                .and_then(|_| std::fs::File::open(dir)?.sync_all())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(secret)
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 /// A snapshot interval in [snapCount/2, snapCount], different per server and restart.
 pub fn randomized_snapshot_interval(snap_count: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -152,7 +117,6 @@ impl Persistence {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let secret = read_or_create_secret(&dirs.snapshot_dir)?;
         let wal_config = WalConfig {
             force_sync: config.force_sync,
             pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
@@ -228,14 +192,7 @@ impl Persistence {
             .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
         }
         persistence.layout = Some(wal.into_layout().map_err(|e| e.to_string())?);
-        Ok((
-            persistence,
-            Recovered {
-                tree,
-                sessions,
-                secret,
-            },
-        ))
+        Ok((persistence, Recovered { tree, sessions }))
     }
 
     /// The txn log writer, on the executor that calls this (the ordering core's): glommio

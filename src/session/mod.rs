@@ -11,8 +11,6 @@ pub mod java;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sha1::{Digest, Sha1};
-
 /// Where a session's live connection is: (shard, connection id on that shard).
 pub type Owner = (usize, u64);
 
@@ -34,13 +32,12 @@ pub struct SessionTable {
     sessions: HashMap<i64, Session>,
     buckets: BTreeMap<u64, HashSet<i64>>,
     next_session_id: i64,
-    secret: u64,
 }
 
 impl SessionTable {
     /// `server_id` goes into the top byte of session ids (as ZooKeeper does), and
     /// `now_wall_ms` (wall clock) seeds the counter so ids differ across restarts.
-    pub fn new(tick_ms: u64, server_id: u64, now_wall_ms: u64, secret: u64) -> SessionTable {
+    pub fn new(tick_ms: u64, server_id: u64, now_wall_ms: u64) -> SessionTable {
         let tick_ms = tick_ms.max(1);
         // ZooKeeper's layout: myid in the top 8 bits, then wall-clock millis shifted in.
         let counter = ((now_wall_ms << 24) >> 8) as i64;
@@ -50,7 +47,6 @@ impl SessionTable {
             sessions: HashMap::new(),
             buckets: BTreeMap::new(),
             next_session_id,
-            secret,
         }
     }
 
@@ -70,16 +66,12 @@ impl SessionTable {
         }
     }
 
-    /// The 16-byte password of a session, derived from its id and the server secret, so any
+    /// The 16-byte password of a session, derived from its id exactly as ZooKeeper derives
+    /// it (`java.util.Random(id ^ 0xB3415C00)`), so that every server of an ensemble, Java
+    /// ones included, checks a reconnecting client alike, and a restart keeps it valid.
     /// server holding the secret can check it without storing it.
     pub fn password(&self, session_id: i64) -> [u8; 16] {
-        let mut h = Sha1::new();
-        h.update(session_id.to_be_bytes());
-        h.update(self.secret.to_be_bytes());
-        let d = h.finalize();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&d[..16]);
-        out
+        java::session_password(session_id)
     }
 
     /// Adds (or re-adds, on log replay) a session.
@@ -205,7 +197,7 @@ mod tests {
 
     #[test]
     fn expires_after_timeout_rounded_to_tick() {
-        let mut t = SessionTable::new(100, 1, 1_700_000_000_000, 7);
+        let mut t = SessionTable::new(100, 1, 1_700_000_000_000);
         let id = t.next_id();
         assert_eq!((id >> 56) & 0xff, 1);
         t.add(id, 250, None, 1_000);
@@ -220,7 +212,7 @@ mod tests {
 
     #[test]
     fn touch_moves_deadline() {
-        let mut t = SessionTable::new(100, 0, 0, 7);
+        let mut t = SessionTable::new(100, 0, 0);
         let id = t.next_id();
         t.add(id, 1_000, Some((0, 1)), 0);
         assert!(t.touch(id, 900));
@@ -234,7 +226,7 @@ mod tests {
 
     #[test]
     fn owner_and_removal() {
-        let mut t = SessionTable::new(10, 0, 0, 7);
+        let mut t = SessionTable::new(10, 0, 0);
         let id = t.next_id();
         t.add(id, 100, Some((1, 5)), 0);
         assert_eq!(t.set_owner(id, Some((0, 9))), Some((1, 5)));
@@ -245,17 +237,16 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_deterministic_and_distinct() {
-        let t = SessionTable::new(10, 0, 0, 42);
+    fn passwords_are_zookeepers() {
+        let t = SessionTable::new(10, 0, 0);
         assert_eq!(t.password(5), t.password(5));
         assert_ne!(t.password(5), t.password(6));
-        let other = SessionTable::new(10, 0, 0, 43);
-        assert_ne!(t.password(5), other.password(5));
+        assert_eq!(t.password(0x1234), java::session_password(0x1234));
     }
 
     #[test]
     fn ids_are_unique_and_nonzero() {
-        let mut t = SessionTable::new(10, 0, 0, 1);
+        let mut t = SessionTable::new(10, 0, 0);
         let a = t.next_id();
         t.add(a, 10, None, 0);
         let b = t.next_id();

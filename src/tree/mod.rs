@@ -805,6 +805,17 @@ impl DataTree {
         }
     }
 
+    /// A new leader's epoch starts at `zxid` (`epoch << 32`): the next txn is `zxid + 1`.
+    /// No txn is made; a version never goes back.
+    pub fn start_epoch(&mut self, zxid: i64) {
+        assert!(
+            zxid >= self.last_zxid,
+            "epoch start 0x{zxid:x} behind the last zxid 0x{:x}",
+            self.last_zxid
+        );
+        self.last_zxid = zxid;
+    }
+
     fn advance_zxid(&mut self, zxid: i64) {
         if zxid > self.last_zxid {
             self.last_zxid = zxid;

@@ -1,0 +1,192 @@
+//! An ensemble member's life: terms of service, each starting from what is on disk.
+//!
+//! A term: recover the state from the data directory, look for a leader (the election
+//! threads), then lead or follow until the quorum or the leader is lost. When a term ends
+//! the shards close every client connection (clients reconnect, to this or another
+//! server), the log task stops, and the next term recovers from disk again: the in-memory
+//! state a term starts from is always snapshot + every logged txn (ZOOKEEPER-2845), and a
+//! leader's speculative (proposed, uncommitted) state never outlives its term.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+
+use super::election::{Command, ElectionHandle};
+use super::log_stage::LogQueue;
+use super::messages::{ToOrdering, ToShard};
+use super::ordering::{spawn_wiring, Ordering, Role, Wiring};
+use super::persistence::{EpochFiles, Persistence, Recovered};
+use crate::config::Config;
+use crate::zab::{Member, PeerState, QuorumConfig};
+
+/// What a term's code works with.
+pub(crate) struct Term<'a> {
+    pub config: &'a Config,
+    pub quorum: &'a QuorumConfig,
+    pub ordering: &'a mut Ordering,
+    pub wiring: &'a Wiring,
+    pub log: &'a mut LogQueue,
+    pub epochs: &'a EpochFiles,
+}
+
+/// The ensemble's membership from the config's `server.N` lines.
+pub fn quorum_config(config: &Config) -> QuorumConfig {
+    QuorumConfig::new(
+        config
+            .servers
+            .iter()
+            .map(|s| Member {
+                id: s.id,
+                host: s.host.clone(),
+                quorum_port: s.quorum_port,
+                election_port: s.election_port,
+                observer: s.observer,
+                client: s.client_port.map(|port| (None, port)),
+            })
+            .collect(),
+        0,
+    )
+}
+
+pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} has no address"))
+}
+
+/// Binds the quorum port, retrying briefly (a previous term's socket may linger).
+pub(crate) async fn bind_quorum(addr: SocketAddr) -> Result<glommio::net::TcpListener, String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let _ = socket.set_reuse_address(true);
+        match socket.bind(&addr.into()).and_then(|_| socket.listen(64)) {
+            Ok(()) => {
+                use std::os::fd::{FromRawFd, IntoRawFd};
+                // SAFETY: a listening TCP socket we own, handed over whole.
+                return Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) });
+            }
+            Err(e) => last = e.to_string(),
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("cannot bind the quorum port {addr}: {last}"))
+}
+
+/// Runs terms until the process ends. `first` is the state recovered before the
+/// executors started (its errors were reported then).
+pub(crate) async fn run(
+    config: Arc<Config>,
+    stats: Arc<super::SharedStats>,
+    election: ElectionHandle,
+    first: (Persistence, Recovered),
+    from_shards: Vec<SharedReceiver<ToOrdering>>,
+    to_shards: Vec<SharedSender<ToShard>>,
+) {
+    let quorum = quorum_config(&config);
+    let me = config.my_id.unwrap_or(0);
+    let wiring = spawn_wiring(&config, from_shards, to_shards);
+    let epochs = EpochFiles::new(&config);
+    let mut next = Some(first);
+    loop {
+        let (persistence, recovered) = match next.take() {
+            Some(state) => state,
+            None => match Persistence::open(&config) {
+                Ok(state) => state,
+                Err(e) => {
+                    log::error!("zkrs refuses to go on: {e}");
+                    std::process::exit(1);
+                }
+            },
+        };
+        let last_zxid = recovered.tree.last_zxid();
+        let (accepted_epoch, current_epoch) = match epochs.load(last_zxid) {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!("zkrs refuses to go on: {e}");
+                std::process::exit(1);
+            }
+        };
+        stats.set_mode(super::Mode::Looking);
+        log::info!(
+            "LOOKING: last zxid 0x{last_zxid:x}, current epoch {current_epoch}, accepted epoch \
+             {accepted_epoch}"
+        );
+        election.command(Command::Look {
+            last_zxid,
+            epoch: current_epoch,
+        });
+        let (state, vote) = loop {
+            if let Some(decision) = election.try_decision() {
+                break decision;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        };
+        // Whatever clients sent before this term is void (their connections were closed).
+        wiring.inbox.clear();
+        let mut ordering = Ordering::new(&config, stats.clone(), recovered);
+        ordering.accepted_epoch = accepted_epoch;
+        ordering.current_epoch = current_epoch;
+        let mut log = LogQueue::new(last_zxid);
+        let tick = Duration::from_millis(config.tick_time_ms as u64);
+        let outcome = match state {
+            PeerState::Leading => {
+                ordering.role = Role::Leader(Box::new(super::leader::Leading::new(
+                    me,
+                    Arc::new(quorum.clone()),
+                    &ordering.tree,
+                    accepted_epoch,
+                    current_epoch,
+                    tick * config.sync_limit.max(1),
+                )));
+                super::ordering::spawn_log_task(persistence, &log, &wiring.inbox);
+                super::leader::run_term(
+                    Term {
+                        config: &config,
+                        quorum: &quorum,
+                        ordering: &mut ordering,
+                        wiring: &wiring,
+                        log: &mut log,
+                        epochs: &epochs,
+                    },
+                    &election,
+                )
+                .await
+            }
+            PeerState::Following | PeerState::Observing => {
+                super::follower::run_term(
+                    Term {
+                        config: &config,
+                        quorum: &quorum,
+                        ordering: &mut ordering,
+                        wiring: &wiring,
+                        log: &mut log,
+                        epochs: &epochs,
+                    },
+                    vote.leader,
+                    Some(persistence),
+                    &election,
+                )
+                .await
+            }
+            PeerState::Looking => Ok(()),
+        };
+        if let Err(reason) = outcome {
+            log::warn!("the term as {} ended: {reason}", state.mode_name());
+        }
+        stats.set_mode(super::Mode::Looking);
+        wiring.releaser.reset(0);
+        log.stop().await;
+        // Give the peers a moment to notice before the next round.
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,775 @@
+//! Following a leader for a term: the handshake (FOLLOWERINFO, LEADERINFO, ACKEPOCH), the
+//! sync (DIFF or SNAP, proposals and commits until NEWLEADER, UPTODATE), then the
+//! broadcast: PROPOSAL -> log -> ACK, COMMIT -> apply -> commit batch for the shards, PING
+//! answered with the sessions touched since the last one, client writes forwarded as
+//! REQUEST, reconnects checked with REVALIDATE, sync answered on SYNC (ZAB-WIRE.md 3.4-3.10).
+//!
+//! Invariants: a proposal is acknowledged only once this server's log holds it (the ACK
+//! comes from `Input::Persisted`); the NEWLEADER ACK is sent only after every proposal
+//! received before it is durable and currentEpoch is written (ZOOKEEPER-4646/4785), and it
+//! is the first packet after ACKEPOCH; a COMMIT must name the oldest pending proposal, or
+//! the replica has diverged and the server stops.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::messages::*;
+use super::ordering::{Input, Ordering};
+use super::quorum::{self, PeerOut};
+use crate::proto::{ErrorCode, Id, OpCode, Request, Response};
+use crate::tree::{Txn, TxnContext};
+use crate::zab::txn::{decode_txn, ZkTxnHeader};
+use crate::zab::wire::{self, packet, QuorumPacket};
+use crate::zab::{epoch_of, make_zxid, ServerId};
+
+const LEADER_DATA_MAX: usize = wire::DEFAULT_MAX_QUORUM_DATA_LEN;
+
+/// An event from the leader's link, for the ordering task.
+pub(crate) enum LeaderEvent {
+    Packet(QuorumPacket),
+    Closed(String),
+}
+
+/// A local client's write waiting for its txn to commit.
+struct PendingWrite {
+    origin: ConnRef,
+    xid: i32,
+    request: Option<Request>,
+    auth: std::sync::Arc<Vec<Id>>,
+}
+
+/// The follower's state during a term (in the ordering core's `Role::Follower`).
+pub(crate) struct Following {
+    out: Rc<PeerOut>,
+    /// Proposals logged or being logged, not committed yet, oldest first.
+    proposals: VecDeque<(ZkTxnHeader, Txn)>,
+    /// Proposals not acknowledged yet (zxids, oldest first): acknowledged once durable.
+    unacked: VecDeque<i64>,
+    /// The last committed zxid. Invariant: only grows.
+    committed: i64,
+    /// Writes of local clients by (session, cxid).
+    pending: HashMap<(i64, i32), PendingWrite>,
+    /// Local connects waiting for their createSession txn: session -> (origin, timeout).
+    pending_connects: HashMap<i64, (ConnRef, i32)>,
+    /// Local reconnects waiting for the leader's REVALIDATE answer.
+    pending_revalidations: HashMap<i64, VecDeque<(ConnRef, i32)>>,
+    /// Local syncs, in order: answered one per SYNC packet.
+    pending_syncs: VecDeque<(ConnRef, i32, String)>,
+    /// Which local connection holds each session.
+    local_sessions: HashMap<i64, ConnRef>,
+    /// Sessions touched since the last PING.
+    touched: HashSet<i64>,
+    last_heard: Instant,
+    sync_limit: Duration,
+    session_ids: crate::session::java::JavaSessionIds,
+}
+
+impl Following {
+    pub(crate) fn new(
+        out: Rc<PeerOut>,
+        last_zxid: i64,
+        me: ServerId,
+        elapsed_ms: i64,
+        sync_limit: Duration,
+    ) -> Following {
+        Following {
+            out,
+            proposals: VecDeque::new(),
+            unacked: VecDeque::new(),
+            committed: last_zxid,
+            pending: HashMap::new(),
+            pending_connects: HashMap::new(),
+            pending_revalidations: HashMap::new(),
+            pending_syncs: VecDeque::new(),
+            local_sessions: HashMap::new(),
+            touched: HashSet::new(),
+            last_heard: Instant::now(),
+            sync_limit,
+            session_ids: crate::session::java::JavaSessionIds::new(me, elapsed_ms),
+        }
+    }
+
+    fn send(&self, packet: &QuorumPacket) {
+        self.out.send(packet);
+    }
+
+    /// Acknowledges every proposal the log now holds (one ACK each, as ZooKeeper's
+    /// SyncRequestProcessor sends them).
+    pub(crate) fn persisted(&mut self, upto: i64) {
+        while let Some(zxid) = self.unacked.front().copied() {
+            if zxid > upto {
+                break;
+            }
+            self.unacked.pop_front();
+            self.send(&QuorumPacket::new(packet::ACK, zxid));
+        }
+    }
+
+    /// What the releaser may hand to the shards: committed and durable here.
+    pub(crate) fn releasable(&self, persisted: i64) -> i64 {
+        self.committed.min(persisted)
+    }
+
+    pub(crate) fn close(&self) {
+        self.out.close();
+    }
+}
+
+/// Handles a client-side input while following (the ordering core's `handle` delegates
+/// here): writes, syncs, connects and closes go to the leader.
+pub(crate) fn handle_client(
+    ordering: &mut Ordering,
+    input: ToOrdering,
+    items: &mut Vec<CommitItem>,
+) {
+    let super::ordering::Role::Follower(following) = &mut ordering.role else {
+        return;
+    };
+    match input {
+        ToOrdering::Write(w) => {
+            let w = *w;
+            if let Some(Request::Sync(path)) = &w.request {
+                following
+                    .pending_syncs
+                    .push_back((w.origin, w.xid, path.clone()));
+            } else {
+                following.pending.insert(
+                    (w.session_id, w.xid),
+                    PendingWrite {
+                        origin: w.origin,
+                        xid: w.xid,
+                        request: w.request.clone(),
+                        auth: w.auth.clone(),
+                    },
+                );
+            }
+            let data = wire::LearnerRequest {
+                session_id: w.session_id,
+                cxid: w.xid,
+                op: w.op,
+                body: w.body.clone(),
+            }
+            .encode();
+            let mut request = QuorumPacket::with_data(packet::REQUEST, -1, data);
+            request.authinfo = Some(w.auth.as_ref().clone());
+            following.send(&request);
+        }
+        ToOrdering::Connect(c) => {
+            if c.session_id == 0 {
+                let id = following.session_ids.allocate();
+                following
+                    .pending_connects
+                    .insert(id, (c.origin, c.timeout_ms));
+                let data = wire::LearnerRequest {
+                    session_id: id,
+                    cxid: 0,
+                    op: OpCode::CreateSession as i32,
+                    body: Bytes::copy_from_slice(&c.timeout_ms.to_be_bytes()),
+                }
+                .encode();
+                following.send(&QuorumPacket::with_data(packet::REQUEST, -1, data));
+            } else {
+                let expected = crate::session::java::session_password(c.session_id);
+                if c.passwd.as_ref() != expected.as_slice() {
+                    items.push(ordering_item(
+                        following.committed,
+                        Some(c.origin),
+                        Action::ConnectRejected,
+                    ));
+                    return;
+                }
+                following
+                    .pending_revalidations
+                    .entry(c.session_id)
+                    .or_default()
+                    .push_back((c.origin, c.timeout_ms));
+                following.send(&QuorumPacket::with_data(
+                    packet::REVALIDATE,
+                    -1,
+                    wire::RevalidateRequest {
+                        session_id: c.session_id,
+                        timeout_ms: c.timeout_ms,
+                    }
+                    .encode(),
+                ));
+            }
+        }
+        ToOrdering::Touch(ids) => following.touched.extend(ids),
+        ToOrdering::Disconnected { origin, session_id } => {
+            if following.local_sessions.get(&session_id) == Some(&origin) {
+                following.local_sessions.remove(&session_id);
+            }
+        }
+    }
+}
+
+/// Handles a packet from the leader in the broadcast phase; commit items for the shards go
+/// into `items` (one batch per round). Returns Err when the term must end.
+pub(crate) fn on_leader_packet(
+    ordering: &mut Ordering,
+    packet: QuorumPacket,
+    items: &mut Vec<CommitItem>,
+    log: &mut Vec<(crate::tree::TxnHeader, Txn)>,
+) -> Result<(), String> {
+    let super::ordering::Role::Follower(following) = &mut ordering.role else {
+        return Ok(());
+    };
+    following.last_heard = Instant::now();
+    match packet.kind {
+        packet::PROPOSAL => {
+            let (header, txn, _) = decode_txn(packet.data_bytes())
+                .map_err(|e| format!("undecodable PROPOSAL 0x{:x}: {e}", packet.zxid))?;
+            if header.zxid != packet.zxid {
+                return Err(format!(
+                    "PROPOSAL 0x{:x} carries txn 0x{:x}",
+                    packet.zxid, header.zxid
+                ));
+            }
+            let last = following
+                .proposals
+                .back()
+                .map_or(following.committed, |(h, _)| h.zxid);
+            if header.zxid <= last {
+                return Err(format!(
+                    "PROPOSAL 0x{:x} after 0x{last:x}: zxids must increase",
+                    header.zxid
+                ));
+            }
+            log.push((header.tree_header(), txn.clone()));
+            following.unacked.push_back(header.zxid);
+            following.proposals.push_back((header, txn));
+        }
+        packet::COMMIT => commit(ordering, packet.zxid, items)?,
+        packet::PING => {
+            let touches: Vec<wire::SessionTouch> = following
+                .touched
+                .drain()
+                .filter(|id| *id != 0)
+                .map(|id| wire::SessionTouch {
+                    session_id: id,
+                    timeout_ms: 0,
+                })
+                .collect();
+            let mut reply = QuorumPacket::with_data(
+                packet::PING,
+                packet.zxid,
+                wire::encode_ping_touches(&touches),
+            );
+            reply.authinfo = packet.authinfo.clone();
+            following.send(&reply);
+        }
+        packet::SYNC => {
+            if let Some((origin, xid, path)) = following.pending_syncs.pop_front() {
+                items.push(CommitItem {
+                    zxid: following.committed,
+                    tree: None,
+                    triggers: Vec::new(),
+                    trigger_acls: Vec::new(),
+                    target: Some(origin),
+                    action: Action::Reply {
+                        xid,
+                        reply: Ok(Response::Sync(path)),
+                        header_err: 0,
+                        close_after: false,
+                    },
+                });
+            }
+        }
+        packet::REVALIDATE => {
+            let reply = wire::RevalidateReply::decode(packet.data_bytes())
+                .map_err(|e| format!("bad REVALIDATE reply: {e}"))?;
+            let waiting = following
+                .pending_revalidations
+                .get_mut(&reply.session_id)
+                .and_then(|q| q.pop_front());
+            if let Some((origin, timeout_ms)) = waiting {
+                let action = if reply.valid {
+                    let old = following.local_sessions.insert(reply.session_id, origin);
+                    if let Some(old) = old.filter(|old| *old != origin) {
+                        items.push(ordering_item(following.committed, Some(old), Action::Close));
+                    }
+                    Action::ConnectAccepted {
+                        session_id: reply.session_id,
+                        passwd: crate::session::java::session_password(reply.session_id),
+                        timeout_ms,
+                    }
+                } else {
+                    Action::ConnectRejected
+                };
+                items.push(ordering_item(following.committed, Some(origin), action));
+            }
+        }
+        packet::UPTODATE | packet::NEWLEADER => {}
+        other => log::warn!(
+            "unexpected {} from the leader; ignored",
+            wire::packet_name(other)
+        ),
+    }
+    Ok(())
+}
+
+fn ordering_item(zxid: i64, target: Option<ConnRef>, action: Action) -> CommitItem {
+    CommitItem {
+        zxid,
+        tree: None,
+        triggers: Vec::new(),
+        trigger_acls: Vec::new(),
+        target,
+        action,
+    }
+}
+
+/// Applies the committed txn `zxid` (the oldest pending proposal) to the tree: a local
+/// client's write is answered from it (ordered again against the same tree, which gives
+/// the same txn and the reply ZooKeeper's FinalRequestProcessor would give).
+fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Result<(), String> {
+    let super::ordering::Role::Follower(following) = &mut ordering.role else {
+        return Ok(());
+    };
+    let Some((header, txn)) = following.proposals.pop_front() else {
+        return Err(format!("COMMIT 0x{zxid:x} without a pending proposal"));
+    };
+    if header.zxid != zxid {
+        // ZooKeeper exits here (UNMATCHED_TXN_COMMIT): the histories diverged.
+        panic!(
+            "COMMIT 0x{zxid:x} does not match the oldest pending proposal 0x{:x}",
+            header.zxid
+        );
+    }
+    debug_assert!(zxid > following.committed);
+    following.committed = zxid;
+    let pending = following.pending.remove(&(header.client_id, header.cxid));
+    let connect = match &txn {
+        Txn::CreateSession { .. } => following.pending_connects.remove(&header.client_id),
+        _ => None,
+    };
+    let local_owner = following.local_sessions.get(&header.client_id).copied();
+    if matches!(txn, Txn::CloseSession { .. }) {
+        following.local_sessions.remove(&header.client_id);
+    }
+    let tree_header = header.tree_header();
+    match (pending, &txn) {
+        (Some(p), Txn::Error(code)) => {
+            // Failed at the leader before the tree (e.g. SessionExpired, SessionMoved).
+            let (triggers, trigger_acls) = ordering.tree.apply_txn_with_acls(&tree_header, &txn);
+            items.push(CommitItem {
+                zxid,
+                tree: None,
+                triggers,
+                trigger_acls,
+                target: Some(p.origin),
+                action: Action::Reply {
+                    xid: p.xid,
+                    reply: Err(*code),
+                    header_err: code.code(),
+                    close_after: false,
+                },
+            });
+        }
+        (Some(p), _) => {
+            let ctx = TxnContext {
+                session_id: header.client_id,
+                auth: &p.auth,
+                zxid,
+                time_ms: header.time_ms,
+            };
+            let out = match (&p.request, &txn) {
+                (Some(Request::CloseSession), _) | (_, Txn::CloseSession { .. }) => {
+                    ordering.tree.close_session(&ctx)
+                }
+                (Some(request), _) => ordering.tree.process_write(request, &ctx),
+                (None, _) => ordering.tree.fail_write(&ctx, ErrorCode::MarshallingError),
+            };
+            if out.txn != txn {
+                panic!(
+                    "replica divergence at 0x{zxid:x}: the leader committed {txn:?}, this \
+                     server's tree gives {:?}",
+                    out.txn
+                );
+            }
+            let close_after = matches!(txn, Txn::CloseSession { .. });
+            items.push(CommitItem {
+                zxid,
+                tree: Some(std::sync::Arc::new(ordering.tree.clone())),
+                triggers: out.triggers,
+                trigger_acls: out.trigger_acls,
+                target: Some(p.origin),
+                action: Action::Reply {
+                    xid: p.xid,
+                    reply: out.reply,
+                    header_err: out.header_err,
+                    close_after,
+                },
+            });
+        }
+        (None, _) => {
+            let (triggers, trigger_acls) = ordering.tree.apply_txn_with_acls(&tree_header, &txn);
+            let (target, action) = match (&txn, connect, local_owner) {
+                (Txn::CreateSession { timeout_ms }, Some((origin, _)), _) => {
+                    if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                        following.local_sessions.insert(header.client_id, origin);
+                    }
+                    (
+                        Some(origin),
+                        Action::ConnectAccepted {
+                            session_id: header.client_id,
+                            passwd: crate::session::java::session_password(header.client_id),
+                            timeout_ms: *timeout_ms,
+                        },
+                    )
+                }
+                // Expired or closed elsewhere: the local connection goes.
+                (Txn::CloseSession { .. }, _, Some(owner)) => (Some(owner), Action::Close),
+                _ => (None, Action::None),
+            };
+            items.push(CommitItem {
+                zxid,
+                tree: None,
+                triggers,
+                trigger_acls,
+                target,
+                action,
+            });
+        }
+    }
+    ordering.note_txn_applied(&tree_header, &txn);
+    Ok(())
+}
+
+/// Connects to the leader's quorum port (5 tries, as ZooKeeper's Learner).
+async fn connect_leader(
+    address: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<glommio::net::TcpStream, String> {
+    let mut last = String::new();
+    for attempt in 0..5 {
+        match glommio::net::TcpStream::connect_timeout(address, timeout).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e.to_string(),
+        }
+        glommio::timer::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    Err(format!("cannot connect to the leader at {address}: {last}"))
+}
+
+/// Runs one term as follower of `leader`. Returns when the link to the leader fails or
+/// the leader goes silent for syncLimit ticks.
+pub(crate) async fn run_term(
+    term: super::ensemble::Term<'_>,
+    leader: ServerId,
+    mut persistence: Option<super::persistence::Persistence>,
+    election: &super::election::ElectionHandle,
+) -> Result<(), String> {
+    let super::ensemble::Term {
+        config,
+        quorum,
+        ordering,
+        wiring,
+        log: log_queue,
+        epochs,
+    } = term;
+    let me = config.my_id.unwrap_or(0);
+    let tick = Duration::from_millis(config.tick_time_ms as u64);
+    let init_limit = tick * config.init_limit.max(1);
+    let sync_limit = tick * config.sync_limit.max(1);
+    let member = quorum
+        .member(leader)
+        .ok_or_else(|| format!("no server.{leader} line"))?
+        .clone();
+    let address = super::ensemble::resolve(&member.host, member.quorum_port)?;
+    let stream = connect_leader(address, init_limit).await?;
+    let (out, mut reader) = quorum::split(stream);
+    let mut buf = BytesMut::new();
+    let synced = sync_with_leader(
+        config,
+        ordering,
+        wiring,
+        log_queue,
+        epochs,
+        &mut persistence,
+        me,
+        init_limit,
+        out.clone(),
+        &mut reader,
+        &mut buf,
+    )
+    .await;
+    if let Err(e) = synced {
+        out.close();
+        return Err(e);
+    }
+    election.command(super::election::Command::Settled {
+        epoch: ordering.current_epoch,
+    });
+    {
+        let inbox = wiring.inbox.clone();
+        let out = out.clone();
+        glommio::spawn_local(async move {
+            let reason =
+                quorum::read_packets(&mut reader, &mut buf, &out, LEADER_DATA_MAX, |packet| {
+                    inbox.push(Input::Leader(LeaderEvent::Packet(packet)));
+                    true
+                })
+                .await;
+            out.close();
+            inbox.push(Input::Leader(LeaderEvent::Closed(reason)));
+        })
+        .detach();
+    }
+    if let super::ordering::Role::Follower(following) = &mut ordering.role {
+        following.sync_limit = sync_limit;
+        following.last_heard = Instant::now();
+    }
+    ordering.set_mode(super::Mode::Follower);
+    log::info!("following server {leader}; serving clients");
+    let result = loop {
+        let inputs = wiring.inbox.take(super::ordering::BATCH_INPUTS_MAX).await;
+        let mut items = Vec::new();
+        let mut txns = Vec::new();
+        let mut end = None;
+        ordering.start_round();
+        for input in inputs {
+            match input {
+                Input::Leader(LeaderEvent::Packet(packet)) => {
+                    if let Err(e) = on_leader_packet(ordering, packet, &mut items, &mut txns) {
+                        end = Some(e);
+                        break;
+                    }
+                }
+                Input::Leader(LeaderEvent::Closed(reason)) => {
+                    end = Some(format!("lost the leader: {reason}"));
+                    break;
+                }
+                Input::Persisted(upto) => {
+                    if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                        following.persisted(upto);
+                    }
+                }
+                Input::External(message) => handle_client(ordering, message, &mut items),
+                Input::Tick => {
+                    if let super::ordering::Role::Follower(following) = &ordering.role {
+                        if following.last_heard.elapsed() > following.sync_limit {
+                            end = Some("the leader has been silent for syncLimit".to_string());
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !txns.is_empty() {
+            log_queue.push_txns(txns);
+        }
+        ordering.push_follower_batch(items, &wiring.releaser, log_queue);
+        if let super::ordering::Role::Follower(following) = &ordering.role {
+            wiring
+                .releaser
+                .release_upto(following.releasable(log_queue.persisted()));
+        }
+        if let Some(reason) = end {
+            break Err(reason);
+        }
+    };
+    if let super::ordering::Role::Follower(following) = &ordering.role {
+        following.close();
+    }
+    result
+}
+
+/// The handshake and sync, up to UPTODATE; leaves the ordering core following with the
+/// synced tree and the log task running.
+#[allow(clippy::too_many_arguments)]
+async fn sync_with_leader(
+    config: &crate::config::Config,
+    ordering: &mut Ordering,
+    wiring: &super::ordering::Wiring,
+    log_queue: &mut super::log_stage::LogQueue,
+    epochs: &super::persistence::EpochFiles,
+    persistence: &mut Option<super::persistence::Persistence>,
+    me: ServerId,
+    init_limit: Duration,
+    out: Rc<PeerOut>,
+    reader: &mut futures_lite::io::ReadHalf<glommio::net::TcpStream>,
+    buf: &mut BytesMut,
+) -> Result<(), String> {
+    let (accepted_epoch, current_epoch) = (ordering.accepted_epoch, ordering.current_epoch);
+    out.send(&QuorumPacket::with_data(
+        packet::FOLLOWERINFO,
+        make_zxid(accepted_epoch as u32, 0),
+        wire::LearnerInfo {
+            server_id: me,
+            protocol_version: wire::ZAB_PROTOCOL_VERSION,
+            config_version: 0,
+        }
+        .encode(),
+    ));
+    let info = quorum::read_one(reader, buf, LEADER_DATA_MAX, init_limit).await?;
+    if info.kind != packet::LEADERINFO {
+        return Err(format!(
+            "expected LEADERINFO, got {}",
+            wire::packet_name(info.kind)
+        ));
+    }
+    let new_epoch = epoch_of(info.zxid) as i64;
+    let ack_data = if new_epoch > accepted_epoch {
+        epochs.set_accepted(new_epoch)?;
+        current_epoch as i32
+    } else if new_epoch == accepted_epoch {
+        wire::AckEpoch::SAME_EPOCH
+    } else {
+        return Err(format!(
+            "the leader proposes epoch {new_epoch}, behind our accepted epoch {accepted_epoch}"
+        ));
+    };
+    let last_zxid = ordering.tree.last_zxid();
+    out.send(&QuorumPacket::with_data(
+        packet::ACKEPOCH,
+        last_zxid,
+        wire::AckEpoch {
+            current_epoch: ack_data,
+        }
+        .encode(),
+    ));
+    let first = quorum::read_one(reader, buf, LEADER_DATA_MAX, init_limit).await?;
+    match first.kind {
+        packet::DIFF => log::info!("syncing with the leader by DIFF from 0x{last_zxid:x}"),
+        packet::SNAP => {
+            log::info!("syncing with the leader by SNAP of 0x{:x}", first.zxid);
+            let mut decoder = crate::zab::snap::SnapDecoder::stream(first.zxid);
+            let started = Instant::now();
+            let snapshot = loop {
+                match decoder.feed(buf) {
+                    Ok(Some(snapshot)) => break snapshot,
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("bad SNAP stream: {e}")),
+                }
+                if started.elapsed() > init_limit * 10 {
+                    return Err("the SNAP stream did not complete".into());
+                }
+                let mut scratch = vec![0u8; 256 * 1024];
+                let n = glommio::timer::timeout(init_limit, async {
+                    use futures_lite::AsyncReadExt;
+                    reader
+                        .read(&mut scratch)
+                        .await
+                        .map_err(glommio::GlommioError::from)
+                })
+                .await
+                .map_err(|e| format!("reading the SNAP stream: {e}"))?;
+                if n == 0 {
+                    return Err("the leader closed the link during SNAP".into());
+                }
+                buf.extend_from_slice(&scratch[..n]);
+            };
+            // The log task must not write while the files are replaced.
+            log_queue.stop().await;
+            super::persistence::replace_with_snapshot(
+                config,
+                &snapshot.tree,
+                snapshot.sessions.clone(),
+            )?;
+            let (reopened, recovered) = super::persistence::Persistence::open(config)?;
+            *persistence = Some(reopened);
+            ordering.replace_state(recovered);
+            *log_queue = super::log_stage::LogQueue::new(ordering.tree.last_zxid());
+        }
+        packet::TRUNC => {
+            return Err(format!(
+                "the leader asks to truncate the log to 0x{:x}; zkrs does not truncate its log \
+                 while running yet (a zkrs leader sends SNAP instead)",
+                first.zxid
+            ));
+        }
+        other => {
+            return Err(format!(
+                "expected DIFF, SNAP or TRUNC, got {}",
+                wire::packet_name(other)
+            ))
+        }
+    }
+    // The log task for this term (after a SNAP, over the new files).
+    if let Some(persistence) = persistence.take() {
+        super::ordering::spawn_log_task(persistence, log_queue, &wiring.inbox);
+    }
+    ordering.become_follower(
+        out.clone(),
+        config.my_id.unwrap_or(0),
+        new_epoch,
+        init_limit,
+    );
+    // Proposals and commits until NEWLEADER, then until UPTODATE.
+    let mut committed: Vec<i64> = Vec::new();
+    let mut newleader_seen = false;
+    loop {
+        let p = quorum::read_one(reader, buf, LEADER_DATA_MAX, init_limit).await?;
+        match p.kind {
+            packet::PROPOSAL => {
+                let mut txns = Vec::new();
+                let mut items = Vec::new();
+                let decoded = QuorumPacket::with_data(
+                    packet::PROPOSAL,
+                    p.zxid,
+                    p.data_bytes().to_vec().into(),
+                );
+                on_leader_packet(ordering, decoded, &mut items, &mut txns)?;
+                if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                    // Acknowledged after the NEWLEADER ACK (ZOOKEEPER-4685), below.
+                    following.unacked.clear();
+                }
+                log_queue.push_txns(txns);
+            }
+            packet::COMMIT => committed.push(p.zxid),
+            packet::INFORM => {}
+            packet::NEWLEADER if !newleader_seen => {
+                newleader_seen = true;
+                // Everything received so far durable, then currentEpoch, then the ACK.
+                let target = log_queue.queued();
+                while log_queue.persisted() < target {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                epochs.set_current(new_epoch)?;
+                ordering.current_epoch = new_epoch;
+                out.send(&QuorumPacket::new(
+                    packet::ACK,
+                    make_zxid(new_epoch as u32, 0),
+                ));
+            }
+            packet::UPTODATE if newleader_seen => break,
+            packet::PING => {
+                // Not answered during sync: the first packet after ACKEPOCH must be the
+                // NEWLEADER ACK (ZooKeeper's learner ignores PINGs here too).
+            }
+            other => {
+                return Err(format!(
+                    "unexpected {} during sync",
+                    wire::packet_name(other)
+                ))
+            }
+        }
+    }
+    out.send(&QuorumPacket::new(
+        packet::ACK,
+        make_zxid(new_epoch as u32, 0),
+    ));
+    // ACKs for what was logged during the sync, then the commits received meanwhile.
+    let logged: Vec<i64> = match &ordering.role {
+        super::ordering::Role::Follower(following) => {
+            following.proposals.iter().map(|(h, _)| h.zxid).collect()
+        }
+        _ => Vec::new(),
+    };
+    for zxid in logged {
+        out.send(&QuorumPacket::new(packet::ACK, zxid));
+    }
+    let mut items = Vec::new();
+    for zxid in committed {
+        commit(ordering, zxid, &mut items)?;
+    }
+    // Commit items of the sync carry no replies; the shards start from this version.
+    drop(items);
+    ordering.publish_initial(&wiring.releaser);
+    Ok(())
+}
