@@ -177,8 +177,39 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
     };
     if enabled && !matches!(word, "ruok" | "crst" | "srst" | "isro" | "gtmk" | "stmk") {
         fill_snapshot(shard, &mut snap).await;
+        quorum_metrics(shard, &mut snap);
     }
     admin::render(word, &snap, config)
+}
+
+/// An ensemble member's mntr lines (ZooKeeper's MonitorCommand): the detailed peer state,
+/// and on the leader its learners.
+fn quorum_metrics(shard: &Shard, snap: &mut ServerSnapshot) {
+    use crate::server::Mode;
+    let mode = shard.stats.mode();
+    let peer_state = match mode {
+        Mode::Standalone => return,
+        Mode::Looking => "looking",
+        Mode::Leader => "leading - broadcast",
+        Mode::Follower => "following - broadcast",
+        Mode::Observer => "observing - broadcast",
+    };
+    snap.extra_metrics
+        .push(("peer_state".into(), peer_state.to_string()));
+    if mode == Mode::Leader {
+        let q = shard.stats.quorum.lock().map(|g| *g).unwrap_or_default();
+        for (key, value) in [
+            ("learners", q.learners),
+            // The 3.4 name, which monitoring scripts still read.
+            ("followers", q.learners),
+            ("synced_followers", q.synced_followers),
+            ("synced_non_voting_followers", 0),
+            ("synced_observers", q.synced_observers),
+            ("pending_syncs", q.pending_syncs),
+        ] {
+            snap.extra_metrics.push((key.into(), value.to_string()));
+        }
+    }
 }
 
 async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {

@@ -362,6 +362,23 @@ impl Leading {
         self.config.is_quorum(alive)
     }
 
+    /// What mntr shows of the learners.
+    fn quorum_stats(&self) -> super::QuorumStats {
+        let mut stats = super::QuorumStats {
+            learners: self.learners.len() as u32,
+            pending_syncs: self.pending_syncs.len() as u32,
+            ..super::QuorumStats::default()
+        };
+        for learner in self.learners.values().filter(|l| l.up_to_date) {
+            if learner.observer {
+                stats.synced_observers += 1;
+            } else {
+                stats.synced_followers += 1;
+            }
+        }
+        stats
+    }
+
     /// Closes every learner link (the term is over).
     pub(crate) fn close_all(&mut self) {
         self.discovery.borrow_mut().ended = true;
@@ -1013,6 +1030,8 @@ pub(crate) async fn run_term(
                         if !leading.ping() {
                             lost = true;
                         }
+                        let quorum_stats = leading.quorum_stats();
+                        ordering.publish_quorum_stats(quorum_stats);
                     }
                     rest.push(Input::Tick);
                 }
@@ -1031,5 +1050,6 @@ pub(crate) async fn run_term(
     if let super::ordering::Role::Leader(leading) = &mut ordering.role {
         leading.close_all();
     }
+    ordering.publish_quorum_stats(super::QuorumStats::default());
     Err(reason)
 }

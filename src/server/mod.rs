@@ -42,6 +42,20 @@ pub struct SharedStats {
     admin_inboxes: Mutex<Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>>>,
     /// What this server is now ([`Mode`] as u8).
     mode: AtomicU8,
+    /// The leader's view of its learners, for mntr (set by the leader, zero otherwise).
+    pub quorum: Mutex<QuorumStats>,
+}
+
+/// What `mntr` reports of a leader's learners (ZooKeeper's MonitorCommand names).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumStats {
+    /// Connected learners (handshaking or synced).
+    pub learners: u32,
+    /// Voting followers in the broadcast.
+    pub synced_followers: u32,
+    pub synced_observers: u32,
+    /// SYNC requests of learners waiting for a commit.
+    pub pending_syncs: u32,
 }
 
 /// What a server is, as `srvr`'s `Mode:` line and `zkServer.sh status` name it.
@@ -86,6 +100,7 @@ impl Default for SharedStats {
             ip_counts: Mutex::new(HashMap::new()),
             admin_inboxes: Mutex::new(Vec::new()),
             mode: AtomicU8::new(Mode::Standalone as u8),
+            quorum: Mutex::new(QuorumStats::default()),
         }
     }
 }

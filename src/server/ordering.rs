@@ -882,6 +882,12 @@ impl Ordering {
         self.publish_session_stats();
     }
 
+    pub(crate) fn publish_quorum_stats(&self, stats: super::QuorumStats) {
+        if let Ok(mut guard) = self.stats.quorum.lock() {
+            *guard = stats;
+        }
+    }
+
     pub(crate) fn set_mode(&self, mode: super::Mode) {
         self.stats.set_mode(mode);
     }
