@@ -331,6 +331,86 @@ fn sessions_and_ephemerals_survive_a_leader_failover() {
     drop(resumed);
 }
 
+#[test]
+fn an_observer_serves_clients_without_voting() {
+    let mut e = Ensemble::with_observers(3, 1, "");
+    for i in 0..4 {
+        e.start_member(i);
+    }
+    e.wait_serving(4, Duration::from_secs(30));
+    assert_eq!(e.members[3].mode().as_deref(), Some("observer"));
+    let addrs = e.addrs();
+    // Writes through the observer are forwarded and come back as INFORM.
+    let mut on_observer = Conn::connect(&addrs[3], SESSION_MS);
+    assert_eq!(
+        on_observer
+            .create("/obs", b"o", CREATE_PERSISTENT)
+            .unwrap()
+            .err,
+        OK
+    );
+    let leader = e.leader();
+    let mut on_leader = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(on_leader.set_data("/obs", b"from-leader").unwrap().err, OK);
+    let synced = on_observer
+        .call(raw::OP_SYNC, &Enc::new().string("/obs").finish())
+        .unwrap();
+    assert_eq!(synced.err, OK);
+    assert_eq!(
+        get_data(&mut on_observer, "/obs"),
+        Ok(b"from-leader".to_vec())
+    );
+    on_observer.close();
+    on_leader.close();
+    // Two voters down: one voter and the observer are no quorum, so nobody leads.
+    let voters: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    e.members[voters[0]].kill9();
+    e.members[leader].kill9();
+    std::thread::sleep(Duration::from_millis(2500));
+    let modes: Vec<Option<String>> = e.members.iter().map(|m| m.mode()).collect();
+    assert!(
+        !modes.iter().any(|m| m.as_deref() == Some("leader")),
+        "a leader without a quorum of voters: {modes:?}"
+    );
+    assert_eq!(
+        e.members[3].mode(),
+        None,
+        "the observer still serves: {modes:?}"
+    );
+}
+
+#[test]
+fn five_servers_started_one_by_one_elect_server_3_once_three_are_up() {
+    let mut e = Ensemble::new(5, "");
+    for i in 0..5 {
+        e.start_member(i);
+        if i == 2 {
+            let leader = e.wait_serving(3, Duration::from_secs(30));
+            assert_eq!(leader, 2, "server 3 leads once servers 1-3 are up");
+        }
+        if i < 2 {
+            // No quorum yet: nobody serves.
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                e.members[i].mode().is_none(),
+                "server {} serves alone",
+                i + 1
+            );
+        }
+    }
+    let leader = e.wait_serving(5, Duration::from_secs(30));
+    assert_eq!(leader, 2, "servers 4 and 5 join the established leader");
+    // Any minority can go: two down, still writable.
+    e.members[0].kill9();
+    e.members[4].kill9();
+    let mut conn = Conn::connect(&e.addrs()[1], SESSION_MS);
+    assert_eq!(
+        conn.create("/five", b"", CREATE_PERSISTENT).unwrap().err,
+        OK
+    );
+    conn.close();
+}
+
 /// One `server.N` line is not an ensemble (ZooKeeper runs standalone then, with a warning).
 #[test]
 fn single_server_line_still_runs_standalone() {

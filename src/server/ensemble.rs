@@ -175,6 +175,7 @@ pub(crate) async fn run(
                     vote.leader,
                     Some(persistence),
                     &election,
+                    state == PeerState::Observing,
                 )
                 .await
             }

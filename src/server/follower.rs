@@ -65,6 +65,8 @@ pub(crate) struct Following {
     last_heard: Instant,
     sync_limit: Duration,
     session_ids: crate::session::java::JavaSessionIds,
+    /// An observer gets committed txns as INFORM and acknowledges nothing but the sync.
+    observer: bool,
 }
 
 impl Following {
@@ -89,6 +91,7 @@ impl Following {
             last_heard: Instant::now(),
             sync_limit,
             session_ids: crate::session::java::JavaSessionIds::new(me, elapsed_ms),
+            observer: false,
         }
     }
 
@@ -99,6 +102,10 @@ impl Following {
     /// Acknowledges every proposal the log now holds (one ACK each, as ZooKeeper's
     /// SyncRequestProcessor sends them).
     pub(crate) fn persisted(&mut self, upto: i64) {
+        if self.observer {
+            self.unacked.clear();
+            return;
+        }
         while let Some(zxid) = self.unacked.front().copied() {
             if zxid > upto {
                 break;
@@ -243,6 +250,16 @@ pub(crate) fn on_leader_packet(
             following.proposals.push_back((header, txn));
         }
         packet::COMMIT => commit(ordering, packet.zxid, items)?,
+        packet::INFORM => {
+            // An observer's committed txn: a proposal and its commit in one.
+            let zxid = packet.zxid;
+            let proposal = QuorumPacket {
+                kind: packet::PROPOSAL,
+                ..packet
+            };
+            on_leader_packet(ordering, proposal, items, log)?;
+            commit(ordering, zxid, items)?;
+        }
         packet::PING => {
             let touches: Vec<wire::SessionTouch> = following
                 .touched
@@ -462,6 +479,7 @@ pub(crate) async fn run_term(
     leader: ServerId,
     mut persistence: Option<super::persistence::Persistence>,
     election: &super::election::ElectionHandle,
+    observer: bool,
 ) -> Result<(), String> {
     let super::ensemble::Term {
         config,
@@ -491,6 +509,7 @@ pub(crate) async fn run_term(
         epochs,
         &mut persistence,
         me,
+        observer,
         init_limit,
         out.clone(),
         &mut reader,
@@ -523,8 +542,13 @@ pub(crate) async fn run_term(
         following.sync_limit = sync_limit;
         following.last_heard = Instant::now();
     }
-    ordering.set_mode(super::Mode::Follower);
-    log::info!("following server {leader}; serving clients");
+    if observer {
+        ordering.set_mode(super::Mode::Observer);
+        log::info!("observing server {leader}; serving clients");
+    } else {
+        ordering.set_mode(super::Mode::Follower);
+        log::info!("following server {leader}; serving clients");
+    }
     let result = loop {
         let inputs = wiring.inbox.take(super::ordering::BATCH_INPUTS_MAX).await;
         let mut items = Vec::new();
@@ -590,6 +614,7 @@ async fn sync_with_leader(
     epochs: &super::persistence::EpochFiles,
     persistence: &mut Option<super::persistence::Persistence>,
     me: ServerId,
+    observer: bool,
     init_limit: Duration,
     out: Rc<PeerOut>,
     reader: &mut futures_lite::io::ReadHalf<glommio::net::TcpStream>,
@@ -597,7 +622,11 @@ async fn sync_with_leader(
 ) -> Result<(), String> {
     let (accepted_epoch, current_epoch) = (ordering.accepted_epoch, ordering.current_epoch);
     out.send(&QuorumPacket::with_data(
-        packet::FOLLOWERINFO,
+        if observer {
+            packet::OBSERVERINFO
+        } else {
+            packet::FOLLOWERINFO
+        },
         make_zxid(accepted_epoch as u32, 0),
         wire::LearnerInfo {
             server_id: me,
@@ -700,6 +729,9 @@ async fn sync_with_leader(
         new_epoch,
         init_limit,
     );
+    if let super::ordering::Role::Follower(following) = &mut ordering.role {
+        following.observer = observer;
+    }
     // Proposals and commits until NEWLEADER, then until UPTODATE.
     let mut committed: Vec<i64> = Vec::new();
     let mut newleader_seen = false;
@@ -722,7 +754,21 @@ async fn sync_with_leader(
                 log_queue.push_txns(txns);
             }
             packet::COMMIT => committed.push(p.zxid),
-            packet::INFORM => {}
+            packet::INFORM => {
+                // (observers) committed: logged now, applied after UPTODATE in order.
+                let mut txns = Vec::new();
+                let mut items = Vec::new();
+                let proposal = QuorumPacket {
+                    kind: packet::PROPOSAL,
+                    ..p.clone()
+                };
+                on_leader_packet(ordering, proposal, &mut items, &mut txns)?;
+                if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                    following.unacked.clear();
+                }
+                log_queue.push_txns(txns);
+                committed.push(p.zxid);
+            }
             packet::NEWLEADER if !newleader_seen => {
                 newleader_seen = true;
                 // Everything received so far durable, then currentEpoch, then the ACK.
@@ -761,8 +807,10 @@ async fn sync_with_leader(
         }
         _ => Vec::new(),
     };
-    for zxid in logged {
-        out.send(&QuorumPacket::new(packet::ACK, zxid));
+    if !observer {
+        for zxid in logged {
+            out.send(&QuorumPacket::new(packet::ACK, zxid));
+        }
     }
     let mut items = Vec::new();
     for zxid in committed {

@@ -104,6 +104,13 @@ pub struct Ensemble {
 impl Ensemble {
     /// `n` servers with `extra` zoo.cfg lines, none started yet.
     pub fn new(n: usize, extra: &str) -> Ensemble {
+        Ensemble::with_observers(n, 0, extra)
+    }
+
+    /// `voters` participants and then `observers` observers (`:observer` in every
+    /// server.N line, `peerType=observer` in their own zoo.cfg), none started yet.
+    pub fn with_observers(voters: usize, observers: usize, extra: &str) -> Ensemble {
+        let n = voters + observers;
         let root = tempfile::Builder::new()
             .prefix("zkrs-ensemble-")
             .tempdir()
@@ -112,7 +119,10 @@ impl Ensemble {
         let servers: String = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, q, e))| format!("server.{}=127.0.0.1:{q}:{e}\n", i + 1))
+            .map(|(i, (_, q, e))| {
+                let kind = if i >= voters { ":observer" } else { "" };
+                format!("server.{}=127.0.0.1:{q}:{e}{kind}\n", i + 1)
+            })
             .collect();
         let members = ports
             .iter()
@@ -122,10 +132,16 @@ impl Ensemble {
                 let dir = root.path().join(format!("s{id}"));
                 std::fs::create_dir_all(dir.join("data")).expect("mkdir");
                 std::fs::write(dir.join("data").join("myid"), format!("{id}\n")).expect("myid");
+                let peer_type = if i >= voters {
+                    "peerType=observer\n"
+                } else {
+                    ""
+                };
                 let cfg = format!(
                     "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
                      clientPort={client}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n\
-                     4lw.commands.whitelist=*\npreAllocSize=64\nzkrs.shards=2\n{servers}{extra}",
+                     4lw.commands.whitelist=*\npreAllocSize=64\nzkrs.shards=2\n{peer_type}\
+                     {servers}{extra}",
                     dir.join("data").display()
                 );
                 std::fs::write(dir.join("zoo.cfg"), cfg).expect("zoo.cfg");
@@ -177,7 +193,7 @@ impl Ensemble {
                 .collect();
             let followers = modes
                 .iter()
-                .filter(|m| m.as_deref() == Some("follower"))
+                .filter(|m| matches!(m.as_deref(), Some("follower") | Some("observer")))
                 .count();
             if leaders.len() == 1 && 1 + followers >= count {
                 return leaders[0];
