@@ -401,6 +401,11 @@ impl Ordering {
             return;
         }
         self.sessions.touch(c.session_id, now);
+        if let Role::Leader(leading) = &mut self.role {
+            // The session moves here from a learner: its later requests there fail with
+            // SessionMoved.
+            leading.remote_owner.remove(&c.session_id);
+        }
         let previous = self.sessions.set_owner(c.session_id, Some(c.origin));
         if let Some(old) = previous.filter(|old| *old != c.origin) {
             items.push(CommitItem {
