@@ -411,6 +411,74 @@ fn five_servers_started_one_by_one_elect_server_3_once_three_are_up() {
     conn.close();
 }
 
+#[test]
+fn a_partitioned_leader_steps_down_and_rejoins_after_the_partition_heals() {
+    let mut e = Ensemble::new(3, "");
+    // Every link between server 3 and the others goes through a proxy of its own; 1 and 2
+    // talk directly. Both directions of each pair are routed (each side dials the other).
+    let mut proxies = Vec::new();
+    for (from, to) in [(0, 2), (1, 2), (2, 0), (2, 1)] {
+        let (quorum, election) = e.peer_ports(to);
+        let q = ensemble::Proxy::start(quorum);
+        let el = ensemble::Proxy::start(election);
+        e.route(from, to, q.port, el.port);
+        proxies.push(q);
+        proxies.push(el);
+    }
+    for i in 0..3 {
+        e.start_member(i);
+    }
+    let leader = e.wait_serving(3, Duration::from_secs(30));
+    assert_eq!(leader, 2, "server 3 (largest id, same zxid) leads");
+    let addrs = e.addrs();
+    let mut on_one = Conn::connect(&addrs[0], SESSION_MS);
+    assert_eq!(
+        on_one
+            .create("/p", b"before", CREATE_PERSISTENT)
+            .unwrap()
+            .err,
+        OK
+    );
+    on_one.close();
+    for p in &proxies {
+        p.block();
+    }
+    // Servers 1 and 2 elect a leader among themselves; server 3 steps down.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let modes: Vec<Option<String>> = e.members.iter().map(|m| m.mode()).collect();
+        let majority_leads = modes[..2].iter().any(|m| m.as_deref() == Some("leader"));
+        if majority_leads && modes[2].is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader on the majority side, or the isolated leader still serves: \
+             {modes:?}; logs:\n{}",
+            e.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut on_two = Conn::connect(&addrs[1], SESSION_MS);
+    assert_eq!(
+        on_two.set_data("/p", b"during").unwrap().err,
+        OK,
+        "the majority side is writable"
+    );
+    on_two.close();
+    for p in &proxies {
+        p.heal();
+    }
+    e.wait_serving(3, Duration::from_secs(30));
+    let mut on_three = Conn::connect(&addrs[2], SESSION_MS);
+    let reply = on_three
+        .call(raw::OP_SYNC, &Enc::new().string("/p").finish())
+        .unwrap();
+    assert_eq!(reply.err, OK);
+    assert_eq!(get_data(&mut on_three, "/p"), Ok(b"during".to_vec()));
+    on_three.close();
+}
+
 /// One `server.N` line is not an ensemble (ZooKeeper runs standalone then, with a warning).
 #[test]
 fn single_server_line_still_runs_standalone() {

@@ -1043,6 +1043,14 @@ pub(crate) async fn run_term(
         }
         ordering.finish_batch(items, txns, log_queue, &wiring.releaser);
         ordering.order_round(rest, log_queue, &wiring.releaser);
+        if crate::zab::counter_exhausted(ordering.tree.last_zxid()) {
+            break format!(
+                "the zxid counter of epoch {} is nearly exhausted (0x{:x}): a new epoch is needed \
+                 (ZOOKEEPER-1277)",
+                epoch,
+                ordering.tree.last_zxid()
+            );
+        }
         if let Some(upto) = commit_upto {
             wiring.releaser.release_upto(upto);
         }

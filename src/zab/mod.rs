@@ -32,6 +32,16 @@ pub fn make_zxid(epoch: u32, counter: u32) -> i64 {
     (((epoch as u64) << 32) | counter as u64) as i64
 }
 
+/// Counters left before a leader must give up its epoch: one round of the ordering core
+/// makes at most this many txns.
+pub const COUNTER_MARGIN: u32 = 1 << 16;
+
+/// Whether a leader whose last zxid is `zxid` must end its term so that the next leader
+/// starts a new epoch (ZOOKEEPER-1277): the counter must never wrap into the epoch bits.
+pub fn counter_exhausted(zxid: i64) -> bool {
+    counter_of(zxid) >= u32::MAX - COUNTER_MARGIN
+}
+
 /// A server's role, as sent in election notifications (ZooKeeper's `ServerState` ordinal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerState {
@@ -160,6 +170,18 @@ mod tests {
         assert_eq!(epoch_of(z), 7);
         assert_eq!(counter_of(z), 42);
         assert_eq!(epoch_of(-1), u32::MAX);
+    }
+
+    /// ZOOKEEPER-1277: a leader steps down well before the zxid counter wraps.
+    #[test]
+    fn the_counter_never_reaches_the_epoch_bits() {
+        assert!(!counter_exhausted(make_zxid(5, 1)));
+        assert!(!counter_exhausted(make_zxid(
+            5,
+            u32::MAX - COUNTER_MARGIN - 1
+        )));
+        assert!(counter_exhausted(make_zxid(5, u32::MAX - COUNTER_MARGIN)));
+        assert!(counter_exhausted(make_zxid(5, u32::MAX)));
     }
 
     #[test]

@@ -170,6 +170,45 @@ impl Ensemble {
         ensemble
     }
 
+    /// The (quorum, election) ports of server `index` (0-based) as every zoo.cfg names it.
+    pub fn peer_ports(&self, index: usize) -> (u16, u16) {
+        let text = std::fs::read_to_string(self.members[index].cfg()).expect("zoo.cfg");
+        let key = format!("server.{}=127.0.0.1:", index + 1);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .expect("own server line");
+        let mut parts = line.split(':');
+        let quorum = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("quorum port");
+        let election = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("election port");
+        (quorum, election)
+    }
+
+    /// Makes server `index` reach server `peer` at other ports (a proxy's), by rewriting
+    /// that one line of its zoo.cfg (before it starts).
+    pub fn route(&mut self, index: usize, peer: usize, quorum: u16, election: u16) {
+        let path = self.members[index].cfg();
+        let text = std::fs::read_to_string(&path).expect("zoo.cfg");
+        let key = format!("server.{}=", peer + 1);
+        let rewritten: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&key) {
+                    format!("{key}127.0.0.1:{quorum}:{election}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&path, rewritten.join("\n") + "\n").expect("zoo.cfg");
+    }
+
     pub fn start_member(&mut self, index: usize) {
         self.members[index].start();
     }
@@ -213,5 +252,88 @@ impl Ensemble {
 
     pub fn addrs(&self) -> Vec<String> {
         self.members.iter().map(Member::addr).collect()
+    }
+}
+
+/// A TCP proxy on loopback that can cut every connection through it (a partition) and
+/// let them through again. Bounded: it forwards only to its one target.
+pub struct Proxy {
+    pub port: u16,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let port = listener.local_addr().expect("addr").port();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (b, g) = (blocked.clone(), generation.clone());
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(client) = incoming else { continue };
+                if b.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let born = g.load(Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    ),
+                    (server, client),
+                ] {
+                    let (b, g) = (b.clone(), g.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if b.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            blocked,
+            generation,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn block(&self) {
+        use std::sync::atomic::Ordering;
+        self.blocked.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn heal(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
