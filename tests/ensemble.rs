@@ -138,7 +138,7 @@ struct Load {
 fn load_thread(load: Arc<Load>, addrs: Vec<String>, thread: usize) {
     let mut n = 0u64;
     let mut target = thread;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(3600);
     while !load.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let addr = &addrs[target % addrs.len()];
         let Ok(mut conn) = Conn::try_connect(addr, SESSION_MS) else {
@@ -185,7 +185,11 @@ fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
             std::thread::spawn(move || load_thread(load, addrs, t))
         })
         .collect();
-    let rounds = 3;
+    // tests/ensemble_soak.sh runs more rounds.
+    let rounds: usize = std::env::var("ZKRS_ENSEMBLE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(700));
         let leader = e.leader();
