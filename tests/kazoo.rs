@@ -5,6 +5,8 @@
 //! FAILS unless ZKRS_SKIP_KAZOO=1 is set.
 
 mod common;
+#[path = "common/ensemble.rs"]
+mod ensemble;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,10 +15,9 @@ use common::TestServer;
 
 const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
 
-#[test]
-fn kazoo_smoke_passes() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let has_kazoo = Command::new(&python)
+/// Whether kazoo can be used; panics with the install hint unless ZKRS_SKIP_KAZOO=1.
+fn kazoo_available(python: &str) -> bool {
+    let has_kazoo = Command::new(python)
         .args(["-c", "import kazoo"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -25,15 +26,19 @@ fn kazoo_smoke_passes() {
     if !has_kazoo {
         if std::env::var("ZKRS_SKIP_KAZOO").as_deref() == Ok("1") {
             eprintln!("kazoo is not installed; skipped because ZKRS_SKIP_KAZOO=1");
-            return;
+            return false;
         }
         panic!("the Python package kazoo is missing: pip install kazoo, or set ZKRS_SKIP_KAZOO=1");
     }
-    let server = TestServer::start();
+    true
+}
+
+/// Runs kazoo_smoke.py against `hosts` (a connect string) and asserts it passed.
+fn run_smoke(python: &str, hosts: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kazoo_smoke.py");
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .arg(script)
-        .arg(&server.addr)
+        .arg(hosts)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,7 +61,29 @@ fn kazoo_smoke_passes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("all checks passed"),
-        "kazoo_smoke.py failed ({}):\n{stdout}\n{stderr}",
+        "kazoo_smoke.py failed against {hosts} ({}):\n{stdout}\n{stderr}",
         output.status
     );
+}
+
+#[test]
+fn kazoo_smoke_passes() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    if !kazoo_available(&python) {
+        return;
+    }
+    let server = TestServer::start();
+    run_smoke(&python, &server.addr);
+}
+
+/// The same script with kazoo connected to a 3-server zkrs ensemble (its clients land on
+/// any of the servers: recipes and watches work across them).
+#[test]
+fn kazoo_smoke_passes_against_an_ensemble() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    if !kazoo_available(&python) {
+        return;
+    }
+    let e = ensemble::Ensemble::start(3, "");
+    run_smoke(&python, &e.addrs().join(","));
 }
