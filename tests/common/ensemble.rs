@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Runs a zkrs ensemble as real processes on loopback, configured as ZooKeeper's
 //! pseudo-distributed tutorial sets one up: one zoo.cfg and one myid per server, the same
 //! `server.N=127.0.0.1:quorum:election` lines in each (ports chosen free per run).
