@@ -483,6 +483,86 @@ fn a_partitioned_leader_steps_down_and_rejoins_after_the_partition_heals() {
     on_three.close();
 }
 
+/// ZooKeeper's SessionMoved: once a session reconnected through another server, a request
+/// on its old connection fails (the leader owns the session table and knows the move).
+#[test]
+fn the_old_connection_of_a_moved_session_gets_session_moved() {
+    let mut e = Ensemble::start(3, "");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let a = (leader + 1) % 3;
+    let b = (leader + 2) % 3;
+    let mut old = Raw::connect(&addrs[a], 6000);
+    let create = |path: &str| {
+        Enc::new()
+            .string(path)
+            .buffer(b"")
+            .open_acl()
+            .int(CREATE_PERSISTENT)
+            .finish()
+    };
+    assert_eq!(old.call(raw::OP_CREATE, &create("/moved-1")).err, OK);
+    let mut moved = Raw::resume(&addrs[b], old.session_id, &old.passwd.clone(), 0, 6000);
+    assert_eq!(moved.call(raw::OP_CREATE, &create("/moved-2")).err, OK);
+    let reply = old.call(raw::OP_CREATE, &create("/moved-3"));
+    assert_eq!(
+        reply.err, -118,
+        "the old connection's write is not SessionMoved"
+    );
+    assert_eq!(
+        synced_children(&addrs[leader], "/")
+            .into_iter()
+            .filter(|c| c.starts_with("moved"))
+            .collect::<Vec<_>>(),
+        vec!["moved-1".to_string(), "moved-2".to_string()]
+    );
+}
+
+/// A client with all three servers in its connect string keeps its session, ephemeral and
+/// watch across a leader failover (every member closes its connections when the term ends;
+/// the client reconnects with its session and re-registers its watch with setWatches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_client_keeps_session_ephemeral_and_watch_across_failover() {
+    use zookeeper_client as zk;
+    let mut e = Ensemble::start(3, "");
+    let hosts = e.addrs().join(",");
+    let client = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(8))
+        .connect(&hosts)
+        .await
+        .expect("connect");
+    let session = client.session_id();
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/w", b"0", &persistent)
+        .await
+        .expect("create /w");
+    client
+        .create("/w-eph", b"", &ephemeral)
+        .await
+        .expect("create ephemeral");
+    let (_, _, watcher) = client.get_and_watch_data("/w").await.expect("watch /w");
+    let leader = e.leader();
+    e.members[leader].kill9();
+    e.wait_serving(2, Duration::from_secs(20));
+    // Another session changes /w once the ensemble serves again.
+    let other = zk::Client::connector()
+        .connect(&hosts)
+        .await
+        .expect("second client");
+    other.set_data("/w", b"1", None).await.expect("setData /w");
+    let event = tokio::time::timeout(Duration::from_secs(20), watcher.changed())
+        .await
+        .expect("the watch fired after the failover");
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+    assert_eq!(client.session_id(), session, "the session changed");
+    assert!(
+        other.check_stat("/w-eph").await.expect("exists").is_some(),
+        "the ephemeral of the surviving session is gone"
+    );
+}
+
 /// One `server.N` line is not an ensemble (ZooKeeper runs standalone then, with a warning).
 #[test]
 fn single_server_line_still_runs_standalone() {
