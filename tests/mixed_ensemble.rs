@@ -1,0 +1,744 @@
+//! Mixed ensembles: zkrs and Apache ZooKeeper 3.8 (Debian's `zookeeper` package) as members
+//! of one 3-server ensemble, all real processes on loopback (tests/common/mixed.rs), each
+//! with its own zoo.cfg and myid. Client traffic uses the raw client of
+//! tests/common/durable.rs, which never trusts either server's codec.
+//!
+//! 1. Two Java servers and zkrs with the smallest myid: a Java server leads, zkrs follows,
+//!    serves synced reads of writes made through both Java servers and forwards its own
+//!    writes; after kill -9 of the Java leader the survivors elect a new leader with every
+//!    acknowledged write, and the killed server rejoins.
+//! 2. One Java server and two zkrs servers with the highest myids: zkrs leads, the Java server
+//!    follows and sees zkrs's writes and the other way round; after kill -9 of the zkrs
+//!    leader the other zkrs server leads the Java server, and the killed one rejoins.
+//! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers.
+//!
+//! Needs `java` and Debian's `zookeeper` package; without them the tests fail and say so.
+//! The tests run one at a time (each starts up to two JVMs).
+
+mod common;
+#[path = "common/durable.rs"]
+mod durable;
+#[path = "common/mixed.rs"]
+mod mixed;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::raw::{self, Enc, CREATE_EPHEMERAL, CREATE_PERSISTENT, OK};
+use durable::{created_path, Conn};
+use mixed::{Kind, Mixed};
+
+/// Client session timeout (tickTime 200: sessions may last 400 ms to 4 s).
+const SESSION_MS: i32 = 4000;
+/// How long a fresh ensemble (JVM start included) may take to serve.
+const START_LIMIT: Duration = Duration::from_secs(40);
+/// How long the survivors of a kill -9, or a rejoining server, may take to serve.
+const ELECT_LIMIT: Duration = Duration::from_secs(25);
+
+/// Java option that makes a Java leader sync a learner that lags by more than its
+/// committedLog (500 txns; 3.8 refuses a smaller `zookeeper.commitLogCount`) by SNAP
+/// instead of a DIFF read from its txn log.
+const JAVA_SNAP_EARLY: &[&str] = &["zookeeper.snapshotSizeFactor=-1"];
+/// More txns than a leader (Java or zkrs) keeps in memory for DIFF.
+const PAST_COMMITTED_LOG: usize = 520;
+
+/// A session that owns one ephemeral znode and stays alive (an `exists` every 300 ms from a
+/// thread of its own: the raw client sends no pings) until `close`.
+struct Holder {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Conn>>,
+}
+
+impl Holder {
+    fn new(addr: &str, path: &str, data: &[u8]) -> Holder {
+        let mut conn = connect(addr);
+        let reply = conn
+            .create(path, data, CREATE_EPHEMERAL)
+            .unwrap_or_else(|e| panic!("ephemeral {path} on {addr}: {e}"));
+        assert_eq!(reply.err, OK, "ephemeral {path} on {addr}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let body = Enc::new().string("/").bool(false).finish();
+            while !flag.load(Ordering::Relaxed) {
+                if conn.call(raw::OP_EXISTS, &body).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            conn
+        });
+        Holder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the touches and closes the session (its ephemeral goes).
+    fn close(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("holder thread").close();
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One test at a time: each starts JVMs, and the machine is small.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A session on `addr`, retried for a few seconds (a server that just started to serve may
+/// still refuse a session for a moment).
+fn connect(addr: &str) -> Conn {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Conn::try_connect(addr, SESSION_MS) {
+            Ok(conn) => return conn,
+            Err(e) if Instant::now() >= deadline => panic!("no session on {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn create(addr: &str, path: &str, data: &[u8]) {
+    let mut conn = connect(addr);
+    let reply = conn
+        .create(path, data, CREATE_PERSISTENT)
+        .unwrap_or_else(|e| panic!("create {path} on {addr}: {e}"));
+    assert_eq!(reply.err, OK, "create {path} on {addr}");
+    assert_eq!(created_path(&reply), path);
+    conn.close();
+}
+
+fn set_data(addr: &str, path: &str, data: &[u8]) {
+    let mut conn = connect(addr);
+    let reply = conn
+        .set_data(path, data)
+        .unwrap_or_else(|e| panic!("setData {path} on {addr}: {e}"));
+    assert_eq!(reply.err, OK, "setData {path} on {addr}");
+    conn.close();
+}
+
+/// sync, then getData of each path on one server: what that server has applied of
+/// everything the leader committed before the sync.
+fn synced_data(addr: &str, paths: &[&str]) -> Vec<Result<Vec<u8>, i32>> {
+    let mut conn = connect(addr);
+    let reply = conn
+        .call(raw::OP_SYNC, &Enc::new().string("/").finish())
+        .unwrap_or_else(|e| panic!("sync on {addr}: {e}"));
+    assert_eq!(reply.err, OK, "sync on {addr}");
+    let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+    let results = conn
+        .get_many(&paths)
+        .unwrap_or_else(|e| panic!("getData on {addr}: {e}"));
+    conn.close();
+    results
+        .into_iter()
+        .map(|r| r.map(|(data, _)| data))
+        .collect()
+}
+
+/// Creates `count` children `n-0000`.. under `parent` through `addr`, pipelined; returns
+/// their names, sorted.
+fn create_many(addr: &str, parent: &str, count: usize) -> Vec<String> {
+    let mut conn = connect(addr);
+    let names: Vec<String> = (0..count).map(|i| format!("n-{i:04}")).collect();
+    let requests: Vec<(i32, Vec<u8>)> = names
+        .iter()
+        .map(|n| {
+            let path = format!("{parent}/{n}");
+            (
+                raw::OP_CREATE,
+                durable::create_body(&path, path.as_bytes(), CREATE_PERSISTENT),
+            )
+        })
+        .collect();
+    let replies = conn
+        .pipeline(&requests, 64)
+        .unwrap_or_else(|e| panic!("creates under {parent} on {addr}: {e}"));
+    for (reply, name) in replies.iter().zip(&names) {
+        assert_eq!(reply.err, OK, "create {parent}/{name} on {addr}");
+    }
+    conn.close();
+    names
+}
+
+fn synced_children(addr: &str, path: &str) -> Vec<String> {
+    let mut conn = connect(addr);
+    let reply = conn
+        .call(raw::OP_SYNC, &Enc::new().string(path).finish())
+        .unwrap_or_else(|e| panic!("sync on {addr}: {e}"));
+    assert_eq!(reply.err, OK, "sync on {addr}");
+    let mut children = conn
+        .children(path)
+        .unwrap_or_else(|e| panic!("getChildren on {addr}: {e}"));
+    children.sort();
+    conn.close();
+    children
+}
+
+/// Asserts that every running member in `on` has exactly `expected` (path, data) after sync.
+fn assert_everywhere(e: &Mixed, on: &[usize], expected: &[(&str, &[u8])]) {
+    let paths: Vec<&str> = expected.iter().map(|(p, _)| *p).collect();
+    let want: Vec<Result<Vec<u8>, i32>> = expected.iter().map(|(_, d)| Ok(d.to_vec())).collect();
+    for &i in on {
+        let m = &e.members[i];
+        assert_eq!(
+            synced_data(&m.addr(), &paths),
+            want,
+            "data on {} (paths {paths:?})",
+            m.name()
+        );
+    }
+}
+
+fn kinds_of(e: &Mixed) -> Vec<String> {
+    e.members.iter().map(|m| m.name()).collect()
+}
+
+/// Kills the leader with SIGKILL, waits for the two survivors to serve and returns the new
+/// leader's index.
+fn kill_leader(e: &mut Mixed, leader: usize) -> usize {
+    let name = e.members[leader].name();
+    e.members[leader].kill9();
+    let started = Instant::now();
+    let new_leader = e.wait_serving(2, ELECT_LIMIT);
+    assert_ne!(new_leader, leader);
+    eprintln!(
+        "killed leader {name}; {} leads after {} ms",
+        e.members[new_leader].name(),
+        started.elapsed().as_millis()
+    );
+    new_leader
+}
+
+/// Case (a) then (c): Java leads, zkrs (myid 1) follows; kill -9 of the Java leader.
+#[test]
+fn java_leads_and_zkrs_follows_then_the_java_leader_is_killed() {
+    let _serial = serial();
+    let (mut e, leader) = Mixed::start_with(
+        &[Kind::Zkrs, Kind::Java, Kind::Java],
+        JAVA_SNAP_EARLY,
+        START_LIMIT,
+    );
+    eprintln!(
+        "members {:?}, leader {}",
+        kinds_of(&e),
+        e.members[leader].name()
+    );
+    assert_eq!(
+        e.members[leader].kind,
+        Kind::Java,
+        "a Java server should lead (zkrs has the smallest myid); modes {:?}",
+        e.modes()
+    );
+    assert_eq!(e.members[0].mode().as_deref(), Some("follower"));
+    let java_follower = 3 - leader; // the Java member that does not lead (index 1 or 2)
+    let addrs = e.addrs();
+
+    // Writes through both Java servers; zkrs serves them after sync.
+    create(&addrs[leader], "/a", b"from-java-leader");
+    create(&addrs[java_follower], "/a/f", b"from-java-follower");
+    assert_everywhere(
+        &e,
+        &[0],
+        &[("/a", b"from-java-leader"), ("/a/f", b"from-java-follower")],
+    );
+
+    // Writes through zkrs are forwarded to the Java leader and seen everywhere.
+    create(&addrs[0], "/a/z", b"from-zkrs");
+    set_data(&addrs[0], "/a", b"set-through-zkrs");
+    let mut seq_conn = connect(&addrs[0]);
+    let seq = seq_conn
+        .create("/a/s-", b"", CREATE_PERSISTENT | raw::CREATE_SEQUENTIAL)
+        .expect("sequential create through zkrs");
+    assert_eq!(seq.err, OK);
+    let eph = seq_conn
+        .create("/a/eph", b"e", CREATE_EPHEMERAL)
+        .expect("ephemeral create through zkrs");
+    assert_eq!(eph.err, OK);
+    let seq_path = created_path(&seq);
+    assert_eq!(
+        seq_path, "/a/s-0000000002",
+        "sequence from the Java leader's cversion"
+    );
+    let written: Vec<(&str, &[u8])> = vec![
+        ("/a", b"set-through-zkrs"),
+        ("/a/f", b"from-java-follower"),
+        ("/a/z", b"from-zkrs"),
+        ("/a/eph", b"e"),
+    ];
+    assert_everywhere(&e, &[0, 1, 2], &written);
+    // Closing the zkrs session removes its ephemeral on every server.
+    seq_conn.close();
+    for addr in &addrs {
+        assert_eq!(
+            synced_children(addr, "/a"),
+            vec!["f", "s-0000000002", "z"],
+            "children of /a on {addr}"
+        );
+    }
+
+    // (c) kill -9 of the Java leader: the survivors (Java and zkrs) elect a new leader and
+    // keep every acknowledged write.
+    let new_leader = kill_leader(&mut e, leader);
+    let survivors = [0, java_follower];
+    let written: Vec<(&str, &[u8])> = vec![
+        ("/a", b"set-through-zkrs"),
+        ("/a/f", b"from-java-follower"),
+        ("/a/z", b"from-zkrs"),
+    ];
+    assert_everywhere(&e, &survivors, &written);
+    create(&addrs[0], "/a/after-zkrs", b"1");
+    create(&addrs[java_follower], "/a/after-java", b"2");
+    let mut written = written;
+    written.push(("/a/after-zkrs", b"1"));
+    written.push(("/a/after-java", b"2"));
+    assert_everywhere(&e, &survivors, &written);
+    eprintln!("new leader {}", e.members[new_leader].name());
+
+    // The killed Java server rejoins and catches up.
+    e.members[leader].start();
+    e.wait_serving(3, START_LIMIT);
+    assert_everywhere(&e, &[0, 1, 2], &written);
+    assert_eq!(
+        synced_children(&addrs[leader], "/a"),
+        vec!["after-java", "after-zkrs", "f", "s-0000000002", "z"]
+    );
+
+    // SNAP from a Java leader: zkrs misses more txns than the leader keeps for DIFF (and
+    // the leader does not DIFF from its txn log). A session that holds an ephemeral travels
+    // in the snapshot; closing it later removes the ephemeral on zkrs too.
+    let leader = e.wait_serving(3, ELECT_LIMIT);
+    create(&addrs[leader], "/a/snap", b"");
+    let holder = Holder::new(&addrs[leader], "/a/held", b"h");
+    e.members[0].kill9();
+    let missed = create_many(&addrs[leader], "/a/snap", PAST_COMMITTED_LOG);
+    e.members[0].start();
+    e.wait_serving(3, ELECT_LIMIT);
+    assert!(
+        !e.members[0]
+            .log_lines_with("syncing with the leader by SNAP")
+            .is_empty(),
+        "zkrs should have been synced by SNAP"
+    );
+    assert_eq!(synced_children(&addrs[0], "/a/snap"), missed);
+    assert_everywhere(&e, &[0], &[("/a/held", b"h"), ("/a/z", b"from-zkrs")]);
+    create(&addrs[0], "/a/snap/after", b"zkrs-after-snap");
+    assert_everywhere(&e, &[0, 1, 2], &[("/a/snap/after", b"zkrs-after-snap")]);
+    holder.close();
+    assert!(
+        !synced_children(&addrs[0], "/a").contains(&"held".to_string()),
+        "the closed session's ephemeral is still on zkrs"
+    );
+}
+
+/// Case (b) then (c): zkrs (myids 2 and 3) leads, Java (myid 1) follows; kill -9 of the zkrs
+/// leader.
+#[test]
+fn zkrs_leads_and_java_follows_then_the_zkrs_leader_is_killed() {
+    let _serial = serial();
+    let (mut e, leader) = Mixed::start(&[Kind::Java, Kind::Zkrs, Kind::Zkrs], START_LIMIT);
+    eprintln!(
+        "members {:?}, leader {}",
+        kinds_of(&e),
+        e.members[leader].name()
+    );
+    assert_eq!(
+        e.members[leader].kind,
+        Kind::Zkrs,
+        "a zkrs server should lead (zkrs has the highest myids); modes {:?}",
+        e.modes()
+    );
+    assert_eq!(e.members[0].mode().as_deref(), Some("follower"));
+    let zkrs_follower = 3 - leader;
+    let addrs = e.addrs();
+
+    // Writes through both zkrs servers; Java serves them after sync.
+    create(&addrs[leader], "/b", b"from-zkrs-leader");
+    create(&addrs[zkrs_follower], "/b/f", b"from-zkrs-follower");
+    assert_everywhere(
+        &e,
+        &[0],
+        &[("/b", b"from-zkrs-leader"), ("/b/f", b"from-zkrs-follower")],
+    );
+
+    // Writes through Java are forwarded to the zkrs leader and seen everywhere.
+    create(&addrs[0], "/b/j", b"from-java");
+    set_data(&addrs[0], "/b", b"set-through-java");
+    let mut java_conn = connect(&addrs[0]);
+    let seq = java_conn
+        .create("/b/s-", b"", CREATE_PERSISTENT | raw::CREATE_SEQUENTIAL)
+        .expect("sequential create through Java");
+    assert_eq!(seq.err, OK);
+    assert_eq!(created_path(&seq), "/b/s-0000000002");
+    let eph = java_conn
+        .create("/b/eph", b"e", CREATE_EPHEMERAL)
+        .expect("ephemeral create through Java");
+    assert_eq!(eph.err, OK);
+    let written: Vec<(&str, &[u8])> = vec![
+        ("/b", b"set-through-java"),
+        ("/b/f", b"from-zkrs-follower"),
+        ("/b/j", b"from-java"),
+        ("/b/eph", b"e"),
+    ];
+    assert_everywhere(&e, &[0, 1, 2], &written);
+    java_conn.close();
+    for addr in &addrs {
+        assert_eq!(
+            synced_children(addr, "/b"),
+            vec!["f", "j", "s-0000000002"],
+            "children of /b on {addr}"
+        );
+    }
+
+    // (c) kill -9 of the zkrs leader: the other zkrs server leads the Java server.
+    let new_leader = kill_leader(&mut e, leader);
+    assert_eq!(
+        new_leader, zkrs_follower,
+        "the surviving zkrs server (bigger myid) should lead"
+    );
+    let survivors = [0, zkrs_follower];
+    let written: Vec<(&str, &[u8])> = vec![
+        ("/b", b"set-through-java"),
+        ("/b/f", b"from-zkrs-follower"),
+        ("/b/j", b"from-java"),
+    ];
+    assert_everywhere(&e, &survivors, &written);
+    create(&addrs[0], "/b/after-java", b"1");
+    create(&addrs[zkrs_follower], "/b/after-zkrs", b"2");
+    let mut written = written;
+    written.push(("/b/after-java", b"1"));
+    written.push(("/b/after-zkrs", b"2"));
+    assert_everywhere(&e, &survivors, &written);
+
+    // The killed zkrs server rejoins and catches up.
+    e.members[leader].start();
+    e.wait_serving(3, ELECT_LIMIT);
+    assert_everywhere(&e, &[0, 1, 2], &written);
+    assert_eq!(
+        synced_children(&addrs[leader], "/b"),
+        vec!["after-java", "after-zkrs", "f", "j", "s-0000000002"]
+    );
+}
+
+/// zkrs (myid 3) leads two Java followers; writes through each reach all; a lagging Java
+/// follower is synced by DIFF and by SNAP from zkrs; then kill -9 of the zkrs leader: the
+/// Java servers elect one of them, and zkrs rejoins as their follower.
+#[test]
+fn zkrs_leads_two_java_followers_then_the_zkrs_leader_is_killed() {
+    let _serial = serial();
+    let (mut e, leader) = Mixed::start(&[Kind::Java, Kind::Java, Kind::Zkrs], START_LIMIT);
+    eprintln!(
+        "members {:?}, leader {}",
+        kinds_of(&e),
+        e.members[leader].name()
+    );
+    assert_eq!(
+        leader,
+        2,
+        "zkrs (myid 3) should lead; modes {:?}",
+        e.modes()
+    );
+    let addrs = e.addrs();
+    create(&addrs[2], "/d", b"from-zkrs");
+    create(&addrs[0], "/d/j1", b"from-java-1");
+    create(&addrs[1], "/d/j2", b"from-java-2");
+    assert_everywhere(
+        &e,
+        &[0, 1, 2],
+        &[
+            ("/d", b"from-zkrs"),
+            ("/d/j1", b"from-java-1"),
+            ("/d/j2", b"from-java-2"),
+        ],
+    );
+
+    // DIFF from the zkrs leader: Java server 1 misses a few txns.
+    let holder = Holder::new(&addrs[2], "/d/held", b"h");
+    create(&addrs[2], "/d/diff", b"");
+    e.members[0].kill9();
+    let diffed = create_many(&addrs[2], "/d/diff", 5);
+    e.members[0].start();
+    e.wait_serving(3, ELECT_LIMIT);
+    assert_eq!(synced_children(&addrs[0], "/d/diff"), diffed);
+    assert!(
+        e.members[2]
+            .log_lines_with("syncing server 1 by DIFF")
+            .len()
+            >= 2,
+        "zkrs should have synced server 1 by DIFF twice"
+    );
+
+    // SNAP from the zkrs leader: more txns missed than zkrs keeps for DIFF (500).
+    create(&addrs[2], "/d/snap", b"");
+    e.members[0].kill9();
+    let snapped = create_many(&addrs[2], "/d/snap", PAST_COMMITTED_LOG);
+    e.members[0].start();
+    e.wait_serving(3, START_LIMIT);
+    assert!(
+        !e.members[2]
+            .log_lines_with("syncing server 1 by SNAP")
+            .is_empty(),
+        "zkrs should have synced server 1 by SNAP"
+    );
+    assert_eq!(synced_children(&addrs[0], "/d/snap"), snapped);
+    assert_everywhere(
+        &e,
+        &[0],
+        &[("/d/held", b"h"), ("/d/snap/n-0519", b"/d/snap/n-0519")],
+    );
+    // The Java server that got the SNAP forwards writes again.
+    create(&addrs[0], "/d/after-snap", b"java");
+    assert_everywhere(&e, &[0, 1, 2], &[("/d/after-snap", b"java")]);
+
+    // kill -9 of the zkrs leader: Java server 2 (bigger myid, same zxid) leads Java 1.
+    holder.close();
+    let new_leader = kill_leader(&mut e, 2);
+    assert_eq!(e.members[new_leader].kind, Kind::Java);
+    let written: Vec<(&str, &[u8])> = vec![
+        ("/d", b"from-zkrs"),
+        ("/d/j1", b"from-java-1"),
+        ("/d/j2", b"from-java-2"),
+        ("/d/after-snap", b"java"),
+    ];
+    assert_everywhere(&e, &[0, 1], &written);
+    create(&addrs[new_leader], "/d/java-era", b"j");
+    // zkrs, a leader before, rejoins as follower of the Java leader.
+    e.members[2].start();
+    e.wait_serving(3, ELECT_LIMIT);
+    assert_eq!(e.members[2].mode().as_deref(), Some("follower"));
+    assert_everywhere(
+        &e,
+        &[2],
+        &[("/d/java-era", b"j"), ("/d/j1", b"from-java-1")],
+    );
+    assert_eq!(synced_children(&addrs[2], "/d/snap"), snapped);
+    assert!(!synced_children(&addrs[2], "/d").contains(&"held".to_string()));
+}
+
+/// Acknowledged creates of the load threads, and whether to go on.
+struct Load {
+    acknowledged: Mutex<Vec<String>>,
+    stop: AtomicBool,
+}
+
+/// Creates /load/t<thread>-<n> one at a time through the servers in turn, moving to the next
+/// server (a new session) when its server goes away; records every create answered OK.
+fn load_thread(load: Arc<Load>, addrs: Vec<String>, thread: usize) {
+    let mut n = 0u64;
+    let mut target = thread;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !load.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let addr = &addrs[target % addrs.len()];
+        target += 1;
+        let Ok(mut conn) = Conn::try_connect(addr, SESSION_MS) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        while !load.stop.load(Ordering::Relaxed) {
+            let path = format!("/load/t{thread}-{n:06}");
+            n += 1;
+            match conn.create(&path, b"x", CREATE_PERSISTENT) {
+                Ok(reply) if reply.err == OK => load.acknowledged.lock().unwrap().push(path),
+                Ok(reply) => panic!("create {path} through {addr} failed with {}", reply.err),
+                // The server went away mid-request: this create's fate is unknown.
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// kill -9 of the leader while three threads write through all servers; the killed server
+/// rejoins; every server ends with every acknowledged create, and all three agree.
+fn kill_leader_under_load(kinds: &[Kind], leader_kind: Kind) {
+    let (mut e, leader) = Mixed::start(kinds, START_LIMIT);
+    eprintln!(
+        "members {:?}, leader {}",
+        kinds_of(&e),
+        e.members[leader].name()
+    );
+    assert_eq!(e.members[leader].kind, leader_kind, "modes {:?}", e.modes());
+    let addrs = e.addrs();
+    create(&addrs[leader], "/load", b"");
+    let load = Arc::new(Load {
+        acknowledged: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+    });
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let load = load.clone();
+            let addrs = addrs.clone();
+            std::thread::spawn(move || load_thread(load, addrs, t))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let before = load.acknowledged.lock().unwrap().len();
+    let new_leader = kill_leader(&mut e, leader);
+    std::thread::sleep(Duration::from_millis(500));
+    e.members[leader].start();
+    e.wait_serving(3, START_LIMIT);
+    std::thread::sleep(Duration::from_millis(500));
+    load.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread");
+    }
+    let acknowledged: std::collections::BTreeSet<String> = load
+        .acknowledged
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.trim_start_matches("/load/").to_string())
+        .collect();
+    eprintln!(
+        "{} acknowledged creates ({before} before the kill); {} led after it",
+        acknowledged.len(),
+        e.members[new_leader].name()
+    );
+    assert!(
+        acknowledged.len() > before && before > 20,
+        "too little load got through ({before} before the kill, {} in all)",
+        acknowledged.len()
+    );
+    let mut views = Vec::new();
+    for m in &e.members {
+        let children: std::collections::BTreeSet<String> =
+            synced_children(&m.addr(), "/load").into_iter().collect();
+        let lost: Vec<&String> = acknowledged.difference(&children).collect();
+        assert!(
+            lost.is_empty(),
+            "{} lost {} acknowledged creates, e.g. {:?}",
+            m.name(),
+            lost.len(),
+            lost.iter().take(5).collect::<Vec<_>>()
+        );
+        views.push(children);
+    }
+    assert_eq!(views[0], views[1], "servers 1 and 2 differ");
+    assert_eq!(views[1], views[2], "servers 2 and 3 differ");
+}
+
+#[test]
+fn killing_a_java_leader_under_load_loses_no_acknowledged_write() {
+    let _serial = serial();
+    kill_leader_under_load(&[Kind::Zkrs, Kind::Java, Kind::Java], Kind::Java);
+}
+
+#[test]
+fn killing_a_zkrs_leader_under_load_loses_no_acknowledged_write() {
+    let _serial = serial();
+    kill_leader_under_load(&[Kind::Java, Kind::Zkrs, Kind::Zkrs], Kind::Zkrs);
+}
+
+/// Waits until a line containing `needle` is in the member's logs; panics after `limit`.
+fn wait_for_log(e: &Mixed, index: usize, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while e.members[index].log_lines_with(needle).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not log {needle:?} within {limit:?}",
+            e.members[index].name()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// KNOWN GAP, documented: a Java leader sends TRUNC to a zkrs follower whose log holds a txn
+/// the leader's history lacks, and zkrs as follower does not truncate (follower.rs ends the
+/// term), so it never rejoins while the ensemble's history stays shorter than its own.
+///
+/// How the divergence is made: a Java server leads, zkrs (1) and the other Java server
+/// follow. That Java follower is frozen (SIGSTOP) until the leader drops it (its link's reads time out after
+/// syncLimit ticks); a write p2 then commits with zkrs alone. Then the leader and zkrs are
+/// killed, the leader's disk is wiped (a replaced server), the frozen Java server is thawed
+/// and leads the fresh one in a new epoch without p2. zkrs comes back with p2 in its log: the Java
+/// leader answers TRUNC. When zkrs learns TRUNC, this test must instead expect zkrs to
+/// follow with the leader's history (no /trunc/p2).
+#[test]
+fn a_java_leader_truncating_a_zkrs_follower_is_not_supported_yet() {
+    let _serial = serial();
+    let (mut e, leader) = Mixed::start(&[Kind::Zkrs, Kind::Java, Kind::Java], START_LIMIT);
+    assert_eq!(e.members[leader].kind, Kind::Java, "modes {:?}", e.modes());
+    // Indices of the Java leader (l) and the Java follower (f).
+    let (l, f) = (leader, 3 - leader);
+    let addrs = e.addrs();
+    create(&addrs[l], "/trunc", b"");
+    e.members[f].pause(true);
+    create(&addrs[l], "/trunc/p1", b"1");
+    wait_for_log(
+        &e,
+        l,
+        // The leader's read of the frozen learner's link times out (syncLimit ticks).
+        "Read timed out",
+        Duration::from_secs(10),
+    );
+    create(&addrs[0], "/trunc/p2", b"2");
+    e.members[l].kill9();
+    e.members[0].kill9();
+    e.members[l].wipe_data();
+    e.members[f].pause(false);
+    e.members[l].start();
+    let new_leader = e.wait_serving(2, START_LIMIT);
+    assert_eq!(
+        new_leader,
+        f,
+        "the thawed Java server should lead; modes {:?}",
+        e.modes()
+    );
+    // zkrs comes back before any txn of the new epoch commits (a session is one): a Java 3.8
+    // leader TRUNCs only within its last committed epoch; across epochs it falls back to
+    // SNAP ("Cannot send TRUNC to peer ... from different epoch"), which zkrs handles.
+    e.members[0].start();
+    // (Java logs the TRUNC itself at DEBUG only; zkrs names the packet and its zxid.)
+    wait_for_log(
+        &e,
+        0,
+        "the leader asks to truncate the log to 0x",
+        Duration::from_secs(15),
+    );
+    assert!(
+        e.members[f]
+            .log_lines_with("Synchronizing with Learner sid: 1 ")
+            .iter()
+            .any(|l| l.contains("maxCommittedLog=0x100000")),
+        "the Java leader should sync zkrs from its epoch-1 committed log"
+    );
+    // zkrs ends each such term and elects the same leader again: it never follows.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert_ne!(
+            e.members[0].mode().as_deref(),
+            Some("follower"),
+            "zkrs follows after a TRUNC: the gap is closed, update this test"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        e.members[0]
+            .log_lines_with("asks to truncate the log")
+            .len()
+            >= 2,
+        "zkrs should retry (and be refused by TRUNC again)"
+    );
+    // The Java pair keeps serving meanwhile, without p2.
+    assert_eq!(
+        synced_data(&addrs[f], &["/trunc/p2"]),
+        vec![Err(raw::ERR_NO_NODE)],
+        "the new leader should lack p2"
+    );
+    create(&addrs[f], "/trunc/after", b"a");
+    assert_everywhere(&e, &[1, 2], &[("/trunc/after", b"a"), ("/trunc", b"")]);
+}
