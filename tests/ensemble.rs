@@ -324,6 +324,16 @@ fn sessions_and_ephemerals_survive_a_leader_failover() {
         synced_children(&addrs[survivor], "/"),
         vec!["owner".to_string(), "zookeeper".to_string()]
     );
+    // Session ids never repeat across terms: the follower's next session comes after the
+    // one it gave out in the earlier term (same server id byte, a later clock).
+    let later = Raw::connect(&addrs[follower], 6000);
+    assert_eq!(later.session_id >> 56, session_id >> 56, "server id byte");
+    assert!(
+        later.session_id > session_id,
+        "session id 0x{:x} of the second term is not after 0x{session_id:x}",
+        later.session_id
+    );
+    drop(later);
     // And the old leader rejoins as a follower with the same data.
     e.start_member(leader);
     e.wait_serving(3, Duration::from_secs(20));

@@ -97,6 +97,7 @@ pub(crate) async fn run(
     let wiring = spawn_wiring(&config, from_shards, to_shards);
     let epochs = EpochFiles::new(&config);
     let mut next = Some(first);
+    let mut failed_terms = 0u32;
     loop {
         let (persistence, recovered) = match next.take() {
             Some(state) => state,
@@ -181,13 +182,18 @@ pub(crate) async fn run(
             }
             PeerState::Looking => Ok(()),
         };
+        // A term that never served (its handshake or sync failed) is retried after a
+        // growing pause, up to a tick: a leader that keeps refusing us must not be
+        // hammered. A term that served ends in a prompt new election (failover).
+        let served = stats.mode() != super::Mode::Looking;
         if let Err(reason) = outcome {
             log::warn!("the term as {} ended: {reason}", state.mode_name());
         }
+        failed_terms = if served { 0 } else { failed_terms + 1 };
         stats.set_mode(super::Mode::Looking);
         wiring.releaser.reset(0);
         log.stop().await;
-        // Give the peers a moment to notice before the next round.
-        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let pause_ms = (50 * (1u64 << failed_terms.min(6))).min(config.tick_time_ms as u64);
+        glommio::timer::sleep(Duration::from_millis(pause_ms.max(50))).await;
     }
 }

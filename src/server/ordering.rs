@@ -919,7 +919,9 @@ impl Ordering {
         _epoch: i64,
         sync_limit: Duration,
     ) {
-        let elapsed_ms = self.started.elapsed().as_millis() as i64 + self.wall_ms;
+        // The wall clock, not this term's age: ids must not repeat across terms and
+        // restarts while sessions outlive them (the top byte is the server id).
+        let elapsed_ms = wall_ms();
         self.role = Role::Follower(Box::new(super::follower::Following::new(
             out,
             self.tree.last_zxid(),
