@@ -261,13 +261,17 @@ pub(crate) fn on_leader_packet(
             commit(ordering, zxid, items)?;
         }
         packet::PING => {
+            // Each touch carries the session's timeout: a Java leader computes the new
+            // deadline from it (a 0 would expire the session at its next tick).
             let touches: Vec<wire::SessionTouch> = following
                 .touched
                 .drain()
-                .filter(|id| *id != 0)
-                .map(|id| wire::SessionTouch {
-                    session_id: id,
-                    timeout_ms: 0,
+                .filter_map(|id| {
+                    let session = ordering.sessions.get(id)?;
+                    Some(wire::SessionTouch {
+                        session_id: id,
+                        timeout_ms: session.timeout_ms,
+                    })
                 })
                 .collect();
             let mut reply = QuorumPacket::with_data(
