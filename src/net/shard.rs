@@ -41,6 +41,16 @@ use crate::tree::{self, acl, ConnId, DataTree, SessionView, WatchTable};
 /// `zookeeper.nio.sessionlessCnxnTimeout` default).
 const SESSIONLESS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Least bound on a connection's unsent output; the bound is the larger of this and
+/// [`OUTPUT_BOUND_MAX_BUFFERS`] times jute.maxbuffer (one reply can be that large).
+const OUTPUT_BOUND_BYTES_MIN: usize = 4 * 1024 * 1024;
+/// The output bound in replies of jute.maxbuffer bytes.
+const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
+
+/// How long a closing connection's writer may take to flush its output to a client that
+/// does not read it, before the connection is dropped with its output.
+const CLOSING_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request that waits in its connection's queue.
 enum Pending {
     /// Sent to the ordering core; its reply comes with a commit item.
@@ -99,8 +109,19 @@ pub struct Conn {
     pub session_id: Cell<i64>,
     pub timeout_ms: Cell<i32>,
     auth: RefCell<Arc<Vec<Id>>>,
+    /// Output not yet taken by the writer.
     out: RefCell<BytesMut>,
+    /// Bytes the writer took from `out` and has not finished writing to the socket.
+    in_flight_bytes: Cell<usize>,
+    /// globalOutstandingLimit permits of the replies in `out`: a request counts against
+    /// the limit until its reply is written to the socket, not just queued.
+    out_permits: Cell<u64>,
+    /// Permits of the replies in the writer's chunk being written.
+    in_flight_permits: Cell<u64>,
     writer_wake: Notify,
+    /// Notified whenever the writer finishes a chunk (or the connection closes): a reader
+    /// held back by [`Conn::over_output_bound`] checks again.
+    drained: Notify,
     queue: RefCell<VecDeque<Pending>>,
     connect_result: RefCell<Option<Action>>,
     connect_wake: Notify,
@@ -143,12 +164,38 @@ impl Conn {
         self.closing.set(true);
         self.wake_writer();
         self.connect_wake.notify();
+        self.drained.notify();
     }
 
     fn send_reply(&self, header: &ReplyHeader, body: &Response) {
         encode_reply(&mut self.out.borrow_mut(), header, body);
         self.stats.sent.set(self.stats.sent.get() + 1);
         self.wake_writer();
+    }
+
+    /// As `send_reply` for a request that holds a globalOutstandingLimit permit: the permit
+    /// goes with the reply's bytes and is released once the writer has written them.
+    fn send_reply_holding_permit(&self, header: &ReplyHeader, body: &Response) {
+        self.out_permits.set(self.out_permits.get() + 1);
+        self.send_reply(header, body);
+    }
+
+    /// Output queued on this connection and not yet written to its socket.
+    pub fn unsent_bytes(&self) -> usize {
+        self.out.borrow().len() + self.in_flight_bytes.get()
+    }
+
+    /// Permits held by replies not yet written to the socket.
+    fn unsent_permits(&self) -> u64 {
+        self.out_permits.get() + self.in_flight_permits.get()
+    }
+
+    /// Whether this connection must stop reading requests until its socket drains: its
+    /// unsent output is past `bound_bytes`, or its unsent replies hold `permits_max` of the
+    /// shard's globalOutstandingLimit permits (so that one client that does not read cannot
+    /// take every permit of its shard).
+    fn over_output_bound(&self, bound_bytes: usize, permits_max: u64) -> bool {
+        self.unsent_bytes() > bound_bytes || self.unsent_permits() >= permits_max
     }
 }
 
@@ -163,7 +210,13 @@ pub struct Shard {
     to_ordering: ConnectedSender<ToOrdering>,
     touched: RefCell<HashSet<i64>>,
     next_conn: Cell<ConnId>,
+    /// This shard's share of globalOutstandingLimit: a request holds a permit from the
+    /// moment it is read until its reply is written to the socket.
     outstanding: Rc<Semaphore>,
+    /// Unsent output past which a connection stops reading (see `Conn::over_output_bound`).
+    output_bound_bytes: usize,
+    /// Permits a connection's unsent replies may hold before it stops reading.
+    unsent_permits_max: u64,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -360,12 +413,11 @@ impl Shard {
                 );
             }
         }
-        self.outstanding.signal(1);
         let (err, body) = match reply {
             Ok(body) => (header_err, body),
             Err(code) => (code.code(), &Response::Empty),
         };
-        conn.send_reply(&ReplyHeader { xid, zxid, err }, body);
+        conn.send_reply_holding_permit(&ReplyHeader { xid, zxid, err }, body);
     }
 
     fn record_latency(&self, conn: &Conn, op: i32, xid: i32, zxid: i64, started: Instant) {
@@ -397,7 +449,6 @@ impl Shard {
                 return;
             };
             self.serve_read(conn, header, &request, started, tree);
-            self.outstanding.signal(1);
         }
     }
 
@@ -440,7 +491,7 @@ impl Shard {
         if header.xid != xid::PING {
             self.record_latency(conn, header.op, header.xid, zxid, started);
         }
-        conn.send_reply(
+        conn.send_reply_holding_permit(
             &ReplyHeader {
                 xid: header.xid,
                 zxid,
@@ -525,7 +576,6 @@ impl Shard {
         } else if conn.queue.borrow().is_empty() {
             let tree = self.tree();
             self.serve_read(conn, header, &request, started, &tree);
-            self.outstanding.signal(1);
         } else {
             conn.queue.borrow_mut().push_back(Pending::Read {
                 header,
@@ -576,9 +626,11 @@ impl Shard {
     fn remove_conn(&self, conn: &Conn) {
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
-        let queued = conn.queue.borrow_mut().drain(..).count();
-        if queued > 0 {
-            self.outstanding.signal(queued as u64);
+        let queued = conn.queue.borrow_mut().drain(..).count() as u64;
+        // Replies never written (the writer failed, or gave up on a client that did not read).
+        let unsent = conn.out_permits.replace(0) + conn.in_flight_permits.replace(0);
+        if queued + unsent > 0 {
+            self.outstanding.signal(queued + unsent);
         }
         self.stats.release_ip(conn.peer.ip());
     }
@@ -597,6 +649,8 @@ pub async fn run(
     let to_ordering = to_ordering.connect().await;
     let from_ordering = from_ordering.connect().await;
     let share = (config.global_outstanding_limit as u64 / config.shards.max(1) as u64).max(1);
+    let output_bound_bytes =
+        OUTPUT_BOUND_BYTES_MIN.max(OUTPUT_BOUND_MAX_BUFFERS.saturating_mul(config.jute_max_buffer));
     let shard = Rc::new(Shard {
         index,
         config: config.clone(),
@@ -609,6 +663,8 @@ pub async fn run(
         touched: RefCell::new(HashSet::new()),
         next_conn: Cell::new(1),
         outstanding: Rc::new(Semaphore::new(share)),
+        output_bound_bytes,
+        unsent_permits_max: (share / 4).max(1),
     });
 
     // The first commit carries the recovered tree: accept no connection before it.
@@ -716,7 +772,11 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         timeout_ms: Cell::new(0),
         auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
         out: RefCell::new(BytesMut::with_capacity(4096)),
+        in_flight_bytes: Cell::new(0),
+        out_permits: Cell::new(0),
+        in_flight_permits: Cell::new(0),
         writer_wake: Notify::new(),
+        drained: Notify::new(),
         queue: RefCell::new(VecDeque::new()),
         connect_result: RefCell::new(None),
         connect_wake: Notify::new(),
@@ -743,12 +803,31 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         .detach();
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
+    let writer_task =
+        glommio::spawn_local(write_loop(conn.clone(), writer, shard.outstanding.clone()));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         log::info!("Closing connection from {peer}: {reason}");
     }
     conn.close();
-    writer_task.await;
+    // A client that does not read would keep the writer (and its permits) forever.
+    let flushed = futures_lite::future::or(
+        async {
+            writer_task.await;
+            true
+        },
+        async {
+            glommio::timer::sleep(CLOSING_FLUSH_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if !flushed {
+        log::info!(
+            "Dropping connection from {peer}: {} bytes not read by the client in {:?}",
+            conn.unsent_bytes(),
+            CLOSING_FLUSH_TIMEOUT
+        );
+    }
     shard.remove_conn(&conn);
     let session_id = conn.session_id.get();
     if session_id != 0 {
@@ -761,11 +840,24 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
     }
 }
 
-async fn write_loop(conn: Rc<Conn>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
+async fn write_loop(
+    conn: Rc<Conn>,
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    outstanding: Rc<Semaphore>,
+) {
     loop {
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
         if !chunk.is_empty() {
-            if let Err(e) = writer.write_all(&chunk).await {
+            conn.in_flight_bytes.set(chunk.len());
+            conn.in_flight_permits.set(conn.out_permits.replace(0));
+            let result = writer.write_all(&chunk).await;
+            conn.in_flight_bytes.set(0);
+            let permits = conn.in_flight_permits.replace(0);
+            if permits > 0 {
+                outstanding.signal(permits);
+            }
+            conn.drained.notify();
+            if let Err(e) = result {
                 log::debug!("write to {} failed: {e}", conn.peer);
                 conn.closing.set(true);
             }
@@ -912,6 +1004,14 @@ async fn read_loop(
     }
 
     while !conn.closing.get() {
+        // Bounded output: a client that does not read its replies stops being read (its
+        // requests wait in its socket) until the writer gets its output out.
+        while conn.over_output_bound(shard.output_bound_bytes, shard.unsent_permits_max) {
+            if conn.closing.get() {
+                return Ok(());
+            }
+            conn.drained.wait().await;
+        }
         let Some(frame) =
             read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
         else {

@@ -1,0 +1,100 @@
+//! One client must not hurt the others: a connection that never reads its replies keeps the
+//! server's memory bounded, a connection that floods requests does not starve the other
+//! connections of its shard (nor commit application), and a read never sees an older
+//! version than a write another session already saw answered.
+//!
+//! These drive the local `zkrs` binary and read its /proc status, so they skip themselves
+//! against an external server.
+
+#[macro_use]
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::raw::{self, Enc};
+use common::*;
+
+/// VmRSS of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// `count` getData requests of `path` (xids 1..=count), framed back to back.
+fn pipelined_get_data(path: &str, count: i32) -> Vec<u8> {
+    let body = Enc::new().string(path).bool(false).finish();
+    let mut out = Vec::new();
+    for xid in 1..=count {
+        let payload = Enc::new()
+            .int(xid)
+            .int(raw::OP_GET_DATA)
+            .bytes(&body)
+            .finish();
+        out.extend_from_slice(&raw::frame(&payload));
+    }
+    out
+}
+
+const LARGE_VALUE_BYTES: usize = 64 * 1024;
+const PIPELINED_READS: i32 = 2500;
+
+#[test]
+fn a_client_that_never_reads_its_replies_keeps_server_memory_bounded() {
+    let server = TestServer::start();
+    let Some(pid) = server.pid() else { return };
+    let (_, max) = server.session_bounds_ms();
+    let mut other = server.raw(max);
+    let path = unique_prefix("unread");
+    let value = vec![b'x'; LARGE_VALUE_BYTES];
+    assert_eq!(other.create(&path, &value, 0).err, raw::OK);
+    assert_eq!(other.get_data(&path, false).err, raw::OK);
+    let before_kib = rss_kib(pid);
+
+    // 2500 replies of 64 KiB (~160 MiB) asked for, none read.
+    let mut stuck = server.raw(max);
+    let requests = pipelined_get_data(&path, PIPELINED_READS);
+    let mut writer = stuck.stream.try_clone().expect("clone stream");
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&requests).is_ok());
+
+    // Let the server do all it will with them; track the peak.
+    let mut peak_kib = before_kib;
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        peak_kib = peak_kib.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let grown_mib = peak_kib.saturating_sub(before_kib) / 1024;
+    assert!(
+        grown_mib < 48,
+        "RSS grew by {grown_mib} MiB for one connection's unread replies"
+    );
+
+    // Another client is still served, reads and writes.
+    for _ in 0..5 {
+        assert_eq!(other.ping().err, raw::OK);
+        let reply = other.get_data(&path, false);
+        assert_eq!(reply.err, raw::OK);
+        assert_eq!(
+            reply.dec().buffer().map(|d| d.len()),
+            Some(LARGE_VALUE_BYTES)
+        );
+    }
+    assert_eq!(other.set_data(&path, &value, -1).err, raw::OK);
+
+    // Once the stuck client reads, every reply arrives, in order, none dropped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for xid in 1..=PIPELINED_READS {
+        let body = raw::read_frame_by(&mut stuck.stream, deadline).expect("reply");
+        let got = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        assert_eq!(got, xid, "replies out of order");
+    }
+    assert!(sender.join().expect("sender thread"), "requests not sent");
+}
