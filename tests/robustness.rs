@@ -9,7 +9,9 @@
 #[macro_use]
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::raw::{self, Enc};
@@ -97,4 +99,128 @@ fn a_client_that_never_reads_its_replies_keeps_server_memory_bounded() {
         assert_eq!(got, xid, "replies out of order");
     }
     assert!(sender.join().expect("sender thread"), "requests not sent");
+}
+
+/// Floods a connection with getAllChildrenNumber requests of `path` (each walks its whole
+/// subtree: dear to serve, with a tiny reply) until `stop`; a second thread reads (and drops)
+/// the replies so that the server's scheduling is tested, not its output backpressure.
+fn flood(
+    server: &TestServer,
+    path: &str,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let (_, max) = server.session_bounds_ms();
+    let flooder = server.raw(max);
+    let mut writer = flooder.stream.try_clone().expect("clone stream");
+    let mut reader = flooder.stream;
+    let body = Enc::new().string(path).finish();
+    let mut burst = Vec::new();
+    for xid in 1..=2000 {
+        let payload = Enc::new()
+            .int(xid)
+            .int(raw::OP_GET_ALL_CHILDREN_NUMBER)
+            .bytes(&body)
+            .finish();
+        burst.extend_from_slice(&raw::frame(&payload));
+    }
+    let stop_w = stop.clone();
+    let w = std::thread::spawn(move || {
+        writer
+            .set_write_timeout(Some(Duration::from_millis(200)))
+            .ok();
+        while !stop_w.load(Ordering::Relaxed) {
+            match writer.write_all(&burst) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let r = std::thread::spawn(move || {
+        reader
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .ok();
+        let mut buf = vec![0u8; 1 << 20];
+        while !stop.load(Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    vec![w, r]
+}
+
+/// Children under the flooded path.
+const SUBTREE_NODES: usize = 5000;
+
+#[test]
+fn a_flooding_connection_does_not_starve_its_shard() {
+    // One shard: the flooder, the pinger, the writer and commit application share it.
+    let server = TestServer::start_with(&["zkrs.shards=1"]);
+    if server.is_external() {
+        return;
+    }
+    let (_, max) = server.session_bounds_ms();
+    let mut pinger = server.raw(max);
+    let mut writer = server.raw(max);
+    let path = unique_prefix("flood");
+    assert_eq!(writer.create(&path, b"0", 0).err, raw::OK);
+    let xids: Vec<i32> = (0..SUBTREE_NODES)
+        .map(|i| {
+            let child = format!("{path}/c{i}");
+            let body = Enc::new()
+                .string(&child)
+                .buffer(b"")
+                .open_acl()
+                .int(0)
+                .finish();
+            writer.send(raw::OP_CREATE, &body)
+        })
+        .collect();
+    for xid in xids {
+        assert_eq!(writer.wait_reply(xid).err, raw::OK);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = flood(&server, &path, stop.clone());
+    // Stops the flood even if an assert below fails, so that the test ends.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut slowest = Duration::ZERO;
+    for round in 1..=20 {
+        let started = Instant::now();
+        assert_eq!(pinger.ping().err, raw::OK);
+        let value = format!("{round}");
+        assert_eq!(writer.set_data(&path, value.as_bytes(), -1).err, raw::OK);
+        let reply = pinger.get_data(&path, false);
+        assert_eq!(reply.err, raw::OK);
+        assert_eq!(reply.dec().buffer().unwrap_or_default(), value.into_bytes());
+        slowest = slowest.max(started.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("flood thread");
+    }
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a ping + write + read round took {slowest:?} beside a flooding connection"
+    );
 }

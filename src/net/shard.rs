@@ -47,6 +47,10 @@ const OUTPUT_BOUND_BYTES_MIN: usize = 4 * 1024 * 1024;
 /// The output bound in replies of jute.maxbuffer bytes.
 const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
 
+/// Requests a connection serves in a row before it lets the shard's other tasks run
+/// (other connections, commit application, session touches).
+const FRAMES_PER_TURN: u32 = 32;
+
 /// How long a closing connection's writer may take to flush its output to a client that
 /// does not read it, before the connection is dropped with its output.
 const CLOSING_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1003,6 +1007,7 @@ async fn read_loop(
         }
     }
 
+    let mut frames_this_turn = 0;
     while !conn.closing.get() {
         // Bounded output: a client that does not read its replies stops being read (its
         // requests wait in its socket) until the writer gets its output out.
@@ -1010,7 +1015,17 @@ async fn read_loop(
             if conn.closing.get() {
                 return Ok(());
             }
+            frames_this_turn = 0;
             conn.drained.wait().await;
+        }
+        // A burst of frames (one socket read can hold thousands, and a read of a socket
+        // that has data returns without yielding) must not hold the shard's executor.
+        frames_this_turn += 1;
+        if frames_this_turn >= FRAMES_PER_TURN {
+            frames_this_turn = 0;
+            futures_lite::future::yield_now().await;
+        } else {
+            glommio::yield_if_needed().await;
         }
         let Some(frame) =
             read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
