@@ -224,3 +224,54 @@ fn a_flooding_connection_does_not_starve_its_shard() {
         "a ping + write + read round took {slowest:?} beside a flooding connection"
     );
 }
+
+/// Value of `key` in mntr's answer.
+fn mntr_value(mntr: &str, key: &str) -> Option<i64> {
+    mntr.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn mntr_shows_each_shard_applied_zxid_and_lag() {
+    let server = TestServer::start_with(&["zkrs.shards=2"]);
+    if server.is_external() {
+        return;
+    }
+    let (_, max) = server.session_bounds_ms();
+    let mut c = server.raw(max);
+    let path = unique_prefix("mntr-shards");
+    let created = c.create(&path, b"", 0);
+    assert_eq!(created.err, raw::OK);
+    // Idle after the write: both shards applied it, nothing lags.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mntr = server.four_letter("mntr");
+        let released = mntr_value(&mntr, "zk_released_zxid").expect("zk_released_zxid");
+        let applied: Vec<Option<i64>> = (0..2)
+            .map(|i| mntr_value(&mntr, &format!("zk_shard_{i}_applied_zxid")))
+            .collect();
+        let lags: Vec<Option<i64>> = (0..2)
+            .map(|i| mntr_value(&mntr, &format!("zk_shard_{i}_zxid_lag")))
+            .collect();
+        assert!(
+            mntr_value(&mntr, "zk_shard_2_applied_zxid").is_none(),
+            "a third shard in mntr:\n{mntr}"
+        );
+        assert!(
+            released >= created.zxid,
+            "released zxid behind an answered write"
+        );
+        if applied.iter().all(|a| *a == Some(released)) && lags.iter().all(|l| *l == Some(0)) {
+            let on_shards: i64 = (0..2)
+                .map(|i| mntr_value(&mntr, &format!("zk_shard_{i}_connections")).unwrap())
+                .sum();
+            assert_eq!(on_shards, 1, "one session connection:\n{mntr}");
+            assert!(mntr_value(&mntr, "zk_last_batch_durable_ms_ago").unwrap() >= 0);
+            assert!(mntr_value(&mntr, "zk_shard_0_last_applied_ms_ago").unwrap() >= 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "shards never caught up:\n{mntr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -221,6 +221,8 @@ pub struct Shard {
     output_bound_bytes: usize,
     /// Permits a connection's unsent replies may hold before it stops reading.
     unsent_permits_max: u64,
+    /// When the last commit batch was applied (for mntr).
+    pub applied_at: Cell<Option<Instant>>,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -283,7 +285,8 @@ impl Shard {
         self.tree.borrow().clone()
     }
 
-    fn last_zxid(&self) -> i64 {
+    /// The zxid of the version this shard has applied (and serves reads from).
+    pub fn last_zxid(&self) -> i64 {
         self.tree.borrow().last_zxid()
     }
 
@@ -379,6 +382,7 @@ impl Shard {
                 self.drain_reads(&conn, &tree);
             }
         }
+        self.applied_at.set(Some(Instant::now()));
     }
 
     fn finish_write(
@@ -669,6 +673,7 @@ pub async fn run(
         outstanding: Rc::new(Semaphore::new(share)),
         output_bound_bytes,
         unsent_permits_max: (share / 4).max(1),
+        applied_at: Cell::new(None),
     });
 
     // The first commit carries the recovered tree: accept no connection before it.

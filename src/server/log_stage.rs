@@ -73,13 +73,24 @@ async fn flush(
         std::process::exit(3);
     }
     txns.clear();
+    if commits.is_empty() {
+        return;
+    }
+    super::SharedStats::mark_durable();
     for batch in commits.drain(..) {
+        // Published before any shard has the batch: a shard that gets a read while its
+        // applied version is below this waits for it (another shard may answer the write
+        // first), so no read sees an older version than an answered write.
+        if let Some(tree) = &batch.tree {
+            super::SharedStats::publish_released_zxid(tree.last_zxid());
+        }
         for shard in shards {
             if shard.send(ToShard::Commit(batch.clone())).await.is_err() {
                 log::error!("a shard's commit channel is closed");
             }
         }
     }
+    super::SharedStats::mark_sent();
 }
 
 /// Runs the log task until the process ends; spawned by the ordering core on its executor.
