@@ -35,6 +35,8 @@ pub struct ShardReport {
     pub session_connections: u64,
     /// Output queued on the shard's connections and not yet written to their sockets.
     pub unsent_bytes: u64,
+    /// Connections with a read waiting for the shard to apply a released zxid.
+    pub lagging_connections: u64,
     pub connections: Vec<ConnectionInfo>,
     /// (path, session ids) of data watches.
     pub watches_by_path: Vec<(String, Vec<i64>)>,
@@ -72,6 +74,7 @@ fn report(shard: &Shard) -> ShardReport {
             .applied_at
             .get()
             .map(|at| at.elapsed().as_millis() as u64),
+        lagging_connections: shard.lagging_connections() as u64,
         ..ShardReport::default()
     };
     for conn in conns.values() {
@@ -231,6 +234,10 @@ fn shard_metrics(reports: &[ShardReport], out: &mut Vec<(String, String)>) {
         out.push((
             format!("shard_{i}_unsent_bytes"),
             r.unsent_bytes.to_string(),
+        ));
+        out.push((
+            format!("shard_{i}_lagging_connections"),
+            r.lagging_connections.to_string(),
         ));
     }
 }

@@ -225,6 +225,94 @@ fn a_flooding_connection_does_not_starve_its_shard() {
     );
 }
 
+/// Connections with a session on each shard, from mntr's `zk_shard_<i>_connections`.
+fn shard_counts(server: &TestServer) -> Vec<i64> {
+    let mntr = server.four_letter("mntr");
+    let mut counts = Vec::new();
+    for i in 0.. {
+        let key = format!("zk_shard_{i}_connections\t");
+        let Some(v) = mntr.lines().find_map(|l| l.strip_prefix(key.as_str())) else {
+            break;
+        };
+        counts.push(v.trim().parse().expect("a count"));
+    }
+    counts
+}
+
+/// A raw session on shard `wanted` (of two): connects until one lands there.
+fn raw_on_shard(server: &TestServer, wanted: usize, kept: &mut Vec<raw::Raw>) -> raw::Raw {
+    let (_, max) = server.session_bounds_ms();
+    for _ in 0..64 {
+        let before = shard_counts(server);
+        let c = server.raw(max);
+        let after = shard_counts(server);
+        assert_eq!(after.len(), 2, "mntr names two shards");
+        if after[wanted] > before[wanted]
+            && after.iter().sum::<i64>() == before.iter().sum::<i64>() + 1
+        {
+            return c;
+        }
+        // Kept open, so that the kernel's spreading moves on to other choices.
+        kept.push(c);
+    }
+    panic!("no connection landed on shard {wanted} in 64 tries");
+}
+
+/// Writes answered on one shard, read right after from the other, `pairs` times (each way
+/// in turn); returns how many reads saw an older version than the write's reply, and the
+/// reads' latencies, sorted.
+fn stale_reads_across_shards(server: &TestServer, pairs: i32) -> (usize, Vec<Duration>) {
+    let mut kept = Vec::new();
+    let mut on_0 = raw_on_shard(server, 0, &mut kept);
+    let mut on_1 = raw_on_shard(server, 1, &mut kept);
+    let path = unique_prefix("stale");
+    assert_eq!(on_0.create(&path, b"0", 0).err, raw::OK);
+    assert_eq!(on_1.sync(&path).err, raw::OK);
+    let mut stale = 0;
+    let mut read_latencies = Vec::new();
+    for i in 1..=pairs {
+        let (writer, reader) = if i % 2 == 0 {
+            (&mut on_0, &mut on_1)
+        } else {
+            (&mut on_1, &mut on_0)
+        };
+        let value = i.to_string();
+        let written = writer.set_data(&path, value.as_bytes(), -1);
+        assert_eq!(written.err, raw::OK);
+        let read_started = Instant::now();
+        let read = reader.get_data(&path, false);
+        read_latencies.push(read_started.elapsed());
+        assert_eq!(read.err, raw::OK);
+        let mut d = read.dec();
+        let data = d.buffer().unwrap_or_default();
+        let stat = d.stat();
+        if read.zxid < written.zxid || stat.mzxid != written.zxid || data != value.as_bytes() {
+            stale += 1;
+        }
+    }
+    read_latencies.sort();
+    (stale, read_latencies)
+}
+
+#[test]
+fn a_read_on_another_shard_sees_an_answered_write() {
+    let server = TestServer::start_with(&["zkrs.shards=2"]);
+    if server.is_external() {
+        return;
+    }
+    let pairs = 3000;
+    let (stale, reads) = stale_reads_across_shards(&server, pairs);
+    let at = |q: f64| reads[((reads.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "{pairs} write-then-read pairs across shards: read latency p50 {:?} p90 {:?} p99 {:?} mean {:?}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        reads.iter().sum::<Duration>() / reads.len() as u32
+    );
+    assert_eq!(stale, 0, "{stale} of {pairs} reads saw an older version");
+}
+
 /// Value of `key` in mntr's answer.
 fn mntr_value(mntr: &str, key: &str) -> Option<i64> {
     mntr.lines()

@@ -59,11 +59,15 @@ const CLOSING_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 enum Pending {
     /// Sent to the ordering core; its reply comes with a commit item.
     Write { xid: i32, op: i32, started: Instant },
-    /// A read queued behind a write of the same connection.
+    /// A read queued behind a write of the same connection, or waiting for the shard to
+    /// apply what was released before it arrived.
     Read {
         header: RequestHeader,
         request: Request,
         started: Instant,
+        /// The released zxid when the read arrived: it is served only from a version that
+        /// includes it, since another shard may already have answered that write.
+        min_zxid: i64,
     },
 }
 
@@ -131,6 +135,9 @@ pub struct Conn {
     connect_wake: Notify,
     /// Once set, nothing more is read; the writer flushes what is queued and shuts down.
     closing: Cell<bool>,
+    /// In the shard's `lagging` list: a read at the head of `queue` waits for the shard to
+    /// apply a released zxid. Invariant: the connection is in that list at most once.
+    lagging: Cell<bool>,
     fd: i32,
     pub stats: ConnStats,
 }
@@ -221,6 +228,9 @@ pub struct Shard {
     output_bound_bytes: usize,
     /// Permits a connection's unsent replies may hold before it stops reading.
     unsent_permits_max: u64,
+    /// Connections whose next read waits until this shard has applied the zxid that was
+    /// released when the read arrived; served at the end of each commit batch.
+    lagging: RefCell<Vec<Rc<Conn>>>,
     /// When the last commit batch was applied (for mntr).
     pub applied_at: Cell<Option<Instant>>,
 }
@@ -288,6 +298,31 @@ impl Shard {
     /// The zxid of the version this shard has applied (and serves reads from).
     pub fn last_zxid(&self) -> i64 {
         self.tree.borrow().last_zxid()
+    }
+
+    /// Connections with a read waiting for this shard to catch up.
+    pub fn lagging_connections(&self) -> usize {
+        self.lagging.borrow().len()
+    }
+
+    fn mark_lagging(&self, conn: &Rc<Conn>) {
+        if !conn.lagging.replace(true) {
+            self.lagging.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Serves the reads that waited for this shard to catch up, from its current version;
+    /// those that still wait (for a later batch) stay.
+    fn serve_lagging_reads(&self) {
+        if self.lagging.borrow().is_empty() {
+            return;
+        }
+        let conns = std::mem::take(&mut *self.lagging.borrow_mut());
+        let tree = self.tree();
+        for conn in conns {
+            conn.lagging.set(false);
+            self.drain_reads(&conn, &tree);
+        }
     }
 
     async fn send_to_ordering(&self, message: ToOrdering) {
@@ -382,6 +417,7 @@ impl Shard {
                 self.drain_reads(&conn, &tree);
             }
         }
+        self.serve_lagging_reads();
         self.applied_at.set(Some(Instant::now()));
     }
 
@@ -438,12 +474,20 @@ impl Shard {
         self.latency.record(ms);
     }
 
-    /// Serves the reads queued at the head of the connection's queue.
+    /// Serves the reads queued at the head of the connection's queue, as far as `tree`
+    /// includes what each of them must see; a read that needs a later version marks the
+    /// connection lagging (it is served at the end of a later batch).
     fn drain_reads(&self, conn: &Rc<Conn>, tree: &DataTree) {
+        let applied = tree.last_zxid();
         loop {
             let next = {
                 let mut q = conn.queue.borrow_mut();
                 match q.front() {
+                    Some(Pending::Read { min_zxid, .. }) if *min_zxid > applied => {
+                        drop(q);
+                        self.mark_lagging(conn);
+                        None
+                    }
                     Some(Pending::Read { .. }) => q.pop_front(),
                     _ => None,
                 }
@@ -452,6 +496,7 @@ impl Shard {
                 header,
                 request,
                 started,
+                ..
             }) = next
             else {
                 return;
@@ -581,15 +626,25 @@ impl Shard {
                 read_before,
             }));
             self.send_to_ordering(message).await;
-        } else if conn.queue.borrow().is_empty() {
-            let tree = self.tree();
-            self.serve_read(conn, header, &request, started, &tree);
         } else {
+            // A write of another session may have been answered by another shard already:
+            // this read sees at least what was released before it arrived.
+            let min_zxid = SharedStats::released_zxid();
+            let queue_empty = conn.queue.borrow().is_empty();
+            if queue_empty && self.last_zxid() >= min_zxid {
+                let tree = self.tree();
+                self.serve_read(conn, header, &request, started, &tree);
+                return;
+            }
             conn.queue.borrow_mut().push_back(Pending::Read {
                 header,
                 request,
                 started,
+                min_zxid,
             });
+            if queue_empty {
+                self.mark_lagging(conn);
+            }
         }
     }
 
@@ -673,6 +728,7 @@ pub async fn run(
         outstanding: Rc::new(Semaphore::new(share)),
         output_bound_bytes,
         unsent_permits_max: (share / 4).max(1),
+        lagging: RefCell::new(Vec::new()),
         applied_at: Cell::new(None),
     });
 
@@ -790,6 +846,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         connect_result: RefCell::new(None),
         connect_wake: Notify::new(),
         closing: Cell::new(false),
+        lagging: Cell::new(false),
         fd: stream.as_raw_fd(),
         stats: ConnStats::default(),
     });
@@ -938,7 +995,9 @@ async fn read_loop(
     };
     let connect =
         decode_connect_request(&frame).map_err(|e| format!("bad connect request: {e}"))?;
-    let last_zxid = shard.last_zxid();
+    // What the client saw may come from another shard that is ahead of this one; what was
+    // released counts (reads here wait until this shard has applied it).
+    let last_zxid = shard.last_zxid().max(SharedStats::released_zxid());
     if connect.last_zxid_seen > last_zxid {
         return Err(format!(
             "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}",
