@@ -363,3 +363,53 @@ fn mntr_shows_each_shard_applied_zxid_and_lag() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn memory_freed_after_a_burst_returns_to_the_os_once_idle() {
+    let server = TestServer::start();
+    let Some(pid) = server.pid() else { return };
+    let (_, max) = server.session_bounds_ms();
+    let mut c = server.raw(max);
+    let path = unique_prefix("burst");
+    assert_eq!(
+        c.create(&path, &vec![b'y'; LARGE_VALUE_BYTES], 0).err,
+        raw::OK
+    );
+    assert_eq!(c.get_data(&path, false).err, raw::OK);
+    std::thread::sleep(Duration::from_millis(500));
+    let before_kib = rss_kib(pid);
+
+    // A burst: connections that read their replies late make the server hold megabytes of
+    // output each.
+    let reads = 300;
+    let mut burst: Vec<raw::Raw> = (0..8).map(|_| server.raw(max)).collect();
+    let requests = pipelined_get_data(&path, reads);
+    for b in &mut burst {
+        b.send_bytes(&requests).expect("send");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let peak_kib = rss_kib(pid);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for b in &mut burst {
+        for _ in 1..=reads {
+            raw::read_frame_by(&mut b.stream, deadline).expect("reply");
+        }
+    }
+    drop(burst);
+
+    // Idle: what the burst freed goes back within seconds.
+    let settle_until = Instant::now() + Duration::from_secs(10);
+    let mut now_kib = rss_kib(pid);
+    while now_kib > before_kib + 8 * 1024 && Instant::now() < settle_until {
+        std::thread::sleep(Duration::from_millis(100));
+        now_kib = rss_kib(pid);
+    }
+    assert!(
+        peak_kib > before_kib + 16 * 1024,
+        "the burst did not take memory (before {before_kib} KiB, peak {peak_kib} KiB)"
+    );
+    assert!(
+        now_kib <= before_kib + 8 * 1024,
+        "RSS stayed at {now_kib} KiB after a burst (before {before_kib} KiB, peak {peak_kib} KiB)"
+    );
+}

@@ -55,6 +55,19 @@ const FRAMES_PER_TURN: u32 = 32;
 /// does not read it, before the connection is dropped with its output.
 const CLOSING_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Spare output capacity an idle connection keeps; more is given back after a write.
+const OUT_IDLE_CAPACITY_MAX_BYTES: usize = 64 * 1024;
+
+/// How often a shard checks whether a burst of output has ended (see
+/// `release_memory_after_bursts`).
+const MEMORY_RELEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Output in one check interval under which the shard counts as quiet.
+const MEMORY_RELEASE_QUIET_BYTES: u64 = 1024 * 1024;
+/// Output since the last release that makes a burst worth releasing memory after.
+const MEMORY_RELEASE_BURST_BYTES: u64 = 32 * 1024 * 1024;
+/// Collections per release, one per check interval (mimalloc's purge delay is 1 s).
+const MEMORY_RELEASE_PASSES: u32 = 3;
+
 /// A request that waits in its connection's queue.
 enum Pending {
     /// Sent to the ordering core; its reply comes with a commit item.
@@ -233,6 +246,8 @@ pub struct Shard {
     lagging: RefCell<Vec<Rc<Conn>>>,
     /// When the last commit batch was applied (for mntr).
     pub applied_at: Cell<Option<Instant>>,
+    /// Bytes written to this shard's client sockets since it started.
+    written_bytes: Cell<u64>,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -730,6 +745,7 @@ pub async fn run(
         unsent_permits_max: (share / 4).max(1),
         lagging: RefCell::new(Vec::new()),
         applied_at: Cell::new(None),
+        written_bytes: Cell::new(0),
     });
 
     // The first commit carries the recovered tree: accept no connection before it.
@@ -772,6 +788,7 @@ pub async fn run(
         .detach();
     }
     crate::admin_glue::spawn_admin_inbox(shard.clone(), admin_inbox);
+    glommio::spawn_local(release_memory_after_bursts(shard.clone())).detach();
 
     let listener = match bind_listener(listen) {
         Ok(l) => l,
@@ -792,6 +809,38 @@ pub async fn run(
                 log::warn!("shard {index}: accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// Hands the memory a burst of output freed back to the OS once the shard is quiet again.
+///
+/// mimalloc keeps the pages a thread freed in that thread's heap and purges them only when
+/// the thread allocates or frees again; a shard that goes quiet after a burst (megabytes of
+/// replies per connection) would keep them for good. A collection walks the heap, so it
+/// runs only after a burst, once a whole check interval was quiet.
+async fn release_memory_after_bursts(shard: Rc<Shard>) {
+    let mut written_at_check = 0;
+    let mut written_at_release = 0;
+    // mimalloc purges what a collection freed only once its purge delay (1 s) has passed,
+    // at a later call: a release is a collection at each of the next few checks.
+    let mut passes_left = 0;
+    loop {
+        glommio::timer::sleep(MEMORY_RELEASE_CHECK_INTERVAL).await;
+        let written = shard.written_bytes.get();
+        let quiet = written - written_at_check < MEMORY_RELEASE_QUIET_BYTES;
+        written_at_check = written;
+        let burst_ended = quiet && written - written_at_release >= MEMORY_RELEASE_BURST_BYTES;
+        if burst_ended {
+            passes_left = MEMORY_RELEASE_PASSES;
+        }
+        if passes_left > 0 {
+            passes_left -= 1;
+            written_at_release = written;
+            // SAFETY: mi_collect takes no pointers; it only frees and purges this thread's
+            // unused pages.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+            log::debug!("shard {}: released freed memory after a burst", shard.index);
         }
     }
 }
@@ -854,9 +903,13 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
     // As ZooKeeper's sessionless-connection timeout: a connection that has not completed its
     // handshake in time is closed.
     {
-        let conn = conn.clone();
+        // Weak: a connection that is gone is freed at once, not when this timer ends.
+        let conn = Rc::downgrade(&conn);
         glommio::spawn_local(async move {
             glommio::timer::sleep(SESSIONLESS_CONNECTION_TIMEOUT).await;
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
             if conn.session_id.get() == 0 && !conn.closing.get() {
                 log::info!(
                     "Closing connection from {}: no session after {:?}",
@@ -869,8 +922,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         .detach();
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let writer_task =
-        glommio::spawn_local(write_loop(conn.clone(), writer, shard.outstanding.clone()));
+    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer, shard.clone()));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         log::info!("Closing connection from {peer}: {reason}");
     }
@@ -909,7 +961,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
 async fn write_loop(
     conn: Rc<Conn>,
     mut writer: futures_lite::io::WriteHalf<TcpStream>,
-    outstanding: Rc<Semaphore>,
+    shard: Rc<Shard>,
 ) {
     loop {
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
@@ -920,7 +972,19 @@ async fn write_loop(
             conn.in_flight_bytes.set(0);
             let permits = conn.in_flight_permits.replace(0);
             if permits > 0 {
-                outstanding.signal(permits);
+                shard.outstanding.signal(permits);
+            }
+            shard
+                .written_bytes
+                .set(shard.written_bytes.get() + chunk.len() as u64);
+            drop(chunk);
+            // After a burst, `out` keeps the rest of the burst's buffer (split leaves its
+            // spare capacity): an idle connection would hold megabytes. Start small again.
+            {
+                let mut out = conn.out.borrow_mut();
+                if out.is_empty() && out.capacity() > OUT_IDLE_CAPACITY_MAX_BYTES {
+                    *out = BytesMut::new();
+                }
             }
             conn.drained.notify();
             if let Err(e) = result {
