@@ -204,24 +204,38 @@ fn a_flooding_connection_does_not_starve_its_shard() {
     let _stop_guard = StopOnDrop(stop.clone());
     std::thread::sleep(Duration::from_millis(300));
 
+    // Reads and pings are timed; a write's time includes an fdatasync, which on a shared
+    // machine's disk says nothing about the shard, so writes are only required to apply.
     let mut slowest = Duration::ZERO;
+    let mut slowest_write = Duration::ZERO;
     for round in 1..=20 {
         let started = Instant::now();
         assert_eq!(pinger.ping().err, raw::OK);
+        slowest = slowest.max(started.elapsed());
         let value = format!("{round}");
+        let started = Instant::now();
         assert_eq!(writer.set_data(&path, value.as_bytes(), -1).err, raw::OK);
+        slowest_write = slowest_write.max(started.elapsed());
+        let started = Instant::now();
         let reply = pinger.get_data(&path, false);
+        slowest = slowest.max(started.elapsed());
         assert_eq!(reply.err, raw::OK);
         assert_eq!(reply.dec().buffer().unwrap_or_default(), value.into_bytes());
-        slowest = slowest.max(started.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("flood thread");
     }
+    eprintln!(
+        "beside the flood: slowest ping or read {slowest:?}, slowest write {slowest_write:?}"
+    );
     assert!(
-        slowest < Duration::from_secs(3),
-        "a ping + write + read round took {slowest:?} beside a flooding connection"
+        slowest < Duration::from_secs(2),
+        "a ping or read took {slowest:?} beside a flooding connection"
+    );
+    assert!(
+        slowest_write < Duration::from_secs(5),
+        "a write took {slowest_write:?} beside a flooding connection"
     );
 }
 

@@ -6,6 +6,13 @@
 //! after the write's reply. Commit items are applied in zxid order: fire the watches they
 //! trigger, switch the read version, then answer the write — so a client always receives a
 //! watch event before it can read the data that fired it.
+//!
+//! A read also waits until this shard has applied the zxid the log task had released when
+//! the read arrived (`SharedStats::released_zxid`): another shard may have answered that
+//! write already. One client must not hurt the others: a connection's unsent output is
+//! bounded (past it the connection stops reading), a request holds its globalOutstandingLimit
+//! permit until its reply is written, and a connection (or the backlog of waiting reads) is
+//! served in turns of [`TURN_TIME_BUDGET`] before the shard's other tasks run.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -47,9 +54,16 @@ const OUTPUT_BOUND_BYTES_MIN: usize = 4 * 1024 * 1024;
 /// The output bound in replies of jute.maxbuffer bytes.
 const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
 
-/// Requests a connection serves in a row before it lets the shard's other tasks run
-/// (other connections, commit application, session touches).
-const FRAMES_PER_TURN: u32 = 32;
+/// A connection's turn: it serves requests in a row for at most this long (or
+/// [`FRAMES_PER_TURN`] requests), then lets the shard's other tasks run (other connections,
+/// commit application, session touches). Short enough for others' latency; long enough
+/// that the pause (a reactor poll) costs a pipelining client little.
+const TURN_TIME_BUDGET: Duration = Duration::from_micros(500);
+/// Most requests served in one turn.
+const FRAMES_PER_TURN: u32 = 1024;
+/// The pause after a turn: anything nonzero, so that the reactor is polled before the
+/// connection goes on (see `read_loop`).
+const TURN_PAUSE: Duration = Duration::from_micros(1);
 
 /// How long a closing connection's writer may take to flush its output to a client that
 /// does not read it, before the connection is dropped with its output.
@@ -244,6 +258,8 @@ pub struct Shard {
     /// Connections whose next read waits until this shard has applied the zxid that was
     /// released when the read arrived; served at the end of each commit batch.
     lagging: RefCell<Vec<Rc<Conn>>>,
+    /// Wakes the task that serves the `lagging` reads a batch's application left.
+    lagging_wake: Notify,
     /// When the last commit batch was applied (for mntr).
     pub applied_at: Cell<Option<Instant>>,
     /// Bytes written to this shard's client sockets since it started.
@@ -326,18 +342,32 @@ impl Shard {
         }
     }
 
-    /// Serves the reads that waited for this shard to catch up, from its current version;
-    /// those that still wait (for a later batch) stay.
-    fn serve_lagging_reads(&self) {
+    /// Serves the reads that waited for this shard to catch up, from its current version,
+    /// for at most `budget` (a backlog of dear reads must not hold the shard); those that
+    /// still wait for a later batch stay. False when servable reads are left: the
+    /// `lagging_wake` task goes on with them in later turns. A read served after a later
+    /// batch was applied sees that batch too, whose events went out before its version.
+    fn serve_lagging_reads(&self, budget: Duration) -> bool {
         if self.lagging.borrow().is_empty() {
-            return;
+            return true;
         }
-        let conns = std::mem::take(&mut *self.lagging.borrow_mut());
+        let mut conns: VecDeque<Rc<Conn>> = std::mem::take(&mut *self.lagging.borrow_mut()).into();
+        let deadline = Instant::now() + budget;
         let tree = self.tree();
-        for conn in conns {
+        while let Some(conn) = conns.pop_front() {
             conn.lagging.set(false);
-            self.drain_reads(&conn, &tree);
+            if !self.drain_reads_until(&conn, &tree, Some(deadline)) {
+                // Out of time: this one and the rest go first next turn.
+                conn.lagging.set(true);
+                conns.push_front(conn);
+                let mut lagging = self.lagging.borrow_mut();
+                let still_waiting = std::mem::take(&mut *lagging);
+                lagging.extend(conns);
+                lagging.extend(still_waiting);
+                return false;
+            }
         }
+        true
     }
 
     async fn send_to_ordering(&self, message: ToOrdering) {
@@ -432,7 +462,9 @@ impl Shard {
                 self.drain_reads(&conn, &tree);
             }
         }
-        self.serve_lagging_reads();
+        if !self.serve_lagging_reads(TURN_TIME_BUDGET) {
+            self.lagging_wake.notify();
+        }
         self.applied_at.set(Some(Instant::now()));
     }
 
@@ -444,16 +476,21 @@ impl Shard {
         reply: &Result<Response, ErrorCode>,
         header_err: i32,
     ) {
-        // Invariant: reads behind this connection's previous write were served (from the
-        // item's own version, or at the end of its batch) before this write is answered.
+        // Reads behind this connection's previous write were served (from the item's own
+        // version, or at the end of its batch) before this write is answered; only reads
+        // that waited for the shard to catch up may still be queued ahead of it, and the
+        // version applied now includes what they wait for (this write was read after them,
+        // so it is ordered after the batch they wait for). Serve them first.
         if conn.has_read_at_head() {
-            debug_assert!(false, "a read is still queued ahead of a write's reply");
-            log::error!(
-                "shard {}: a read was still queued ahead of xid {xid}",
-                self.index
-            );
             let tree = self.tree();
             self.drain_reads(conn, &tree);
+            if conn.has_read_at_head() {
+                debug_assert!(false, "a read is still queued ahead of a write's reply");
+                log::error!(
+                    "shard {}: a read was still queued ahead of xid {xid}",
+                    self.index
+                );
+            }
         }
         let front = conn.queue.borrow_mut().pop_front();
         match front {
@@ -493,8 +530,28 @@ impl Shard {
     /// includes what each of them must see; a read that needs a later version marks the
     /// connection lagging (it is served at the end of a later batch).
     fn drain_reads(&self, conn: &Rc<Conn>, tree: &DataTree) {
+        self.drain_reads_until(conn, tree, None);
+    }
+
+    /// As `drain_reads`, stopping at `deadline`: false when reads that `tree` could serve
+    /// are left for later.
+    fn drain_reads_until(
+        &self,
+        conn: &Rc<Conn>,
+        tree: &DataTree,
+        deadline: Option<Instant>,
+    ) -> bool {
         let applied = tree.last_zxid();
         loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) && conn.has_read_at_head() {
+                let ready = matches!(
+                    conn.queue.borrow().front(),
+                    Some(Pending::Read { min_zxid, .. }) if *min_zxid <= applied
+                );
+                if ready {
+                    return false;
+                }
+            }
             let next = {
                 let mut q = conn.queue.borrow_mut();
                 match q.front() {
@@ -514,7 +571,7 @@ impl Shard {
                 ..
             }) = next
             else {
-                return;
+                return true;
             };
             self.serve_read(conn, header, &request, started, tree);
         }
@@ -744,6 +801,7 @@ pub async fn run(
         output_bound_bytes,
         unsent_permits_max: (share / 4).max(1),
         lagging: RefCell::new(Vec::new()),
+        lagging_wake: Notify::new(),
         applied_at: Cell::new(None),
         written_bytes: Cell::new(0),
     });
@@ -755,6 +813,19 @@ pub async fn run(
             log::error!("shard {index}: no initial state from the ordering core");
             return;
         }
+    }
+    // Reads that waited for this shard to catch up, after each batch.
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                shard.lagging_wake.wait().await;
+                while !shard.serve_lagging_reads(TURN_TIME_BUDGET) {
+                    glommio::timer::sleep(TURN_PAUSE).await;
+                }
+            }
+        })
+        .detach();
     }
     // Commits from the ordering core.
     {
@@ -1136,6 +1207,7 @@ async fn read_loop(
     }
 
     let mut frames_this_turn = 0;
+    let mut turn_started = Instant::now();
     while !conn.closing.get() {
         // Bounded output: a client that does not read its replies stops being read (its
         // requests wait in its socket) until the writer gets its output out.
@@ -1143,15 +1215,21 @@ async fn read_loop(
             if conn.closing.get() {
                 return Ok(());
             }
-            frames_this_turn = 0;
             conn.drained.wait().await;
+            frames_this_turn = 0;
+            turn_started = Instant::now();
         }
         // A burst of frames (one socket read can hold thousands, and a read of a socket
         // that has data returns without yielding) must not hold the shard's executor.
         frames_this_turn += 1;
-        if frames_this_turn >= FRAMES_PER_TURN {
+        if frames_this_turn >= FRAMES_PER_TURN || turn_started.elapsed() >= TURN_TIME_BUDGET {
+            // Not yield_now: a task that is always runnable keeps glommio from polling for
+            // I/O until its preempt timer (100 ms) fires, so other connections' requests
+            // would wait that long. A timer is only seen expired at the next poll, when
+            // every other connection's completed reads have woken their tasks too.
+            glommio::timer::sleep(TURN_PAUSE).await;
             frames_this_turn = 0;
-            futures_lite::future::yield_now().await;
+            turn_started = Instant::now();
         } else {
             glommio::yield_if_needed().await;
         }
