@@ -12,7 +12,7 @@
 //! write already. One client must not hurt the others: a connection's unsent output is
 //! bounded (past it the connection stops reading), a request holds its globalOutstandingLimit
 //! permit until its reply is written, and a connection (or the backlog of waiting reads) is
-//! served in turns of [`TURN_TIME_BUDGET`] before the shard's other tasks run.
+//! served in turns of `TURN_TIME_BUDGET` before the shard's other tasks run.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};

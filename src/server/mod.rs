@@ -75,7 +75,7 @@ impl Default for SharedStats {
 }
 
 impl SharedStats {
-    /// The highest zxid released to the shards (see [`RELEASED_ZXID`]). A shard whose
+    /// The highest zxid released to the shards (see `RELEASED_ZXID`). A shard whose
     /// applied version is below it must not serve a read yet: another shard may already
     /// have answered a write of that zxid.
     pub fn released_zxid() -> i64 {
