@@ -25,6 +25,18 @@ pub enum AdminQuery {
 /// What one shard contributes to a snapshot.
 #[derive(Default)]
 pub struct ShardReport {
+    /// The reporting shard's index.
+    pub shard: usize,
+    /// The zxid of the version the shard has applied.
+    pub applied_zxid: i64,
+    /// Milliseconds since the shard applied a commit batch (None: none yet).
+    pub applied_ms_ago: Option<u64>,
+    /// Connections with an established session.
+    pub session_connections: u64,
+    /// Output queued on the shard's connections and not yet written to their sockets.
+    pub unsent_bytes: u64,
+    /// Connections with a read waiting for the shard to apply a released zxid.
+    pub lagging_connections: u64,
     pub connections: Vec<ConnectionInfo>,
     /// (path, session ids) of data watches.
     pub watches_by_path: Vec<(String, Vec<i64>)>,
@@ -55,8 +67,21 @@ fn unix_ms(at: std::time::Instant) -> u64 {
 
 fn report(shard: &Shard) -> ShardReport {
     let conns = shard.conns.borrow();
-    let mut out = ShardReport::default();
+    let mut out = ShardReport {
+        shard: shard.index,
+        applied_zxid: shard.last_zxid(),
+        applied_ms_ago: shard
+            .applied_at
+            .get()
+            .map(|at| at.elapsed().as_millis() as u64),
+        lagging_connections: shard.lagging_connections() as u64,
+        ..ShardReport::default()
+    };
     for conn in conns.values() {
+        if conn.session_id.get() != 0 {
+            out.session_connections += 1;
+        }
+        out.unsent_bytes += conn.unsent_bytes() as u64;
         let s = &conn.stats;
         let count = s.latency.count.get();
         out.packets_received += s.received.get();
@@ -212,6 +237,46 @@ fn quorum_metrics(shard: &Shard, snap: &mut ServerSnapshot) {
     }
 }
 
+/// mntr lines per shard (by index) and per stage: how far each shard's applied version is
+/// behind what the log task released, and how long ago each stage last moved.
+fn shard_metrics(reports: &[ShardReport], out: &mut Vec<(String, String)>) {
+    let released = crate::server::SharedStats::released_zxid();
+    let (durable_ms_ago, sent_ms_ago) = crate::server::SharedStats::stage_ages_ms();
+    let age = |ms: Option<u64>| ms.map_or_else(|| "-1".to_string(), |ms| ms.to_string());
+    out.push(("released_zxid".into(), released.to_string()));
+    out.push(("last_batch_durable_ms_ago".into(), age(durable_ms_ago)));
+    out.push(("last_batch_sent_ms_ago".into(), age(sent_ms_ago)));
+    let mut by_index: Vec<&ShardReport> = reports.iter().collect();
+    by_index.sort_by_key(|r| r.shard);
+    for r in by_index {
+        let i = r.shard;
+        out.push((
+            format!("shard_{i}_applied_zxid"),
+            r.applied_zxid.to_string(),
+        ));
+        out.push((
+            format!("shard_{i}_zxid_lag"),
+            released.saturating_sub(r.applied_zxid).max(0).to_string(),
+        ));
+        out.push((
+            format!("shard_{i}_last_applied_ms_ago"),
+            age(r.applied_ms_ago),
+        ));
+        out.push((
+            format!("shard_{i}_connections"),
+            r.session_connections.to_string(),
+        ));
+        out.push((
+            format!("shard_{i}_unsent_bytes"),
+            r.unsent_bytes.to_string(),
+        ));
+        out.push((
+            format!("shard_{i}_lagging_connections"),
+            r.lagging_connections.to_string(),
+        ));
+    }
+}
+
 async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
     let reports = gather(shard).await;
     let stats = &shard.stats;
@@ -222,6 +287,7 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
         snap.approximate_data_size = tree.approximate_data_size();
     }
     let mut by_path = Vec::new();
+    shard_metrics(&reports, &mut snap.extra_metrics);
     for r in reports {
         if r.latency_count > 0 {
             snap.latency_min_ms = if snap.latency_count == 0 {

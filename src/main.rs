@@ -4,7 +4,8 @@
 //!
 //! Exit codes: 0 success; 1 the verb failed (not running, failed to start or stop; for the
 //! tools: the file is damaged or unreadable, or `log truncate` ran without `--yes`);
-//! 2 invalid config (as ZooKeeper's `ExitCode.INVALID_CONFIG`) or invalid arguments.
+//! 2 invalid config (as ZooKeeper's `ExitCode.INVALID_CONFIG`) or invalid arguments;
+//! 3 the server cannot write its txn log; 4 the server panicked (a bug: the log says where).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,6 +34,8 @@ const PROBE_REPLY_MAX_BYTES: u64 = 64 * 1024;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_INVALID_CONFIG: u8 = 2;
+/// A panic anywhere in the server ends the process with this status.
+const EXIT_PANIC: i32 = 4;
 /// ZooKeeper's PurgeTxnLog refuses to keep fewer snapshots.
 const PURGE_RETAIN_MIN: usize = 3;
 
@@ -298,6 +301,7 @@ fn start_foreground(path: Option<&Path>) -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    install_panic_hook();
     log::info!("{}", admin::version_line());
     log::info!("Reading configuration from: {}", describe(path));
     for warning in &warnings {
@@ -310,6 +314,42 @@ fn start_foreground(path: Option<&Path>) -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Ends the process on any panic, on any thread, after logging it. The executors' threads are
+/// never joined: without this, a panicked ordering core would leave shards that answer reads
+/// and never a write, and a panicked shard would drop its clients silently.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let location = info.location().map(|l| l.to_string());
+        log::error!(
+            "{}; stopping",
+            describe_panic(thread.name(), location.as_deref(), info.payload())
+        );
+        log::logger().flush();
+        // SAFETY: _exit takes no pointers; it ends the process at once, without running
+        // exit handlers while the other threads still run.
+        unsafe { libc::_exit(EXIT_PANIC) };
+    }));
+}
+
+/// The log line of a panic: thread, location and message (a `&str` or `String` payload).
+fn describe_panic(
+    thread: Option<&str>,
+    location: Option<&str>,
+    payload: &(dyn std::any::Any + Send),
+) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!(
+        "thread '{}' panicked at {}: {message}",
+        thread.unwrap_or("<unnamed>"),
+        location.unwrap_or("<unknown location>")
+    )
 }
 
 /// `<dataDir>/zookeeper_server.pid`, or `$ZOOPIDFILE` as zkServer.sh.
@@ -535,4 +575,44 @@ fn srvr(address: SocketAddr) -> std::io::Result<String> {
     let mut reply = Vec::new();
     stream.take(PROBE_REPLY_MAX_BYTES).read_to_end(&mut reply)?;
     Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_panic;
+
+    #[test]
+    fn a_panic_is_described_with_thread_location_and_message() {
+        let text = describe_panic(
+            Some("zkrs-ordering"),
+            Some("src/server/ordering.rs:10:5"),
+            &"boom",
+        );
+        assert_eq!(
+            text,
+            "thread 'zkrs-ordering' panicked at src/server/ordering.rs:10:5: boom"
+        );
+        let owned = String::from("index 3 out of range");
+        assert_eq!(
+            describe_panic(None, None, &owned),
+            "thread '<unnamed>' panicked at <unknown location>: index 3 out of range"
+        );
+        assert_eq!(
+            describe_panic(Some("zkrs-shard-1"), Some("a.rs:1:1"), &42u32),
+            "thread 'zkrs-shard-1' panicked at a.rs:1:1: (no message)"
+        );
+    }
+
+    #[test]
+    fn the_payload_of_a_real_panic_is_described() {
+        let caught = std::panic::catch_unwind(|| {
+            let n = std::hint::black_box(7);
+            panic!("bad zxid {n}")
+        })
+        .expect_err("it panicked");
+        assert_eq!(
+            describe_panic(Some("t"), Some("x.rs:2:3"), caught.as_ref()),
+            "thread 't' panicked at x.rs:2:3: bad zxid 7"
+        );
+    }
 }

@@ -6,6 +6,13 @@
 //! after the write's reply. Commit items are applied in zxid order: fire the watches they
 //! trigger, switch the read version, then answer the write — so a client always receives a
 //! watch event before it can read the data that fired it.
+//!
+//! A read also waits until this shard has applied the zxid the log task had released when
+//! the read arrived (`SharedStats::released_zxid`): another shard may have answered that
+//! write already. One client must not hurt the others: a connection's unsent output is
+//! bounded (past it the connection stops reading), a request holds its globalOutstandingLimit
+//! permit until its reply is written, and a connection (or the backlog of waiting reads) is
+//! served in turns of `TURN_TIME_BUDGET` before the shard's other tasks run.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -41,15 +48,53 @@ use crate::tree::{self, acl, ConnId, DataTree, SessionView, WatchTable};
 /// `zookeeper.nio.sessionlessCnxnTimeout` default).
 const SESSIONLESS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Least bound on a connection's unsent output; the bound is the larger of this and
+/// [`OUTPUT_BOUND_MAX_BUFFERS`] times jute.maxbuffer (one reply can be that large).
+const OUTPUT_BOUND_BYTES_MIN: usize = 4 * 1024 * 1024;
+/// The output bound in replies of jute.maxbuffer bytes.
+const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
+
+/// A connection's turn: it serves requests in a row for at most this long (or
+/// [`FRAMES_PER_TURN`] requests), then lets the shard's other tasks run (other connections,
+/// commit application, session touches). Short enough for others' latency; long enough
+/// that the pause (a reactor poll) costs a pipelining client little.
+const TURN_TIME_BUDGET: Duration = Duration::from_micros(500);
+/// Most requests served in one turn.
+const FRAMES_PER_TURN: u32 = 1024;
+/// The pause after a turn: anything nonzero, so that the reactor is polled before the
+/// connection goes on (see `read_loop`).
+const TURN_PAUSE: Duration = Duration::from_micros(1);
+
+/// How long a closing connection's writer may take to flush its output to a client that
+/// does not read it, before the connection is dropped with its output.
+const CLOSING_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spare output capacity an idle connection keeps; more is given back after a write.
+const OUT_IDLE_CAPACITY_MAX_BYTES: usize = 64 * 1024;
+
+/// How often a shard checks whether a burst of output has ended (see
+/// `release_memory_after_bursts`).
+const MEMORY_RELEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Output in one check interval under which the shard counts as quiet.
+const MEMORY_RELEASE_QUIET_BYTES: u64 = 1024 * 1024;
+/// Output since the last release that makes a burst worth releasing memory after.
+const MEMORY_RELEASE_BURST_BYTES: u64 = 32 * 1024 * 1024;
+/// Collections per release, one per check interval (mimalloc's purge delay is 1 s).
+const MEMORY_RELEASE_PASSES: u32 = 3;
+
 /// A request that waits in its connection's queue.
 enum Pending {
     /// Sent to the ordering core; its reply comes with a commit item.
     Write { xid: i32, op: i32, started: Instant },
-    /// A read queued behind a write of the same connection.
+    /// A read queued behind a write of the same connection, or waiting for the shard to
+    /// apply what was released before it arrived.
     Read {
         header: RequestHeader,
         request: Request,
         started: Instant,
+        /// The released zxid when the read arrived: it is served only from a version that
+        /// includes it, since another shard may already have answered that write.
+        min_zxid: i64,
     },
 }
 
@@ -99,13 +144,27 @@ pub struct Conn {
     pub session_id: Cell<i64>,
     pub timeout_ms: Cell<i32>,
     auth: RefCell<Arc<Vec<Id>>>,
+    /// Output not yet taken by the writer.
     out: RefCell<BytesMut>,
+    /// Bytes the writer took from `out` and has not finished writing to the socket.
+    in_flight_bytes: Cell<usize>,
+    /// globalOutstandingLimit permits of the replies in `out`: a request counts against
+    /// the limit until its reply is written to the socket, not just queued.
+    out_permits: Cell<u64>,
+    /// Permits of the replies in the writer's chunk being written.
+    in_flight_permits: Cell<u64>,
     writer_wake: Notify,
+    /// Notified whenever the writer finishes a chunk (or the connection closes): a reader
+    /// held back by [`Conn::over_output_bound`] checks again.
+    drained: Notify,
     queue: RefCell<VecDeque<Pending>>,
     connect_result: RefCell<Option<Action>>,
     connect_wake: Notify,
     /// Once set, nothing more is read; the writer flushes what is queued and shuts down.
     closing: Cell<bool>,
+    /// In the shard's `lagging` list: a read at the head of `queue` waits for the shard to
+    /// apply a released zxid. Invariant: the connection is in that list at most once.
+    lagging: Cell<bool>,
     fd: i32,
     pub stats: ConnStats,
 }
@@ -143,12 +202,38 @@ impl Conn {
         self.closing.set(true);
         self.wake_writer();
         self.connect_wake.notify();
+        self.drained.notify();
     }
 
     fn send_reply(&self, header: &ReplyHeader, body: &Response) {
         encode_reply(&mut self.out.borrow_mut(), header, body);
         self.stats.sent.set(self.stats.sent.get() + 1);
         self.wake_writer();
+    }
+
+    /// As `send_reply` for a request that holds a globalOutstandingLimit permit: the permit
+    /// goes with the reply's bytes and is released once the writer has written them.
+    fn send_reply_holding_permit(&self, header: &ReplyHeader, body: &Response) {
+        self.out_permits.set(self.out_permits.get() + 1);
+        self.send_reply(header, body);
+    }
+
+    /// Output queued on this connection and not yet written to its socket.
+    pub fn unsent_bytes(&self) -> usize {
+        self.out.borrow().len() + self.in_flight_bytes.get()
+    }
+
+    /// Permits held by replies not yet written to the socket.
+    fn unsent_permits(&self) -> u64 {
+        self.out_permits.get() + self.in_flight_permits.get()
+    }
+
+    /// Whether this connection must stop reading requests until its socket drains: its
+    /// unsent output is past `bound_bytes`, or its unsent replies hold `permits_max` of the
+    /// shard's globalOutstandingLimit permits (so that one client that does not read cannot
+    /// take every permit of its shard).
+    fn over_output_bound(&self, bound_bytes: usize, permits_max: u64) -> bool {
+        self.unsent_bytes() > bound_bytes || self.unsent_permits() >= permits_max
     }
 }
 
@@ -163,10 +248,25 @@ pub struct Shard {
     to_ordering: ConnectedSender<ToOrdering>,
     touched: RefCell<HashSet<i64>>,
     next_conn: Cell<ConnId>,
+    /// This shard's share of globalOutstandingLimit: a request holds a permit from the
+    /// moment it is read until its reply is written to the socket.
     outstanding: Rc<Semaphore>,
     /// Whether sessions are served: from the first commit batch until a reset (an ensemble
     /// member that is not synced with a leader refuses clients, as ZooKeeper does).
     serving: Cell<bool>,
+    /// Unsent output past which a connection stops reading (see `Conn::over_output_bound`).
+    output_bound_bytes: usize,
+    /// Permits a connection's unsent replies may hold before it stops reading.
+    unsent_permits_max: u64,
+    /// Connections whose next read waits until this shard has applied the zxid that was
+    /// released when the read arrived; served at the end of each commit batch.
+    lagging: RefCell<Vec<Rc<Conn>>>,
+    /// Wakes the task that serves the `lagging` reads a batch's application left.
+    lagging_wake: Notify,
+    /// When the last commit batch was applied (for mntr).
+    pub applied_at: Cell<Option<Instant>>,
+    /// Bytes written to this shard's client sockets since it started.
+    written_bytes: Cell<u64>,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -229,8 +329,48 @@ impl Shard {
         self.tree.borrow().clone()
     }
 
-    fn last_zxid(&self) -> i64 {
+    /// The zxid of the version this shard has applied (and serves reads from).
+    pub fn last_zxid(&self) -> i64 {
         self.tree.borrow().last_zxid()
+    }
+
+    /// Connections with a read waiting for this shard to catch up.
+    pub fn lagging_connections(&self) -> usize {
+        self.lagging.borrow().len()
+    }
+
+    fn mark_lagging(&self, conn: &Rc<Conn>) {
+        if !conn.lagging.replace(true) {
+            self.lagging.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Serves the reads that waited for this shard to catch up, from its current version,
+    /// for at most `budget` (a backlog of dear reads must not hold the shard); those that
+    /// still wait for a later batch stay. False when servable reads are left: the
+    /// `lagging_wake` task goes on with them in later turns. A read served after a later
+    /// batch was applied sees that batch too, whose events went out before its version.
+    fn serve_lagging_reads(&self, budget: Duration) -> bool {
+        if self.lagging.borrow().is_empty() {
+            return true;
+        }
+        let mut conns: VecDeque<Rc<Conn>> = std::mem::take(&mut *self.lagging.borrow_mut()).into();
+        let deadline = Instant::now() + budget;
+        let tree = self.tree();
+        while let Some(conn) = conns.pop_front() {
+            conn.lagging.set(false);
+            if !self.drain_reads_until(&conn, &tree, Some(deadline)) {
+                // Out of time: this one and the rest go first next turn.
+                conn.lagging.set(true);
+                conns.push_front(conn);
+                let mut lagging = self.lagging.borrow_mut();
+                let still_waiting = std::mem::take(&mut *lagging);
+                lagging.extend(conns);
+                lagging.extend(still_waiting);
+                return false;
+            }
+        }
+        true
     }
 
     async fn send_to_ordering(&self, message: ToOrdering) {
@@ -325,6 +465,10 @@ impl Shard {
                 self.drain_reads(&conn, &tree);
             }
         }
+        if !self.serve_lagging_reads(TURN_TIME_BUDGET) {
+            self.lagging_wake.notify();
+        }
+        self.applied_at.set(Some(Instant::now()));
     }
 
     fn finish_write(
@@ -335,16 +479,21 @@ impl Shard {
         reply: &Result<Response, ErrorCode>,
         header_err: i32,
     ) {
-        // Invariant: reads behind this connection's previous write were served (from the
-        // item's own version, or at the end of its batch) before this write is answered.
+        // Reads behind this connection's previous write were served (from the item's own
+        // version, or at the end of its batch) before this write is answered; only reads
+        // that waited for the shard to catch up may still be queued ahead of it, and the
+        // version applied now includes what they wait for (this write was read after them,
+        // so it is ordered after the batch they wait for). Serve them first.
         if conn.has_read_at_head() {
-            debug_assert!(false, "a read is still queued ahead of a write's reply");
-            log::error!(
-                "shard {}: a read was still queued ahead of xid {xid}",
-                self.index
-            );
             let tree = self.tree();
             self.drain_reads(conn, &tree);
+            if conn.has_read_at_head() {
+                debug_assert!(false, "a read is still queued ahead of a write's reply");
+                log::error!(
+                    "shard {}: a read was still queued ahead of xid {xid}",
+                    self.index
+                );
+            }
         }
         let front = conn.queue.borrow_mut().pop_front();
         match front {
@@ -363,12 +512,11 @@ impl Shard {
                 );
             }
         }
-        self.outstanding.signal(1);
         let (err, body) = match reply {
             Ok(body) => (header_err, body),
             Err(code) => (code.code(), &Response::Empty),
         };
-        conn.send_reply(&ReplyHeader { xid, zxid, err }, body);
+        conn.send_reply_holding_permit(&ReplyHeader { xid, zxid, err }, body);
     }
 
     fn record_latency(&self, conn: &Conn, op: i32, xid: i32, zxid: i64, started: Instant) {
@@ -381,12 +529,40 @@ impl Shard {
         self.latency.record(ms);
     }
 
-    /// Serves the reads queued at the head of the connection's queue.
+    /// Serves the reads queued at the head of the connection's queue, as far as `tree`
+    /// includes what each of them must see; a read that needs a later version marks the
+    /// connection lagging (it is served at the end of a later batch).
     fn drain_reads(&self, conn: &Rc<Conn>, tree: &DataTree) {
+        self.drain_reads_until(conn, tree, None);
+    }
+
+    /// As `drain_reads`, stopping at `deadline`: false when reads that `tree` could serve
+    /// are left for later.
+    fn drain_reads_until(
+        &self,
+        conn: &Rc<Conn>,
+        tree: &DataTree,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let applied = tree.last_zxid();
         loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) && conn.has_read_at_head() {
+                let ready = matches!(
+                    conn.queue.borrow().front(),
+                    Some(Pending::Read { min_zxid, .. }) if *min_zxid <= applied
+                );
+                if ready {
+                    return false;
+                }
+            }
             let next = {
                 let mut q = conn.queue.borrow_mut();
                 match q.front() {
+                    Some(Pending::Read { min_zxid, .. }) if *min_zxid > applied => {
+                        drop(q);
+                        self.mark_lagging(conn);
+                        None
+                    }
                     Some(Pending::Read { .. }) => q.pop_front(),
                     _ => None,
                 }
@@ -395,12 +571,12 @@ impl Shard {
                 header,
                 request,
                 started,
+                ..
             }) = next
             else {
-                return;
+                return true;
             };
             self.serve_read(conn, header, &request, started, tree);
-            self.outstanding.signal(1);
         }
     }
 
@@ -443,7 +619,7 @@ impl Shard {
         if header.xid != xid::PING {
             self.record_latency(conn, header.op, header.xid, zxid, started);
         }
-        conn.send_reply(
+        conn.send_reply_holding_permit(
             &ReplyHeader {
                 xid: header.xid,
                 zxid,
@@ -533,16 +709,25 @@ impl Shard {
                 body,
             }));
             self.send_to_ordering(message).await;
-        } else if conn.queue.borrow().is_empty() {
-            let tree = self.tree();
-            self.serve_read(conn, header, &request, started, &tree);
-            self.outstanding.signal(1);
         } else {
+            // A write of another session may have been answered by another shard already:
+            // this read sees at least what was released before it arrived.
+            let min_zxid = SharedStats::released_zxid();
+            let queue_empty = conn.queue.borrow().is_empty();
+            if queue_empty && self.last_zxid() >= min_zxid {
+                let tree = self.tree();
+                self.serve_read(conn, header, &request, started, &tree);
+                return;
+            }
             conn.queue.borrow_mut().push_back(Pending::Read {
                 header,
                 request,
                 started,
+                min_zxid,
             });
+            if queue_empty {
+                self.mark_lagging(conn);
+            }
         }
     }
 
@@ -611,9 +796,11 @@ impl Shard {
     fn remove_conn(&self, conn: &Conn) {
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
-        let queued = conn.queue.borrow_mut().drain(..).count();
-        if queued > 0 {
-            self.outstanding.signal(queued as u64);
+        let queued = conn.queue.borrow_mut().drain(..).count() as u64;
+        // Replies never written (the writer failed, or gave up on a client that did not read).
+        let unsent = conn.out_permits.replace(0) + conn.in_flight_permits.replace(0);
+        if queued + unsent > 0 {
+            self.outstanding.signal(queued + unsent);
         }
         self.stats.release_ip(conn.peer.ip());
     }
@@ -632,6 +819,8 @@ pub async fn run(
     let to_ordering = to_ordering.connect().await;
     let from_ordering = from_ordering.connect().await;
     let share = (config.global_outstanding_limit as u64 / config.shards.max(1) as u64).max(1);
+    let output_bound_bytes =
+        OUTPUT_BOUND_BYTES_MIN.max(OUTPUT_BOUND_MAX_BUFFERS.saturating_mul(config.jute_max_buffer));
     let shard = Rc::new(Shard {
         index,
         config: config.clone(),
@@ -645,6 +834,12 @@ pub async fn run(
         next_conn: Cell::new(1),
         outstanding: Rc::new(Semaphore::new(share)),
         serving: Cell::new(false),
+        output_bound_bytes,
+        unsent_permits_max: (share / 4).max(1),
+        lagging: RefCell::new(Vec::new()),
+        lagging_wake: Notify::new(),
+        applied_at: Cell::new(None),
+        written_bytes: Cell::new(0),
     });
 
     // The first commit carries the recovered tree: a standalone server accepts no
@@ -661,6 +856,19 @@ pub async fn run(
                 return;
             }
         }
+    }
+    // Reads that waited for this shard to catch up, after each batch.
+    {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                shard.lagging_wake.wait().await;
+                while !shard.serve_lagging_reads(TURN_TIME_BUDGET) {
+                    glommio::timer::sleep(TURN_PAUSE).await;
+                }
+            }
+        })
+        .detach();
     }
     // Commits from the ordering core.
     {
@@ -701,6 +909,7 @@ pub async fn run(
         .detach();
     }
     crate::admin_glue::spawn_admin_inbox(shard.clone(), admin_inbox);
+    glommio::spawn_local(release_memory_after_bursts(shard.clone())).detach();
 
     let listener = match bind_listener(listen) {
         Ok(l) => l,
@@ -721,6 +930,38 @@ pub async fn run(
                 log::warn!("shard {index}: accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// Hands the memory a burst of output freed back to the OS once the shard is quiet again.
+///
+/// mimalloc keeps the pages a thread freed in that thread's heap and purges them only when
+/// the thread allocates or frees again; a shard that goes quiet after a burst (megabytes of
+/// replies per connection) would keep them for good. A collection walks the heap, so it
+/// runs only after a burst, once a whole check interval was quiet.
+async fn release_memory_after_bursts(shard: Rc<Shard>) {
+    let mut written_at_check = 0;
+    let mut written_at_release = 0;
+    // mimalloc purges what a collection freed only once its purge delay (1 s) has passed,
+    // at a later call: a release is a collection at each of the next few checks.
+    let mut passes_left = 0;
+    loop {
+        glommio::timer::sleep(MEMORY_RELEASE_CHECK_INTERVAL).await;
+        let written = shard.written_bytes.get();
+        let quiet = written - written_at_check < MEMORY_RELEASE_QUIET_BYTES;
+        written_at_check = written;
+        let burst_ended = quiet && written - written_at_release >= MEMORY_RELEASE_BURST_BYTES;
+        if burst_ended {
+            passes_left = MEMORY_RELEASE_PASSES;
+        }
+        if passes_left > 0 {
+            passes_left -= 1;
+            written_at_release = written;
+            // SAFETY: mi_collect takes no pointers; it only frees and purges this thread's
+            // unused pages.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+            log::debug!("shard {}: released freed memory after a burst", shard.index);
         }
     }
 }
@@ -766,11 +1007,16 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         timeout_ms: Cell::new(0),
         auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
         out: RefCell::new(BytesMut::with_capacity(4096)),
+        in_flight_bytes: Cell::new(0),
+        out_permits: Cell::new(0),
+        in_flight_permits: Cell::new(0),
         writer_wake: Notify::new(),
+        drained: Notify::new(),
         queue: RefCell::new(VecDeque::new()),
         connect_result: RefCell::new(None),
         connect_wake: Notify::new(),
         closing: Cell::new(false),
+        lagging: Cell::new(false),
         fd: stream.as_raw_fd(),
         stats: ConnStats::default(),
     });
@@ -778,9 +1024,13 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
     // As ZooKeeper's sessionless-connection timeout: a connection that has not completed its
     // handshake in time is closed.
     {
-        let conn = conn.clone();
+        // Weak: a connection that is gone is freed at once, not when this timer ends.
+        let conn = Rc::downgrade(&conn);
         glommio::spawn_local(async move {
             glommio::timer::sleep(SESSIONLESS_CONNECTION_TIMEOUT).await;
+            let Some(conn) = conn.upgrade() else {
+                return;
+            };
             if conn.session_id.get() == 0 && !conn.closing.get() {
                 log::info!(
                     "Closing connection from {}: no session after {:?}",
@@ -793,12 +1043,30 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         .detach();
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer));
+    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer, shard.clone()));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         log::info!("Closing connection from {peer}: {reason}");
     }
     conn.close();
-    writer_task.await;
+    // A client that does not read would keep the writer (and its permits) forever.
+    let flushed = futures_lite::future::or(
+        async {
+            writer_task.await;
+            true
+        },
+        async {
+            glommio::timer::sleep(CLOSING_FLUSH_TIMEOUT).await;
+            false
+        },
+    )
+    .await;
+    if !flushed {
+        log::info!(
+            "Dropping connection from {peer}: {} bytes not read by the client in {:?}",
+            conn.unsent_bytes(),
+            CLOSING_FLUSH_TIMEOUT
+        );
+    }
     shard.remove_conn(&conn);
     let session_id = conn.session_id.get();
     if session_id != 0 {
@@ -811,11 +1079,36 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
     }
 }
 
-async fn write_loop(conn: Rc<Conn>, mut writer: futures_lite::io::WriteHalf<TcpStream>) {
+async fn write_loop(
+    conn: Rc<Conn>,
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    shard: Rc<Shard>,
+) {
     loop {
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
         if !chunk.is_empty() {
-            if let Err(e) = writer.write_all(&chunk).await {
+            conn.in_flight_bytes.set(chunk.len());
+            conn.in_flight_permits.set(conn.out_permits.replace(0));
+            let result = writer.write_all(&chunk).await;
+            conn.in_flight_bytes.set(0);
+            let permits = conn.in_flight_permits.replace(0);
+            if permits > 0 {
+                shard.outstanding.signal(permits);
+            }
+            shard
+                .written_bytes
+                .set(shard.written_bytes.get() + chunk.len() as u64);
+            drop(chunk);
+            // After a burst, `out` keeps the rest of the burst's buffer (split leaves its
+            // spare capacity): an idle connection would hold megabytes. Start small again.
+            {
+                let mut out = conn.out.borrow_mut();
+                if out.is_empty() && out.capacity() > OUT_IDLE_CAPACITY_MAX_BYTES {
+                    *out = BytesMut::new();
+                }
+            }
+            conn.drained.notify();
+            if let Err(e) = result {
                 log::debug!("write to {} failed: {e}", conn.peer);
                 conn.closing.set(true);
             }
@@ -899,7 +1192,9 @@ async fn read_loop(
     };
     let connect =
         decode_connect_request(&frame).map_err(|e| format!("bad connect request: {e}"))?;
-    let last_zxid = shard.last_zxid();
+    // What the client saw may come from another shard that is ahead of this one; what was
+    // released counts (reads here wait until this shard has applied it).
+    let last_zxid = shard.last_zxid().max(SharedStats::released_zxid());
     if connect.last_zxid_seen > last_zxid {
         return Err(format!(
             "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}",
@@ -973,7 +1268,33 @@ async fn read_loop(
         }
     }
 
+    let mut frames_this_turn = 0;
+    let mut turn_started = Instant::now();
     while !conn.closing.get() {
+        // Bounded output: a client that does not read its replies stops being read (its
+        // requests wait in its socket) until the writer gets its output out.
+        while conn.over_output_bound(shard.output_bound_bytes, shard.unsent_permits_max) {
+            if conn.closing.get() {
+                return Ok(());
+            }
+            conn.drained.wait().await;
+            frames_this_turn = 0;
+            turn_started = Instant::now();
+        }
+        // A burst of frames (one socket read can hold thousands, and a read of a socket
+        // that has data returns without yielding) must not hold the shard's executor.
+        frames_this_turn += 1;
+        if frames_this_turn >= FRAMES_PER_TURN || turn_started.elapsed() >= TURN_TIME_BUDGET {
+            // Not yield_now: a task that is always runnable keeps glommio from polling for
+            // I/O until its preempt timer (100 ms) fires, so other connections' requests
+            // would wait that long. A timer is only seen expired at the next poll, when
+            // every other connection's completed reads have woken their tasks too.
+            glommio::timer::sleep(TURN_PAUSE).await;
+            frames_this_turn = 0;
+            turn_started = Instant::now();
+        } else {
+            glommio::yield_if_needed().await;
+        }
         let Some(frame) =
             read_exact_frame(&mut reader, &mut buf, &mut decoder, &mut scratch).await?
         else {

@@ -139,6 +139,7 @@ async fn flush(log: &mut DmaLog, txns: &mut Vec<(TxnHeader, Txn)>, queue: &LogQu
     txns.clear();
     debug_assert!(last > queue.persisted.get());
     queue.persisted.set(last);
+    super::SharedStats::mark_durable();
     last
 }
 

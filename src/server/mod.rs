@@ -17,7 +17,7 @@ pub mod quorum;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU8};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::shared_channel;
@@ -28,6 +28,31 @@ use messages::{ToOrdering, ToShard};
 
 /// Capacity of each cross-core channel (messages; commit batches are Arc'ed).
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// The highest zxid the log task has released to the shards (made durable and about to
+/// hand to every shard). Process-wide, behind [`SharedStats::released_zxid`]: the log task is
+/// started by the ordering core, which does not hand it the `SharedStats`.
+/// Invariant: never decreases; stored before the batch reaching it goes to any shard.
+static RELEASED_ZXID: AtomicI64 = AtomicI64::new(0);
+/// When the log task last made a group durable / finished handing batches to the shards, in
+/// microseconds since [`process_epoch`] (0: never).
+static LAST_DURABLE_US: AtomicU64 = AtomicU64::new(0);
+static LAST_SENT_US: AtomicU64 = AtomicU64::new(0);
+
+/// The instant the stage timestamps count from.
+fn process_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn now_us() -> u64 {
+    (process_epoch().elapsed().as_micros() as u64).max(1)
+}
+
+/// Milliseconds since a stage timestamp; None when it was never set.
+fn ms_since(us: u64) -> Option<u64> {
+    (us != 0).then(|| now_us().saturating_sub(us) / 1000)
+}
 
 /// State shared by every executor. Only touched on connection open/close, by the
 /// four-letter words and with relaxed atomics; never a lock on the request path.
@@ -113,6 +138,36 @@ impl SharedStats {
 
     pub fn mode(&self) -> Mode {
         Mode::from_u8(self.mode.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The highest zxid released to the shards (see `RELEASED_ZXID`). A shard whose
+    /// applied version is below it must not serve a read yet: another shard may already
+    /// have answered a write of that zxid.
+    pub fn released_zxid() -> i64 {
+        RELEASED_ZXID.load(Ordering::Acquire)
+    }
+
+    /// Called by the log task with a batch's last zxid, before the batch goes to any shard.
+    pub fn publish_released_zxid(zxid: i64) {
+        RELEASED_ZXID.fetch_max(zxid, Ordering::AcqRel);
+    }
+
+    /// The log task made a group of batches durable.
+    pub fn mark_durable() {
+        LAST_DURABLE_US.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// The log task handed every batch of a group to every shard.
+    pub fn mark_sent() {
+        LAST_SENT_US.store(now_us(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last group was durable / handed to the shards (None: never).
+    pub fn stage_ages_ms() -> (Option<u64>, Option<u64>) {
+        (
+            ms_since(LAST_DURABLE_US.load(Ordering::Relaxed)),
+            ms_since(LAST_SENT_US.load(Ordering::Relaxed)),
+        )
     }
 
     pub fn admin_inboxes(&self) -> Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>> {

@@ -144,6 +144,14 @@ impl Releaser {
                 self.notify.wait().await;
                 continue;
             };
+            // Published before any shard has the batch: a shard that gets a read while its
+            // applied version is below this waits for it (another shard may answer the
+            // write first), so no read sees an older version than an answered write.
+            if let Release::Batch { batch, .. } = &release {
+                if let Some(tree) = &batch.tree {
+                    super::SharedStats::publish_released_zxid(tree.last_zxid());
+                }
+            }
             for shard in &shards {
                 let message = match &release {
                     Release::Batch { batch, .. } => ToShard::Commit(batch.clone()),
@@ -153,6 +161,7 @@ impl Releaser {
                     log::error!("a shard's commit channel is closed");
                 }
             }
+            super::SharedStats::mark_sent();
         }
     }
 }

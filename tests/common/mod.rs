@@ -197,6 +197,11 @@ impl TestServer {
         self.child.is_none()
     }
 
+    /// Process id of a started server (None for an external one).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Path of the server's log file, for a started server.
     pub fn log_path(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.path().join("server.log"))
