@@ -177,9 +177,11 @@ def free_port(preferred):
 # ------------------------------------------------------------------ servers
 
 class Server:
-    def __init__(self, kind, root, port, zkrs_bin, java_heap):
+    def __init__(self, kind, root, port, zkrs_bin, java_heap, name=None, extra_cfg=(),
+                 myid=None):
         self.kind = kind
-        self.dir = os.path.join(root, kind)
+        self.name = name or kind
+        self.dir = os.path.join(root, self.name)
         self.port = port
         self.zkrs_bin = zkrs_bin
         self.java_heap = java_heap
@@ -193,7 +195,10 @@ class Server:
             "dataDir=%s/data" % self.dir, "dataLogDir=%s/log" % self.dir,
             "clientPort=%d" % port, "maxClientCnxns=0", "admin.enableServer=false",
             "4lw.commands.whitelist=*",
-        ]
+        ] + list(extra_cfg)
+        if myid is not None:
+            with open(os.path.join(self.dir, "data", "myid"), "w") as f:
+                f.write("%d\n" % myid)
         self.cfg = os.path.join(self.dir, "zoo.cfg")
         with open(self.cfg, "w") as f:
             f.write("\n".join(cfg) + "\n")
@@ -206,8 +211,21 @@ class Server:
     def pid(self):
         return self.proc.pid
 
+    @property
+    def pids(self):
+        return [self.proc.pid]
+
+    @property
+    def hosts(self):
+        return "127.0.0.1:%d" % self.port
+
     def start(self, timeout=120.0):
         """Starts the server; returns seconds from exec to ready()."""
+        t0 = self.launch()
+        return self.wait_ready(t0, timeout)
+
+    def launch(self):
+        """Starts the process without waiting; returns the monotonic time of the exec."""
         if self.kind == "java":
             cmd = ["java", "-Xmx%s" % self.java_heap, "-cp", JAVA_CP,
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", self.cfg]
@@ -219,6 +237,10 @@ class Server:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=self.out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return t0
+
+    def wait_ready(self, t0, timeout=120.0):
+        """Waits until ready(); returns seconds since t0."""
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited with %s; see %s/server.out"
@@ -227,6 +249,25 @@ class Server:
                 return time.monotonic() - t0
             time.sleep(0.02)
         raise RuntimeError("%s did not become ready in %.0fs" % (self.kind, timeout))
+
+    def mode(self):
+        """`Mode:` of srvr (standalone, leader, follower), None while not serving."""
+        try:
+            m = re.search(r"^Mode: (\w+)", four_letter(self.port, "srvr", timeout=1.0), re.M)
+        except OSError:
+            return None
+        return m.group(1) if m else None
+
+    def kill9(self):
+        """SIGKILL, no shutdown of any kind; returns the wall-clock time of the kill."""
+        at = time.time()
+        self.proc.kill()
+        self.proc.wait(30)
+        self.proc = None
+        if self.out:
+            self.out.close()
+            self.out = None
+        return at
 
     def stop(self, timeout=60.0):
         if self.proc is None:
@@ -246,8 +287,11 @@ class Server:
 
 # ------------------------------------------------------------------ loadgen
 
-def loadgen_cmd(loadgen, port, extra, json_path=None):
-    cmd = [loadgen, "run", "--hosts", "127.0.0.1:%d" % port, "--keys", str(KEYS),
+def loadgen_cmd(loadgen, hosts, extra, json_path=None):
+    """`hosts`: a port (standalone) or a connect string."""
+    if isinstance(hosts, int):
+        hosts = "127.0.0.1:%d" % hosts
+    cmd = [loadgen, "run", "--hosts", hosts, "--keys", str(KEYS),
            "--value-size", str(VALUE), "--quiet", "--keep"] + extra
     if json_path:
         cmd += ["--json", json_path]
@@ -262,11 +306,14 @@ def run_loadgen(cmd, timeout, stdout_path):
 
 def measure_workload(server, loadgen, name, flags, duration, warmup, raw_dir):
     """One measured loadgen run; server CPU and system CPU sampled over the measured window."""
+    """`server` is a Server or an Ensemble: CPU and RSS are summed over its processes."""
     json_path = os.path.join(raw_dir, "%s-%s.json" % (server.kind, name))
-    cmd = loadgen_cmd(loadgen, server.port,
+    cmd = loadgen_cmd(loadgen, server.hosts,
                       flags + ["--no-setup", "--duration", "%ds" % duration,
                                "--warmup", "%ds" % warmup], json_path)
-    reset_peak_rss(server.pid)
+    pids = server.pids
+    for pid in pids:
+        reset_peak_rss(pid)
     t0 = time.monotonic()
     out = open(os.path.join(raw_dir, "%s-%s.txt" % (server.kind, name)), "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -274,9 +321,12 @@ def measure_workload(server, loadgen, name, flags, duration, warmup, raw_dir):
     # Sample inside that: from warmup+0.2s to warmup+duration (still under load).
     start_at, end_at = t0 + warmup + 0.2, t0 + warmup + duration
     time.sleep(max(0.0, start_at - time.monotonic()))
-    a = (time.monotonic(), proc_cpu_s(server.pid), proc_cpu_s(p.pid), system_busy_s())
+    a = (time.monotonic(), [proc_cpu_s(q) for q in pids], proc_cpu_s(p.pid), system_busy_s())
     time.sleep(max(0.0, end_at - time.monotonic()))
-    b = (time.monotonic(), proc_cpu_s(server.pid), proc_cpu_s(p.pid), system_busy_s())
+    b = (time.monotonic(), [proc_cpu_s(q) for q in pids], proc_cpu_s(p.pid), system_busy_s())
+    per_server = [(y - x) for x, y in zip(a[1], b[1])]
+    a = (a[0], sum(a[1]), a[2], a[3])
+    b = (b[0], sum(b[1]), b[2], b[3])
     try:
         rc = p.wait(timeout=duration + warmup + 60)
     except subprocess.TimeoutExpired:
@@ -289,9 +339,11 @@ def measure_workload(server, loadgen, name, flags, duration, warmup, raw_dir):
         "server_cores": (b[1] - a[1]) / wall,
         "loadgen_cores": (b[2] - a[2]) / wall,
         "other_cores": max(0.0, ((b[3] - a[3]) - (b[1] - a[1]) - (b[2] - a[2])) / wall),
-        "peak_rss_kb": proc_status_kb(server.pid, "VmHWM"),
-        "rss_kb": proc_status_kb(server.pid, "VmRSS"),
+        "peak_rss_kb": sum(proc_status_kb(q, "VmHWM") or 0 for q in pids),
+        "rss_kb": sum(proc_status_kb(q, "VmRSS") or 0 for q in pids),
     }
+    if len(pids) > 1:
+        result["per_server_cores"] = [c / wall for c in per_server]
     try:
         with open(json_path) as f:
             report = json.load(f)
@@ -593,6 +645,455 @@ def build_report(args, info, fsync, res, load_before, load_after, started, elaps
     return "\n".join(L), goals
 
 
+# ------------------------------------------------------------------ ensemble mode
+
+ENSEMBLE_WORKLOADS = [w for w in WORKLOADS if w[0] in ("read", "write", "mixed")]
+
+
+def ports_free(ports):
+    return all(port_bindable(p) for p in ports)
+
+
+class Ensemble:
+    """N servers of one kind on loopback: client port BASE+10*i, quorum BASE+10*i+1,
+    election BASE+10*i+2 (i = 1..N, as shared/tools/java-zk.sh lays them out)."""
+
+    def __init__(self, kind, root, base, n, zkrs_bin, java_heap):
+        for _ in range(20):
+            ports = [base + 10 * i + k for i in range(1, n + 1) for k in range(3)]
+            if ports_free(ports):
+                break
+            base += 100
+        else:
+            raise RuntimeError("no free port range for the %s ensemble" % kind)
+        self.kind = kind
+        self.dir = os.path.join(root, kind)
+        lines = ["server.%d=127.0.0.1:%d:%d" % (i, base + 10 * i + 1, base + 10 * i + 2)
+                 for i in range(1, n + 1)]
+        self.members = [Server(kind, root, base + 10 * i, zkrs_bin, java_heap,
+                               name="%s/s%d" % (kind, i), extra_cfg=lines, myid=i)
+                        for i in range(1, n + 1)]
+
+    @property
+    def title(self):
+        return self.members[0].title
+
+    @property
+    def pids(self):
+        return [m.pid for m in self.members if m.proc is not None]
+
+    @property
+    def hosts(self):
+        return ",".join(m.hosts for m in self.members)
+
+    def hosts_without(self, member):
+        return ",".join(m.hosts for m in self.members if m is not member)
+
+    def start(self, timeout=120.0):
+        """Starts every member; returns seconds until one leads and all others follow."""
+        t0 = time.monotonic()
+        for m in self.members:
+            m.launch()
+        self.wait_serving(len(self.members), t0, timeout)
+        return time.monotonic() - t0
+
+    def modes(self):
+        return [m.mode() if m.proc is not None else None for m in self.members]
+
+    def wait_serving(self, count, t0, timeout=120.0):
+        """Until one leader and count-1 followers serve (srvr + a session); the leader."""
+        while time.monotonic() - t0 < timeout:
+            for m in self.members:
+                if m.proc is not None and m.proc.poll() is not None:
+                    raise RuntimeError("%s exited with %s; see %s/server.out"
+                                       % (m.name, m.proc.returncode, m.dir))
+            modes = self.modes()
+            leaders = [m for m, mode in zip(self.members, modes) if mode == "leader"]
+            followers = sum(1 for mode in modes if mode == "follower")
+            if len(leaders) == 1 and 1 + followers >= count and all(
+                    ready(m.port) for m, mode in zip(self.members, modes) if mode):
+                return leaders[0]
+            time.sleep(0.05)
+        raise RuntimeError("%s ensemble: no leader with %d serving in %.0fs (modes %s)"
+                           % (self.kind, count, timeout, self.modes()))
+
+    def leader(self):
+        return self.wait_serving(1, time.monotonic(), 60)
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+
+
+def read_timeline(path):
+    events = []
+    with open(path) as f:
+        next(f, None)
+        for line in f:
+            parts = line.rstrip("\n").split(",")
+            if len(parts) == 5:
+                events.append((int(parts[0]) / 1e6, parts[1], parts[2], int(parts[3]),
+                               int(parts[4])))
+    return events
+
+
+def failover(ens, loadgen, args, raw_dir):
+    """Open-loop writes over all members; kill -9 the leader mid-run; write unavailability
+    from the loadgen's own timeline (completion times of acknowledged writes)."""
+    kind = ens.kind
+    leader = ens.leader()
+    before, after_kill = args.failover_before, args.failover_after
+    timeline = os.path.join(raw_dir, "%s-failover-timeline.csv" % kind)
+    json_path = os.path.join(raw_dir, "%s-failover.json" % kind)
+    cmd = loadgen_cmd(loadgen, ens.hosts,
+                      ["--mix", "set=100", "-c", "8", "--rate", str(args.failover_rate),
+                       "--no-setup", "--reconnect", "--session-timeout", "10s",
+                       "--duration", "%ds" % (before + after_kill), "--warmup", "1s",
+                       "--drain-timeout", "15s", "--timeline", timeline], json_path)
+    out = open(os.path.join(raw_dir, "%s-failover.txt" % kind), "w")
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    time.sleep(max(0.0, t0 + 1 + before - time.monotonic()))
+    killed = leader.name
+    kill_at = leader.kill9()
+    # When do the survivors show a new leader on srvr (polled every 20 ms)?
+    new_leader, new_leader_s = None, None
+    while time.time() - kill_at < 60:
+        for m in ens.members:
+            if m.proc is not None and m.mode() == "leader":
+                new_leader, new_leader_s = m.name, time.time() - kill_at
+                break
+        if new_leader:
+            break
+        time.sleep(0.02)
+    try:
+        rc = p.wait(timeout=before + after_kill + 90)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = p.wait()
+    out.close()
+    res = {"rc": rc, "killed": killed, "new_leader": new_leader,
+           "new_leader_srvr_s": new_leader_s, "rate": args.failover_rate}
+    try:
+        events = read_timeline(timeline)
+    except OSError as e:
+        res["error"] = "no timeline (%s), loadgen exit %s" % (e, rc)
+        return res
+    oks = [e[0] for e in events if e[1] == "set" and e[2] == "ok"]
+    last_before = max((t for t in oks if t <= kill_at), default=None)
+    # For scale: the longest gap between acks in the second before the kill (a machine
+    # shared with others stalls now and then; at 2000/s acks are ~0.5 ms apart).
+    window = [t for t in oks if kill_at - 1.0 <= t <= kill_at]
+    baseline = max((b - a for a, b in zip(window, window[1:])), default=None)
+    first_after = None
+    # The first acknowledged write after the longest silence that follows the kill (acks
+    # already on their way when the leader died arrive a few ms after kill_at).
+    after = [t for t in oks if t > kill_at]
+    prev, gap = last_before, None
+    for t in after:
+        if prev is not None and (gap is None or t - prev > gap[1] - gap[0]):
+            gap = (prev, t)
+        prev = t
+    if gap is not None:
+        last_before, first_after = gap
+    errors = {}
+    for e in events:
+        if e[1] != "reconnect" and e[2] != "ok":
+            errors[e[2]] = errors.get(e[2], 0) + 1
+    reconnects = [e for e in events if e[1] == "reconnect"]
+    res.update({
+        "writes_ok": len(oks),
+        "errors": errors,
+        "reconnects": len(reconnects),
+        "reconnect_ms_max": max((e[3] / 1000 for e in reconnects), default=None),
+        "gap_s": (first_after - last_before) if gap else None,
+        "kill_to_first_ack_s": (first_after - kill_at) if first_after else None,
+        "gap_start_after_kill_s": (last_before - kill_at) if last_before else None,
+        "baseline_gap_s": baseline,
+        "max_latency_ms": max((e[3] / 1000 for e in events if e[1] == "set"), default=None),
+    })
+    # Bring the killed member back, so the next step has the full ensemble again.
+    member = next(m for m in ens.members if m.name == killed)
+    member.launch()
+    ens.wait_serving(len(ens.members), time.monotonic(), 120)
+    return res
+
+
+def sync_kind(member, since_bytes):
+    """How the member's last sync went, from its log after `since_bytes`."""
+    try:
+        with open(os.path.join(member.dir, "server.out"), "rb") as f:
+            f.seek(since_bytes)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "?"
+    found = []
+    for pattern, name in [(r"by SNAP", "SNAP"), (r"by DIFF", "DIFF"),
+                          (r"[Gg]etting a snapshot from leader", "SNAP"),
+                          (r"[Gg]etting a diff from the leader", "DIFF"),
+                          (r"[Gg]etting updates from leader", "DIFF")]:
+        if re.search(pattern, text) and name not in found:
+            found.append(name)
+    return "+".join(found) or "?"
+
+
+def snap_catchup(ens, loadgen, args, raw_dir):
+    """Stop a follower, create the znodes through the others, restart it: time until it
+    follows and its znode count matches the leader's."""
+    kind = ens.kind
+    leader = ens.leader()
+    follower = next(m for m in ens.members if m is not leader)
+    follower.stop()
+    log_path = os.path.join(raw_dir, "%s-snap-znodes.txt" % kind)
+    cmd = loadgen_cmd(loadgen, ens.hosts_without(follower),
+                      ["--mix", "get=100", "-c", "1", "--outstanding", "1",
+                       "--duration", "1s", "--warmup", "0s"])
+    cmd[cmd.index("--keys") + 1] = str(args.snap_znodes)
+    t0 = time.monotonic()
+    rc = run_loadgen(cmd, 1800, log_path)
+    wall = time.monotonic() - t0
+    with open(log_path) as f:
+        text = f.read()
+    m = re.search(r"setup: (\d+) nodes created, (\d+) already there.* in ([0-9.]+)s", text)
+    created, setup_s = (int(m.group(1)), float(m.group(3))) if m else (None, wall)
+    want = int(mntr(leader.port).get("zk_znode_count", "0") or 0)
+    log_size = os.path.getsize(os.path.join(follower.dir, "server.out"))
+    t_start = follower.launch()
+    follow_s, match_s, count = None, None, None
+    while time.monotonic() - t_start < 600:
+        if follower.proc.poll() is not None:
+            raise RuntimeError("%s exited during catch-up" % follower.name)
+        if follow_s is None and follower.mode() == "follower":
+            follow_s = time.monotonic() - t_start
+        if follow_s is not None:
+            count = int(mntr(follower.port).get("zk_znode_count", "0") or 0)
+            if count == want:
+                match_s = time.monotonic() - t_start
+                break
+        time.sleep(0.02)
+    return {"rc": rc, "follower": follower.name, "created": created, "setup_s": setup_s,
+            "create_rate": created / setup_s if created and setup_s else None,
+            "leader_znode_count": want, "follower_znode_count": count,
+            "start_to_follower_s": follow_s, "start_to_count_match_s": match_s,
+            "sync": sync_kind(follower, log_size),
+            "follower_rss_kb": proc_status_kb(follower.pid, "VmRSS")}
+
+
+def bench_ensemble(ens, loadgen, args, raw_dir):
+    res = {"workloads": {}}
+    log("%s: starting an ensemble of %d (client ports %s)"
+        % (ens.kind, len(ens.members), ens.hosts))
+    res["first_start_s"] = ens.start()
+    res["first_leader"] = ens.leader().name
+    log("%s: warm-up %ds (creates %d keys)" % (ens.kind, args.jit_warmup, KEYS))
+    rc = run_loadgen(loadgen_cmd(loadgen, ens.hosts,
+                                 ["--mix", "get=50,set=50", "-c", "8", "--outstanding", "32",
+                                  "--duration", "%ds" % args.jit_warmup, "--warmup", "0s"]),
+                     args.jit_warmup + 120, os.path.join(raw_dir, "%s-warmup.txt" % ens.kind))
+    if rc not in (0, 1):
+        raise RuntimeError("%s warm-up failed (loadgen exit %d)" % (ens.kind, rc))
+    for name, title, flags in ENSEMBLE_WORKLOADS:
+        log("%s: %s" % (ens.kind, title))
+        res["workloads"][name] = w = measure_workload(ens, loadgen, name, flags, args.duration,
+                                                      args.warmup, raw_dir)
+        log("%s:   %.0f ops/s, p99 %.3f ms, servers %.2f cores, %.1f us/op"
+            % (ens.kind, w.get("throughput", 0), w.get("latency_ms", {}).get("p99", -1),
+               w["server_cores"], w.get("cpu_us_per_op") or -1))
+    log("%s: failover: %d writes/s, kill -9 of the leader after %ds"
+        % (ens.kind, args.failover_rate, args.failover_before))
+    res["failover"] = failover(ens, loadgen, args, raw_dir)
+    log("%s:   %s" % (ens.kind, res["failover"]))
+    log("%s: follower catch-up of %d znodes" % (ens.kind, args.snap_znodes))
+    res["snap"] = snap_catchup(ens, loadgen, args, raw_dir)
+    log("%s:   %s" % (ens.kind, res["snap"]))
+    ens.stop()
+    return res
+
+
+def build_ensemble_report(args, info, fsync, res, load_before, load_after, started, elapsed):
+    j, z = res["java"], res["zkrs"]
+    n = args.ensemble
+    L = []
+    mode = "quick" if args.quick else "full"
+    L.append("# zkrs vs Apache ZooKeeper 3.8, ensembles of %d: %s run, %s" % (n, mode, started))
+    L.append("")
+    L.append("Produced by `perf/compare.sh --ensemble %d%s` in %.0f s. One ensemble at a "
+             "time, all %d servers on this machine (loopback, distinct ports, data dirs "
+             "under one temporary dir on the same disk), the same zoo.cfg for both "
+             "(tickTime=2000, initLimit=10, syncLimit=5, forceSync default = yes, "
+             "maxClientCnxns=0, 4lw whitelist *, `server.N=127.0.0.1:quorum:election`). "
+             "Loadgen sessions spread over all %d servers (session i -> server i mod %d); "
+             "closed loop, %d keys, %d B values, %d s measured after %d s warm-up per "
+             "workload (plus a %d s unmeasured warm-up per ensemble). Java: `-Xmx%s` each."
+             % (n, " --quick" if args.quick else "", elapsed, n, n, n, KEYS, VALUE,
+                args.duration, args.warmup, args.jit_warmup, args.java_heap))
+    L.append("")
+    L.append("## Machine")
+    L.append("")
+    for key, label in [("host", "host"), ("cpu", "CPU"), ("cores", "cores"),
+                       ("memory", "memory"), ("kernel", "kernel"), ("disk", "data disk"),
+                       ("rustc", "rustc"), ("java", "java"),
+                       ("zookeeper_pkg", "zookeeper package"), ("zkrs_commit", "zkrs commit")]:
+        L.append("- %s: %s" % (label, info.get(key, "?")))
+    L.append("- load average before: %s; after: %s" % (load_before, load_after))
+    L.append("- fdatasync of 4 KiB on a preallocated file in the data dir "
+             "(`perf/fsync_probe.py`): p50 %.0f us, p99 %.0f us, p99.9 %.0f us (n=%d)"
+             % (fsync["p50_us"], fsync["p99_us"], fsync["p99_9_us"], fsync["samples"]))
+    L.append("")
+    L.append("## Workloads")
+    L.append("")
+    L.append("Ratios are \"how much better zkrs is\" (> 1 = zkrs better). Server CPU is "
+             "utime+stime from `/proc/<pid>/stat` of all %d servers, summed." % n)
+    L.append("")
+    L.append("| workload | metric | Java ZK 3.8 | zkrs | ratio |")
+    L.append("|---|---|---:|---:|---:|")
+
+    def row(wl, metric, jv, zv, r, digits=0):
+        L.append("| %s | %s | %s | %s | %s |" % (wl, metric, fmt_num(jv, digits),
+                                              fmt_num(zv, digits), fmt_ratio(r)))
+
+    def cores_list(w):
+        return " + ".join("%.2f" % c for c in w.get("per_server_cores", []))
+
+    for name, title, _ in ENSEMBLE_WORKLOADS:
+        jw, zw = j["workloads"][name], z["workloads"][name]
+        label = "**%s**: %s" % (name, title)
+        if "error" in jw or "error" in zw:
+            L.append("| %s | error | %s | %s | |" % (label, jw.get("error", ""),
+                                                     zw.get("error", "")))
+            continue
+        row(label, "throughput (ops/s)", jw["throughput"], zw["throughput"],
+            ratio(zw["throughput"], jw["throughput"]))
+        for key, metric in [("p50", "p50 latency (ms)"), ("p99", "p99 latency (ms)"),
+                            ("p99_9", "p99.9 latency (ms)")]:
+            row("", metric, jw["latency_ms"][key], zw["latency_ms"][key],
+                ratio(jw["latency_ms"][key], zw["latency_ms"][key]), 3)
+        row("", "server CPU per op, %d servers (us)" % n, jw["cpu_us_per_op"],
+            zw["cpu_us_per_op"], ratio(jw["cpu_us_per_op"], zw["cpu_us_per_op"]), 1)
+        L.append("| | server CPU (cores busy; s1 + s2 + ...) | %.2f (%s) | %.2f (%s) | |"
+                 % (jw["server_cores"], cores_list(jw), zw["server_cores"], cores_list(zw)))
+        row("", "peak RSS, %d servers (MiB)" % n, mib(jw["peak_rss_kb"]),
+            mib(zw["peak_rss_kb"]), ratio(jw["peak_rss_kb"], zw["peak_rss_kb"]), 1)
+        L.append("| | loadgen / other CPU (cores) | %.2f / %.2f | %.2f / %.2f | |"
+                 % (jw["loadgen_cores"], jw["other_cores"], zw["loadgen_cores"],
+                    zw["other_cores"]))
+        if jw.get("errors") or zw.get("errors"):
+            L.append("| | errors | %s | %s | |" % (jw.get("errors"), zw.get("errors")))
+    L.append("| | first leader | %s | %s | |" % (j.get("first_leader"), z.get("first_leader")))
+    L.append("")
+
+    jf, zf = j["failover"], z["failover"]
+    L.append("## Leader failover")
+    L.append("")
+    L.append("Open loop, %d writes/s (set=100) over 8 sessions spread over the servers, "
+             "`--reconnect` (a broken or silent session opens a new one on the next server); "
+             "after %d s the leader (srvr `Mode: leader`) gets `kill -9`. Unavailability is "
+             "the longest gap between two acknowledged writes around the kill, from the "
+             "loadgen's timeline (completion times)."
+             % (args.failover_rate, args.failover_before))
+    L.append("")
+    L.append("| metric | Java ZK 3.8 | zkrs |")
+    L.append("|---|---:|---:|")
+
+    def frow(metric, key, scale=1.0, digits=0):
+        def v(side):
+            x = side.get(key)
+            if x is None:
+                return "n/a"
+            if isinstance(x, (int, float)):
+                return fmt_num(x * scale, digits)
+            return str(x)
+        L.append("| %s | %s | %s |" % (metric, v(jf), v(zf)))
+
+    frow("**writes unavailable** (gap between acks, ms)", "gap_s", 1000)
+    frow("kill -> first acknowledged write (ms)", "kill_to_first_ack_s", 1000)
+    frow("gap starts, ms after the kill (< 0: before it)", "gap_start_after_kill_s", 1000, 1)
+    frow("longest gap in the second before the kill (ms)", "baseline_gap_s", 1000, 1)
+    frow("kill -> a survivor's srvr says leader (ms)", "new_leader_srvr_s", 1000)
+    frow("killed leader", "killed")
+    frow("new leader", "new_leader")
+    frow("writes acknowledged", "writes_ok")
+    frow("reconnects (sessions replaced)", "reconnects")
+    frow("slowest reconnect (ms)", "reconnect_ms_max", 1, 0)
+    frow("max write latency from intended send (ms)", "max_latency_ms", 1, 0)
+    L.append("| errors | %s | %s |" % (
+        ", ".join("%s %d" % kv for kv in sorted(jf.get("errors", {}).items())) or "0",
+        ", ".join("%s %d" % kv for kv in sorted(zf.get("errors", {}).items())) or "0"))
+    L.append("")
+
+    js, zs = j["snap"], z["snap"]
+    L.append("## Follower catch-up")
+    L.append("")
+    L.append("A follower is stopped (SIGTERM); %s znodes (~30 B paths, 100 B values) are "
+             "created through the other servers (one session, pipelined); the follower is "
+             "started again and timed until its srvr says `Mode: follower` and its mntr "
+             "`zk_znode_count` equals the leader's." % fmt_num(args.snap_znodes))
+    L.append("")
+    L.append("| metric | Java ZK 3.8 | zkrs | ratio |")
+    L.append("|---|---:|---:|---:|")
+
+    def srow(metric, jv, zv, r, digits=0):
+        L.append("| %s | %s | %s | %s |" % (metric, fmt_num(jv, digits), fmt_num(zv, digits),
+                                           fmt_ratio(r)))
+
+    srow("znodes created while it was down", js["created"], zs["created"], None)
+    srow("create rate, %d of %d up (znodes/s)" % (n - 1, n), js["create_rate"],
+         zs["create_rate"], ratio(zs["create_rate"], js["create_rate"]))
+    srow("start -> Mode: follower (s)", js["start_to_follower_s"], zs["start_to_follower_s"],
+         ratio(js["start_to_follower_s"], zs["start_to_follower_s"]), 2)
+    srow("**start -> znode count matches** (s)", js["start_to_count_match_s"],
+         zs["start_to_count_match_s"],
+         ratio(js["start_to_count_match_s"], zs["start_to_count_match_s"]), 2)
+    srow("zk_znode_count of the leader", js["leader_znode_count"], zs["leader_znode_count"],
+         None)
+    srow("zk_znode_count of the follower", js["follower_znode_count"],
+         zs["follower_znode_count"], None)
+    L.append("| sync (from the follower's log) | %s | %s | |" % (js["sync"], zs["sync"]))
+    srow("follower RSS after (MiB)", mib(js["follower_rss_kb"]), mib(zs["follower_rss_kb"]),
+         ratio(js["follower_rss_kb"], zs["follower_rss_kb"]), 1)
+    L.append("")
+
+    goals = []
+
+    def goal(text, measured_text, ok, gap_text):
+        goals.append((text, measured_text, "PASS" if ok else "MISS", gap_text))
+
+    def wl(side, name):
+        return side["workloads"][name]
+
+    for name, need in [("write", 3), ("read", 5)]:
+        r = ratio(wl(z, name).get("throughput"), wl(j, name).get("throughput"))
+        goal("%s throughput >= %dx" % (name, need), fmt_ratio(r), r is not None and r >= need,
+             "" if r is None or r >= need else "needs %.1fx more" % (need / r))
+    for name, _, _ in ENSEMBLE_WORKLOADS:
+        r = ratio(wl(j, name).get("latency_ms", {}).get("p99"),
+                  wl(z, name).get("latency_ms", {}).get("p99"))
+        goal("%s p99 <= 1/2" % name, fmt_ratio(r), r is not None and r >= 2,
+             "" if r is None or r >= 2 else "needs %.1fx lower" % (2 / r))
+    for name, _, _ in ENSEMBLE_WORKLOADS:
+        r = ratio(wl(j, name).get("cpu_us_per_op"), wl(z, name).get("cpu_us_per_op"))
+        goal("%s server CPU per op (%d servers) <= 1/4" % (name, n), fmt_ratio(r),
+             r is not None and r >= 4,
+             "" if r is None or r >= 4 else "needs %.1fx less" % (4 / r))
+    g = zf.get("gap_s")
+    goal("leader failover: writes unavailable <= 1 s",
+         "zkrs %s ms, Java %s ms" % (fmt_num(g * 1000 if g is not None else None),
+                                     fmt_num(jf["gap_s"] * 1000 if jf.get("gap_s") else None)),
+         g is not None and g <= 1.0, "" if g is None or g <= 1.0 else "%.0f ms over" % (
+             (g - 1.0) * 1000))
+    L.append("## Goals")
+    L.append("")
+    L.append("| goal | measured (ratio vs Java) | verdict | gap |")
+    L.append("|---|---|---|---|")
+    for gl in goals:
+        L.append("| %s | %s | **%s** | %s |" % gl)
+    L.append("")
+    L.append("Raw loadgen output, JSON and failover timelines: `%s/`." %
+             os.path.basename(args.raw_dir))
+    L.append("")
+    return "\n".join(L), goals
+
+
 def main():
     parser = argparse.ArgumentParser(description="zkrs vs Apache ZooKeeper 3.8, side by side")
     parser.add_argument("--quick", action="store_true", help="1-2 minute version")
@@ -604,19 +1105,38 @@ def main():
     parser.add_argument("--keep-tmp", action="store_true")
     parser.add_argument("--java-heap", default=os.environ.get("JAVA_ZK_HEAP", "2g"))
     parser.add_argument("--only", choices=["java", "zkrs"], help=argparse.SUPPRESS)
+    parser.add_argument("--ensemble", type=int, choices=[3, 5], metavar="N",
+                        help="ensemble mode: N zkrs servers vs N Java servers on this machine "
+                        "(reads, writes, 90/10, leader failover, follower catch-up) instead "
+                        "of the standalone comparison")
+    parser.add_argument("--failover-rate", type=int, default=2000,
+                        help="ensemble mode: writes/s offered during the failover (default "
+                        "2000)")
+    parser.add_argument("--snap-znodes", type=int,
+                        help="ensemble mode: znodes a stopped follower must catch up on "
+                        "(default 1000000, --quick 100000)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.jit_warmup, args.znodes = 3, 1, 2, 100_000
+        args.failover_before, args.failover_after = 3, 10
     else:
         args.duration, args.warmup, args.jit_warmup, args.znodes = 10, 2, 5, 1_000_000
+        args.failover_before, args.failover_after = 5, 15
+    if args.snap_znodes is None:
+        args.snap_znodes = args.znodes
+    if args.snap_znodes < KEYS or args.snap_znodes > 10_000_000:
+        parser.error("--snap-znodes must be from %d to 10000000" % KEYS)
 
+    args.zkrs, args.loadgen = os.path.abspath(args.zkrs), os.path.abspath(args.loadgen)
     for path in ["/usr/share/java/zookeeper.jar", args.zkrs, args.loadgen]:
         if not os.path.exists(path):
             sys.exit("missing %s" % path)
     started = datetime.datetime.now()
     t_start = time.monotonic()
     host = socket.gethostname().split(".")[0]
-    stem = "%s-%s%s" % (started.strftime("%Y-%m-%d"), host, "-quick" if args.quick else "")
+    stem = "%s-%s%s%s" % (started.strftime("%Y-%m-%d"), host,
+                          "-ensemble%d" % args.ensemble if args.ensemble else "",
+                          "-quick" if args.quick else "")
     os.makedirs(args.out, exist_ok=True)
     args.raw_dir = os.path.join(args.out, stem)
     shutil.rmtree(args.raw_dir, ignore_errors=True)
@@ -639,21 +1159,29 @@ def main():
         for kind, port in [("java", 23181), ("zkrs", 24181)]:
             if args.only and kind != args.only:
                 continue
-            server = Server(kind, tmp_root, free_port(port), args.zkrs, args.java_heap)
-            servers.append(server)
-            res[kind] = bench_server(server, args.loadgen, args, args.raw_dir)
+            if args.ensemble:
+                server = Ensemble(kind, tmp_root, port - 181 + 200, args.ensemble, args.zkrs,
+                                  args.java_heap)
+                servers.append(server)
+                res[kind] = bench_ensemble(server, args.loadgen, args, args.raw_dir)
+            else:
+                server = Server(kind, tmp_root, free_port(port), args.zkrs, args.java_heap)
+                servers.append(server)
+                res[kind] = bench_server(server, args.loadgen, args, args.raw_dir)
             with open(os.path.join(args.raw_dir, "%s-summary.json" % kind), "w") as f:
                 json.dump(res[kind], f, indent=2)
     finally:
         for server in servers:
             server.stop()
         for server in servers:
-            out = os.path.join(server.dir, "server.out")
-            if os.path.exists(out):
-                with open(out, "rb") as src, open(os.path.join(
-                        args.raw_dir, "%s-server-log-tail.txt" % server.kind), "wb") as dst:
-                    src.seek(max(0, os.path.getsize(out) - 20000))
-                    dst.write(src.read())
+            for member in getattr(server, "members", [server]):
+                out = os.path.join(member.dir, "server.out")
+                if os.path.exists(out):
+                    with open(out, "rb") as src, open(os.path.join(
+                            args.raw_dir, "%s-server-log-tail.txt"
+                            % member.name.replace("/", "-")), "wb") as dst:
+                        src.seek(max(0, os.path.getsize(out) - 20000))
+                        dst.write(src.read())
         if args.keep_tmp:
             log("kept %s" % tmp_root)
         else:
@@ -662,8 +1190,9 @@ def main():
         return 0
     load_after = open("/proc/loadavg").read().split()[:3]
     elapsed = time.monotonic() - t_start
-    text, goals = build_report(args, info, fsync, res, " ".join(load_before),
-                               " ".join(load_after), started.strftime("%Y-%m-%d %H:%M"), elapsed)
+    report = build_ensemble_report if args.ensemble else build_report
+    text, goals = report(args, info, fsync, res, " ".join(load_before),
+                         " ".join(load_after), started.strftime("%Y-%m-%d %H:%M"), elapsed)
     md = os.path.join(args.out, stem + ".md")
     with open(md, "w") as f:
         f.write(text)

@@ -2,6 +2,7 @@
 # zkrs vs Apache ZooKeeper 3.8 on this machine, one server at a time; see perf/README.md.
 #
 #   perf/compare.sh [--quick] [--skip-build] [--out DIR] [--tmp DIR] [--keep-tmp]
+#   perf/compare.sh --ensemble 3 [--quick] [--failover-rate N] [--snap-znodes N] [...]
 #
 #   --quick       1-2 minute version (3 s runs, 100k znodes) instead of the full one
 #                 (10 s runs + 2 s warm-up, 1M znodes; under 10 minutes)
@@ -9,6 +10,10 @@
 #   --out DIR     where the Markdown report and raw JSON go (default perf/results)
 #   --tmp DIR     parent of the temporary data dirs (default $TMPDIR or /tmp): the disk tested
 #   --keep-tmp    leave the data dirs behind
+#   --ensemble N  N zkrs servers vs N Java servers on this machine (3 or 5): reads, writes,
+#                 90/10 spread over all servers, leader failover under 2000 writes/s
+#                 (--failover-rate), follower catch-up of 1M znodes (--quick: 100k;
+#                 --snap-znodes)
 #
 # Needs: cargo, python3, java + Debian's zookeeper package (/usr/share/java/zookeeper.jar).
 set -euo pipefail
@@ -18,7 +23,7 @@ args=()
 for a in "$@"; do
   case "$a" in
     --skip-build) build=0;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0;;
     *) args+=("$a");;
   esac
 done

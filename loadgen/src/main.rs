@@ -116,6 +116,9 @@ struct WorkloadArgs {
     /// Keep the key space after the run
     #[arg(long)]
     keep: bool,
+    /// Mix: replace a broken (or silent) session with a new one on the next host
+    #[arg(long)]
+    reconnect: bool,
     /// Session timeout asked for [default: 30s]
     #[arg(long)]
     session_timeout: Option<String>,
@@ -183,6 +186,9 @@ impl WorkloadArgs {
         if self.keep {
             settings.keep = true;
         }
+        if self.reconnect {
+            settings.reconnect = true;
+        }
         for pair in &self.set {
             let Some((key, value)) = pair.split_once('=') else {
                 return Err(SettingError(format!("--set `{pair}`: expected KEY=VALUE")));
@@ -210,6 +216,10 @@ struct OutputArgs {
     /// Use the key space as it is: no setup before the run
     #[arg(long)]
     no_setup: bool,
+    /// Mix: write every completion (and reconnect) as CSV lines
+    /// `unix_us,what,outcome,latency_us,session` into FILE
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
 }
 
 impl OutputArgs {
@@ -343,6 +353,16 @@ fn finish(settings: &Settings) {
 }
 
 fn run(settings: &Settings, output: &OutputArgs) -> Result<ExitCode, RunError> {
+    let mut settings = settings.clone();
+    if output.timeline.is_some() {
+        if settings.kind != Kind::Mix {
+            return Err(RunError(
+                "--timeline records the operation mix (kind = mix)".into(),
+            ));
+        }
+        settings.timeline = true;
+    }
+    let settings = &settings;
     prepare(settings, output)?;
     let show = output.show_progress();
     let outcome = match settings.kind {
@@ -376,6 +396,20 @@ fn write_outputs(
     if let Some(path) = &output.json {
         report::write_json(path, &RunReport::new(settings, outcome))
             .map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
+    }
+    if let Some(path) = &output.timeline {
+        let events = outcome.stats.sorted_timeline();
+        report::write_timeline(path, &events)
+            .map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
+        match report::longest_ok_gap(&events) {
+            Some((from, to)) => eprintln!(
+                "timeline: {} events in {}; longest gap between successful operations {:.1} ms",
+                events.len(),
+                path.display(),
+                (to - from) as f64 / 1000.0
+            ),
+            None => eprintln!("timeline: {} events in {}", events.len(), path.display()),
+        }
     }
     if let Some(dir) = &output.hgrm {
         let files = report::write_hgrm_dir(dir, outcome)

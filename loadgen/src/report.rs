@@ -1,4 +1,5 @@
-//! Presenting a run: the table on stdout, the `--json` file, the `--hgrm` files.
+//! Presenting a run: the table on stdout, the `--json` file, the `--hgrm` files, the
+//! `--timeline` file.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -8,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::runner::RunOutcome;
-use crate::stats::{OpStats, HISTOGRAM_SIGNIFICANT_DIGITS};
+use crate::stats::{OpStats, TimelineEvent, HISTOGRAM_SIGNIFICANT_DIGITS};
 use crate::workload::{Kind, Settings};
 
 /// Latency percentiles in milliseconds.
@@ -270,6 +271,43 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> io::Result<()> {
 }
 
 /// Writes one `<op>.hgrm` per operation into `dir` (created if missing).
+/// The `--timeline` output: a CSV header, then one line per event in time order.
+pub fn write_timeline(path: &Path, events: &[TimelineEvent]) -> io::Result<()> {
+    let mut out = io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "unix_us,what,outcome,latency_us,session")?;
+    for e in events {
+        writeln!(
+            out,
+            "{},{},{},{},{}",
+            e.at_unix_us,
+            e.what,
+            e.outcome.replace(',', ";"),
+            e.latency_us,
+            e.session
+        )?;
+    }
+    out.flush()
+}
+
+/// The longest time between two consecutive successful operations of a time-ordered
+/// timeline, as (completion of the one before, completion of the one after), Unix
+/// microseconds; None with fewer than two successes.
+pub fn longest_ok_gap(events: &[TimelineEvent]) -> Option<(u64, u64)> {
+    let mut oks = events
+        .iter()
+        .filter(|e| e.what != "reconnect" && e.outcome == "ok")
+        .map(|e| e.at_unix_us);
+    let mut previous = oks.next()?;
+    let mut best: Option<(u64, u64)> = None;
+    for at in oks {
+        if best.is_none_or(|(a, b)| at - previous > b - a) {
+            best = Some((previous, at));
+        }
+        previous = at;
+    }
+    best
+}
+
 pub fn write_hgrm_dir(dir: &Path, outcome: &RunOutcome) -> io::Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
@@ -404,5 +442,35 @@ mod tests {
         assert!((l.p99 - 9.9).abs() < 0.01, "{l:?}");
         assert!((l.max - 10.0).abs() < 0.01, "{l:?}");
         assert_eq!(Latency::of(&new_histogram()).max, 0.0);
+    }
+
+    #[test]
+    fn longest_gap_between_successes() {
+        let event = |at: u64, what: &'static str, outcome: &str| TimelineEvent {
+            at_unix_us: at,
+            what,
+            outcome: outcome.to_string(),
+            latency_us: 0,
+            session: 0,
+        };
+        let events = vec![
+            event(100, "set", "ok"),
+            event(200, "set", "ok"),
+            event(300, "set", "ConnectionLost"),
+            event(900, "reconnect", "127.0.0.1:2181"),
+            event(1200, "set", "ok"),
+            event(1300, "set", "ok"),
+        ];
+        assert_eq!(longest_ok_gap(&events), Some((200, 1200)));
+        assert_eq!(longest_ok_gap(&events[..1]), None);
+
+        let path = std::env::temp_dir().join(format!("timeline-{}.csv", std::process::id()));
+        write_timeline(&path, &events).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "unix_us,what,outcome,latency_us,session");
+        assert_eq!(lines[4], "900,reconnect,127.0.0.1:2181,0,0");
+        assert_eq!(lines.len(), 7);
     }
 }

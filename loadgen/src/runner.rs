@@ -14,8 +14,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Barrier, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -27,7 +28,9 @@ use zkrs::proto::{
 use crate::client::{self, open_acl, ClientError, Conn, ConnectOptions, Event};
 use crate::keygen::{KeyChooser, Layout, ValueGen};
 use crate::progress::{Progress, TICK};
-use crate::stats::{error_name, local_error, CpuTime, LiveCounters, RunStats};
+use crate::stats::{
+    error_name, local_error, CpuTime, LiveCounters, RunStats, TimelineEvent, TIMELINE_MAX,
+};
 use crate::timing::{latency_us, OpenLoopSchedule, Phase, Window};
 use crate::workload::{OpKind, Settings};
 
@@ -41,6 +44,12 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKLOG_SECONDS: f64 = 1.0;
 const BACKLOG_MIN: usize = 1_000;
 const BACKLOG_MAX: usize = 1_000_000;
+/// Reconnect: how long one connection attempt (TCP connect + session handshake) may take.
+const RECONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reconnect: the pause after a failed attempt before trying the next host.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(20);
+/// Reconnect: the longest a worker sleeps while a new session may be waiting for it.
+const RECONNECT_POLL: Duration = Duration::from_millis(1);
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -136,7 +145,21 @@ struct Plan<'a> {
 struct Timing {
     window: Window,
     drain_deadline: Instant,
+    /// The system clock at `window.start`, in microseconds since the Unix epoch.
+    start_unix_us: u64,
 }
+
+impl Timing {
+    fn unix_us(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.window.start).as_micros() as u64;
+        let before = self.window.start.saturating_duration_since(at).as_micros() as u64;
+        (self.start_unix_us + since).saturating_sub(before)
+    }
+}
+
+/// What a reconnect thread hands back: the session index, and the new connection with the
+/// host it went to (or why none could be opened before the deadline).
+type Reconnected = (usize, Result<(Conn<Tag>, usize), String>);
 
 /// The per-request data a session gets back with the reply.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +177,12 @@ struct Session {
     /// Index over all sessions of the run (names its nodes).
     index: usize,
     alive: bool,
+    /// Index into `hosts` of the server this session is connected to.
+    host: usize,
+    /// The last time bytes arrived from the server (reconnect: silence detection).
+    last_heard: Instant,
+    /// Reconnect: when the connection broke, while a new one is being opened.
+    reconnecting_since: Option<Instant>,
 }
 
 impl Session {
@@ -193,7 +222,7 @@ pub fn run_mix(
     let counters: Vec<LiveCounters> = (0..threads).map(|_| LiveCounters::default()).collect();
     let abort = AtomicBool::new(false);
     let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let start_cell: OnceLock<Instant> = OnceLock::new();
+    let start_cell: OnceLock<(Instant, u64)> = OnceLock::new();
     // Workers and this thread meet twice: once all sessions are connected, and once the
     // start time is published.
     let barrier = Barrier::new(threads + 1);
@@ -215,7 +244,7 @@ pub fn run_mix(
                     let sessions = connect_share(plan, thread, abort, failures);
                     barrier.wait();
                     barrier.wait();
-                    let Some(start) = start_cell.get().copied() else {
+                    let Some((start, start_unix_us)) = start_cell.get().copied() else {
                         return RunStats::default();
                     };
                     if abort.load(Ordering::Relaxed) {
@@ -227,6 +256,7 @@ pub fn run_mix(
                     let timing = Timing {
                         window,
                         drain_deadline: window.measure_end + settings.drain_timeout,
+                        start_unix_us,
                     };
                     let worker =
                         Worker::new(plan, thread, sessions, timing, seed, &counters[thread]);
@@ -246,7 +276,10 @@ pub fn run_mix(
         barrier.wait();
         let cpu_before = CpuTime::now();
         let start = Instant::now() + Duration::from_millis(5);
-        let _ = start_cell.set(start);
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let _ = start_cell.set((start, unix_now + 5_000));
         barrier.wait();
 
         let mut progress = Progress::new(
@@ -317,7 +350,8 @@ fn connect_share(
         if abort.load(Ordering::Relaxed) {
             break;
         }
-        let host = &settings.hosts[index % settings.hosts.len()];
+        let host_index = index % settings.hosts.len();
+        let host = &settings.hosts[host_index];
         match Conn::connect(host, &options) {
             Ok(conn) => sessions.push(Session {
                 conn,
@@ -325,6 +359,9 @@ fn connect_share(
                 create_counter: 0,
                 index,
                 alive: true,
+                host: host_index,
+                last_heard: Instant::now(),
+                reconnecting_since: None,
             }),
             Err(e) => {
                 abort.store(true, Ordering::Relaxed);
@@ -365,6 +402,9 @@ struct Worker<'a> {
     /// Operations issued so far, and this thread's share of `max_ops` (0: no limit).
     issued: u64,
     issue_limit: u64,
+    /// Reconnect: new sessions come back from their threads here.
+    reconnected_tx: mpsc::Sender<Reconnected>,
+    reconnected_rx: mpsc::Receiver<Reconnected>,
 }
 
 impl<'a> Worker<'a> {
@@ -398,6 +438,7 @@ impl<'a> Worker<'a> {
                 + u64::from((thread as u64) < settings.max_ops % threads);
             share.max(1)
         };
+        let (reconnected_tx, reconnected_rx) = mpsc::channel();
         Worker {
             plan,
             thread,
@@ -412,7 +453,13 @@ impl<'a> Worker<'a> {
             next_session: 0,
             issued: 0,
             issue_limit,
+            reconnected_tx,
+            reconnected_rx,
         }
+    }
+
+    fn reconnects_pending(&self) -> bool {
+        self.sessions.iter().any(|s| s.reconnecting_since.is_some())
     }
 
     fn issue_allowed(&self, now: Instant) -> bool {
@@ -431,9 +478,13 @@ impl<'a> Worker<'a> {
                 self.give_up(local_error::CONNECTION_LOST);
                 break;
             }
+            self.take_reconnected(now);
             self.issue(now);
             for session in self.sessions.iter_mut().filter(|s| s.alive) {
                 session.conn.ping_if_due(now);
+            }
+            if self.plan.settings.reconnect {
+                self.fail_silent_sessions(now);
             }
             for i in 0..self.sessions.len() {
                 if self.sessions[i].alive {
@@ -458,12 +509,15 @@ impl<'a> Worker<'a> {
                 self.give_up(local_error::TIMEOUT);
                 break;
             }
-            if self.sessions.iter().all(|s| !s.alive) {
+            if self.sessions.iter().all(|s| !s.alive) && !self.reconnects_pending() {
                 self.give_up(local_error::CONNECTION_LOST);
                 break;
             }
 
-            let wake_at = self.next_wake(now);
+            let mut wake_at = self.next_wake(now);
+            if self.reconnects_pending() {
+                wake_at = wake_at.min(now + RECONNECT_POLL);
+            }
             fds.clear();
             fd_owner.clear();
             for (i, s) in self.sessions.iter().enumerate().filter(|(_, s)| s.alive) {
@@ -488,6 +542,7 @@ impl<'a> Worker<'a> {
                 if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                     let result = self.sessions[i].conn.read_events(&mut events);
                     let completed = Instant::now();
+                    self.sessions[i].last_heard = completed;
                     for event in events.drain(..) {
                         self.on_event(i, event, completed);
                     }
@@ -685,6 +740,19 @@ impl<'a> Worker<'a> {
             }
         };
         let measured = self.timing.window.phase(tag.intended) == Phase::Measure;
+        if self.plan.settings.timeline {
+            let outcome = match &outcome {
+                Ok(()) => "ok".to_string(),
+                Err(name) => name.clone(),
+            };
+            self.record_timeline(
+                tag.kind.name(),
+                outcome,
+                completed,
+                latency_us(tag.intended, completed),
+                i,
+            );
+        }
         match outcome {
             Ok(()) => {
                 self.live.add_ok();
@@ -711,7 +779,118 @@ impl<'a> Worker<'a> {
         );
         self.sessions[i].alive = false;
         let lost = self.sessions[i].conn.take_in_flight();
-        self.count_unanswered(lost, local_error::CONNECTION_LOST);
+        self.count_unanswered(i, lost, local_error::CONNECTION_LOST);
+        if self.plan.settings.reconnect {
+            self.start_reconnect(i);
+        }
+    }
+
+    /// Reconnect: opens a new session for session `i` on a thread of its own (a connect
+    /// can take seconds while the ensemble elects a leader; the other sessions of this
+    /// worker go on meanwhile), trying the hosts in turn from the one after its last.
+    fn start_reconnect(&mut self, i: usize) {
+        let now = Instant::now();
+        let session = &mut self.sessions[i];
+        session.reconnecting_since = Some(now);
+        let hosts = self.plan.settings.hosts.clone();
+        let first = (session.host + 1) % hosts.len();
+        let deadline = self.timing.drain_deadline;
+        let options = ConnectOptions {
+            connect_timeout: RECONNECT_ATTEMPT_TIMEOUT,
+            ..connect_options(self.plan.settings)
+        };
+        let tx = self.reconnected_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("loadgen-reconnect-{}", session.index))
+            .spawn(move || {
+                let mut attempt = 0;
+                let mut last_error = String::from("no attempt before the deadline");
+                while Instant::now() < deadline && !interrupted() {
+                    let host = (first + attempt) % hosts.len();
+                    attempt += 1;
+                    match Conn::connect(&hosts[host], &options) {
+                        Ok(conn) => {
+                            let _ = tx.send((i, Ok((conn, host))));
+                            return;
+                        }
+                        Err(e) => last_error = format!("{}: {e}", hosts[host]),
+                    }
+                    std::thread::sleep(RECONNECT_PAUSE);
+                }
+                let _ = tx.send((i, Err(last_error)));
+            });
+        if let Err(e) = spawned {
+            log_thread_error(
+                self.thread,
+                &format!("cannot start a reconnect thread: {e}"),
+            );
+            self.sessions[i].reconnecting_since = None;
+        }
+    }
+
+    /// Reconnect: puts the sessions that came back into service.
+    fn take_reconnected(&mut self, now: Instant) {
+        while let Ok((i, result)) = self.reconnected_rx.try_recv() {
+            let Some(since) = self.sessions[i].reconnecting_since.take() else {
+                continue;
+            };
+            match result {
+                Ok((conn, host)) => {
+                    let session = &mut self.sessions[i];
+                    session.conn = conn;
+                    session.host = host;
+                    session.alive = true;
+                    session.last_heard = now;
+                    if self.plan.settings.timeline {
+                        let name = self.plan.settings.hosts[host].clone();
+                        self.record_timeline("reconnect", name, now, latency_us(since, now), i);
+                    }
+                }
+                Err(e) => log_thread_error(
+                    self.thread,
+                    &format!(
+                        "session {} could not reconnect: {e}",
+                        self.sessions[i].index
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// Reconnect: a session waiting for replies that has heard nothing from its server
+    /// for two thirds of the session timeout (the Java client's read timeout) is given up
+    /// on and replaced.
+    fn fail_silent_sessions(&mut self, now: Instant) {
+        for i in 0..self.sessions.len() {
+            let s = &self.sessions[i];
+            let limit = s.conn.negotiated_timeout() * 2 / 3;
+            if s.alive
+                && s.conn.in_flight() > 0
+                && now.saturating_duration_since(s.last_heard) > limit
+            {
+                let error = ClientError::Timeout(format!("any reply for {limit:?}"));
+                self.fail_session(i, &error);
+            }
+        }
+    }
+
+    fn record_timeline(
+        &mut self,
+        what: &'static str,
+        outcome: String,
+        at: Instant,
+        latency_us: u64,
+        i: usize,
+    ) {
+        if self.stats.timeline.len() < TIMELINE_MAX / self.plan.threads.max(1) {
+            self.stats.timeline.push(TimelineEvent {
+                at_unix_us: self.timing.unix_us(at),
+                what,
+                outcome,
+                latency_us,
+                session: self.sessions[i].index,
+            });
+        }
     }
 
     /// Ends the run early or at the drain deadline: what is still in flight or queued
@@ -719,7 +898,7 @@ impl<'a> Worker<'a> {
     fn give_up(&mut self, in_flight_error: &str) {
         for i in 0..self.sessions.len() {
             let lost = self.sessions[i].conn.take_in_flight();
-            self.count_unanswered(lost, in_flight_error);
+            self.count_unanswered(i, lost, in_flight_error);
         }
         let window = self.timing.window;
         let unsent = self
@@ -734,8 +913,13 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn count_unanswered(&mut self, tags: Vec<Tag>, error: &str) {
+    fn count_unanswered(&mut self, i: usize, tags: Vec<Tag>, error: &str) {
+        let now = Instant::now();
         for tag in tags {
+            if self.plan.settings.timeline {
+                let waited = latency_us(tag.intended, now);
+                self.record_timeline(tag.kind.name(), error.to_string(), now, waited, i);
+            }
             self.live.add_error();
             if self.timing.window.phase(tag.intended) == Phase::Measure {
                 self.stats.op(tag.kind.name()).record_error(error);

@@ -99,6 +99,26 @@ impl OpStats {
     }
 }
 
+/// One line of the `--timeline` output: something that completed, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEvent {
+    /// Completion time, microseconds since the Unix epoch (the system clock at the start
+    /// of the run plus the monotonic time since, so that steps of the clock do not show).
+    pub at_unix_us: u64,
+    /// Operation name, or `reconnect` (a session replaced after its connection broke).
+    pub what: &'static str,
+    /// `ok`, an error name, or for `reconnect` the host the new session went to.
+    pub outcome: String,
+    /// Operations: from the intended send time to the reply; reconnects: from the failure
+    /// to the new session.
+    pub latency_us: u64,
+    /// Index of the session over all sessions of the run.
+    pub session: usize,
+}
+
+/// The most timeline events one run keeps (~50 bytes each); later ones are dropped.
+pub const TIMELINE_MAX: usize = 10_000_000;
+
 /// Everything one thread (or, once merged, the whole run) measured.
 #[derive(Debug, Clone, Default)]
 pub struct RunStats {
@@ -107,6 +127,9 @@ pub struct RunStats {
     /// Open loop: how late requests went out compared to their intended time, in
     /// microseconds. A large lag means the loadgen itself could not keep up.
     pub send_lag_us: Option<Histogram<u64>>,
+    /// Mix with `timeline` on: every completion, in this thread's order (sorted by time
+    /// once merged, see [`RunStats::sorted_timeline`]).
+    pub timeline: Vec<TimelineEvent>,
 }
 
 impl RunStats {
@@ -130,6 +153,17 @@ impl RunStats {
                 .get_or_insert_with(new_histogram)
                 .add(other_lag);
         }
+        let room = TIMELINE_MAX.saturating_sub(self.timeline.len());
+        self.timeline
+            .extend(other.timeline.iter().take(room).cloned());
+    }
+
+    /// The timeline ordered by completion time (stable: one thread's events keep their
+    /// order).
+    pub fn sorted_timeline(&self) -> Vec<TimelineEvent> {
+        let mut events = self.timeline.clone();
+        events.sort_by_key(|e| e.at_unix_us);
+        events
     }
 
     pub fn ok_total(&self) -> u64 {

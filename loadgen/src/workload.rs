@@ -404,6 +404,14 @@ pub struct Settings {
     pub rounds: u64,
     /// Seed for the random choices; random when unset.
     pub seed: Option<u64>,
+    /// Mix: a session whose connection breaks (or that hears nothing from its server for
+    /// two thirds of the session timeout while waiting) opens a new session on the next
+    /// host of the list, in the background, instead of staying dead. Its requests in flight
+    /// count as `ConnectionLost`.
+    pub reconnect: bool,
+    /// Mix: record every completed operation with its completion time (the `--timeline`
+    /// output); not a setting of its own.
+    pub timeline: bool,
 }
 
 impl Default for Settings {
@@ -431,12 +439,14 @@ impl Default for Settings {
             watchers: 100,
             rounds: 1_000_000,
             seed: None,
+            reconnect: false,
+            timeline: false,
         }
     }
 }
 
 /// The keys [`Settings::apply`] understands (dashes and underscores are interchangeable).
-pub const SETTING_KEYS: [&str; 23] = [
+pub const SETTING_KEYS: [&str; 24] = [
     "kind",
     "hosts",
     "mix",
@@ -460,6 +470,7 @@ pub const SETTING_KEYS: [&str; 23] = [
     "rounds",
     "seed",
     "distribution",
+    "reconnect",
 ];
 
 impl Settings {
@@ -545,6 +556,7 @@ impl Settings {
             }
             "rounds" => self.rounds = parse_bounded(&key, value, 1, limits::ROUNDS_MAX)?,
             "seed" => self.seed = Some(parse_bounded(&key, value, 0, u64::MAX)?),
+            "reconnect" => self.reconnect = parse_bool(&key, value)?,
             _ => {
                 return error(format!(
                     "unknown setting `{key}` (known: {})",
@@ -621,6 +633,7 @@ impl Settings {
                 pairs.push(("outstanding", self.outstanding.to_string()));
                 pairs.push(("max_in_flight", self.max_in_flight.to_string()));
                 pairs.push(("multi_size", self.multi_size.to_string()));
+                pairs.push(("reconnect", self.reconnect.to_string()));
             }
             Kind::Fanout => {
                 pairs.push(("watchers", self.watchers.to_string()));
@@ -963,7 +976,9 @@ mod tests {
         let mut s = Settings::default();
         s.apply_file(file, "w.toml").unwrap();
         s.apply("connections", "12").unwrap();
+        s.apply("reconnect", "true").unwrap();
         s.validate().unwrap();
+        assert!(s.reconnect);
         assert_eq!(s.mix.to_string(), "get=80,set=15,multi=5");
         assert_eq!(s.keys, 10_000);
         assert_eq!(s.key_distribution, KeyDistribution::Zipfian { s: 1.1 });

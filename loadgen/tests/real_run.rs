@@ -106,9 +106,13 @@ fn answers_ruok(addr: &str) -> bool {
 }
 
 fn start_zkrs() -> (Server, String) {
-    let binary = build_zkrs();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
+    start_zkrs_in(dir, free_port())
+}
+
+/// Starts zkrs on `port` with its data in `dir` (kept from an earlier start, if any).
+fn start_zkrs_in(dir: tempfile::TempDir, port: u16) -> (Server, String) {
+    let binary = build_zkrs();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data directory");
     let cfg = dir.path().join("zoo.cfg");
@@ -120,7 +124,11 @@ fn start_zkrs() -> (Server, String) {
         ),
     )
     .expect("writing the config");
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .expect("log file");
     let child = Command::new(&binary)
         .arg("start-foreground")
         .arg(&cfg)
@@ -404,4 +412,107 @@ fn show_workload_round_trips_a_file() {
     let (code, stdout_again, _) = loadgen(&["show-workload", "-w", again.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert_eq!(stdout_again, stdout);
+}
+
+/// `--reconnect` and `--timeline`: the server dies (SIGKILL) in the middle of an open-loop
+/// run and comes back on the same port with its data; the sessions reconnect and writes go
+/// on; the timeline shows the completions, the lost requests and the reconnects.
+#[test]
+fn reconnect_after_the_server_dies_and_timeline() {
+    let port = free_port();
+    let (server, addr) = start_zkrs_in(tempfile::tempdir().expect("a temporary directory"), port);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let prefix = format!("/zkrs-loadgen-reconnect-{}", std::process::id());
+    let timeline = dir.path().join("timeline.csv");
+    let timeline_arg = timeline.to_str().expect("utf-8 temp path").to_string();
+    let args: Vec<String> = [
+        "run",
+        "--hosts",
+        &addr,
+        "--mix",
+        "set=100",
+        "--keys",
+        "50",
+        "--rate",
+        "300",
+        "--connections",
+        "2",
+        "--duration",
+        "4s",
+        "--warmup",
+        "0s",
+        "--reconnect",
+        "--session-timeout",
+        "4s",
+        "--prefix",
+        &prefix,
+        "--quiet",
+        "--timeline",
+        &timeline_arg,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let runner = std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        loadgen(&args)
+    });
+    // Setup (50 creates) and a second of writes, then the server dies.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut server = server;
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let data = std::mem::replace(
+        &mut server._dir,
+        tempfile::tempdir().expect("a temporary directory"),
+    );
+    drop(server);
+    // The dead server's listening socket can outlive it for a moment (io_uring teardown).
+    let deadline = Instant::now() + SERVER_START_TIMEOUT;
+    while TcpListener::bind(("0.0.0.0", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (_server, _) = start_zkrs_in(data, port);
+    let (code, stdout, stderr) = runner.join().expect("the loadgen thread");
+    // Requests in flight when the server died count as ConnectionLost: exit status 1.
+    assert!(
+        code == 0 || code == 1,
+        "exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let text = std::fs::read_to_string(&timeline).expect("the timeline file");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("unix_us,what,outcome,latency_us,session")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 5), "{text}");
+    let times: Vec<u64> = rows
+        .iter()
+        .map(|r| r[0].parse().expect("unix_us"))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "timeline not in time order"
+    );
+    let reconnects: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == "reconnect").collect();
+    assert!(
+        !reconnects.is_empty() && reconnects.iter().all(|r| r[2] == addr),
+        "no reconnect in the timeline\nstderr:\n{stderr}"
+    );
+    let last_reconnect: u64 = reconnects.last().expect("a reconnect")[0].parse().unwrap();
+    let ok_after = rows
+        .iter()
+        .filter(|r| r[1] == "set" && r[2] == "ok")
+        .filter(|r| r[0].parse::<u64>().unwrap() > last_reconnect)
+        .count();
+    assert!(
+        ok_after > 100,
+        "only {ok_after} writes after the reconnect\n{stderr}"
+    );
+    assert!(
+        stderr.contains("longest gap between successful operations"),
+        "{stderr}"
+    );
 }
