@@ -210,8 +210,18 @@ fn prefix_exists(addr: &str, prefix: &str) -> bool {
     header.err != ErrorCode::NoNode.code()
 }
 
+/// The tests that start servers run one at a time: the reconnect test frees its port while
+/// its server is down, and a server another test started meanwhile could take it (the
+/// loadgen would then reconnect to the wrong server).
+static SERVERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn servers_lock() -> std::sync::MutexGuard<'static, ()> {
+    SERVERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn short_real_runs() {
+    let _serial = servers_lock();
     let (_server, target) = match std::env::var("ZKRS_LOADGEN_TARGET") {
         Ok(target) if !target.is_empty() => (None, target),
         _ => {
@@ -419,6 +429,7 @@ fn show_workload_round_trips_a_file() {
 /// on; the timeline shows the completions, the lost requests and the reconnects.
 #[test]
 fn reconnect_after_the_server_dies_and_timeline() {
+    let _serial = servers_lock();
     let port = free_port();
     let (server, addr) = start_zkrs_in(tempfile::tempdir().expect("a temporary directory"), port);
     let dir = tempfile::tempdir().expect("a temporary directory");

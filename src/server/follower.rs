@@ -460,18 +460,21 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
     Ok(())
 }
 
-/// Connects to the leader's quorum port (5 tries, as ZooKeeper's Learner).
+/// Connects to the leader's quorum port. The leader binds it only once it has decided,
+/// which may be a moment after this server decided: the first retries come quickly (5 ms,
+/// doubling), then as ZooKeeper's Learner (every 100 ms), 10 tries in all.
 async fn connect_leader(
     address: std::net::SocketAddr,
     timeout: Duration,
 ) -> Result<glommio::net::TcpStream, String> {
     let mut last = String::new();
-    for attempt in 0..5 {
+    for attempt in 0..10u32 {
         match glommio::net::TcpStream::connect_timeout(address, timeout).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = e.to_string(),
         }
-        glommio::timer::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+        let pause_ms = (5u64 << attempt.min(5)).min(100);
+        glommio::timer::sleep(Duration::from_millis(pause_ms)).await;
     }
     Err(format!("cannot connect to the leader at {address}: {last}"))
 }
@@ -607,6 +610,23 @@ pub(crate) async fn run_term(
     result
 }
 
+/// Recovers the state the files now hold (after a SNAP or TRUNC replaced or cut them);
+/// the log task is not running yet.
+fn reopen(
+    config: &crate::config::Config,
+    ordering: &mut Ordering,
+    log_queue: &mut super::log_stage::LogQueue,
+    persistence: &mut Option<super::persistence::Persistence>,
+) -> Result<(), String> {
+    // The recovery below must be the only reader and writer of the files.
+    *persistence = None;
+    let (reopened, recovered) = super::persistence::Persistence::open(config)?;
+    *persistence = Some(reopened);
+    ordering.replace_state(recovered);
+    *log_queue = super::log_stage::LogQueue::new(ordering.tree.last_zxid());
+    Ok(())
+}
+
 /// The handshake and sync, up to UPTODATE; leaves the ordering core following with the
 /// synced tree and the log task running.
 #[allow(clippy::too_many_arguments)]
@@ -697,24 +717,28 @@ async fn sync_with_leader(
                 }
                 buf.extend_from_slice(&scratch[..n]);
             };
-            // The log task must not write while the files are replaced.
-            log_queue.stop().await;
             super::persistence::replace_with_snapshot(
                 config,
                 &snapshot.tree,
                 snapshot.sessions.clone(),
             )?;
-            let (reopened, recovered) = super::persistence::Persistence::open(config)?;
-            *persistence = Some(reopened);
-            ordering.replace_state(recovered);
-            *log_queue = super::log_stage::LogQueue::new(ordering.tree.last_zxid());
+            reopen(config, ordering, log_queue, persistence)?;
         }
         packet::TRUNC => {
-            return Err(format!(
-                "the leader asks to truncate the log to 0x{:x}; zkrs does not truncate its log \
-                 while running yet (a zkrs leader sends SNAP instead)",
+            log::info!(
+                "syncing with the leader by TRUNC from 0x{last_zxid:x} to 0x{:x}",
                 first.zxid
-            ));
+            );
+            super::persistence::truncate_after(config, first.zxid)?;
+            reopen(config, ordering, log_queue, persistence)?;
+            if ordering.tree.last_zxid() != first.zxid {
+                // The history did not hold the truncation point and was removed: the next
+                // sync sends a snapshot.
+                return Err(format!(
+                    "cannot truncate to 0x{:x}; the local state was removed",
+                    first.zxid
+                ));
+            }
         }
         other => {
             return Err(format!(

@@ -257,13 +257,20 @@ impl Leading {
             out.close();
             return;
         };
-        let plan = match self.committed_log.plan_sync(peer_last_zxid) {
-            // A learner ahead of us: replacing its state is always safe (TRUNC would need its
-            // log to hold exactly our history up to the truncation point).
-            SyncPlan::Trunc { .. } => SyncPlan::Snap,
-            plan => plan,
-        };
+        let plan = self.committed_log.plan_sync(peer_last_zxid);
         match plan {
+            SyncPlan::Trunc { zxid, txns } => {
+                log::info!(
+                    "syncing server {sid} by TRUNC from 0x{peer_last_zxid:x} to 0x{zxid:x} (then \
+                     {} txns)",
+                    txns.len()
+                );
+                out.send(&QuorumPacket::new(packet::TRUNC, zxid));
+                for txn in txns {
+                    out.send(&QuorumPacket::with_data(packet::PROPOSAL, txn.zxid, txn.data));
+                    out.send(&QuorumPacket::new(packet::COMMIT, txn.zxid));
+                }
+            }
             SyncPlan::Diff { zxid, txns } => {
                 log::info!(
                     "syncing server {sid} by DIFF from 0x{peer_last_zxid:x} ({} txns)",
@@ -279,7 +286,7 @@ impl Leading {
                     out.send(&QuorumPacket::new(packet::COMMIT, txn.zxid));
                 }
             }
-            SyncPlan::Snap | SyncPlan::Trunc { .. } => {
+            SyncPlan::Snap => {
                 let tree = &self.committed_tree;
                 log::info!(
                     "syncing server {sid} by SNAP of 0x{:x} ({} znodes; it has 0x{peer_last_zxid:x})",

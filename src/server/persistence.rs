@@ -367,6 +367,89 @@ pub fn replace_with_snapshot(
     tree: &DataTree,
     sessions: Vec<(i64, i32)>,
 ) -> Result<(), String> {
+    wipe(config)?;
+    let dirs = wal_dirs(config);
+    let view = SnapshotView {
+        tree: tree.clone(),
+        sessions,
+    };
+    save_snapshot(&RealStorage, &dirs.snapshot_dir, 0, &view)
+        .map(|_| ())
+        .map_err(|e| format!("cannot write the snapshot received from the leader: {e}"))
+}
+
+/// TRUNC sync: cuts the txn log right after `zxid` (every later record and segment goes,
+/// and every snapshot of a later zxid), so that recovery ends exactly at `zxid`. The log
+/// must hold `zxid` itself (or a snapshot must be at it): otherwise this server's history
+/// is not the leader's up to there, and everything is removed instead (an empty data
+/// directory claims nothing; the next sync sends a snapshot). Runs while not serving.
+pub fn truncate_after(config: &Config, zxid: i64) -> Result<(), String> {
+    use crate::wal::recovery::{scan_segment, truncate_log_at};
+    use crate::wal::{parse_name, SEGMENT_PREFIX, SNAPSHOT_PREFIX};
+    let dirs = wal_dirs(config);
+    let named = |dir: &std::path::Path, prefix: &str| -> Result<Vec<(i64, PathBuf)>, String> {
+        let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                Some((parse_name(&name, prefix)?, e.path()))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    };
+    let snapshots = named(&dirs.snapshot_dir, SNAPSHOT_PREFIX)?;
+    let segments = named(&dirs.log_dir, SEGMENT_PREFIX)?;
+    // Where the history holds `zxid`: a record in a segment, or a snapshot at it.
+    let mut cut: Option<(PathBuf, u64)> = None;
+    let mut found = snapshots.iter().any(|(z, _)| *z == zxid);
+    for (_, path) in &segments {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name_zxid = parse_name(
+            &path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            SEGMENT_PREFIX,
+        )
+        .unwrap_or(0);
+        let scan = scan_segment(&bytes, name_zxid);
+        for (offset, record) in &scan.records {
+            if record.header.zxid == zxid {
+                found = true;
+            }
+            if record.header.zxid > zxid && cut.is_none() {
+                cut = Some((path.clone(), *offset));
+            }
+        }
+    }
+    let keeps_a_snapshot = snapshots.iter().any(|(z, _)| *z <= zxid);
+    if !found || !keeps_a_snapshot {
+        log::warn!(
+            "TRUNC to 0x{zxid:x}: this server's history does not hold that zxid; removing the \
+             local state so that the leader sends a snapshot"
+        );
+        return wipe(config);
+    }
+    if let Some((file, offset)) = cut {
+        let removed = truncate_log_at(&RealStorage, &dirs.log_dir, &file, offset)
+            .map_err(|e| format!("cannot truncate the txn log: {e}"))?;
+        log::info!(
+            "TRUNC: cut {} at offset {offset} (after zxid 0x{zxid:x}), removed {} later segment(s)",
+            file.display(),
+            removed.len()
+        );
+    }
+    for (z, path) in &snapshots {
+        if *z > zxid {
+            std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    std::fs::File::open(&dirs.snapshot_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dirs.snapshot_dir.display()))
+}
+
+/// Removes every log segment and snapshot (the data directory then starts fresh).
+fn wipe(config: &Config) -> Result<(), String> {
     let dirs = wal_dirs(config);
     for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
         let entries =
@@ -384,11 +467,5 @@ pub fn replace_with_snapshot(
             .and_then(|d| d.sync_all())
             .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let view = SnapshotView {
-        tree: tree.clone(),
-        sessions,
-    };
-    save_snapshot(&RealStorage, &dirs.snapshot_dir, 0, &view)
-        .map(|_| ())
-        .map_err(|e| format!("cannot write the snapshot received from the leader: {e}"))
+    Ok(())
 }
