@@ -1047,6 +1047,39 @@ mod tests {
     }
 
     #[test]
+    fn null_data_decodes_null_and_encodes_as_minus_one() {
+        use crate::proto::{is_null_buffer, null_buffer};
+        // create: path, data -1, acl, flags; setData: path, data -1, version.
+        let mut create = req_hdr(1, 1);
+        create.extend_from_slice(&[0, 0, 0, 2, b'/', b'n', 0xff, 0xff, 0xff, 0xff]);
+        create.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut set = req_hdr(2, 5);
+        set.extend_from_slice(&[0, 0, 0, 2, b'/', b'n', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        for body in [create, set] {
+            let frame = Bytes::from(body);
+            let data = match decode_request_frame(&frame).unwrap().1 {
+                Request::Create(_, c) => c.data,
+                Request::SetData(s) => s.data,
+                other => panic!("{other:?}"),
+            };
+            assert!(is_null_buffer(&data));
+        }
+        let hdr = ReplyHeader {
+            xid: 3,
+            zxid: 4,
+            err: 0,
+        };
+        let null = reply_body(&hdr, &Response::GetData(null_buffer(), stat(1)));
+        assert_eq!(&null[16..20], &[0xff, 0xff, 0xff, 0xff]);
+        let empty = reply_body(&hdr, &Response::GetData(Bytes::new(), stat(1)));
+        assert_eq!(&empty[16..20], &[0, 0, 0, 0]);
+        match decode_reply(&null, OpCode::GetData).unwrap().1 {
+            Response::GetData(data, _) => assert!(is_null_buffer(&data)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn non_ttl_creates_decode_ttl_as_minus_one() {
         let mut req = create("/a", 0, 999);
         let body = request_body(&Request::Create(OpCode::Create2, req.clone()), 1);

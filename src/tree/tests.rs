@@ -2607,3 +2607,107 @@ fn a_deep_tree_is_walked_and_rebuilt_without_recursion() {
     drop(loaded);
     assert_eq!(h.tree.get(&path).unwrap().data(), b"x");
 }
+
+// ------------------------------------------------------------------ null data
+
+/// ZooKeeper keeps a null buffer null: `create(path, null)` and `setData(path, null)` read
+/// back as null (jute length -1), with dataLength 0; empty data stays empty.
+#[test]
+fn null_data_stays_null_through_writes_reads_multis_and_replay() {
+    use crate::proto::{is_null_buffer, null_buffer};
+    let mut h = Harness::new();
+    let create = |path: &str, data: Bytes| {
+        Request::Create(
+            OpCode::Create,
+            CreateRequest {
+                path: path.to_string(),
+                data,
+                acl: open_acl(),
+                flags: 0,
+                ttl: -1,
+            },
+        )
+    };
+    let get = |h: &Harness, path: &str| match h.read(Request::GetData(pw(path, false))) {
+        Ok(Response::GetData(data, stat)) => (data, stat),
+        other => panic!("getData {path}: {other:?}"),
+    };
+    assert!(h.write(create("/n", null_buffer())).reply.is_ok());
+    assert!(h.write(create("/e", Bytes::new())).reply.is_ok());
+    let (data, stat) = get(&h, "/n");
+    assert!(is_null_buffer(&data));
+    assert_eq!(stat.data_length, 0);
+    assert!(!is_null_buffer(&get(&h, "/e").0));
+
+    let set = |path: &str, data: Bytes| {
+        Request::SetData(SetDataRequest {
+            path: path.to_string(),
+            data,
+            version: -1,
+        })
+    };
+    assert!(h.write(set("/e", null_buffer())).reply.is_ok());
+    assert!(is_null_buffer(&get(&h, "/e").0));
+    assert!(h.write(set("/n", Bytes::from_static(b"x"))).reply.is_ok());
+    assert_eq!(get(&h, "/n").1.data_length, 1);
+    assert!(h.write(set("/n", Bytes::new())).reply.is_ok());
+    assert!(!is_null_buffer(&get(&h, "/n").0));
+
+    // Inside a multi, both ways.
+    let multi = Request::Multi(vec![
+        MultiOp::Create(
+            OpCode::Create,
+            CreateRequest {
+                path: "/m".to_string(),
+                data: null_buffer(),
+                acl: open_acl(),
+                flags: 0,
+                ttl: -1,
+            },
+        ),
+        MultiOp::SetData(SetDataRequest {
+            path: "/n".to_string(),
+            data: null_buffer(),
+            version: -1,
+        }),
+    ]);
+    assert!(h.write(multi).reply.is_ok());
+    assert!(is_null_buffer(&get(&h, "/m").0));
+    assert!(is_null_buffer(&get(&h, "/n").0));
+    assert!(h.tree.get("/m").unwrap().data_is_null());
+
+    // The replayed tree has the same null nodes (tree equality tells null from empty).
+    h.assert_replay_matches();
+    let mut replayed = DataTree::new();
+    for (hdr, txn) in &h.log {
+        replayed.apply_txn(hdr, txn);
+    }
+    for (path, null) in [("/n", true), ("/e", true), ("/m", true)] {
+        assert_eq!(replayed.get(path).unwrap().data_is_null(), null, "{path}");
+    }
+    // One null node less: not equal.
+    let mut other = replayed.clone();
+    let (zxid, time_ms) = (h.zxid + 1, h.time_ms + 1);
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid,
+        time_ms,
+    };
+    other.apply_txn(
+        &hdr,
+        &Txn::SetData {
+            path: "/m".to_string(),
+            data: Bytes::new(),
+            version: 1,
+        },
+    );
+    replayed.apply_txn(
+        &hdr,
+        &Txn::SetData {
+            path: "/m".to_string(),
+            data: null_buffer(),
+            version: 1,
+        },
+    );
+    assert!(other != replayed);
+}
