@@ -89,3 +89,31 @@ fn null_data_reads_back_null_after_restarts_and_snapshots() {
     drop(raw);
     assert!(server.stop().success());
 }
+
+/// With jute.maxbuffer raised to 4 MiB, ZooKeeper accepts (and returns) a 3 MiB znode;
+/// zkrs used to cap every field near 2 MiB whatever jute.maxbuffer said.
+#[test]
+fn raised_jute_maxbuffer_allows_a_3_mib_znode() {
+    let dir = ServerDir::new("jute.maxbuffer=4194304\n");
+    let server = dir.start();
+    let mut raw = Raw::connect(&server.addr, MAX_SESSION_MS);
+    let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    raw.create("/big", b"", 0).ok();
+    assert_eq!(raw.set_data("/big", &big, -1).err, OK, "setData of 3 MiB");
+    let (data, len) = get(&mut raw, "/big");
+    assert_eq!(len as usize, big.len());
+    assert!(
+        data.as_deref() == Some(&big[..]),
+        "getData returns the 3 MiB"
+    );
+    raw.create("/big-create", &big, 0).ok();
+    assert_eq!(get(&mut raw, "/big-create").1 as usize, big.len());
+    drop(raw);
+    // And it is in the log: a restart replays it.
+    assert!(server.stop().success());
+    let server = dir.start();
+    let mut raw = Raw::connect(&server.addr, MAX_SESSION_MS);
+    assert!(get(&mut raw, "/big").0.as_deref() == Some(&big[..]));
+    drop(raw);
+    assert!(server.stop().success());
+}

@@ -138,8 +138,15 @@ pub fn decode_request(body: &[u8]) -> Result<(RequestHeader, Request), DecodeErr
 
 /// As [`decode_request`], for a received frame: data fields are slices of it (no copy;
 /// the ordering core's clone of a setData's data for its txn is then a reference count).
+///
+/// A string or buffer may be as long as the frame that carries it. That is ZooKeeper's
+/// limit in effect: its server refuses frames over `jute.maxbuffer` (our `FrameDecoder`,
+/// sized from the config, does the same) and its reader allows fields up to
+/// `jute.maxbuffer + zookeeper.jute.maxbuffer.extrasize` (at least 1024 more), so no field
+/// of an accepted frame is ever over the field limit; a fixed field limit here would refuse
+/// large znodes that a raised `jute.maxbuffer` allows.
 pub fn decode_request_frame(frame: &bytes::Bytes) -> Result<(RequestHeader, Request), DecodeError> {
-    let mut r = JuteReader::over(frame);
+    let mut r = JuteReader::over(frame).with_field_limit(frame.len());
     let hdr = read_request_header(&mut r)?;
     let request = read_request_body(&mut r, hdr)?;
     Ok((hdr, request))
@@ -1077,6 +1084,40 @@ mod tests {
             Response::GetData(data, _) => assert!(is_null_buffer(&data)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn request_frames_take_fields_as_long_as_the_frame() {
+        // A 3 MiB setData: over the 2 MiB default field limit, inside a 4 MiB frame (a
+        // server with jute.maxbuffer=4194304 accepts the frame).
+        let data = vec![7u8; 3 << 20];
+        let req = Request::SetData(SetDataRequest {
+            path: "/big".into(),
+            data: Bytes::from(data.clone()),
+            version: -1,
+        });
+        let mut out = BytesMut::new();
+        let hdr = RequestHeader {
+            xid: 1,
+            op: req.op_code() as i32,
+        };
+        encode_request(&mut out, &hdr, &req);
+        let frame = FrameDecoder::new(4 << 20)
+            .decode(&mut out)
+            .unwrap()
+            .unwrap();
+        assert!(
+            decode_request(&frame).is_err(),
+            "the default limit refuses it"
+        );
+        match decode_request_frame(&frame).unwrap().1 {
+            Request::SetData(set) => assert_eq!(set.data.len(), data.len()),
+            other => panic!("{other:?}"),
+        }
+        // A length past the frame's end is still refused.
+        let mut short = frame.to_vec();
+        short.truncate(short.len() - 5);
+        assert!(decode_request_frame(&Bytes::from(short)).is_err());
     }
 
     #[test]

@@ -174,6 +174,12 @@ impl<'a> JuteReader<'a> {
         }
     }
 
+    /// This reader with strings and buffers allowed up to `max_field_len` bytes.
+    pub fn with_field_limit(mut self, max_field_len: usize) -> Self {
+        self.max_field_len = max_field_len;
+        self
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
