@@ -1496,14 +1496,30 @@ fn close_session_replay_also_deletes_ephemerals_missing_from_the_txn() {
     h.session_id = 0x8;
     h.create("/a", "", 1).unwrap();
     h.create("/b", "", 1).unwrap();
+    h.create("/p", "", 0).unwrap();
+    let hdr = TxnHeader {
+        session_id: 0x8,
+        zxid: 0x900,
+        time_ms: 0,
+    };
+    // A listed path that is not an ephemeral of the session does not fit.
+    for bad in ["/gone", "/p"] {
+        let err = h
+            .tree
+            .clone()
+            .try_apply_txn(
+                &hdr,
+                &Txn::CloseSession {
+                    ephemerals: vec!["/b".into(), bad.into()],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code, Some(ErrorCode::NoNode));
+    }
     let triggers = h.tree.apply_txn(
-        &TxnHeader {
-            session_id: 0x8,
-            zxid: 0x900,
-            time_ms: 0,
-        },
+        &hdr,
         &Txn::CloseSession {
-            ephemerals: vec!["/b".into(), "/gone".into()],
+            ephemerals: vec!["/b".into()],
         },
     );
     assert!(h.tree.get("/a").is_none());
@@ -1695,7 +1711,9 @@ fn replaying_the_log_rebuilds_the_same_tree_and_triggers() {
 }
 
 #[test]
-fn apply_txn_skips_what_does_not_fit_without_panicking() {
+/// Recovery's replay (try_apply_txn): a txn that does not fit is an Err naming it, never a
+/// panic, and changes no content.
+fn try_apply_txn_refuses_what_does_not_fit() {
     let mut tree = DataTree::new();
     let mut zxid = 0;
     let mut apply = |tree: &mut DataTree, txn: Txn| {
@@ -1705,7 +1723,14 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             zxid,
             time_ms: 0,
         };
-        tree.apply_txn(&hdr, &txn)
+        let before = tree.clone();
+        let result = tree.try_apply_txn(&hdr, &txn);
+        if let Err(mismatch) = &result {
+            assert_eq!(mismatch.zxid, zxid);
+            assert!(mismatch.to_string().contains(&format!("txn 0x{zxid:x}")));
+            assert_eq!(tree.last_zxid(), before.last_zxid(), "{mismatch}");
+        }
+        result.map_err(|m| m.code)
     };
     let before = tree.clone();
     let create = |path: &str| Txn::Create {
@@ -1715,13 +1740,13 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
         ephemeral_owner: 0,
         parent_cversion: -1,
     };
-    assert!(apply(&mut tree, create("/no/parent")).is_empty());
-    assert!(apply(&mut tree, create("/bad/")).is_empty());
-    assert!(apply(&mut tree, create("relative")).is_empty());
-    assert!(apply(&mut tree, create("")).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "/".into() }).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "".into() }).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "x".into() }).is_empty());
+    assert!(apply(&mut tree, create("/no/parent")).is_err());
+    assert!(apply(&mut tree, create("/bad/")).is_err());
+    assert!(apply(&mut tree, create("relative")).is_err());
+    assert!(apply(&mut tree, create("")).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "/".into() }).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "".into() }).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "x".into() }).is_err());
     assert!(apply(
         &mut tree,
         Txn::SetData {
@@ -1730,7 +1755,7 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             version: 3
         }
     )
-    .is_empty());
+    .is_err());
     assert!(apply(
         &mut tree,
         Txn::SetAcl {
@@ -1739,15 +1764,19 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             version: 3
         }
     )
-    .is_empty());
-    assert!(apply(&mut tree, Txn::Multi(vec![Txn::Multi(vec![])])).is_empty());
+    .is_err());
+    assert!(apply(&mut tree, Txn::Multi(vec![Txn::Multi(vec![])])).is_err());
     assert!(tree.root == before.root);
     // Deleting a node that has children would orphan them: refused.
-    apply(&mut tree, create("/p"));
-    apply(&mut tree, create("/p/c"));
-    assert!(apply(&mut tree, Txn::Delete { path: "/p".into() }).is_empty());
+    apply(&mut tree, create("/p")).unwrap();
+    apply(&mut tree, create("/p/c")).unwrap();
+    assert_eq!(
+        apply(&mut tree, Txn::Delete { path: "/p".into() }),
+        Err(Some(ErrorCode::NotEmpty))
+    );
     assert!(tree.get("/p/c").is_some());
-    // A create over an existing node raises the parent's cversion as ZooKeeper does.
+    // A create over an existing node does not fit (it still raises the parent's cversion,
+    // as ZooKeeper does, but recovery refuses the log anyway).
     let cversion = tree.get("/p").unwrap().cversion;
     assert!(apply(
         &mut tree,
@@ -1759,9 +1788,71 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             parent_cversion: cversion + 5,
         }
     )
-    .is_empty());
+    .is_err());
     assert_eq!(tree.get("/p").unwrap().cversion, cversion + 5);
-    assert_eq!(tree.last_zxid(), zxid);
+    // A zxid behind the last one.
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 1,
+        time_ms: 0,
+    };
+    let behind = tree.try_apply_txn(&hdr, &Txn::Error(ErrorCode::NoNode));
+    assert_eq!(behind.as_ref().map_err(|m| m.code), Err(None));
+    assert!(behind.unwrap_err().to_string().contains("went backwards"));
+}
+
+/// The server's apply_txn stops on a txn that does not fit: the tree diverged.
+#[test]
+#[should_panic(
+    expected = "the data tree diverged: txn 0x7 (after 0x0) does not fit the tree (NoNode)"
+)]
+fn apply_txn_panics_on_a_txn_that_does_not_fit() {
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 7,
+        time_ms: 0,
+    };
+    DataTree::new().apply_txn(
+        &hdr,
+        &Txn::Delete {
+            path: "/none".into(),
+        },
+    );
+}
+
+#[test]
+#[should_panic(expected = "txn 0x3 comes after txn 0x9 (zxids went backwards)")]
+fn apply_txn_panics_when_zxids_go_backwards() {
+    let mut tree = DataTree::new();
+    let at = |zxid| TxnHeader {
+        session_id: 1,
+        zxid,
+        time_ms: 0,
+    };
+    tree.apply_txn(&at(9), &Txn::CreateSession { timeout_ms: 1 });
+    tree.apply_txn(&at(3), &Txn::CreateSession { timeout_ms: 1 });
+}
+
+/// A multi whose op does not fit: the mismatch names that op.
+#[test]
+fn try_apply_txn_names_the_multi_op_that_does_not_fit() {
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 5,
+        time_ms: 0,
+    };
+    let multi = Txn::Multi(vec![
+        Txn::Check {
+            path: "/".into(),
+            version: 1,
+        },
+        Txn::Delete {
+            path: "/missing".into(),
+        },
+    ]);
+    let err = DataTree::new().try_apply_txn(&hdr, &multi).unwrap_err();
+    assert_eq!(err.code, Some(ErrorCode::NoNode));
+    assert!(err.txn.contains("/missing"), "{err}");
 }
 
 #[test]
