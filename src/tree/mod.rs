@@ -118,6 +118,12 @@ pub enum Txn {
 /// Watch triggers and the ACL of each (see [`WriteOutcome::trigger_acls`]).
 type FiredWithAcls = (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>);
 
+/// The most bytes of paths (4 + length each, as logged) a closeSession txn lists; the
+/// session's other ephemerals are deleted by the same txn unlisted (see
+/// [`DataTree::close_session`]). ZooKeeper's default jute.maxbuffer: the txn also fits a
+/// quorum packet and a Java peer's reader.
+pub const CLOSE_SESSION_LIST_MAX: usize = crate::proto::JUTE_MAX_BUFFER;
+
 /// A txn that does not fit the tree it is applied to (see [`DataTree::try_apply_txn`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMismatch {
@@ -790,10 +796,24 @@ impl DataTree {
 
     /// closeSession (or expiry): deletes every ephemeral of `ctx.session_id` in one txn,
     /// in path order, with a NodeDeleted and a parent NodeChildrenChanged per node.
+    ///
+    /// The txn lists the paths only up to [`CLOSE_SESSION_LIST_MAX`] bytes: applying a
+    /// closeSession deletes the session's ephemerals it does not list too (in path order,
+    /// after the listed ones, as ZooKeeper's killSession does), so a cut list (its first
+    /// paths in path order) changes nothing in the outcome, and a session with any number of
+    /// ephemerals closes in one txn that fits a log record and a quorum packet.
     pub fn close_session(&mut self, ctx: &TxnContext) -> WriteOutcome {
-        let txn = Txn::CloseSession {
-            ephemerals: self.ephemerals_of(ctx.session_id),
-        };
+        let mut ephemerals = self.ephemerals_of(ctx.session_id);
+        let mut listed = 0;
+        let keep = ephemerals
+            .iter()
+            .take_while(|path| {
+                listed += 4 + path.len();
+                listed <= CLOSE_SESSION_LIST_MAX
+            })
+            .count();
+        ephemerals.truncate(keep);
+        let txn = Txn::CloseSession { ephemerals };
         let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
         WriteOutcome {
             txn,
@@ -1003,10 +1023,18 @@ impl DataTree {
                 }
             }
         }
+        let txn = Txn::Multi(subs);
+        // A multi of many large ops (with jute.maxbuffer raised, or ACLs that expand to
+        // many auth ids) can make a txn the log cannot hold. ZooKeeper has no check (it logs
+        // a txn that it cannot read back); refuse it whole, as an error txn, with
+        // MarshallingError (the code of a multi that cannot be turned into a txn).
+        if crate::wal::format::txn_encoded_len(&txn) > crate::wal::format::TXN_LEN_MAX {
+            return self.fail(hdr, ErrorCode::MarshallingError);
+        }
         *self = scratch;
         self.advance_zxid(hdr.zxid);
         WriteOutcome {
-            txn: Txn::Multi(subs),
+            txn,
             reply: Ok(Response::Multi(results)),
             header_err: 0,
             triggers: fired.triggers,
@@ -1469,9 +1497,11 @@ impl DataTree {
         }
         let leftover = self.ephemerals_of(hdr.session_id);
         if !leftover.is_empty() {
-            log::warn!(
-                "closeSession 0x{:x}: extra ephemerals not in txn 0x{:x}: {leftover:?}",
+            // A long list is cut to fit (see close_session).
+            log::debug!(
+                "closeSession 0x{:x}: {} ephemerals not listed in txn 0x{:x}",
                 hdr.session_id,
+                leftover.len(),
                 hdr.zxid
             );
             for path in &leftover {

@@ -2802,3 +2802,83 @@ fn null_data_stays_null_through_writes_reads_multis_and_replay() {
     );
     assert!(other != replayed);
 }
+
+// ------------------------------------------------------------------ txns too large
+
+/// A session with more ephemerals than one txn could list closes in one txn anyway: the
+/// list is cut to CLOSE_SESSION_LIST_MAX bytes, and applying it deletes the rest too.
+#[test]
+fn close_session_of_very_many_ephemerals_fits_one_record() {
+    let mut h = Harness::new();
+    h.session_id = 0x77;
+    let name = "e".repeat(500);
+    let count = 3 * CLOSE_SESSION_LIST_MAX / 500;
+    let nodes_before = h.tree.node_count();
+    for i in 0..count {
+        h.create(&format!("/{name}{i:06}"), "", 1).unwrap();
+    }
+    assert_eq!(h.tree.ephemerals_of(0x77).len(), count);
+    let out = h.close_session(0x77);
+    let Txn::CloseSession { ephemerals } = &out.txn else {
+        panic!("{:?}", out.txn)
+    };
+    let listed = ephemerals.len();
+    assert!(listed < count && listed > 0, "{listed} of {count} listed");
+    assert!(crate::wal::format::txn_encoded_len(&out.txn) <= CLOSE_SESSION_LIST_MAX + 5);
+    assert!(h.tree.ephemerals_of(0x77).is_empty());
+    assert_eq!(h.tree.node_count(), nodes_before);
+    // One NodeDeleted + one NodeChildrenChanged per node, in path order.
+    assert_eq!(out.triggers.len(), 2 * count);
+    let deleted: Vec<&str> = out
+        .triggers
+        .iter()
+        .filter(|t| t.event == EventType::NodeDeleted)
+        .map(|t| &*t.path)
+        .collect();
+    assert!(deleted.windows(2).all(|w| w[0] < w[1]));
+    let mut log = Vec::new();
+    crate::wal::format::encode_record(
+        &h.header(),
+        &out.txn,
+        crate::wal::format::BatchMark {
+            seq: 1,
+            last_in_batch: true,
+        },
+        &mut log,
+    )
+    .unwrap();
+    h.assert_replay_matches();
+}
+
+/// A multi whose txn would be over the log's record limit is refused whole, as an error
+/// txn with MarshallingError, before it changes anything.
+#[test]
+fn multi_too_large_for_a_log_record_is_refused() {
+    let mut h = Harness::new();
+    h.create_ok("/big");
+    let mib = Bytes::from(vec![1u8; 1 << 20]);
+    let ops: Vec<MultiOp> = (0..65)
+        .map(|_| {
+            MultiOp::SetData(SetDataRequest {
+                path: "/big".to_string(),
+                data: mib.clone(),
+                version: -1,
+            })
+        })
+        .collect();
+    let before = h.tree.get("/big").unwrap().stat();
+    let out = h.write(Request::Multi(ops.clone()));
+    assert_eq!(out.reply, Err(ErrorCode::MarshallingError));
+    assert_eq!(out.txn, Txn::Error(ErrorCode::MarshallingError));
+    assert!(out.triggers.is_empty());
+    assert_eq!(h.tree.get("/big").unwrap().stat(), before);
+    // Under the limit it goes through.
+    let out = h.write(Request::Multi(ops[..60].to_vec()));
+    assert!(
+        matches!(out.reply, Ok(Response::Multi(_))),
+        "{:?}",
+        out.reply
+    );
+    assert!(crate::wal::format::txn_encoded_len(&out.txn) <= crate::wal::format::TXN_LEN_MAX);
+    h.assert_replay_matches();
+}

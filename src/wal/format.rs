@@ -264,6 +264,38 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
+/// The largest txn a record holds: the payload limit less the fixed fields before the txn.
+pub const TXN_LEN_MAX: usize = RECORD_PAYLOAD_MAX - PAYLOAD_FIXED_LEN;
+
+/// Encoded length of `txn` in a record (what [`TXN_LEN_MAX`] bounds), computed without
+/// encoding it: lets the ordering side refuse a request whose txn could not be logged.
+pub fn txn_encoded_len(txn: &Txn) -> usize {
+    let bytes = |b: &[u8]| 4 + b.len();
+    let acl = |acl: &[crate::proto::Acl]| {
+        4 + acl
+            .iter()
+            .map(|a| 4 + bytes(a.id.scheme.as_bytes()) + bytes(a.id.id.as_bytes()))
+            .sum::<usize>()
+    };
+    1 + match txn {
+        Txn::CreateSession { .. } | Txn::Error(_) => 4,
+        Txn::CloseSession { ephemerals } => {
+            4 + ephemerals
+                .iter()
+                .map(|p| bytes(p.as_bytes()))
+                .sum::<usize>()
+        }
+        Txn::Create {
+            path, data, acl: a, ..
+        } => bytes(path.as_bytes()) + bytes(data) + acl(a) + 8 + 4,
+        Txn::Delete { path } => bytes(path.as_bytes()),
+        Txn::SetData { path, data, .. } => bytes(path.as_bytes()) + bytes(data) + 4,
+        Txn::SetAcl { path, acl: a, .. } => bytes(path.as_bytes()) + acl(a) + 4,
+        Txn::Check { path, .. } => bytes(path.as_bytes()) + 4,
+        Txn::Multi(subs) => 4 + subs.iter().map(txn_encoded_len).sum::<usize>(),
+    }
+}
+
 /// Appends one record to `out`. On error `out` is left as it was.
 pub fn encode_record(
     header: &TxnHeader,
@@ -672,6 +704,21 @@ mod tests {
             assert_eq!(peek.zxid, header.zxid);
             assert_eq!(peek.batch_seq, batch.seq);
             assert_eq!(peek.payload_len + RECORD_PREFIX_LEN, consumed);
+        }
+    }
+
+    #[test]
+    fn txn_encoded_len_is_exact() {
+        let mut variants = every_variant();
+        variants.push(Txn::SetData {
+            path: "/n".into(),
+            data: crate::proto::null_buffer(),
+            version: 1,
+        });
+        for txn in variants {
+            let mut buf = Vec::new();
+            encode_txn(&txn, 0, &mut buf).unwrap();
+            assert_eq!(txn_encoded_len(&txn), buf.len(), "{txn:?}");
         }
     }
 
