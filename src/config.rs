@@ -71,7 +71,12 @@ pub struct Config {
     pub min_session_timeout_ms: u32,
     pub max_session_timeout_ms: u32,
     pub global_outstanding_limit: u32,
+    /// `jute.maxbuffer`: the largest request frame (and so znode) accepted.
     pub jute_max_buffer: usize,
+    /// `jute.maxbuffer.extrasize` (ZooKeeper's system property
+    /// `zookeeper.jute.maxbuffer.extrasize`, either key is read): what a txn may add to a
+    /// request; None = ZooKeeper's default, `jute.maxbuffer`. See [`Config::jute_max_field_len`].
+    pub jute_max_buffer_extra_size: Option<usize>,
     pub four_letter_whitelist: FourLetterWhitelist,
     pub snap_count: u64,
     pub pre_alloc_size_bytes: u64,
@@ -112,6 +117,7 @@ impl Default for Config {
             max_session_timeout_ms: 20 * tick,
             global_outstanding_limit: 1000,
             jute_max_buffer: 0xfffff,
+            jute_max_buffer_extra_size: None,
             four_letter_whitelist: FourLetterWhitelist::All,
             snap_count: 100_000,
             pre_alloc_size_bytes: 64 * 1024 * 1024,
@@ -127,6 +133,18 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             source: None,
         }
+    }
+}
+
+impl Config {
+    /// ZooKeeper's reader limit for one string or buffer, and the most a txn may take:
+    /// `jute.maxbuffer + extrasize`, the extra size at least 1024 (BinaryInputArchive).
+    pub fn jute_max_field_len(&self) -> usize {
+        let extra = self
+            .jute_max_buffer_extra_size
+            .unwrap_or(self.jute_max_buffer)
+            .max(1024);
+        self.jute_max_buffer.saturating_add(extra)
     }
 }
 
@@ -797,6 +815,8 @@ fn build(
     let mut data_log_dir_seen = false;
     // ZooKeeper has no default for these: a quorum must set them (standalone ignores them).
     let mut init_limit_seen = false;
+    // Where jute.maxbuffer (or else the extra size) was set, for errors about both.
+    let mut jute_line: Option<usize> = None;
     let mut sync_limit_seen = false;
     let mut client_port: Option<u16> = None;
     let mut client_port_address: Option<(String, usize)> = None;
@@ -860,7 +880,13 @@ fn build(
                 config.global_outstanding_limit = parse_positive(&ctx, key, v, i32::MAX as i64)?
             }
             "jute.maxbuffer" => {
-                config.jute_max_buffer = parse_positive(&ctx, key, v, i32::MAX as i64)?
+                config.jute_max_buffer = parse_positive(&ctx, key, v, i32::MAX as i64)?;
+                jute_line = Some(v.line);
+            }
+            "jute.maxbuffer.extrasize" | "zookeeper.jute.maxbuffer.extrasize" => {
+                config.jute_max_buffer_extra_size =
+                    Some(parse_non_negative(&ctx, key, v, i32::MAX as i64)?);
+                jute_line = jute_line.or(Some(v.line));
             }
             "4lw.commands.whitelist" => {
                 config.four_letter_whitelist = parse_whitelist(&mut ctx, key, v);
@@ -967,6 +993,25 @@ fn build(
             format!(
                 "minSessionTimeout ({}) must not be larger than maxSessionTimeout ({})",
                 config.min_session_timeout_ms, config.max_session_timeout_ms
+            ),
+        ));
+    }
+
+    // Limits that must agree: a request of jute.maxbuffer becomes a txn of at most
+    // jute.maxbuffer + extrasize (ZooKeeper's promise, and its reader's limit), which must
+    // fit one record of the txn log; Java also refuses a sum over a signed 32-bit length.
+    let field_limit = config.jute_max_field_len();
+    let record_limit = crate::wal::format::RECORD_PAYLOAD_MAX;
+    if field_limit > record_limit || field_limit > i32::MAX as usize {
+        return Err(ctx.error(
+            jute_line,
+            "jute.maxbuffer",
+            format!(
+                "jute.maxbuffer ({}) + jute.maxbuffer.extrasize ({}, default jute.maxbuffer, at \
+                 least 1024) = {field_limit} is over the txn log's record limit of \
+                 {record_limit} bytes: lower jute.maxbuffer or jute.maxbuffer.extrasize",
+                config.jute_max_buffer,
+                field_limit - config.jute_max_buffer,
             ),
         ));
     }
@@ -1246,6 +1291,32 @@ clientPort=2181
         let e = parse_err("dataDir=/d\\u12\nclientPort=1\n");
         assert!(e.starts_with("zoo.cfg:1: "), "{e}");
         assert!(e.contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn jute_limits_follow_the_config_and_must_fit_a_log_record() {
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\n");
+        assert_eq!(c.jute_max_field_len(), 2 * 0xfffff);
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\njute.maxbuffer=4194304\n");
+        assert_eq!(c.jute_max_field_len(), 8 << 20);
+        let (c, _) = parse_ok(
+            "dataDir=/d\nclientPort=1\njute.maxbuffer=4194304\n\
+             zookeeper.jute.maxbuffer.extrasize=10\n",
+        );
+        assert_eq!(c.jute_max_field_len(), (4 << 20) + 1024);
+        let (c, _) = parse_ok(
+            "dataDir=/d\nclientPort=1\njute.maxbuffer=50000000\njute.maxbuffer.extrasize=0\n",
+        );
+        assert_eq!(c.jute_max_field_len(), 50_000_000 + 1024);
+        // 40 MiB + 40 MiB (the default extra size) is over the 64 MiB record limit.
+        let e = parse_err("dataDir=/d\nclientPort=1\njute.maxbuffer=41943040\n");
+        assert!(e.starts_with("zoo.cfg:3: jute.maxbuffer: "), "{e}");
+        assert!(e.contains("jute.maxbuffer.extrasize"), "{e}");
+        assert!(e.contains("record limit of 67108864"), "{e}");
+        let e = parse_err("dataDir=/d\nclientPort=1\njute.maxbuffer.extrasize=100000000\n");
+        assert!(e.starts_with("zoo.cfg:3: jute.maxbuffer: "), "{e}");
+        let e = parse_err("dataDir=/d\nclientPort=1\njute.maxbuffer.extrasize=-1\n");
+        assert!(e.contains("jute.maxbuffer.extrasize"), "{e}");
     }
 
     #[test]

@@ -138,8 +138,15 @@ pub fn decode_request(body: &[u8]) -> Result<(RequestHeader, Request), DecodeErr
 
 /// As [`decode_request`], for a received frame: data fields are slices of it (no copy;
 /// the ordering core's clone of a setData's data for its txn is then a reference count).
+///
+/// A string or buffer may be as long as the frame that carries it. That is ZooKeeper's
+/// limit in effect: its server refuses frames over `jute.maxbuffer` (our `FrameDecoder`,
+/// sized from the config, does the same) and its reader allows fields up to
+/// `jute.maxbuffer + zookeeper.jute.maxbuffer.extrasize` (at least 1024 more), so no field
+/// of an accepted frame is ever over the field limit; a fixed field limit here would refuse
+/// large znodes that a raised `jute.maxbuffer` allows.
 pub fn decode_request_frame(frame: &bytes::Bytes) -> Result<(RequestHeader, Request), DecodeError> {
-    let mut r = JuteReader::over(frame);
+    let mut r = JuteReader::over(frame).with_field_limit(frame.len());
     let hdr = read_request_header(&mut r)?;
     let request = read_request_body(&mut r, hdr)?;
     Ok((hdr, request))
@@ -1044,6 +1051,73 @@ mod tests {
             assert_eq!(decode_reply(&body, op), Ok((hdr, resp.clone())), "{op:?}");
             assert_eq!(decode_reply_header(&body), Ok(hdr));
         }
+    }
+
+    #[test]
+    fn null_data_decodes_null_and_encodes_as_minus_one() {
+        use crate::proto::{is_null_buffer, null_buffer};
+        // create: path, data -1, acl, flags; setData: path, data -1, version.
+        let mut create = req_hdr(1, 1);
+        create.extend_from_slice(&[0, 0, 0, 2, b'/', b'n', 0xff, 0xff, 0xff, 0xff]);
+        create.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut set = req_hdr(2, 5);
+        set.extend_from_slice(&[0, 0, 0, 2, b'/', b'n', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        for body in [create, set] {
+            let frame = Bytes::from(body);
+            let data = match decode_request_frame(&frame).unwrap().1 {
+                Request::Create(_, c) => c.data,
+                Request::SetData(s) => s.data,
+                other => panic!("{other:?}"),
+            };
+            assert!(is_null_buffer(&data));
+        }
+        let hdr = ReplyHeader {
+            xid: 3,
+            zxid: 4,
+            err: 0,
+        };
+        let null = reply_body(&hdr, &Response::GetData(null_buffer(), stat(1)));
+        assert_eq!(&null[16..20], &[0xff, 0xff, 0xff, 0xff]);
+        let empty = reply_body(&hdr, &Response::GetData(Bytes::new(), stat(1)));
+        assert_eq!(&empty[16..20], &[0, 0, 0, 0]);
+        match decode_reply(&null, OpCode::GetData).unwrap().1 {
+            Response::GetData(data, _) => assert!(is_null_buffer(&data)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_frames_take_fields_as_long_as_the_frame() {
+        // A 3 MiB setData: over the 2 MiB default field limit, inside a 4 MiB frame (a
+        // server with jute.maxbuffer=4194304 accepts the frame).
+        let data = vec![7u8; 3 << 20];
+        let req = Request::SetData(SetDataRequest {
+            path: "/big".into(),
+            data: Bytes::from(data.clone()),
+            version: -1,
+        });
+        let mut out = BytesMut::new();
+        let hdr = RequestHeader {
+            xid: 1,
+            op: req.op_code() as i32,
+        };
+        encode_request(&mut out, &hdr, &req);
+        let frame = FrameDecoder::new(4 << 20)
+            .decode(&mut out)
+            .unwrap()
+            .unwrap();
+        assert!(
+            decode_request(&frame).is_err(),
+            "the default limit refuses it"
+        );
+        match decode_request_frame(&frame).unwrap().1 {
+            Request::SetData(set) => assert_eq!(set.data.len(), data.len()),
+            other => panic!("{other:?}"),
+        }
+        // A length past the frame's end is still refused.
+        let mut short = frame.to_vec();
+        short.truncate(short.len() - 5);
+        assert!(decode_request_frame(&Bytes::from(short)).is_err());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! Facts (`BinaryInputArchive` / `BinaryOutputArchive`, Apache ZooKeeper 3.8): integers are
 //! big-endian; `boolean` is one byte (written 0 or 1, read as "non-zero is true");
 //! `ustring` and `buffer` are an `int` length then the bytes, with length -1 meaning null;
-//! `vector<T>` is an `int` count then the elements, with count -1 meaning null. We decode
-//! null as empty and always encode empty as length/count 0.
+//! `vector<T>` is an `int` count then the elements, with count -1 meaning null. Null strings
+//! and vectors decode as empty. A null `buffer` decodes as the null buffer ([`null_buffer`]:
+//! empty, but told apart from empty by [`is_null_buffer`]) and encodes as -1 again, so znode
+//! data can be null as in ZooKeeper (a Java client's `create(path, null, ...)`); every other
+//! empty buffer, string and vector encodes as length/count 0.
 //!
 //! Architecture Invariant: the reader never allocates from a length or count read off the
 //! wire before checking that the bytes are actually present.
@@ -24,6 +27,28 @@ pub const DEFAULT_MAX_FIELD_LEN: usize = 2 * JUTE_MAX_BUFFER;
 
 /// Encoded size of a [`Stat`]: 6 longs and 5 ints.
 pub const STAT_LEN: usize = 6 * 8 + 5 * 4;
+
+/// What a null buffer points at: the middle of a static of its own, an address no other
+/// empty slice can have (an empty slice of another object points at or past that object's
+/// bytes, and a zero-sized object may sit at this static's ends, never inside it).
+static NULL_MARK: [u8; 2] = [0; 2];
+
+/// The null buffer as a slice: empty, and [`is_null_buffer`].
+pub fn null_slice() -> &'static [u8] {
+    &NULL_MARK[1..1]
+}
+
+/// A null `buffer` (jute length -1): empty, and [`is_null_buffer`]. Clones keep it null;
+/// copying its (no) bytes into new memory (`Bytes::copy_from_slice`, `to_vec`) gives empty.
+pub fn null_buffer() -> Bytes {
+    Bytes::from_static(null_slice())
+}
+
+/// Whether `bytes` is the null buffer ([`null_buffer`], [`null_slice`] or a borrow of them)
+/// rather than an empty one.
+pub fn is_null_buffer(bytes: &[u8]) -> bool {
+    bytes.is_empty() && std::ptr::eq(bytes.as_ptr(), null_slice().as_ptr())
+}
 
 /// Smallest encoded sizes, used to bound vector counts by the bytes left.
 const MIN_USTRING_LEN: usize = 4;
@@ -149,6 +174,12 @@ impl<'a> JuteReader<'a> {
         }
     }
 
+    /// This reader with strings and buffers allowed up to `max_field_len` bytes.
+    pub fn with_field_limit(mut self, max_field_len: usize) -> Self {
+        self.max_field_len = max_field_len;
+        self
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -224,18 +255,21 @@ impl<'a> JuteReader<'a> {
         Ok(Some(len))
     }
 
-    /// A `buffer` as a borrowed slice; null (-1) reads as empty.
+    /// A `buffer` as a borrowed slice; null (-1) reads as [`null_slice`].
     pub fn read_buffer_slice(&mut self) -> Result<&'a [u8], DecodeError> {
         match self.read_field_len()? {
-            None => Ok(&[]),
+            None => Ok(null_slice()),
             Some(len) => self.read_raw(len),
         }
     }
 
-    /// A `buffer`; null (-1) reads as empty. A slice of the frame for a reader made
+    /// A `buffer`; null (-1) reads as [`null_buffer`]. A slice of the frame for a reader made
     /// [`JuteReader::over`] one, else a copy.
     pub fn read_buffer(&mut self) -> Result<Bytes, DecodeError> {
         let slice = self.read_buffer_slice()?;
+        if is_null_buffer(slice) {
+            return Ok(null_buffer());
+        }
         Ok(match self.shared {
             Some(frame) if !slice.is_empty() => frame.slice_ref(slice),
             _ => Bytes::copy_from_slice(slice),
@@ -387,13 +421,19 @@ impl<'a> JuteWriter<'a> {
         self.out.put_u8(u8::from(v));
     }
 
+    /// Length then bytes; the null buffer ([`is_null_buffer`]) as length -1.
     pub fn write_buffer(&mut self, bytes: &[u8]) {
+        if is_null_buffer(bytes) {
+            self.write_i32(-1);
+            return;
+        }
         self.write_i32(len_i32(bytes.len()));
         self.write_raw(bytes);
     }
 
     pub fn write_ustring(&mut self, s: &str) {
-        self.write_buffer(s.as_bytes());
+        self.write_i32(len_i32(s.len()));
+        self.write_raw(s.as_bytes());
     }
 
     pub fn write_string_vec<S: AsRef<str>>(&mut self, strings: &[S]) {
@@ -530,7 +570,37 @@ mod tests {
     }
 
     #[test]
-    fn null_string_buffer_and_vector_read_as_empty() {
+    fn null_buffers_stay_null_and_empty_ones_empty() {
+        let minus_one = [0xff, 0xff, 0xff, 0xff];
+        let frame = Bytes::copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let mut shared = JuteReader::over(&frame);
+        let null = shared.read_buffer().unwrap();
+        let empty = shared.read_buffer().unwrap();
+        assert!(null.is_empty() && is_null_buffer(&null));
+        assert!(empty.is_empty() && !is_null_buffer(&empty));
+        assert!(is_null_buffer(&null.clone()));
+        assert!(is_null_buffer(
+            JuteReader::new(&minus_one).read_buffer_slice().unwrap()
+        ));
+        assert!(is_null_buffer(
+            &JuteReader::new(&minus_one).read_buffer().unwrap()
+        ));
+        assert!(!is_null_buffer(&Bytes::new()) && !is_null_buffer(&[]));
+        assert!(!is_null_buffer(&Vec::new()) && !is_null_buffer(&NULL_MARK[..0]));
+        assert!(!is_null_buffer(&NULL_MARK[2..]));
+        let written = bytes_of(|w| {
+            w.write_buffer(&null);
+            w.write_buffer(&empty);
+            w.write_buffer(null_slice());
+        });
+        assert_eq!(
+            written,
+            [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]
+        );
+    }
+
+    #[test]
+    fn null_string_and_vector_read_as_empty() {
         let minus_one = [0xff, 0xff, 0xff, 0xff];
         assert_eq!(
             JuteReader::new(&minus_one).read_ustring(),

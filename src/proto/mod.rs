@@ -10,5 +10,8 @@ pub mod types;
 
 pub use codec::*;
 pub use frame::{write_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN};
-pub use jute::{DecodeError, JuteReader, JuteWriter, DEFAULT_MAX_FIELD_LEN, JUTE_MAX_BUFFER};
+pub use jute::{
+    is_null_buffer, null_buffer, null_slice, DecodeError, JuteReader, JuteWriter,
+    DEFAULT_MAX_FIELD_LEN, JUTE_MAX_BUFFER,
+};
 pub use types::*;

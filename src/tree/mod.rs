@@ -9,8 +9,11 @@
 //!
 //! Writes are split the way ZooKeeper splits them, so the log can replay them:
 //! `process_write` validates a request against the tree and produces a deterministic
-//! [`Txn`]; `apply_txn` applies a txn and never fails. Both go through one implementation
-//! of each mutation (`apply_op`), so a replayed log rebuilds the same tree.
+//! [`Txn`]; `apply_txn` applies a txn, which must fit the tree (one that does not means the
+//! replicas or the log diverged from the tree: the server stops, see
+//! [`DataTree::apply_txn`]; recovery uses [`DataTree::try_apply_txn`] to refuse instead).
+//! Both go through one implementation of each mutation (`apply_op`), so a replayed log
+//! rebuilds the same tree.
 //!
 //! The facts followed here come from Apache ZooKeeper 3.8's `PrepRequestProcessor`
 //! (validation order and error codes), `DataTree` and `DataNode` (mutations and the stat a
@@ -111,6 +114,46 @@ pub enum Txn {
     /// A failed write: logged so the zxid sequence has no holes.
     Error(ErrorCode),
 }
+
+/// Watch triggers and the ACL of each (see [`WriteOutcome::trigger_acls`]).
+type FiredWithAcls = (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>);
+
+/// The most bytes of paths (4 + length each, as logged) a closeSession txn lists; the
+/// session's other ephemerals are deleted by the same txn unlisted (see
+/// [`DataTree::close_session`]). ZooKeeper's default jute.maxbuffer: the txn also fits a
+/// quorum packet and a Java peer's reader.
+pub const CLOSE_SESSION_LIST_MAX: usize = crate::proto::JUTE_MAX_BUFFER;
+
+/// A txn that does not fit the tree it is applied to (see [`DataTree::try_apply_txn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnMismatch {
+    pub zxid: i64,
+    /// The tree's last zxid before the txn.
+    pub last_zxid: i64,
+    /// Why the op failed; None: the zxid is behind the last one.
+    pub code: Option<ErrorCode>,
+    /// The txn (or the op of a multi) that failed, as Debug text.
+    pub txn: String,
+}
+
+impl std::fmt::Display for TxnMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            None => write!(
+                f,
+                "txn 0x{:x} comes after txn 0x{:x} (zxids went backwards): {}",
+                self.zxid, self.last_zxid, self.txn
+            ),
+            Some(code) => write!(
+                f,
+                "txn 0x{:x} (after 0x{:x}) does not fit the tree ({code:?}): {}",
+                self.zxid, self.last_zxid, self.txn
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TxnMismatch {}
 
 /// A change that may fire watches: `path` saw `event`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,13 +537,16 @@ impl DataTree {
         match kind {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {
-                self.containers.insert(key.clone());
+                let old = self.containers.insert(key.clone());
+                assert!(old.is_none(), "container {key} indexed twice");
             }
             EphemeralKind::Ttl(_) => {
-                self.ttls.insert(key.clone());
+                let old = self.ttls.insert(key.clone());
+                assert!(old.is_none(), "TTL node {key} indexed twice");
             }
             EphemeralKind::Session(id) => {
-                self.ephemerals.entry(id).or_default().insert(key.clone());
+                let old = self.ephemerals.entry(id).or_default().insert(key.clone());
+                assert!(old.is_none(), "ephemeral {key} of 0x{id:x} indexed twice");
             }
         }
     }
@@ -716,18 +762,17 @@ impl DataTree {
                 let mut fired = Fired::default();
                 let applied = self.apply_op(&hdr, &txn, &mut fired);
                 self.advance_zxid(hdr.zxid);
-                let reply = match applied {
-                    Ok(applied) => Ok(op.response(applied)),
-                    Err(code) => {
-                        // A validated txn always fits; this is a bug.
-                        debug_assert!(false, "validated txn {txn:?} failed with {code:?}");
-                        Err(code)
-                    }
+                let applied = match applied {
+                    Ok(applied) => applied,
+                    Err(code) => panic!(
+                        "validated txn 0x{:x} does not fit the tree ({code:?}): {txn:?}",
+                        hdr.zxid
+                    ),
                 };
                 WriteOutcome {
                     txn,
-                    header_err: reply.as_ref().err().map_or(0, |code| code.code()),
-                    reply,
+                    header_err: 0,
+                    reply: Ok(op.response(applied)),
                     triggers: fired.triggers,
                     trigger_acls: fired.acls,
                 }
@@ -751,10 +796,24 @@ impl DataTree {
 
     /// closeSession (or expiry): deletes every ephemeral of `ctx.session_id` in one txn,
     /// in path order, with a NodeDeleted and a parent NodeChildrenChanged per node.
+    ///
+    /// The txn lists the paths only up to [`CLOSE_SESSION_LIST_MAX`] bytes: applying a
+    /// closeSession deletes the session's ephemerals it does not list too (in path order,
+    /// after the listed ones, as ZooKeeper's killSession does), so a cut list (its first
+    /// paths in path order) changes nothing in the outcome, and a session with any number of
+    /// ephemerals closes in one txn that fits a log record and a quorum packet.
     pub fn close_session(&mut self, ctx: &TxnContext) -> WriteOutcome {
-        let txn = Txn::CloseSession {
-            ephemerals: self.ephemerals_of(ctx.session_id),
-        };
+        let mut ephemerals = self.ephemerals_of(ctx.session_id);
+        let mut listed = 0;
+        let keep = ephemerals
+            .iter()
+            .take_while(|path| {
+                listed += 4 + path.len();
+                listed <= CLOSE_SESSION_LIST_MAX
+            })
+            .count();
+        ephemerals.truncate(keep);
+        let txn = Txn::CloseSession { ephemerals };
         let (triggers, trigger_acls) = self.apply_txn_with_acls(&Self::header(ctx), &txn);
         WriteOutcome {
             txn,
@@ -765,9 +824,11 @@ impl DataTree {
         }
     }
 
-    /// Applies a logged txn (replay, or a follower applying the leader's txn). A txn that
-    /// does not fit the tree (a bug or corruption) is logged and skipped, as ZooKeeper's
-    /// DataTree.processTxn skips it; the last zxid still advances.
+    /// Applies a committed txn (a follower applying the leader's txn; the ordering core's own
+    /// session txns). The txn must fit the tree: one that does not (ZooKeeper's
+    /// DataTree.processTxn would log and skip it), or a zxid behind the last one, means this
+    /// tree diverged from the txns that made it, and going on would serve and log a state no
+    /// other replica has: it panics (the server stops), naming the txn and its zxid.
     pub fn apply_txn(&mut self, hdr: &TxnHeader, txn: &Txn) -> Vec<WatchTrigger> {
         self.apply_txn_with_acls(hdr, txn).0
     }
@@ -779,22 +840,63 @@ impl DataTree {
         hdr: &TxnHeader,
         txn: &Txn,
     ) -> (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>) {
+        match self.try_apply_txn_with_acls(hdr, txn) {
+            Ok(fired) => fired,
+            Err(mismatch) => panic!("the data tree diverged: {mismatch}"),
+        }
+    }
+
+    /// [`DataTree::apply_txn`] for recovery (replaying a txn log over a snapshot): a txn that
+    /// does not fit is an `Err` to refuse the start with, not a panic. After an `Err` the
+    /// tree may be partly changed (a closeSession, a multi); do not use it.
+    pub fn try_apply_txn(
+        &mut self,
+        hdr: &TxnHeader,
+        txn: &Txn,
+    ) -> Result<Vec<WatchTrigger>, TxnMismatch> {
+        Ok(self.try_apply_txn_with_acls(hdr, txn)?.0)
+    }
+
+    fn try_apply_txn_with_acls(
+        &mut self,
+        hdr: &TxnHeader,
+        txn: &Txn,
+    ) -> Result<FiredWithAcls, TxnMismatch> {
+        let last_zxid = self.last_zxid;
+        let mismatch = |code: ErrorCode, sub: &Txn| TxnMismatch {
+            zxid: hdr.zxid,
+            last_zxid,
+            code: Some(code),
+            txn: format!("{sub:?}"),
+        };
+        if hdr.zxid < last_zxid {
+            return Err(TxnMismatch {
+                code: None,
+                ..mismatch(ErrorCode::Ok, txn)
+            });
+        }
         let mut fired = Fired::default();
         match txn {
             Txn::Multi(subs) => {
-                self.apply_multi(hdr, subs, &mut fired);
+                let failed = subs.iter().any(|sub| matches!(sub, Txn::Error(_)));
+                let outcomes = self.apply_multi(hdr, subs, &mut fired);
+                if !failed {
+                    let bad = subs.iter().zip(&outcomes).find_map(|(sub, outcome)| {
+                        outcome.as_ref().err().map(|code| mismatch(*code, sub))
+                    });
+                    if let Some(bad) = bad {
+                        return Err(bad);
+                    }
+                }
             }
             single => {
                 if let Err(code) = self.apply_op(hdr, single, &mut fired) {
-                    log::error!(
-                        "txn 0x{:x} does not fit the tree ({code:?}), skipped: {single:?}",
-                        hdr.zxid
-                    );
+                    return Err(mismatch(code, single));
                 }
             }
         }
         self.advance_zxid(hdr.zxid);
-        (fired.triggers, fired.acls)
+        Ok((fired.triggers, fired.acls))
     }
 
     fn header(ctx: &TxnContext) -> TxnHeader {
@@ -816,15 +918,15 @@ impl DataTree {
         self.last_zxid = zxid;
     }
 
+    /// Invariant: the last zxid never decreases; a txn behind it is a bug (a replayed or
+    /// reordered txn), and the server stops.
     fn advance_zxid(&mut self, zxid: i64) {
-        if zxid > self.last_zxid {
-            self.last_zxid = zxid;
-        } else if zxid < self.last_zxid {
-            log::warn!(
-                "txn 0x{zxid:x} applied after 0x{:x}; last zxid kept",
-                self.last_zxid
-            );
-        }
+        assert!(
+            zxid >= self.last_zxid,
+            "txn 0x{zxid:x} applied after 0x{:x}: zxids went backwards",
+            self.last_zxid
+        );
+        self.last_zxid = zxid;
     }
 
     /// A write that fails before validation (e.g. its body did not decode): it still
@@ -880,7 +982,11 @@ impl DataTree {
             match scratch.prepare(op, ctx) {
                 Ok(txn) => {
                     let applied = scratch.apply_op(hdr, &txn, &mut fired);
-                    debug_assert!(applied.is_ok(), "validated multi op failed: {applied:?}");
+                    assert!(
+                        applied.is_ok(),
+                        "validated op of multi 0x{:x} does not fit the tree ({applied:?}): {txn:?}",
+                        hdr.zxid
+                    );
                     results.push(op.multi_result(applied));
                     subs.push(txn);
                 }
@@ -917,10 +1023,18 @@ impl DataTree {
                 }
             }
         }
+        let txn = Txn::Multi(subs);
+        // A multi of many large ops (with jute.maxbuffer raised, or ACLs that expand to
+        // many auth ids) can make a txn the log cannot hold. ZooKeeper has no check (it logs
+        // a txn that it cannot read back); refuse it whole, as an error txn, with
+        // MarshallingError (the code of a multi that cannot be turned into a txn).
+        if crate::wal::format::txn_encoded_len(&txn) > crate::wal::format::TXN_LEN_MAX {
+            return self.fail(hdr, ErrorCode::MarshallingError);
+        }
         *self = scratch;
         self.advance_zxid(hdr.zxid);
         WriteOutcome {
-            txn: Txn::Multi(subs),
+            txn,
             reply: Ok(Response::Multi(results)),
             header_err: 0,
             triggers: fired.triggers,
@@ -954,19 +1068,13 @@ impl DataTree {
         }
         subs.iter()
             .map(|sub| {
-                let applied = match sub {
+                // An op that does not fit is the caller's to report (see try_apply_txn).
+                match sub {
                     Txn::Multi(_) | Txn::CreateSession { .. } | Txn::CloseSession { .. } => {
                         Err(ErrorCode::MarshallingError)
                     }
                     _ => self.apply_op(hdr, sub, fired),
-                };
-                if let Err(code) = applied {
-                    log::error!(
-                        "op of multi txn 0x{:x} does not fit the tree ({code:?}), skipped: {sub:?}",
-                        hdr.zxid
-                    );
                 }
-                applied
             })
             .collect()
     }
@@ -1176,7 +1284,7 @@ impl DataTree {
         match txn {
             Txn::CreateSession { .. } | Txn::Error(_) => Ok(Applied::Nothing),
             Txn::CloseSession { ephemerals } => {
-                self.kill_session(hdr, ephemerals, fired);
+                self.kill_session(hdr, ephemerals, fired)?;
                 Ok(Applied::Nothing)
             }
             Txn::Create {
@@ -1327,24 +1435,38 @@ impl DataTree {
         let Some(Some((node, parent_acl))) = removed else {
             return Err(ErrorCode::NoNode);
         };
+        // Invariant: node_count counts every node, the root included.
+        assert!(
+            self.node_count > 1,
+            "node count {} with {path} in the tree",
+            self.node_count
+        );
         self.node_count -= 1;
         let key: Arc<str> = Arc::from(path);
         let parent_key: Arc<str> = Arc::from(parent_path);
+        // Invariant: each index lists exactly the nodes of its kind.
+        let unindexed = |kind: &str| panic!("deleted {kind} {path} was not indexed");
         match node.kind() {
             EphemeralKind::Persistent => {}
             EphemeralKind::Container => {
-                self.containers.remove(&key);
+                if self.containers.remove(&key).is_none() {
+                    unindexed("container");
+                }
             }
             EphemeralKind::Ttl(_) => {
-                self.ttls.remove(&key);
+                if self.ttls.remove(&key).is_none() {
+                    unindexed("TTL node");
+                }
             }
             EphemeralKind::Session(id) => {
                 let now_empty = match self.ephemerals.get_mut(&id) {
                     Some(paths) => {
-                        paths.remove(&key);
+                        if paths.remove(&key).is_none() {
+                            unindexed("ephemeral");
+                        }
                         paths.is_empty()
                     }
-                    None => false,
+                    None => unindexed("ephemeral"),
                 };
                 if now_empty {
                     self.ephemerals.remove(&id);
@@ -1358,29 +1480,35 @@ impl DataTree {
     }
 
     /// DataTree.killSession: deletes the txn's paths, then any other ephemeral the session
-    /// still owns (ZooKeeper warns about those and deletes them too).
-    fn kill_session(&mut self, hdr: &TxnHeader, paths: &[String], fired: &mut Fired) {
+    /// still owns (ZooKeeper warns about those and deletes them too). A listed path that is
+    /// not an ephemeral of the session does not fit the tree.
+    fn kill_session(
+        &mut self,
+        hdr: &TxnHeader,
+        paths: &[String],
+        fired: &mut Fired,
+    ) -> Result<(), ErrorCode> {
         for path in paths {
-            if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
-                log::warn!(
-                    "closeSession 0x{:x}: ephemeral {path} not deleted ({code:?})",
-                    hdr.session_id
-                );
+            let owner = self.get(path).map(|node| node.kind());
+            if owner != Some(EphemeralKind::Session(hdr.session_id)) {
+                return Err(ErrorCode::NoNode);
             }
+            self.delete_node(path, hdr.zxid, fired)?;
         }
         let leftover = self.ephemerals_of(hdr.session_id);
         if !leftover.is_empty() {
-            log::warn!(
-                "closeSession 0x{:x}: extra ephemerals not in txn 0x{:x}: {leftover:?}",
+            // A long list is cut to fit (see close_session).
+            log::debug!(
+                "closeSession 0x{:x}: {} ephemerals not listed in txn 0x{:x}",
                 hdr.session_id,
+                leftover.len(),
                 hdr.zxid
             );
             for path in &leftover {
-                if let Err(code) = self.delete_node(path, hdr.zxid, fired) {
-                    log::warn!("closeSession: ephemeral {path} not deleted ({code:?})");
-                }
+                self.delete_node(path, hdr.zxid, fired)?;
             }
         }
+        Ok(())
     }
 }
 

@@ -1496,14 +1496,30 @@ fn close_session_replay_also_deletes_ephemerals_missing_from_the_txn() {
     h.session_id = 0x8;
     h.create("/a", "", 1).unwrap();
     h.create("/b", "", 1).unwrap();
+    h.create("/p", "", 0).unwrap();
+    let hdr = TxnHeader {
+        session_id: 0x8,
+        zxid: 0x900,
+        time_ms: 0,
+    };
+    // A listed path that is not an ephemeral of the session does not fit.
+    for bad in ["/gone", "/p"] {
+        let err = h
+            .tree
+            .clone()
+            .try_apply_txn(
+                &hdr,
+                &Txn::CloseSession {
+                    ephemerals: vec!["/b".into(), bad.into()],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(err.code, Some(ErrorCode::NoNode));
+    }
     let triggers = h.tree.apply_txn(
-        &TxnHeader {
-            session_id: 0x8,
-            zxid: 0x900,
-            time_ms: 0,
-        },
+        &hdr,
         &Txn::CloseSession {
-            ephemerals: vec!["/b".into(), "/gone".into()],
+            ephemerals: vec!["/b".into()],
         },
     );
     assert!(h.tree.get("/a").is_none());
@@ -1695,7 +1711,9 @@ fn replaying_the_log_rebuilds_the_same_tree_and_triggers() {
 }
 
 #[test]
-fn apply_txn_skips_what_does_not_fit_without_panicking() {
+/// Recovery's replay (try_apply_txn): a txn that does not fit is an Err naming it, never a
+/// panic, and changes no content.
+fn try_apply_txn_refuses_what_does_not_fit() {
     let mut tree = DataTree::new();
     let mut zxid = 0;
     let mut apply = |tree: &mut DataTree, txn: Txn| {
@@ -1705,7 +1723,14 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             zxid,
             time_ms: 0,
         };
-        tree.apply_txn(&hdr, &txn)
+        let before = tree.clone();
+        let result = tree.try_apply_txn(&hdr, &txn);
+        if let Err(mismatch) = &result {
+            assert_eq!(mismatch.zxid, zxid);
+            assert!(mismatch.to_string().contains(&format!("txn 0x{zxid:x}")));
+            assert_eq!(tree.last_zxid(), before.last_zxid(), "{mismatch}");
+        }
+        result.map_err(|m| m.code)
     };
     let before = tree.clone();
     let create = |path: &str| Txn::Create {
@@ -1715,13 +1740,13 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
         ephemeral_owner: 0,
         parent_cversion: -1,
     };
-    assert!(apply(&mut tree, create("/no/parent")).is_empty());
-    assert!(apply(&mut tree, create("/bad/")).is_empty());
-    assert!(apply(&mut tree, create("relative")).is_empty());
-    assert!(apply(&mut tree, create("")).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "/".into() }).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "".into() }).is_empty());
-    assert!(apply(&mut tree, Txn::Delete { path: "x".into() }).is_empty());
+    assert!(apply(&mut tree, create("/no/parent")).is_err());
+    assert!(apply(&mut tree, create("/bad/")).is_err());
+    assert!(apply(&mut tree, create("relative")).is_err());
+    assert!(apply(&mut tree, create("")).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "/".into() }).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "".into() }).is_err());
+    assert!(apply(&mut tree, Txn::Delete { path: "x".into() }).is_err());
     assert!(apply(
         &mut tree,
         Txn::SetData {
@@ -1730,7 +1755,7 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             version: 3
         }
     )
-    .is_empty());
+    .is_err());
     assert!(apply(
         &mut tree,
         Txn::SetAcl {
@@ -1739,15 +1764,19 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             version: 3
         }
     )
-    .is_empty());
-    assert!(apply(&mut tree, Txn::Multi(vec![Txn::Multi(vec![])])).is_empty());
+    .is_err());
+    assert!(apply(&mut tree, Txn::Multi(vec![Txn::Multi(vec![])])).is_err());
     assert!(tree.root == before.root);
     // Deleting a node that has children would orphan them: refused.
-    apply(&mut tree, create("/p"));
-    apply(&mut tree, create("/p/c"));
-    assert!(apply(&mut tree, Txn::Delete { path: "/p".into() }).is_empty());
+    apply(&mut tree, create("/p")).unwrap();
+    apply(&mut tree, create("/p/c")).unwrap();
+    assert_eq!(
+        apply(&mut tree, Txn::Delete { path: "/p".into() }),
+        Err(Some(ErrorCode::NotEmpty))
+    );
     assert!(tree.get("/p/c").is_some());
-    // A create over an existing node raises the parent's cversion as ZooKeeper does.
+    // A create over an existing node does not fit (it still raises the parent's cversion,
+    // as ZooKeeper does, but recovery refuses the log anyway).
     let cversion = tree.get("/p").unwrap().cversion;
     assert!(apply(
         &mut tree,
@@ -1759,9 +1788,71 @@ fn apply_txn_skips_what_does_not_fit_without_panicking() {
             parent_cversion: cversion + 5,
         }
     )
-    .is_empty());
+    .is_err());
     assert_eq!(tree.get("/p").unwrap().cversion, cversion + 5);
-    assert_eq!(tree.last_zxid(), zxid);
+    // A zxid behind the last one.
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 1,
+        time_ms: 0,
+    };
+    let behind = tree.try_apply_txn(&hdr, &Txn::Error(ErrorCode::NoNode));
+    assert_eq!(behind.as_ref().map_err(|m| m.code), Err(None));
+    assert!(behind.unwrap_err().to_string().contains("went backwards"));
+}
+
+/// The server's apply_txn stops on a txn that does not fit: the tree diverged.
+#[test]
+#[should_panic(
+    expected = "the data tree diverged: txn 0x7 (after 0x0) does not fit the tree (NoNode)"
+)]
+fn apply_txn_panics_on_a_txn_that_does_not_fit() {
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 7,
+        time_ms: 0,
+    };
+    DataTree::new().apply_txn(
+        &hdr,
+        &Txn::Delete {
+            path: "/none".into(),
+        },
+    );
+}
+
+#[test]
+#[should_panic(expected = "txn 0x3 comes after txn 0x9 (zxids went backwards)")]
+fn apply_txn_panics_when_zxids_go_backwards() {
+    let mut tree = DataTree::new();
+    let at = |zxid| TxnHeader {
+        session_id: 1,
+        zxid,
+        time_ms: 0,
+    };
+    tree.apply_txn(&at(9), &Txn::CreateSession { timeout_ms: 1 });
+    tree.apply_txn(&at(3), &Txn::CreateSession { timeout_ms: 1 });
+}
+
+/// A multi whose op does not fit: the mismatch names that op.
+#[test]
+fn try_apply_txn_names_the_multi_op_that_does_not_fit() {
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid: 5,
+        time_ms: 0,
+    };
+    let multi = Txn::Multi(vec![
+        Txn::Check {
+            path: "/".into(),
+            version: 1,
+        },
+        Txn::Delete {
+            path: "/missing".into(),
+        },
+    ]);
+    let err = DataTree::new().try_apply_txn(&hdr, &multi).unwrap_err();
+    assert_eq!(err.code, Some(ErrorCode::NoNode));
+    assert!(err.txn.contains("/missing"), "{err}");
 }
 
 #[test]
@@ -2606,4 +2697,188 @@ fn a_deep_tree_is_walked_and_rebuilt_without_recursion() {
     drop(version);
     drop(loaded);
     assert_eq!(h.tree.get(&path).unwrap().data(), b"x");
+}
+
+// ------------------------------------------------------------------ null data
+
+/// ZooKeeper keeps a null buffer null: `create(path, null)` and `setData(path, null)` read
+/// back as null (jute length -1), with dataLength 0; empty data stays empty.
+#[test]
+fn null_data_stays_null_through_writes_reads_multis_and_replay() {
+    use crate::proto::{is_null_buffer, null_buffer};
+    let mut h = Harness::new();
+    let create = |path: &str, data: Bytes| {
+        Request::Create(
+            OpCode::Create,
+            CreateRequest {
+                path: path.to_string(),
+                data,
+                acl: open_acl(),
+                flags: 0,
+                ttl: -1,
+            },
+        )
+    };
+    let get = |h: &Harness, path: &str| match h.read(Request::GetData(pw(path, false))) {
+        Ok(Response::GetData(data, stat)) => (data, stat),
+        other => panic!("getData {path}: {other:?}"),
+    };
+    assert!(h.write(create("/n", null_buffer())).reply.is_ok());
+    assert!(h.write(create("/e", Bytes::new())).reply.is_ok());
+    let (data, stat) = get(&h, "/n");
+    assert!(is_null_buffer(&data));
+    assert_eq!(stat.data_length, 0);
+    assert!(!is_null_buffer(&get(&h, "/e").0));
+
+    let set = |path: &str, data: Bytes| {
+        Request::SetData(SetDataRequest {
+            path: path.to_string(),
+            data,
+            version: -1,
+        })
+    };
+    assert!(h.write(set("/e", null_buffer())).reply.is_ok());
+    assert!(is_null_buffer(&get(&h, "/e").0));
+    assert!(h.write(set("/n", Bytes::from_static(b"x"))).reply.is_ok());
+    assert_eq!(get(&h, "/n").1.data_length, 1);
+    assert!(h.write(set("/n", Bytes::new())).reply.is_ok());
+    assert!(!is_null_buffer(&get(&h, "/n").0));
+
+    // Inside a multi, both ways.
+    let multi = Request::Multi(vec![
+        MultiOp::Create(
+            OpCode::Create,
+            CreateRequest {
+                path: "/m".to_string(),
+                data: null_buffer(),
+                acl: open_acl(),
+                flags: 0,
+                ttl: -1,
+            },
+        ),
+        MultiOp::SetData(SetDataRequest {
+            path: "/n".to_string(),
+            data: null_buffer(),
+            version: -1,
+        }),
+    ]);
+    assert!(h.write(multi).reply.is_ok());
+    assert!(is_null_buffer(&get(&h, "/m").0));
+    assert!(is_null_buffer(&get(&h, "/n").0));
+    assert!(h.tree.get("/m").unwrap().data_is_null());
+
+    // The replayed tree has the same null nodes (tree equality tells null from empty).
+    h.assert_replay_matches();
+    let mut replayed = DataTree::new();
+    for (hdr, txn) in &h.log {
+        replayed.apply_txn(hdr, txn);
+    }
+    for (path, null) in [("/n", true), ("/e", true), ("/m", true)] {
+        assert_eq!(replayed.get(path).unwrap().data_is_null(), null, "{path}");
+    }
+    // One null node less: not equal.
+    let mut other = replayed.clone();
+    let (zxid, time_ms) = (h.zxid + 1, h.time_ms + 1);
+    let hdr = TxnHeader {
+        session_id: 1,
+        zxid,
+        time_ms,
+    };
+    other.apply_txn(
+        &hdr,
+        &Txn::SetData {
+            path: "/m".to_string(),
+            data: Bytes::new(),
+            version: 1,
+        },
+    );
+    replayed.apply_txn(
+        &hdr,
+        &Txn::SetData {
+            path: "/m".to_string(),
+            data: null_buffer(),
+            version: 1,
+        },
+    );
+    assert!(other != replayed);
+}
+
+// ------------------------------------------------------------------ txns too large
+
+/// A session with more ephemerals than one txn could list closes in one txn anyway: the
+/// list is cut to CLOSE_SESSION_LIST_MAX bytes, and applying it deletes the rest too.
+#[test]
+fn close_session_of_very_many_ephemerals_fits_one_record() {
+    let mut h = Harness::new();
+    h.session_id = 0x77;
+    let name = "e".repeat(500);
+    let count = 3 * CLOSE_SESSION_LIST_MAX / 500;
+    let nodes_before = h.tree.node_count();
+    for i in 0..count {
+        h.create(&format!("/{name}{i:06}"), "", 1).unwrap();
+    }
+    assert_eq!(h.tree.ephemerals_of(0x77).len(), count);
+    let out = h.close_session(0x77);
+    let Txn::CloseSession { ephemerals } = &out.txn else {
+        panic!("{:?}", out.txn)
+    };
+    let listed = ephemerals.len();
+    assert!(listed < count && listed > 0, "{listed} of {count} listed");
+    assert!(crate::wal::format::txn_encoded_len(&out.txn) <= CLOSE_SESSION_LIST_MAX + 5);
+    assert!(h.tree.ephemerals_of(0x77).is_empty());
+    assert_eq!(h.tree.node_count(), nodes_before);
+    // One NodeDeleted + one NodeChildrenChanged per node, in path order.
+    assert_eq!(out.triggers.len(), 2 * count);
+    let deleted: Vec<&str> = out
+        .triggers
+        .iter()
+        .filter(|t| t.event == EventType::NodeDeleted)
+        .map(|t| &*t.path)
+        .collect();
+    assert!(deleted.windows(2).all(|w| w[0] < w[1]));
+    let mut log = Vec::new();
+    crate::wal::format::encode_record(
+        &h.header(),
+        &out.txn,
+        crate::wal::format::BatchMark {
+            seq: 1,
+            last_in_batch: true,
+        },
+        &mut log,
+    )
+    .unwrap();
+    h.assert_replay_matches();
+}
+
+/// A multi whose txn would be over the log's record limit is refused whole, as an error
+/// txn with MarshallingError, before it changes anything.
+#[test]
+fn multi_too_large_for_a_log_record_is_refused() {
+    let mut h = Harness::new();
+    h.create_ok("/big");
+    let mib = Bytes::from(vec![1u8; 1 << 20]);
+    let ops: Vec<MultiOp> = (0..65)
+        .map(|_| {
+            MultiOp::SetData(SetDataRequest {
+                path: "/big".to_string(),
+                data: mib.clone(),
+                version: -1,
+            })
+        })
+        .collect();
+    let before = h.tree.get("/big").unwrap().stat();
+    let out = h.write(Request::Multi(ops.clone()));
+    assert_eq!(out.reply, Err(ErrorCode::MarshallingError));
+    assert_eq!(out.txn, Txn::Error(ErrorCode::MarshallingError));
+    assert!(out.triggers.is_empty());
+    assert_eq!(h.tree.get("/big").unwrap().stat(), before);
+    // Under the limit it goes through.
+    let out = h.write(Request::Multi(ops[..60].to_vec()));
+    assert!(
+        matches!(out.reply, Ok(Response::Multi(_))),
+        "{:?}",
+        out.reply
+    );
+    assert!(crate::wal::format::txn_encoded_len(&out.txn) <= crate::wal::format::TXN_LEN_MAX);
+    h.assert_replay_matches();
 }

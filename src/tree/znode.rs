@@ -10,9 +10,14 @@
 //! node an older tree version still holds before changing it, so a version never sees a
 //! later write. Changing the data of a node no one else holds reuses its allocation.
 //!
+//! Null data (a client's `create(path, null, ...)`, jute length -1, as ZooKeeper keeps it)
+//! is `data_len == NULL_DATA_LEN` with no data bytes: no extra field, the znode does not
+//! grow. [`Znode::data`] then lends [`crate::proto::null_slice`] (empty, and
+//! [`crate::proto::is_null_buffer`]), so encoders write -1; the stat's dataLength is 0.
+//!
 //! Safety (the tree's other unsafe code is the child map, `pmap.rs`). Invariants: `ptr` points to a live allocation
-//! of `layout(data_len)` bytes holding an initialised `Inner` followed by `data_len`
-//! initialised bytes; `count` is the number of `Znode`s pointing to it; the last one to
+//! of `layout(stored_len(data_len))` bytes holding an initialised `Inner` followed by
+//! `stored_len(data_len)` initialised bytes; `count` is the number of `Znode`s pointing to it; the last one to
 //! drop it drops the `Meta` and frees the allocation. `&mut Meta` is only handed out
 //! while `count == 1` (observed with Acquire, so earlier drops on other threads are
 //! visible), i.e. no other `Znode` can read it.
@@ -29,7 +34,7 @@ use bytes::Bytes;
 
 use super::node::Children;
 use super::EphemeralKind;
-use crate::proto::{Acl, Stat};
+use crate::proto::{is_null_buffer, null_buffer, null_slice, Acl, Stat};
 
 /// Everything of a znode but its data.
 #[derive(Debug, Clone)]
@@ -92,6 +97,7 @@ impl Meta {
 #[repr(C)]
 struct Inner {
     count: AtomicU32,
+    /// The data's length, or NULL_DATA_LEN for null data (no bytes).
     data_len: u32,
     meta: Meta,
     // `data_len` bytes of data follow.
@@ -99,6 +105,31 @@ struct Inner {
 
 /// Where the data starts: right after `Inner` (whose size is a multiple of its alignment).
 const DATA_OFFSET: usize = std::mem::size_of::<Inner>();
+
+/// `data_len` of a node whose data is null. Data lengths are bounded far below it (frames
+/// and log records are at most 64 MiB).
+const NULL_DATA_LEN: u32 = u32::MAX;
+
+/// `data_len` for `data`: its length, or NULL_DATA_LEN when it is the null buffer.
+fn data_len_of(data: &[u8]) -> u32 {
+    if is_null_buffer(data) {
+        return NULL_DATA_LEN;
+    }
+    // Data lengths come from frames and log/snapshot records, all bounded far below 4 GiB.
+    match u32::try_from(data.len()) {
+        Ok(len) if len != NULL_DATA_LEN => len,
+        _ => std::process::abort(),
+    }
+}
+
+/// Data bytes stored for a `data_len`.
+fn stored_len(data_len: u32) -> usize {
+    if data_len == NULL_DATA_LEN {
+        0
+    } else {
+        data_len as usize
+    }
+}
 
 /// More references than this to one node means a leak: abort as `Arc` does.
 const MAX_REFS: u32 = u32::MAX / 2;
@@ -125,11 +156,9 @@ unsafe impl Sync for Znode {}
 
 impl Znode {
     /// A node with `meta` and a copy of `data`.
+    /// Null data ([`crate::proto::is_null_buffer`]) makes a node whose data is null.
     pub fn new(meta: Meta, data: &[u8]) -> Znode {
-        // Data lengths come from frames and snapshot records, both bounded far below 4 GiB.
-        let Ok(data_len) = u32::try_from(data.len()) else {
-            std::process::abort()
-        };
+        let data_len = data_len_of(data);
         let layout = layout(data.len());
         // SAFETY: the layout has a non-zero size (Inner is not empty). The allocation is
         // initialised before the Znode exists: Inner written, then the data copied right
@@ -161,19 +190,30 @@ impl Znode {
         unsafe { self.ptr.as_ref() }
     }
 
-    /// The node's data.
+    /// The node's data; null data is [`crate::proto::null_slice`] (empty).
     pub fn data(&self) -> &[u8] {
-        let len = self.inner().data_len as usize;
+        let data_len = self.inner().data_len;
+        if data_len == NULL_DATA_LEN {
+            return null_slice();
+        }
+        let len = data_len as usize;
         // SAFETY: data_len initialised bytes follow Inner in the allocation.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>().add(DATA_OFFSET), len) }
     }
 
     /// The data for a reply, sharing this node (no copy).
     pub fn data_bytes(&self) -> Bytes {
-        if self.inner().data_len == 0 {
-            return Bytes::new();
+        match self.inner().data_len {
+            0 => return Bytes::new(),
+            NULL_DATA_LEN => return null_buffer(),
+            _ => {}
         }
         Bytes::from_owner(DataOf(self.clone()))
+    }
+
+    /// Whether the data is null (not merely empty).
+    pub fn data_is_null(&self) -> bool {
+        self.inner().data_len == NULL_DATA_LEN
     }
 
     /// Whether `a` and `b` are the same allocation.
@@ -197,17 +237,16 @@ impl Znode {
     }
 
     /// Replaces the data: in place when the node is not shared (resizing its allocation if
-    /// the length changes), else in a new node with the same fields.
+    /// the length changes), else in a new node with the same fields. Null data
+    /// ([`crate::proto::is_null_buffer`]) makes the data null.
     pub fn set_data(&mut self, data: &[u8]) {
         if !self.is_unique() {
             *self = Znode::new(self.inner().meta.clone(), data);
             return;
         }
-        let old_len = self.inner().data_len as usize;
+        let data_len = data_len_of(data);
+        let old_len = stored_len(self.inner().data_len);
         if data.len() != old_len {
-            let Ok(data_len) = u32::try_from(data.len()) else {
-                std::process::abort()
-            };
             let new = layout(data.len());
             // SAFETY: unique, so no one else reads the allocation while it moves; realloc
             // keeps Inner's bytes (a prefix of both sizes), and the layout's alignment is
@@ -220,9 +259,10 @@ impl Znode {
                     alloc::handle_alloc_error(new)
                 };
                 self.ptr = ptr;
-                self.ptr.as_mut().data_len = data_len;
             }
         }
+        // SAFETY: unique (see above).
+        unsafe { self.ptr.as_mut().data_len = data_len };
         // SAFETY: unique; the allocation holds DATA_OFFSET + data.len() bytes.
         unsafe {
             ptr::copy_nonoverlapping(
@@ -251,7 +291,8 @@ impl Znode {
                 EphemeralKind::Session(id) => id,
                 _ => 0,
             },
-            data_length: self.inner().data_len as i32,
+            // ZooKeeper's copyStat: 0 for null data.
+            data_length: stored_len(self.inner().data_len) as i32,
             num_children,
             pzxid: meta.pzxid,
         }
@@ -259,7 +300,9 @@ impl Znode {
 
     /// Equal but for the children.
     pub(super) fn same_fields(&self, other: &Znode) -> bool {
-        self.data() == other.data() && self.inner().meta.same_fields(&other.inner().meta)
+        self.inner().data_len == other.inner().data_len
+            && self.data() == other.data()
+            && self.inner().meta.same_fields(&other.inner().meta)
     }
 }
 
@@ -283,7 +326,7 @@ impl Drop for Znode {
         }
         // Every other Znode's use of the node happened before their decrements.
         atomic::fence(Ordering::Acquire);
-        let len = self.inner().data_len as usize;
+        let len = stored_len(self.inner().data_len);
         // SAFETY: the count reached 0: this was the last Znode; Meta is dropped once and
         // the allocation freed with the layout it has.
         unsafe {
@@ -320,6 +363,7 @@ impl Eq for Znode {}
 impl fmt::Debug for Znode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Znode")
+            .field("data_is_null", &self.data_is_null())
             .field("data", &Bytes::copy_from_slice(self.data()))
             .field("meta", &self.inner().meta)
             .finish()
@@ -387,6 +431,31 @@ mod tests {
             assert_eq!(node.data(), &data[..]);
             assert_eq!(node.czxid, 1);
         }
+    }
+
+    #[test]
+    fn null_data_is_not_empty_data() {
+        let mut node = Znode::new(meta(1), null_slice());
+        assert!(node.data_is_null() && node.data().is_empty());
+        assert!(is_null_buffer(node.data()) && is_null_buffer(&node.data_bytes()));
+        assert_eq!(node.stat().data_length, 0);
+        let empty = Znode::new(meta(1), b"");
+        assert!(!empty.data_is_null() && !is_null_buffer(empty.data()));
+        assert!(!is_null_buffer(&empty.data_bytes()));
+        assert_ne!(node, empty);
+        // In place: null -> data -> null -> empty, and on a shared node.
+        node.set_data(b"abc");
+        assert!(!node.data_is_null());
+        assert_eq!((node.data(), node.stat().data_length), (&b"abc"[..], 3));
+        node.set_data(&null_buffer());
+        assert!(node.data_is_null() && node.stat().data_length == 0);
+        let shared = node.clone();
+        node.set_data(b"");
+        assert!(!node.data_is_null() && node.data().is_empty());
+        assert!(shared.data_is_null());
+        let mut copy = shared.clone();
+        copy.version = 4; // make_mut copies a null node as null
+        assert!(copy.data_is_null() && !Znode::ptr_eq(&copy, &shared));
     }
 
     #[test]

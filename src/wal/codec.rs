@@ -59,6 +59,21 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, v: &[u8]) -> bool {
     true
 }
 
+/// Length of a null znode data field ([`crate::proto::is_null_buffer`]) in the log and
+/// snapshot formats: no bytes follow. Format version 2; version 1 files never hold it (their
+/// lengths are bounded by the record and field limits, far below).
+pub(crate) const NULL_DATA_LEN: u32 = u32::MAX;
+
+/// Znode data: as [`put_bytes`], null data as [`NULL_DATA_LEN`] alone.
+#[must_use]
+pub(crate) fn put_data(out: &mut Vec<u8>, v: &[u8]) -> bool {
+    if crate::proto::is_null_buffer(v) {
+        put_u32(out, NULL_DATA_LEN);
+        return true;
+    }
+    u32::try_from(v.len()).is_ok_and(|len| len != NULL_DATA_LEN) && put_bytes(out, v)
+}
+
 #[must_use]
 pub(crate) fn put_acl_list(out: &mut Vec<u8>, acl: &[Acl]) -> bool {
     let Ok(count) = u32::try_from(acl.len()) else {
@@ -155,6 +170,15 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
         Ok(Bytes::copy_from_slice(self.byte_slice(what)?))
+    }
+
+    /// Znode data written by [`put_data`]: null data is [`crate::proto::null_buffer`].
+    pub(crate) fn data(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
+        if self.peek_u32() == Some(NULL_DATA_LEN) {
+            self.u32(what)?;
+            return Ok(crate::proto::null_buffer());
+        }
+        self.bytes(what)
     }
 
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {

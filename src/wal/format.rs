@@ -8,7 +8,7 @@
 //!   SegmentHeader (SEGMENT_HEADER_LEN = 40 bytes; written and synced, and the directory
 //!   synced, before any record is written to the segment):
 //!     magic            8 bytes   "ZKRSLOG1"
-//!     version          u32       SEGMENT_VERSION (1)
+//!     version          u32       SEGMENT_VERSION (2; 1 is read too)
 //!     db_id            i64       as ZooKeeper's dbid (0 today)
 //!     first_zxid       i64       zxid of the first record, equal to the one in the file name
 //!     first_batch_seq  u64       batch_seq of the first record
@@ -28,15 +28,17 @@
 //!   Txn := tag u8, then by tag:
 //!     1 CreateSession  timeout_ms i32
 //!     2 CloseSession   count u32, path String * count
-//!     3 Create         path String, data Bytes, acl AclList, ephemeral_owner i64,
+//!     3 Create         path String, data Data, acl AclList, ephemeral_owner i64,
 //!                      parent_cversion i32
 //!     4 Delete         path String
-//!     5 SetData        path String, data Bytes, version i32
+//!     5 SetData        path String, data Data, version i32
 //!     6 SetAcl         path String, acl AclList, version i32
 //!     7 Check          path String, version i32
 //!     8 Multi          count u32, Txn * count        (nesting at most MULTI_DEPTH_MAX deep)
 //!     9 Error          error code i32
 //!   String, Bytes := length u32, bytes (String is UTF-8)
+//!   Data := Bytes, or u32::MAX alone for null data (a client's null buffer, jute length -1;
+//!           new in version 2: version 1 wrote null data as empty)
 //!   AclList := count u32, (perms i32, scheme String, id String) * count
 //!
 //!   ZeroPad: zeros to the preallocated end of the file. Segments grow in preAllocSize steps
@@ -62,7 +64,12 @@ use crate::tree::{Txn, TxnHeader};
 use super::codec::{self, DecodeError, Reader};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ZKRSLOG1";
-pub const SEGMENT_VERSION: u32 = 1;
+/// Written in new segments. Version 2 added null data (`Data`); a version 1 segment is a
+/// version 2 segment without null data, so both are read. Older zkrs refuses version 2
+/// ("unsupported segment version 2") instead of misreading it.
+pub const SEGMENT_VERSION: u32 = 2;
+/// The oldest segment version still read.
+pub const SEGMENT_VERSION_MIN: u32 = 1;
 pub const SEGMENT_HEADER_LEN: usize = 40;
 
 /// Bytes before the payload: length and crc.
@@ -163,7 +170,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadChecksum { stored, computed });
         }
         let version = reader.u32("version").map_err(too_short)?;
-        if version != SEGMENT_VERSION {
+        if !(SEGMENT_VERSION_MIN..=SEGMENT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         Ok(SegmentHeader {
@@ -257,6 +264,38 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
+/// The largest txn a record holds: the payload limit less the fixed fields before the txn.
+pub const TXN_LEN_MAX: usize = RECORD_PAYLOAD_MAX - PAYLOAD_FIXED_LEN;
+
+/// Encoded length of `txn` in a record (what [`TXN_LEN_MAX`] bounds), computed without
+/// encoding it: lets the ordering side refuse a request whose txn could not be logged.
+pub fn txn_encoded_len(txn: &Txn) -> usize {
+    let bytes = |b: &[u8]| 4 + b.len();
+    let acl = |acl: &[crate::proto::Acl]| {
+        4 + acl
+            .iter()
+            .map(|a| 4 + bytes(a.id.scheme.as_bytes()) + bytes(a.id.id.as_bytes()))
+            .sum::<usize>()
+    };
+    1 + match txn {
+        Txn::CreateSession { .. } | Txn::Error(_) => 4,
+        Txn::CloseSession { ephemerals } => {
+            4 + ephemerals
+                .iter()
+                .map(|p| bytes(p.as_bytes()))
+                .sum::<usize>()
+        }
+        Txn::Create {
+            path, data, acl: a, ..
+        } => bytes(path.as_bytes()) + bytes(data) + acl(a) + 8 + 4,
+        Txn::Delete { path } => bytes(path.as_bytes()),
+        Txn::SetData { path, data, .. } => bytes(path.as_bytes()) + bytes(data) + 4,
+        Txn::SetAcl { path, acl: a, .. } => bytes(path.as_bytes()) + acl(a) + 4,
+        Txn::Check { path, .. } => bytes(path.as_bytes()) + 4,
+        Txn::Multi(subs) => 4 + subs.iter().map(txn_encoded_len).sum::<usize>(),
+    }
+}
+
 /// Appends one record to `out`. On error `out` is left as it was.
 pub fn encode_record(
     header: &TxnHeader,
@@ -323,7 +362,7 @@ fn encode_txn(txn: &Txn, depth: usize, out: &mut Vec<u8>) -> Result<(), EncodeEr
         } => {
             codec::put_u8(out, TAG_CREATE);
             if !codec::put_bytes(out, path.as_bytes())
-                || !codec::put_bytes(out, data)
+                || !codec::put_data(out, data)
                 || !codec::put_acl_list(out, acl)
             {
                 return Err(too_large(out));
@@ -343,7 +382,7 @@ fn encode_txn(txn: &Txn, depth: usize, out: &mut Vec<u8>) -> Result<(), EncodeEr
             version,
         } => {
             codec::put_u8(out, TAG_SET_DATA);
-            if !codec::put_bytes(out, path.as_bytes()) || !codec::put_bytes(out, data) {
+            if !codec::put_bytes(out, path.as_bytes()) || !codec::put_data(out, data) {
                 return Err(too_large(out));
             }
             codec::put_i32(out, *version);
@@ -483,7 +522,7 @@ fn decode_txn(reader: &mut Reader<'_>, depth: usize) -> Result<Txn, DecodeError>
         }
         TAG_CREATE => Txn::Create {
             path: reader.string("path")?,
-            data: reader.bytes("data")?,
+            data: reader.data("data")?,
             acl: reader.acl_list()?,
             ephemeral_owner: reader.i64("ephemeral owner")?,
             parent_cversion: reader.i32("parent cversion")?,
@@ -493,7 +532,7 @@ fn decode_txn(reader: &mut Reader<'_>, depth: usize) -> Result<Txn, DecodeError>
         },
         TAG_SET_DATA => Txn::SetData {
             path: reader.string("path")?,
-            data: reader.bytes("data")?,
+            data: reader.data("data")?,
             version: reader.i32("version")?,
         },
         TAG_SET_ACL => Txn::SetAcl {
@@ -669,6 +708,21 @@ mod tests {
     }
 
     #[test]
+    fn txn_encoded_len_is_exact() {
+        let mut variants = every_variant();
+        variants.push(Txn::SetData {
+            path: "/n".into(),
+            data: crate::proto::null_buffer(),
+            version: 1,
+        });
+        for txn in variants {
+            let mut buf = Vec::new();
+            encode_txn(&txn, 0, &mut buf).unwrap();
+            assert_eq!(txn_encoded_len(&txn), buf.len(), "{txn:?}");
+        }
+    }
+
+    #[test]
     fn records_decode_back_to_back_and_zero_marks_the_end() {
         let mut buf = Vec::new();
         let txns = every_variant();
@@ -815,6 +869,80 @@ mod tests {
             Err(EncodeError::NestingTooDeep)
         );
         assert_eq!(buf, vec![1, 2, 3]);
+    }
+
+    fn data_of(txn: &Txn) -> &Bytes {
+        match txn {
+            Txn::Create { data, .. } | Txn::SetData { data, .. } => data,
+            other => panic!("no data in {other:?}"),
+        }
+    }
+
+    #[test]
+    fn null_data_round_trips_apart_from_empty_data() {
+        let header = TxnHeader {
+            session_id: 1,
+            zxid: 7,
+            time_ms: 8,
+        };
+        let batch = BatchMark {
+            seq: 1,
+            last_in_batch: true,
+        };
+        let txns = [
+            Txn::Create {
+                path: "/n".into(),
+                data: crate::proto::null_buffer(),
+                acl: acl(),
+                ephemeral_owner: 0,
+                parent_cversion: 1,
+            },
+            Txn::SetData {
+                path: "/n".into(),
+                data: crate::proto::null_buffer(),
+                version: 1,
+            },
+            Txn::SetData {
+                path: "/n".into(),
+                data: Bytes::new(),
+                version: 2,
+            },
+        ];
+        for (txn, null) in txns.iter().zip([true, true, false]) {
+            let mut buf = Vec::new();
+            encode_record(&header, txn, batch, &mut buf).unwrap();
+            let (logged, _) = decode_record(&buf).unwrap().unwrap();
+            assert_eq!(&logged.txn, txn);
+            assert_eq!(
+                crate::proto::is_null_buffer(data_of(&logged.txn)),
+                null,
+                "{txn:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn version_1_segments_are_still_read_and_unknown_versions_refused() {
+        let header = SegmentHeader {
+            db_id: 0,
+            first_zxid: 1,
+            first_batch_seq: 1,
+        };
+        let with_version = |version: u32| {
+            let mut bytes = header.encode();
+            bytes[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&bytes[..SEGMENT_HEADER_LEN - 4]);
+            bytes[SEGMENT_HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+            SegmentHeader::decode(&bytes)
+        };
+        assert_eq!(SEGMENT_VERSION, 2);
+        assert_eq!(with_version(1), Ok(header));
+        assert_eq!(with_version(2), Ok(header));
+        assert_eq!(with_version(3), Err(HeaderError::UnsupportedVersion(3)));
+        assert_eq!(
+            HeaderError::UnsupportedVersion(3).to_string(),
+            "unsupported segment version 3"
+        );
     }
 
     #[test]

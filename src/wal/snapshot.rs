@@ -8,15 +8,17 @@
 //!
 //!   Header (SNAPSHOT_HEADER_LEN = 28 bytes):
 //!     magic        8 bytes  "ZKRSSNP1"
-//!     version      u32      SNAPSHOT_VERSION (1)
+//!     version      u32      SNAPSHOT_VERSION (2; 1 is read too)
 //!     db_id        i64
 //!     last_zxid    i64      the zxid of the last txn applied to the tree (also in the name)
 //!
 //!   Entry := tag u8, then by tag:
-//!     1 Node     path String, data Bytes, acl AclOrSame, czxid i64, mzxid i64, pzxid i64,
+//!     1 Node     path String, data Data, acl AclOrSame, czxid i64, mzxid i64, pzxid i64,
 //!                ctime i64, mtime i64, version i32, cversion i32, aversion i32,
 //!                ephemeral_owner i64
 //!     2 Session  session_id i64, timeout_ms i32
+//!   Data := length u32, bytes; or u32::MAX alone for null data (version 2; version 1
+//!           wrote null data as empty)
 //!   EndTag := 0 u8
 //!   AclOrSame := count u32 (ACL_SAME_AS_PREVIOUS = u32::MAX: the previous node's list),
 //!                (perms i32, scheme String, id String) * count
@@ -48,7 +50,11 @@ use super::storage::Storage;
 use super::{snapshot_name, TEMP_SUFFIX};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"ZKRSSNP1";
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Written in new snapshots. Version 2 added null data (`Data`); version 1 files are read
+/// too, and older zkrs refuses version 2 files with "unsupported snapshot version 2".
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest snapshot version still read.
+pub const SNAPSHOT_VERSION_MIN: u32 = 1;
 pub const SNAPSHOT_HEADER_LEN: usize = 28;
 pub const SNAPSHOT_TRAILER_LEN: usize = 20;
 const ACL_SAME_AS_PREVIOUS: u32 = u32::MAX;
@@ -169,7 +175,7 @@ pub fn verify_snapshot(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     }
     let mut reader = Reader::new(&bytes[8..SNAPSHOT_HEADER_LEN]);
     let version = reader.u32("version").map_err(SnapshotError::Malformed)?;
-    if version != SNAPSHOT_VERSION {
+    if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     Ok(SnapshotHeader {
@@ -253,7 +259,7 @@ fn decode_node(
             offset: path_offset,
         });
     }
-    let data = reader.bytes("data")?;
+    let data = reader.data("data")?;
     let acl_offset = reader.position();
     let acl = if reader.peek_u32() == Some(ACL_SAME_AS_PREVIOUS) {
         reader.u32("acl")?;
@@ -325,7 +331,7 @@ fn encode_node(
     previous_acl: &mut Option<Arc<Vec<Acl>>>,
 ) -> bool {
     codec::put_u8(out, TAG_NODE);
-    if !codec::put_bytes(out, path.as_bytes()) || !codec::put_bytes(out, node.data()) {
+    if !codec::put_bytes(out, path.as_bytes()) || !codec::put_data(out, node.data()) {
         return false;
     }
     let same = previous_acl
@@ -571,6 +577,51 @@ pub(crate) mod tests {
         state.sessions.insert(0x100, 30_000);
         state.sessions.insert(0x101, 4_000);
         state
+    }
+
+    #[test]
+    fn null_data_round_trips_apart_from_empty_data() {
+        let storage = SimStorage::new(7);
+        let dir = Path::new("/snap");
+        storage.create_dir_all(dir).unwrap();
+        let mut state = sample();
+        let world = state.nodes["/"].1.clone();
+        state
+            .nodes
+            .insert("/null".into(), (crate::proto::null_buffer(), world, 8, 0));
+        let info = save_snapshot(&storage, dir, 0, &state).unwrap();
+        let mut loaded = MapState::default();
+        load_snapshot(&storage.read_all(&info.path).unwrap(), &mut loaded).unwrap();
+        assert_eq!(loaded, state);
+        assert!(crate::proto::is_null_buffer(&loaded.nodes["/null"].0));
+        assert!(!crate::proto::is_null_buffer(&loaded.nodes["/c"].0));
+    }
+
+    #[test]
+    fn version_1_snapshots_are_still_read() {
+        let storage = SimStorage::new(7);
+        let dir = Path::new("/snap");
+        storage.create_dir_all(dir).unwrap();
+        let state = sample();
+        let info = save_snapshot(&storage, dir, 0, &state).unwrap();
+        let mut bytes = storage.read_all(&info.path).unwrap();
+        assert_eq!(SNAPSHOT_VERSION, 2);
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let end = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..end]);
+        bytes[end..].copy_from_slice(&crc.to_le_bytes());
+        let mut loaded = MapState::default();
+        load_snapshot(&bytes, &mut loaded).unwrap();
+        assert_eq!(loaded, state);
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..end]);
+        bytes[end..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            load_snapshot(&bytes, &mut MapState::default())
+                .err()
+                .map(|e| e.to_string()),
+            Some("unsupported snapshot version 3".to_string())
+        );
     }
 
     #[test]

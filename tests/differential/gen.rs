@@ -29,10 +29,10 @@ const LONG_TTL_MS: i64 = 3_600_000;
 // (known differences D1..D8, see each constant) or because ZooKeeper itself breaks on them.
 // Flip one to true to exercise the shape again (e.g. after fixing zkrs).
 
-/// Null data (buffer length -1) in create/setData. zkrs difference D1: zkrs reads a null
-/// buffer as empty, so getData (and getData inside multiRead) later answers an empty buffer
-/// (length 0) where ZooKeeper answers null (length -1).
-pub const GEN_NULL_DATA: bool = false;
+/// Null data (buffer length -1) in create/setData. Was zkrs difference D1 (a null buffer
+/// read as empty, so getData answered length 0 where ZooKeeper answers -1); fixed: zkrs
+/// keeps null data null.
+pub const GEN_NULL_DATA: bool = true;
 /// A top-level `check` (opcode 13; no 3.8 client API sends it). ZooKeeper 3.8 runs it as a
 /// write: a failing check is an error txn (BadVersion/NoNode..., a zxid consumed, connection
 /// kept); zkrs does the same (D2, fixed). Only failing checks are generated (see the next
