@@ -216,7 +216,9 @@ fn prefix_exists(addr: &str, prefix: &str) -> bool {
 static SERVERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn servers_lock() -> std::sync::MutexGuard<'static, ()> {
-    SERVERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERVERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[test]

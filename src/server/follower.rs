@@ -610,6 +610,40 @@ pub(crate) async fn run_term(
     result
 }
 
+/// A SNAP's tree with the txns committed during the sync applied (ZooKeeper applies them
+/// to the fuzzy snapshot as their COMMITs come); the applied proposals leave `buffered`.
+fn apply_committed_to_snapshot(
+    mut snapshot: crate::zab::snap::Snapshot,
+    buffered: &mut Vec<QuorumPacket>,
+    committed: &[i64],
+) -> Result<crate::zab::snap::Snapshot, String> {
+    let mut sessions: std::collections::BTreeMap<i64, i32> =
+        snapshot.sessions.iter().copied().collect();
+    for zxid in committed {
+        let Some(index) = buffered.iter().position(|p| p.zxid == *zxid) else {
+            // As ZooKeeper's learner: a COMMIT that matches no buffered proposal is only
+            // worth a warning (the fuzzy snapshot holds its txn).
+            log::warn!("COMMIT 0x{zxid:x} during SNAP sync without its proposal; ignored");
+            continue;
+        };
+        let packet = buffered.remove(index);
+        let (header, txn, _) = decode_txn(packet.data_bytes())
+            .map_err(|e| format!("undecodable proposal 0x{zxid:x}: {e}"))?;
+        snapshot.tree.apply_txn_fuzzy(&header.tree_header(), &txn);
+        match &txn {
+            Txn::CreateSession { timeout_ms } => {
+                sessions.insert(header.client_id, *timeout_ms);
+            }
+            Txn::CloseSession { .. } => {
+                sessions.remove(&header.client_id);
+            }
+            _ => {}
+        }
+    }
+    snapshot.sessions = sessions.into_iter().collect();
+    Ok(snapshot)
+}
+
 /// Recovers the state the files now hold (after a SNAP or TRUNC replaced or cut them);
 /// the log task is not running yet.
 fn reopen(
@@ -687,6 +721,7 @@ async fn sync_with_leader(
         .encode(),
     ));
     let first = quorum::read_one(reader, buf, LEADER_DATA_MAX, init_limit).await?;
+    let mut snap: Option<crate::zab::snap::Snapshot> = None;
     match first.kind {
         packet::DIFF => log::info!("syncing with the leader by DIFF from 0x{last_zxid:x}"),
         packet::SNAP => {
@@ -717,12 +752,10 @@ async fn sync_with_leader(
                 }
                 buf.extend_from_slice(&scratch[..n]);
             };
-            super::persistence::replace_with_snapshot(
-                config,
-                &snapshot.tree,
-                snapshot.sessions.clone(),
-            )?;
-            reopen(config, ordering, log_queue, persistence)?;
+            // Kept in memory until NEWLEADER: the snapshot may be fuzzy (a Java leader keeps
+            // committing while it streams), so what goes to disk is the snapshot with the
+            // txns committed meanwhile applied.
+            snap = Some(snapshot);
         }
         packet::TRUNC => {
             log::info!(
@@ -747,43 +780,33 @@ async fn sync_with_leader(
             ))
         }
     }
-    // The log task for this term (after a SNAP, over the new files).
-    if let Some(persistence) = persistence.take() {
-        super::ordering::spawn_log_task(persistence, log_queue, &wiring.inbox);
-    }
-    ordering.become_follower(
-        out.clone(),
-        config.my_id.unwrap_or(0),
-        new_epoch,
-        init_limit,
-    );
-    if let super::ordering::Role::Follower(following) = &mut ordering.role {
-        following.observer = observer;
-    }
-    // Proposals and commits until NEWLEADER, then until UPTODATE.
+    // Proposals (INFORMs) and commits until NEWLEADER are buffered; at NEWLEADER a SNAP's
+    // state (with the commits applied) goes to disk, every remaining proposal is logged and
+    // made durable, currentEpoch is written, and only then the NEWLEADER ACK is sent.
+    let mut buffered: Vec<QuorumPacket> = Vec::new();
     let mut committed: Vec<i64> = Vec::new();
     let mut newleader_seen = false;
     loop {
         let p = quorum::read_one(reader, buf, LEADER_DATA_MAX, init_limit).await?;
         match p.kind {
+            packet::PROPOSAL | packet::INFORM if !newleader_seen => {
+                if p.kind == packet::INFORM {
+                    committed.push(p.zxid);
+                }
+                buffered.push(p);
+            }
+            packet::COMMIT if !newleader_seen => committed.push(p.zxid),
             packet::PROPOSAL => {
                 let mut txns = Vec::new();
                 let mut items = Vec::new();
-                let decoded = QuorumPacket::with_data(
-                    packet::PROPOSAL,
-                    p.zxid,
-                    p.data_bytes().to_vec().into(),
-                );
-                on_leader_packet(ordering, decoded, &mut items, &mut txns)?;
+                on_leader_packet(ordering, p, &mut items, &mut txns)?;
                 if let super::ordering::Role::Follower(following) = &mut ordering.role {
-                    // Acknowledged after the NEWLEADER ACK (ZOOKEEPER-4685), below.
+                    // Acknowledged after the UPTODATE ACK (ZOOKEEPER-4685), below.
                     following.unacked.clear();
                 }
                 log_queue.push_txns(txns);
             }
-            packet::COMMIT => committed.push(p.zxid),
             packet::INFORM => {
-                // (observers) committed: logged now, applied after UPTODATE in order.
                 let mut txns = Vec::new();
                 let mut items = Vec::new();
                 let proposal = QuorumPacket {
@@ -797,8 +820,45 @@ async fn sync_with_leader(
                 log_queue.push_txns(txns);
                 committed.push(p.zxid);
             }
+            packet::COMMIT => committed.push(p.zxid),
             packet::NEWLEADER if !newleader_seen => {
                 newleader_seen = true;
+                if let Some(snapshot) = snap.take() {
+                    let rest = apply_committed_to_snapshot(snapshot, &mut buffered, &committed)?;
+                    committed.clear();
+                    super::persistence::replace_with_snapshot(config, &rest.tree, rest.sessions)?;
+                    reopen(config, ordering, log_queue, persistence)?;
+                    log::info!(
+                        "SNAP sync: state at 0x{:x} written",
+                        ordering.tree.last_zxid()
+                    );
+                }
+                // The log task for this term (after a SNAP or TRUNC, over the new files).
+                if let Some(persistence) = persistence.take() {
+                    super::ordering::spawn_log_task(persistence, log_queue, &wiring.inbox);
+                }
+                ordering.become_follower(
+                    out.clone(),
+                    config.my_id.unwrap_or(0),
+                    new_epoch,
+                    init_limit,
+                );
+                if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                    following.observer = observer;
+                }
+                for packet in buffered.drain(..) {
+                    let mut txns = Vec::new();
+                    let mut items = Vec::new();
+                    let proposal = QuorumPacket {
+                        kind: packet::PROPOSAL,
+                        ..packet
+                    };
+                    on_leader_packet(ordering, proposal, &mut items, &mut txns)?;
+                    log_queue.push_txns(txns);
+                }
+                if let super::ordering::Role::Follower(following) = &mut ordering.role {
+                    following.unacked.clear();
+                }
                 // Everything received so far durable, then currentEpoch, then the ACK.
                 let target = log_queue.queued();
                 while log_queue.persisted() < target {

@@ -267,7 +267,11 @@ impl Leading {
                 );
                 out.send(&QuorumPacket::new(packet::TRUNC, zxid));
                 for txn in txns {
-                    out.send(&QuorumPacket::with_data(packet::PROPOSAL, txn.zxid, txn.data));
+                    out.send(&QuorumPacket::with_data(
+                        packet::PROPOSAL,
+                        txn.zxid,
+                        txn.data,
+                    ));
                     out.send(&QuorumPacket::new(packet::COMMIT, txn.zxid));
                 }
             }

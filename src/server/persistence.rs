@@ -150,7 +150,13 @@ impl Persistence {
         let mut sessions: std::collections::BTreeMap<i64, i32> =
             rebuild.sessions.iter().copied().collect();
         for (header, txn) in &recovered.txns {
-            tree.apply_txn(header, txn);
+            tree.try_apply_txn(header, txn).map_err(|e| {
+                format!(
+                    "the txn log does not fit the snapshot it follows ({e}); restore the data \
+                     directory from a backup, or remove it and let the server sync from the \
+                     ensemble"
+                )
+            })?;
             match txn {
                 Txn::CreateSession { timeout_ms } => {
                     sessions.insert(header.session_id, *timeout_ms);
@@ -407,7 +413,10 @@ pub fn truncate_after(config: &Config, zxid: i64) -> Result<(), String> {
     for (_, path) in &segments {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let name_zxid = parse_name(
-            &path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             SEGMENT_PREFIX,
         )
         .unwrap_or(0);
