@@ -98,7 +98,26 @@ pub(crate) async fn run(
     let epochs = EpochFiles::new(&config);
     let mut next = Some(first);
     let mut failed_terms = 0u32;
+    // What the previous term left in the log (its last durable zxid): the next election
+    // starts with it at once, while the state is recovered from disk meanwhile (the
+    // election runs on its own threads), so a failover does not wait for the reload.
+    let mut announced: Option<i64> = None;
     loop {
+        if let Some(last_zxid) = announced {
+            match epochs.load(last_zxid) {
+                Ok((_, current_epoch)) => {
+                    stats.set_mode(super::Mode::Looking);
+                    election.command(Command::Look {
+                        last_zxid,
+                        epoch: current_epoch,
+                    });
+                }
+                Err(e) => {
+                    log::error!("zkrs refuses to go on: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         let (persistence, recovered) = match next.take() {
             Some(state) => state,
             None => match Persistence::open(&config) {
@@ -122,10 +141,22 @@ pub(crate) async fn run(
             "LOOKING: last zxid 0x{last_zxid:x}, current epoch {current_epoch}, accepted epoch \
              {accepted_epoch}"
         );
-        election.command(Command::Look {
-            last_zxid,
-            epoch: current_epoch,
-        });
+        match announced {
+            None => election.command(Command::Look {
+                last_zxid,
+                epoch: current_epoch,
+            }),
+            Some(early) if early != last_zxid => {
+                // Recovery found another end of the log than the term made durable: the
+                // disk changed under us, and the vote already cast may be wrong. Stop.
+                log::error!(
+                    "the txn log ends at 0x{last_zxid:x}, but the last term made it durable up \
+                     to 0x{early:x}; stopping"
+                );
+                std::process::exit(1);
+            }
+            Some(_) => {}
+        }
         let (state, vote) = loop {
             if let Some(decision) = election.try_decision() {
                 break decision;
@@ -193,6 +224,7 @@ pub(crate) async fn run(
         stats.set_mode(super::Mode::Looking);
         wiring.releaser.reset(0);
         log.stop().await;
+        announced = Some(log.persisted());
         let pause_ms = (50 * (1u64 << failed_terms.min(6))).min(config.tick_time_ms as u64);
         glommio::timer::sleep(Duration::from_millis(pause_ms.max(50))).await;
     }
