@@ -47,7 +47,8 @@
 //!   characters outside the BMP) and reads with Java's UTF-8 decoder, which turns each such
 //!   3-byte surrogate into U+FFFD. [`decode_java_string`] decodes exactly as Java does, so a
 //!   zkrs follower builds the same paths as a Java follower of the same leader.
-//! * Null buffers and string vectors read as empty; a null ACL vector reads as
+//! * A null data buffer stays null (the jute reader's null buffer, kept apart from an empty
+//!   one by the tree); null string vectors read as empty; a null ACL vector reads as
 //!   OPEN_ACL_UNSAFE (what `ReferenceCountedACLCache.convertAcls(null)` gives).
 //!
 //! We are stricter than ZooKeeper's reader in one way: bytes after the record that are not
