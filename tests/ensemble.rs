@@ -425,27 +425,71 @@ fn five_servers_started_one_by_one_elect_server_3_once_three_are_up() {
     conn.close();
 }
 
-#[test]
-fn a_partitioned_leader_steps_down_and_rejoins_after_the_partition_heals() {
+/// An ensemble whose every link goes through a proxy of its own (each direction of each
+/// pair: each side dials the other), so that any server can be cut off. Returns the
+/// leader's index and the proxies as (from, to, proxy).
+fn ensemble_behind_proxies() -> (Ensemble, usize, Vec<(usize, usize, ensemble::Proxy)>) {
     let mut e = Ensemble::new(3, "");
-    // Every link between server 3 and the others goes through a proxy of its own; 1 and 2
-    // talk directly. Both directions of each pair are routed (each side dials the other).
     let mut proxies = Vec::new();
-    for (from, to) in [(0, 2), (1, 2), (2, 0), (2, 1)] {
-        let (quorum, election) = e.peer_ports(to);
-        let q = ensemble::Proxy::start(quorum);
-        let el = ensemble::Proxy::start(election);
-        e.route(from, to, q.port, el.port);
-        proxies.push(q);
-        proxies.push(el);
+    for from in 0..3 {
+        for to in 0..3 {
+            if from == to {
+                continue;
+            }
+            let (quorum, election) = e.peer_ports(to);
+            let q = ensemble::Proxy::start(quorum);
+            let el = ensemble::Proxy::start(election);
+            e.route(from, to, q.port, el.port);
+            proxies.push((from, to, q));
+            proxies.push((from, to, el));
+        }
     }
     for i in 0..3 {
         e.start_member(i);
     }
     let leader = e.wait_serving(3, Duration::from_secs(30));
-    assert_eq!(leader, 2, "server 3 (largest id, same zxid) leads");
+    (e, leader, proxies)
+}
+
+/// Cuts server `cut` off and waits until the two others have a leader and `cut` serves
+/// nothing.
+fn partition(e: &mut Ensemble, cut: usize, proxies: &[(usize, usize, ensemble::Proxy)]) {
+    for (from, to, p) in proxies {
+        if *from == cut || *to == cut {
+            p.block();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let modes: Vec<Option<String>> = e.members.iter().map(|m| m.mode()).collect();
+        let majority_leads = (0..3)
+            .filter(|i| *i != cut)
+            .any(|i| modes[i].as_deref() == Some("leader"));
+        if majority_leads && modes[cut].is_none() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader on the majority side, or the isolated server still serves: \
+             {modes:?}; logs:\n{}",
+            e.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn heal(proxies: &[(usize, usize, ensemble::Proxy)]) {
+    for (_, _, p) in proxies {
+        p.heal();
+    }
+}
+
+#[test]
+fn a_partitioned_leader_steps_down_and_rejoins_after_the_partition_heals() {
+    let (mut e, leader, proxies) = ensemble_behind_proxies();
     let addrs = e.addrs();
-    let mut on_one = Conn::connect(&addrs[0], SESSION_MS);
+    let (one, two) = ((leader + 1) % 3, (leader + 2) % 3);
+    let mut on_one = Conn::connect(&addrs[one], SESSION_MS);
     assert_eq!(
         on_one
             .create("/p", b"before", CREATE_PERSISTENT)
@@ -454,42 +498,52 @@ fn a_partitioned_leader_steps_down_and_rejoins_after_the_partition_heals() {
         OK
     );
     on_one.close();
-    for p in &proxies {
-        p.block();
-    }
-    // Servers 1 and 2 elect a leader among themselves; server 3 steps down.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let modes: Vec<Option<String>> = e.members.iter().map(|m| m.mode()).collect();
-        let majority_leads = modes[..2].iter().any(|m| m.as_deref() == Some("leader"));
-        if majority_leads && modes[2].is_none() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new leader on the majority side, or the isolated leader still serves: \
-             {modes:?}; logs:\n{}",
-            e.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut on_two = Conn::connect(&addrs[1], SESSION_MS);
+    partition(&mut e, leader, &proxies);
+    let mut on_two = Conn::connect(&addrs[two], SESSION_MS);
     assert_eq!(
         on_two.set_data("/p", b"during").unwrap().err,
         OK,
         "the majority side is writable"
     );
     on_two.close();
-    for p in &proxies {
-        p.heal();
-    }
+    heal(&proxies);
     e.wait_serving(3, Duration::from_secs(30));
-    let mut on_three = Conn::connect(&addrs[2], SESSION_MS);
+    let mut on_three = Conn::connect(&addrs[leader], SESSION_MS);
     let reply = on_three
         .call(raw::OP_SYNC, &Enc::new().string("/p").finish())
         .unwrap();
     assert_eq!(reply.err, OK);
     assert_eq!(get_data(&mut on_three, "/p"), Ok(b"during".to_vec()));
+    on_three.close();
+}
+
+/// A leader that committed nothing in its epoch served the version `epoch << 32` (no txn);
+/// after a partition it rejoins a leader whose history ends before that zxid (DIFF, no
+/// txn): its shards start the new term from the lower version and serve reads.
+#[test]
+fn a_leader_that_committed_nothing_rejoins_from_a_lower_zxid_and_serves() {
+    let (mut e, leader, proxies) = ensemble_behind_proxies();
+    let addrs = e.addrs();
+    // The leader's shards serve the epoch-start version (no session yet: that would be a
+    // txn).
+    let srvr = common::four_letter_opt(&addrs[leader], "srvr").expect("srvr");
+    assert!(srvr.contains("Zxid: 0x100000000"), "{srvr}");
+    partition(&mut e, leader, &proxies);
+    heal(&proxies);
+    e.wait_serving(3, Duration::from_secs(30));
+    assert_eq!(e.members[leader].mode().as_deref(), Some("follower"));
+    let mut on_three = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(
+        on_three.children("/").expect("read after rejoining"),
+        vec!["zookeeper".to_string()]
+    );
+    assert_eq!(
+        on_three
+            .create("/after", b"", CREATE_PERSISTENT)
+            .unwrap()
+            .err,
+        OK
+    );
     on_three.close();
 }
 

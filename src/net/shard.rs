@@ -254,6 +254,9 @@ pub struct Shard {
     /// Whether sessions are served: from the first commit batch until a reset (an ensemble
     /// member that is not synced with a leader refuses clients, as ZooKeeper does).
     serving: Cell<bool>,
+    /// Set by a reset until the next batch with a version: that one starts a new term and
+    /// may be below the last term's (a leader's epoch start is no txn).
+    after_reset: Cell<bool>,
     /// Unsent output past which a connection stops reading (see `Conn::over_output_bound`).
     output_bound_bytes: usize,
     /// Permits a connection's unsent replies may hold before it stops reading.
@@ -457,7 +460,17 @@ impl Shard {
             }
         }
         if let Some(tree) = &batch.tree {
+            // Invariant: batches arrive in zxid order (the releaser sends them in order, and
+            // a new term starts from at least what an earlier one released).
+            let applied = self.tree.borrow().last_zxid();
+            assert!(
+                tree.last_zxid() >= applied || self.after_reset.get(),
+                "shard {}: commit batch up to 0x{:x} after 0x{applied:x}",
+                self.index,
+                tree.last_zxid()
+            );
             *self.tree.borrow_mut() = tree.clone();
+            self.after_reset.set(false);
         }
         if !deferred.is_empty() {
             let tree = self.tree();
@@ -775,6 +788,7 @@ impl Shard {
     /// another server), and sessions are refused until the next initial batch.
     fn reset(&self) {
         self.serving.set(false);
+        self.after_reset.set(true);
         let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
         if !conns.is_empty() {
             log::info!(
@@ -834,6 +848,7 @@ pub async fn run(
         next_conn: Cell::new(1),
         outstanding: Rc::new(Semaphore::new(share)),
         serving: Cell::new(false),
+        after_reset: Cell::new(false),
         output_bound_bytes,
         unsent_permits_max: (share / 4).max(1),
         lagging: RefCell::new(Vec::new()),

@@ -147,9 +147,17 @@ impl SharedStats {
         RELEASED_ZXID.load(Ordering::Acquire)
     }
 
-    /// Called by the log task with a batch's last zxid, before the batch goes to any shard.
+    /// Called by the commit releaser with a batch's last zxid, before the batch goes to any
+    /// shard.
     pub fn publish_released_zxid(zxid: i64) {
         RELEASED_ZXID.fetch_max(zxid, Ordering::AcqRel);
+    }
+
+    /// A term of service ended (the shards close every connection): the next term's first
+    /// version may be below what this one released (a leader's epoch start, `epoch << 32`,
+    /// is no txn), so the released zxid starts again from that version.
+    pub fn reset_released_zxid() {
+        RELEASED_ZXID.store(0, Ordering::Release);
     }
 
     /// The log task made a group of batches durable.

@@ -118,6 +118,7 @@ impl Releaser {
         let mut queue = self.queue.borrow_mut();
         queue.clear();
         queue.push_back(Release::Reset);
+        super::SharedStats::reset_released_zxid();
         self.released_upto.set(zxid);
         self.notify.notify();
     }
