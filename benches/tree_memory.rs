@@ -21,21 +21,26 @@ struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static INNER: zkrs::alloc::Allocator = zkrs::alloc::Allocator;
 
+// SAFETY: every call forwards to the process allocator with the same arguments; only a
+// counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        INNER.alloc(layout)
+        // SAFETY: the caller's GlobalAlloc contract, passed on.
+        unsafe { INNER.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        INNER.dealloc(ptr, layout)
+        // SAFETY: the caller's GlobalAlloc contract, passed on.
+        unsafe { INNER.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
-        INNER.realloc(ptr, layout, new_size)
+        // SAFETY: the caller's GlobalAlloc contract, passed on.
+        unsafe { INNER.realloc(ptr, layout, new_size) }
     }
 }
 

@@ -29,33 +29,44 @@ pub struct Allocator;
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= PLAIN_ALIGN {
-            mi::mi_malloc(layout.size()).cast()
-        } else {
-            mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+        // SAFETY: mimalloc takes any size; the alignment is honoured (see the impl).
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN {
+                mi::mi_malloc(layout.size()).cast()
+            } else {
+                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
         }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= PLAIN_ALIGN {
-            mi::mi_zalloc(layout.size()).cast()
-        } else {
-            mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+        // SAFETY: as `alloc`.
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN {
+                mi::mi_zalloc(layout.size()).cast()
+            } else {
+                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
         }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        mi::mi_free(ptr.cast::<c_void>());
+        // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator (mimalloc).
+        unsafe { mi::mi_free(ptr.cast::<c_void>()) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= PLAIN_ALIGN {
-            mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
-        } else {
-            mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
+        // SAFETY: `ptr` came from this allocator with `layout` (GlobalAlloc's contract);
+        // mimalloc reallocates blocks of either entry point, keeping the alignment.
+        unsafe {
+            if layout.align() <= PLAIN_ALIGN {
+                mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
+            } else {
+                mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
+            }
         }
     }
 }

@@ -115,8 +115,10 @@ struct Node<K, V> {
     _owns: PhantomData<(K, V)>,
 }
 
-// A node is shared between threads the way an `Arc<(K, V)>` is.
+// SAFETY: a node is shared between threads the way an `Arc<(K, V)>` is: its count is
+// atomic and it is written only while uniquely held.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Node<K, V> {}
+// SAFETY: as for Send: shared nodes are only read.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Node<K, V> {}
 
 impl<K, V> Node<K, V> {

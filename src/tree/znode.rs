@@ -152,6 +152,7 @@ pub struct Znode {
 // SAFETY: a Znode is a shared pointer to an `Inner` that is only mutated while uniquely
 // held (count == 1) and whose count is atomic; Meta is Send + Sync, the data is bytes.
 unsafe impl Send for Znode {}
+// SAFETY: as for Send: a shared Znode is only read.
 unsafe impl Sync for Znode {}
 
 impl Znode {
