@@ -6,12 +6,36 @@
 //! request path free of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::admin::{self, ConnectionInfo, ServerSnapshot, SessionInfo, WatchSummary};
 use crate::net::shard::Shard;
+
+/// The server's trace mask (ZooKeeper's `ZooTrace` text trace level: one per process),
+/// set by `stmk`, printed by `gtmk`.
+static TRACE_MASK: AtomicI64 = AtomicI64::new(admin::DEFAULT_TRACE_MASK);
+
+/// How long `stmk` waits for the 8 bytes of its mask after the word.
+pub const STMK_MASK_WAIT: Duration = Duration::from_secs(2);
+
+/// The mask that follows `stmk` on the wire: the first 8 bytes of `rest`, a big-endian long
+/// (ZooKeeper reads it with `ByteBuffer.getLong`). None when fewer than 8 came.
+pub fn stmk_mask(rest: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Sets the trace mask (`stmk`).
+pub fn set_trace_mask(mask: i64) {
+    TRACE_MASK.store(mask, AtomicOrdering::Relaxed);
+}
+
+pub fn trace_mask() -> i64 {
+    TRACE_MASK.load(AtomicOrdering::Relaxed)
+}
 
 const INBOX_POLL: Duration = Duration::from_millis(10);
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -198,6 +222,7 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
     let mut snap = ServerSnapshot {
         serving: shard.is_serving(),
         server_state: shard.stats.mode().name().to_string(),
+        trace_mask: trace_mask(),
         ..ServerSnapshot::default()
     };
     if enabled && !matches!(word, "ruok" | "crst" | "srst" | "isro" | "gtmk" | "stmk") {
@@ -357,4 +382,17 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
     snap.data_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_dir);
     snap.log_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_log_dir);
     snap.client_port = Some(shard.config.client_port);
+}
+
+#[cfg(test)]
+mod stmk_tests {
+    use super::stmk_mask;
+
+    #[test]
+    fn the_mask_is_a_big_endian_long() {
+        assert_eq!(stmk_mask(&[0, 0, 0, 0, 0, 0, 1, 50]), Some(306));
+        assert_eq!(stmk_mask(&[0xff; 9]), Some(-1));
+        assert_eq!(stmk_mask(&[0, 0, 0, 0, 0, 0, 1]), None);
+        assert_eq!(stmk_mask(&[]), None);
+    }
 }

@@ -1200,6 +1200,27 @@ async fn read_loop(
         buf.extend_from_slice(&scratch[..n]);
     }
     if let Some(word) = crate::admin_glue::parse_four_letter(&buf[..4]) {
+        // As ZooKeeper 3.8: an allowed `stmk` is followed by the new mask (8 bytes); without
+        // them the connection closes unanswered.
+        if word == "stmk" && crate::admin::is_enabled(word, &shard.config) {
+            let wait = crate::admin_glue::STMK_MASK_WAIT;
+            let read = glommio::timer::timeout(wait, async {
+                while buf.len() < 12 {
+                    let n = reader.read(&mut scratch).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&scratch[..n]);
+                }
+                Ok(())
+            })
+            .await;
+            let mask = read.ok().and(crate::admin_glue::stmk_mask(&buf[4..]));
+            let Some(mask) = mask else {
+                return Err("stmk without its 8-byte trace mask: closing unanswered".into());
+            };
+            crate::admin_glue::set_trace_mask(mask);
+        }
         let text = crate::admin_glue::four_letter(shard, word).await;
         conn.out.borrow_mut().extend_from_slice(text.as_bytes());
         return Ok(());
