@@ -6,12 +6,36 @@
 //! request path free of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::admin::{self, ConnectionInfo, ServerSnapshot, SessionInfo, WatchSummary};
 use crate::net::shard::Shard;
+
+/// The server's trace mask (ZooKeeper's `ZooTrace` text trace level: one per process),
+/// set by `stmk`, printed by `gtmk`.
+static TRACE_MASK: AtomicI64 = AtomicI64::new(admin::DEFAULT_TRACE_MASK);
+
+/// How long `stmk` waits for the 8 bytes of its mask after the word.
+pub const STMK_MASK_WAIT: Duration = Duration::from_secs(2);
+
+/// The mask that follows `stmk` on the wire: the first 8 bytes of `rest`, a big-endian long
+/// (ZooKeeper reads it with `ByteBuffer.getLong`). None when fewer than 8 came.
+pub fn stmk_mask(rest: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    Some(i64::from_be_bytes(bytes))
+}
+
+/// Sets the trace mask (`stmk`).
+pub fn set_trace_mask(mask: i64) {
+    TRACE_MASK.store(mask, AtomicOrdering::Relaxed);
+}
+
+pub fn trace_mask() -> i64 {
+    TRACE_MASK.load(AtomicOrdering::Relaxed)
+}
 
 const INBOX_POLL: Duration = Duration::from_millis(10);
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -177,7 +201,7 @@ async fn gather(shard: &Shard) -> Vec<ShardReport> {
 }
 
 /// Runs a four-letter word and returns the text to write back before closing.
-pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
+pub async fn four_letter(shard: &Rc<Shard>, word: &'static str) -> String {
     let config = &shard.config;
     let enabled = admin::is_enabled(word, config);
     if enabled {
@@ -198,13 +222,36 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &str) -> String {
     let mut snap = ServerSnapshot {
         serving: shard.is_serving(),
         server_state: shard.stats.mode().name().to_string(),
+        trace_mask: trace_mask(),
         ..ServerSnapshot::default()
     };
+    let config = shard.config.clone();
     if enabled && !matches!(word, "ruok" | "crst" | "srst" | "isro" | "gtmk" | "stmk") {
-        fill_snapshot(shard, &mut snap).await;
-        quorum_metrics(shard, &mut snap);
+        // What only this executor can read (its connections, the other shards' reports)
+        // is gathered here; the rest (merging, the ephemerals scan, the file system, the
+        // text) is done off the executor, so that a slow disk, a huge dataDir or a long
+        // dump cannot stall this shard's clients.
+        let mut parts = gather_parts(shard).await;
+        quorum_metrics(shard, &mut parts.quorum_metrics);
+        return off_executor(move || {
+            build_snapshot(parts, word, &mut snap);
+            admin::render(word, &snap, &config)
+        })
+        .await;
     }
-    admin::render(word, &snap, config)
+    // Nothing to gather or read (ruok, isro, gtmk, stmk, crst, srst, a refusal).
+    admin::render(word, &snap, &config)
+}
+
+/// Runs blocking work (file-system walks, /proc reads, large renders) on the executor's
+/// blocking thread (glommio's `spawn_blocking`) and awaits its result: the executor goes on
+/// serving its other tasks meanwhile.
+pub async fn off_executor<F, R>(work: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    glommio::executor().spawn_blocking(work).await
 }
 
 /// An ensemble member's mntr lines (ZooKeeper's MonitorCommand): the detailed peer state,
@@ -277,17 +324,54 @@ fn shard_metrics(reports: &[ShardReport], out: &mut Vec<(String, String)>) {
     }
 }
 
-async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
+/// What a snapshot needs from the shard that answers (gathered on its executor).
+struct SnapshotParts {
+    reports: Vec<ShardReport>,
+    tree: std::sync::Arc<crate::tree::DataTree>,
+    sessions: Vec<(i64, i32)>,
+    uptime_ms: u64,
+    data_dir: std::path::PathBuf,
+    data_log_dir: std::path::PathBuf,
+    client_port: u16,
+    /// The ensemble's mntr lines, after the shards' (see `quorum_metrics`).
+    quorum_metrics: ServerSnapshot,
+}
+
+async fn gather_parts(shard: &Rc<Shard>) -> SnapshotParts {
     let reports = gather(shard).await;
     let stats = &shard.stats;
-    {
-        let tree = shard.tree();
-        snap.last_processed_zxid = tree.last_zxid();
-        snap.node_count = tree.zk_node_count() as u64;
-        snap.approximate_data_size = tree.approximate_data_size();
+    SnapshotParts {
+        reports,
+        tree: shard.tree(),
+        sessions: stats.sessions.lock().map(|s| s.clone()).unwrap_or_default(),
+        uptime_ms: stats.started.elapsed().as_millis() as u64,
+        data_dir: shard.config.data_dir.clone(),
+        data_log_dir: shard.config.data_log_dir.clone(),
+        client_port: shard.config.client_port,
+        quorum_metrics: ServerSnapshot::default(),
     }
+}
+
+/// Fills `snap` from the gathered parts; blocking (it walks directories), so it runs off the
+/// executor. Directory sizes only for the words that print them (`dirs`, `conf`), file
+/// descriptors only for `mntr`.
+fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut ServerSnapshot) {
+    let SnapshotParts {
+        reports,
+        tree,
+        sessions,
+        uptime_ms,
+        data_dir,
+        data_log_dir,
+        client_port,
+        quorum_metrics,
+    } = parts;
+    snap.last_processed_zxid = tree.last_zxid();
+    snap.node_count = tree.zk_node_count() as u64;
+    snap.approximate_data_size = tree.approximate_data_size();
     let mut by_path = Vec::new();
     shard_metrics(&reports, &mut snap.extra_metrics);
+    snap.extra_metrics.extend(quorum_metrics.extra_metrics);
     for r in reports {
         if r.latency_count > 0 {
             snap.latency_min_ms = if snap.latency_count == 0 {
@@ -330,16 +414,12 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
     snap.watches_by_path = merged;
     snap.watches_by_session = by_session.into_iter().collect();
 
-    let sessions = stats.sessions.lock().map(|s| s.clone()).unwrap_or_default();
     snap.session_count = sessions.len() as u64;
-    {
-        let tree = shard.tree();
-        for (id, _) in &sessions {
-            let eph = tree.ephemerals_of(*id);
-            if !eph.is_empty() {
-                snap.ephemerals_count += eph.len() as u64;
-                snap.ephemerals_by_session.push((*id, eph));
-            }
+    for (id, _) in &sessions {
+        let eph = tree.ephemerals_of(*id);
+        if !eph.is_empty() {
+            snap.ephemerals_count += eph.len() as u64;
+            snap.ephemerals_by_session.push((*id, eph));
         }
     }
     snap.sessions = sessions
@@ -350,11 +430,63 @@ async fn fill_snapshot(shard: &Rc<Shard>, snap: &mut ServerSnapshot) {
             expire_at_ms: 0,
         })
         .collect();
-    snap.uptime_ms = stats.started.elapsed().as_millis() as u64;
-    let (open, max) = admin::file_descriptor_counts();
-    snap.open_file_descriptor_count = open;
-    snap.max_file_descriptor_count = max;
-    snap.data_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_dir);
-    snap.log_dir_size_bytes = admin::dir_size_bytes(&shard.config.data_log_dir);
-    snap.client_port = Some(shard.config.client_port);
+    snap.uptime_ms = uptime_ms;
+    if word == "mntr" {
+        let (open, max) = admin::file_descriptor_counts();
+        snap.open_file_descriptor_count = open;
+        snap.max_file_descriptor_count = max;
+    }
+    if matches!(word, "dirs" | "conf") {
+        snap.data_dir_size_bytes = admin::dir_size_bytes(&data_dir);
+        snap.log_dir_size_bytes = admin::dir_size_bytes(&data_log_dir);
+    }
+    snap.client_port = Some(client_port);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{off_executor, stmk_mask};
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    #[test]
+    fn blocking_work_runs_off_the_executor_which_keeps_running() {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .make()
+            .expect("executor");
+        ex.run(async {
+            let ticks = Rc::new(Cell::new(0u32));
+            let counter = ticks.clone();
+            let ticker = glommio::spawn_local(async move {
+                loop {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                    counter.set(counter.get() + 1);
+                }
+            })
+            .detach();
+            let here = std::thread::current().id();
+            let (there, sum) = off_executor(|| {
+                // A slow disk: the executor's other tasks run meanwhile.
+                std::thread::sleep(Duration::from_millis(300));
+                (std::thread::current().id(), (1..=10u64).sum::<u64>())
+            })
+            .await;
+            assert_ne!(there, here, "the work ran on the executor's thread");
+            assert_eq!(sum, 55);
+            assert!(
+                ticks.get() > 0,
+                "the executor ran nothing else while the work blocked"
+            );
+            ticker.cancel();
+        });
+    }
+
+    #[test]
+    fn the_mask_is_a_big_endian_long() {
+        assert_eq!(stmk_mask(&[0, 0, 0, 0, 0, 0, 1, 50]), Some(306));
+        assert_eq!(stmk_mask(&[0xff; 9]), Some(-1));
+        assert_eq!(stmk_mask(&[0, 0, 0, 0, 0, 0, 1]), None);
+        assert_eq!(stmk_mask(&[]), None);
+    }
 }

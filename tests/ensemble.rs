@@ -636,3 +636,67 @@ fn single_server_line_still_runs_standalone() {
     assert!(server.last_zxid() >= 0);
     server.stop();
 }
+
+/// The leader expires sessions; a follower's clients' touches reach it in the follower's
+/// PING replies (every tick/2, as in ZooKeeper). A silent session on a follower expires no
+/// earlier than its timeout after its last request and within timeout + 1.625 ticks
+/// (ZooKeeper: timeout + 1.5 ticks; zkrs' shards add up to tick/8 before the PING).
+#[test]
+fn a_silent_session_on_a_follower_expires_within_its_bound() {
+    const TICK: u64 = 400;
+    let mut e = Ensemble::start(3, &format!("tickTime={TICK}\n"));
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let follower = &addrs[(leader + 1) % 3];
+    let timeout = Duration::from_millis(2 * TICK);
+    let bound = timeout + Duration::from_millis(TICK * 13 / 8) + Duration::from_millis(100);
+    let mut watcher = Raw::connect(follower, 20 * TICK as i32);
+    watcher.create("/expiry", b"", CREATE_PERSISTENT).ok();
+    watcher.add_watch("/expiry", 1).ok();
+    const N: usize = 10;
+    let mut silent = Vec::new();
+    let mut last = Vec::new();
+    for i in 0..N {
+        let mut s = Raw::connect(follower, timeout.as_millis() as i32);
+        assert_eq!(s.timeout_ms as u128, timeout.as_millis());
+        let path = format!("/expiry/e{i}");
+        let sent = Instant::now();
+        s.create(&path, b"", CREATE_EPHEMERAL).ok();
+        last.push((path, sent, Instant::now()));
+        silent.push(s);
+        std::thread::sleep(Duration::from_millis(TICK * 3 / 2 / N as u64));
+    }
+    let mut deleted = std::collections::HashMap::new();
+    let limit = Instant::now() + bound * 3;
+    while deleted.len() < N && Instant::now() < limit {
+        if let Some(ev) = watcher.next_event(Duration::from_millis(100)) {
+            if ev.event_type == raw::EV_NODE_DELETED {
+                deleted.entry(ev.path).or_insert_with(Instant::now);
+            }
+        }
+    }
+    let mut report = Vec::new();
+    let mut bad = false;
+    for (path, sent, answered) in &last {
+        let Some(at) = deleted.get(path) else {
+            report.push(format!("{path}: never deleted"));
+            bad = true;
+            continue;
+        };
+        let (earliest, latest) = (at.duration_since(*sent), at.duration_since(*answered));
+        let ok = earliest >= timeout && latest <= bound;
+        bad |= !ok;
+        report.push(format!(
+            "{path}: {}..{} ms{}",
+            latest.as_millis(),
+            earliest.as_millis(),
+            if ok { "" } else { "  <- out of bounds" }
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(
+        !bad,
+        "timeout {timeout:?}, tick {TICK} ms: expected within [timeout, {bound:?}]:\n{}",
+        report.join("\n")
+    );
+}

@@ -223,3 +223,58 @@ fn unknown_word_gets_no_answer() {
     assert_eq!(four_letter_opt(&server.addr, "abcd").as_deref(), Some(""));
     assert_eq!(server.four_letter("ruok"), "imok");
 }
+
+/// Sends `bytes` on a fresh connection (then half-closes it, as `nc` does) and reads the
+/// whole answer.
+fn send_raw_word(addr: &str, bytes: &[u8], pause_after: Option<usize>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = raw::dial(addr);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    match pause_after {
+        Some(at) => {
+            stream.write_all(&bytes[..at]).unwrap();
+            stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            stream.write_all(&bytes[at..]).unwrap();
+        }
+        None => stream.write_all(bytes).unwrap(),
+    }
+    stream.shutdown(std::net::Shutdown::Write).ok();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).ok();
+    out
+}
+
+/// ZooKeeper 3.8 reads a big-endian long after `stmk`, makes it the trace mask and answers
+/// it in decimal; `gtmk` then prints it. Fewer than 8 bytes: closed without an answer.
+#[test]
+fn stmk_sets_the_trace_mask_that_gtmk_prints() {
+    let server = TestServer::start();
+    let before = server.four_letter("gtmk");
+    let stmk = |mask: i64, pause: Option<usize>| {
+        let mut bytes = b"stmk".to_vec();
+        bytes.extend_from_slice(&mask.to_be_bytes());
+        String::from_utf8(send_raw_word(&server.addr, &bytes, pause)).unwrap()
+    };
+    assert_eq!(stmk(0x1234_5678_9abc, None), "20015998343868");
+    assert_eq!(server.four_letter("gtmk"), "20015998343868");
+    assert_eq!(stmk(-2, None), "-2");
+    assert_eq!(server.four_letter("gtmk"), "-2");
+    // zkrs waits for a mask that comes in a later segment than the word (ZooKeeper's NIO
+    // server reads once and closes).
+    if !server.is_external() {
+        assert_eq!(stmk(7, Some(6)), "7");
+    } else {
+        assert_eq!(stmk(7, None), "7");
+    }
+    assert_eq!(server.four_letter("gtmk"), "7");
+    // Too short: no answer, and the mask stays.
+    assert_eq!(send_raw_word(&server.addr, b"stmk\x00\x00\x01", None), b"");
+    assert_eq!(send_raw_word(&server.addr, b"stmk", None), b"");
+    assert_eq!(server.four_letter("gtmk"), "7");
+    // Put back what the server had (an external server may be shared).
+    let before: i64 = before.trim().parse().expect("gtmk is a number");
+    assert_eq!(stmk(before, None), before.to_string());
+}

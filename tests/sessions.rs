@@ -271,3 +271,73 @@ fn sessions_are_distinct_and_own_their_ephemerals() {
     want.sort();
     assert_eq!(left, want);
 }
+
+/// ZooKeeper's bound on when a silent session expires: never before its timeout after its
+/// last request, and within timeout + tickTime (deadlines are rounded up to a tick, and the
+/// expiry check runs on every tick boundary). Sessions go silent at times spread over a
+/// tick and a half, so every phase of the server's flushes and checks is met.
+#[test]
+fn silent_sessions_expire_within_timeout_and_a_tick() {
+    let server = TestServer::start_with(&["tickTime=500"]);
+    let tick = tick_ms(&server) as u64;
+    let (min, max) = server.session_bounds_ms();
+    let timeout = Duration::from_millis(min as u64);
+    // Event delivery, the closeSession txn's fsync and a loaded test machine.
+    let slack = Duration::from_millis(100);
+    let root = unique_prefix("expiry-bound");
+    let mut watcher = server.raw(max);
+    watcher.create(&root, b"", raw::CREATE_PERSISTENT).ok();
+    watcher.add_watch(&root, 1).ok();
+
+    const N: usize = 12;
+    let mut silent = Vec::new();
+    // Per session: its node, when its last request was sent, when its reply came.
+    let mut last: Vec<(String, Instant, Instant)> = Vec::new();
+    for i in 0..N {
+        let mut s = server.raw(min);
+        assert_eq!(s.timeout_ms, min);
+        let path = format!("{root}/e{i}");
+        let sent = Instant::now();
+        s.create(&path, b"", raw::CREATE_EPHEMERAL).ok();
+        let answered = Instant::now();
+        last.push((path, sent, answered));
+        silent.push(s);
+        std::thread::sleep(Duration::from_millis(tick * 3 / 2 / N as u64));
+    }
+    let mut deleted: std::collections::HashMap<String, Instant> = Default::default();
+    let limit = Instant::now() + timeout * 2 + Duration::from_millis(4 * tick) + OP_TIMEOUT;
+    while deleted.len() < N && Instant::now() < limit {
+        let Some(ev) = watcher.next_event(Duration::from_millis(200)) else {
+            continue;
+        };
+        if ev.event_type == raw::EV_NODE_DELETED {
+            deleted.entry(ev.path.clone()).or_insert_with(Instant::now);
+        }
+    }
+    let mut report = Vec::new();
+    let mut bad = false;
+    for (path, sent, answered) in &last {
+        let Some(at) = deleted.get(path) else {
+            report.push(format!("{path}: never deleted"));
+            bad = true;
+            continue;
+        };
+        let earliest = at.duration_since(*sent);
+        let latest = at.duration_since(*answered);
+        let ok = earliest >= timeout && latest <= timeout + Duration::from_millis(tick) + slack;
+        bad |= !ok;
+        report.push(format!(
+            "{path}: {}..{} ms after the last request{}",
+            latest.as_millis(),
+            earliest.as_millis(),
+            if ok { "" } else { "  <- out of bounds" }
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(
+        !bad,
+        "timeout {timeout:?}, tick {tick} ms: expected expiry within [timeout, timeout + tick + \
+         {slack:?}]:\n{}",
+        report.join("\n")
+    );
+}

@@ -15,7 +15,7 @@
 //! served in turns of `TURN_TIME_BUDGET` before the shard's other tasks run.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -246,7 +246,9 @@ pub struct Shard {
     pub conns: RefCell<HashMap<ConnId, Rc<Conn>>>,
     pub watches: RefCell<WatchTable>,
     to_ordering: ConnectedSender<ToOrdering>,
-    touched: RefCell<HashSet<i64>>,
+    /// Sessions with requests since the last touch flush, each with its latest request's
+    /// arrival (the clock `on_request` reads anyway).
+    touched: RefCell<HashMap<i64, Instant>>,
     next_conn: Cell<ConnId>,
     /// This shard's share of globalOutstandingLimit: a request holds a permit from the
     /// moment it is read until its reply is written to the socket.
@@ -325,6 +327,17 @@ fn is_write(request: &Request) -> bool {
             | Request::Sync(_)
             | Request::CloseSession
     )
+}
+
+/// How often a shard flushes its session touches (see `spawn_shard_tasks`' comment).
+fn touch_flush_period(config: &Config) -> Duration {
+    let tick = config.tick_time_ms as u64;
+    let ms = if config.is_distributed() {
+        tick / 8
+    } else {
+        tick / 2
+    };
+    Duration::from_millis(ms.clamp(1, 1000))
 }
 
 impl Shard {
@@ -652,7 +665,9 @@ impl Shard {
     ) {
         let started = Instant::now();
         conn.stats.received.set(conn.stats.received.get() + 1);
-        self.touched.borrow_mut().insert(conn.session_id.get());
+        self.touched
+            .borrow_mut()
+            .insert(conn.session_id.get(), started);
         if let Request::Auth(packet) = &request {
             let result = acl::authenticate_from(
                 Some(&conn.peer.ip()),
@@ -844,7 +859,7 @@ pub async fn run(
         conns: RefCell::new(HashMap::new()),
         watches: RefCell::new(WatchTable::new()),
         to_ordering,
-        touched: RefCell::new(HashSet::new()),
+        touched: RefCell::new(HashMap::new()),
         next_conn: Cell::new(1),
         outstanding: Rc::new(Semaphore::new(share)),
         serving: Cell::new(false),
@@ -903,18 +918,24 @@ pub async fn run(
         })
         .detach();
     }
-    // Session touches, flushed twice per tick.
+    // Session touches. Each carries its request's arrival, so a flush's delay does not push
+    // the session's deadline on this server's ordering core (twice per tick is enough).
+    // A follower's ordering core can only pass them on to the leader in its next PING
+    // reply, and the leader counts them from their arrival: there every flush's delay adds
+    // to the session's expiry, so an ensemble member flushes eight times per tick (a
+    // learner's session expires within timeout + 1.625 ticks of its last request, against
+    // ZooKeeper's 1.5: the leader's ping interval, tick/2, is the same in both).
     {
         let shard = shard.clone();
-        let every = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+        let every = touch_flush_period(&config);
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(every).await;
-                let ids: Vec<i64> = shard
+                let ids: Vec<(i64, Instant)> = shard
                     .touched
                     .borrow_mut()
                     .drain()
-                    .filter(|id| *id != 0)
+                    .filter(|(id, _)| *id != 0)
                     .collect();
                 if !ids.is_empty() {
                     shard.send_to_ordering(ToOrdering::Touch(ids)).await;
@@ -1194,6 +1215,27 @@ async fn read_loop(
         buf.extend_from_slice(&scratch[..n]);
     }
     if let Some(word) = crate::admin_glue::parse_four_letter(&buf[..4]) {
+        // As ZooKeeper 3.8: an allowed `stmk` is followed by the new mask (8 bytes); without
+        // them the connection closes unanswered.
+        if word == "stmk" && crate::admin::is_enabled(word, &shard.config) {
+            let wait = crate::admin_glue::STMK_MASK_WAIT;
+            let read = glommio::timer::timeout(wait, async {
+                while buf.len() < 12 {
+                    let n = reader.read(&mut scratch).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&scratch[..n]);
+                }
+                Ok(())
+            })
+            .await;
+            let mask = read.ok().and(crate::admin_glue::stmk_mask(&buf[4..]));
+            let Some(mask) = mask else {
+                return Err("stmk without its 8-byte trace mask: closing unanswered".into());
+            };
+            crate::admin_glue::set_trace_mask(mask);
+        }
         let text = crate::admin_glue::four_letter(shard, word).await;
         conn.out.borrow_mut().extend_from_slice(text.as_bytes());
         return Ok(());

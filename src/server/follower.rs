@@ -204,7 +204,9 @@ pub(crate) fn handle_client(
                 ));
             }
         }
-        ToOrdering::Touch(ids) => following.touched.extend(ids),
+        ToOrdering::Touch(touches) => following
+            .touched
+            .extend(touches.into_iter().map(|(id, _)| id)),
         ToOrdering::Disconnected { origin, session_id } => {
             if following.local_sessions.get(&session_id) == Some(&origin) {
                 following.local_sessions.remove(&session_id);

@@ -48,8 +48,10 @@ pub struct WriteRequest {
 pub enum ToOrdering {
     Connect(ConnectAttempt),
     Write(Box<WriteRequest>),
-    /// Sessions that showed life since the last flush.
-    Touch(Vec<i64>),
+    /// Sessions that showed life since the last flush, each with when its latest request
+    /// arrived (the shard reads that clock for the request anyway): a session's deadline
+    /// counts from its request, not from when the flush reaches the ordering core.
+    Touch(Vec<(i64, std::time::Instant)>),
     /// A connection went away (the session lives on until it expires or is closed).
     Disconnected {
         origin: ConnRef,

@@ -39,8 +39,9 @@ static RELEASED_ZXID: AtomicI64 = AtomicI64::new(0);
 static LAST_DURABLE_US: AtomicU64 = AtomicU64::new(0);
 static LAST_SENT_US: AtomicU64 = AtomicU64::new(0);
 
-/// The instant the stage timestamps count from.
-fn process_epoch() -> std::time::Instant {
+/// The instant the stage timestamps and the session clock (`Ordering::now_ms`, the expiry
+/// timer's tick boundaries) count from.
+pub(crate) fn process_epoch() -> std::time::Instant {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     *EPOCH.get_or_init(std::time::Instant::now)
 }

@@ -226,6 +226,13 @@ impl Ordering {
         self.now_ms
     }
 
+    /// The session clock's reading for an instant a shard took (a request's arrival),
+    /// rounded up: a deadline counted from it is never before the request's timeout.
+    fn ms_at(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.started).as_nanos();
+        nanos.div_ceil(1_000_000) as u64
+    }
+
     /// Reads the clocks for the round of inputs about to be handled.
     pub(crate) fn start_round(&mut self) {
         self.now_ms = self.started.elapsed().as_millis() as u64;
@@ -259,10 +266,10 @@ impl Ordering {
         match input {
             Input::External(ToOrdering::Connect(c)) => self.on_connect(c, items, log),
             Input::External(ToOrdering::Write(w)) => self.on_write(*w, items, log),
-            Input::External(ToOrdering::Touch(ids)) => {
-                let now = self.now_ms();
-                for id in ids {
-                    self.sessions.touch(id, now);
+            Input::External(ToOrdering::Touch(touches)) => {
+                for (id, at) in touches {
+                    let at_ms = self.ms_at(at);
+                    self.sessions.touch(id, at_ms);
                 }
             }
             Input::External(ToOrdering::Disconnected { origin, session_id }) => {
@@ -625,12 +632,19 @@ pub(crate) fn spawn_wiring(
         })
         .detach();
     }
-    let tick = Duration::from_millis((config.tick_time_ms as u64 / 2).clamp(1, 1000));
+    // Ticks at every multiple of tickTime on the session clock (when the expiry buckets fall
+    // due) and every tickTime/2 in between (the leader's pings), at absolute times, so that
+    // neither the check's phase nor its drift adds to a session's expiry.
     {
         let inbox = inbox.clone();
+        let tick_ms = config.tick_time_ms as u64;
+        let step_ms = (tick_ms / 2).clamp(1, 1000);
+        let clock = super::process_epoch();
         glommio::spawn_local(async move {
             loop {
-                glommio::timer::sleep(tick).await;
+                let now = clock.elapsed();
+                let at = crate::session::next_check_ms(now.as_millis() as u64, tick_ms, step_ms);
+                glommio::timer::sleep(Duration::from_millis(at).saturating_sub(now)).await;
                 inbox.push(Input::Tick);
             }
         })
@@ -662,9 +676,12 @@ impl Ordering {
         let server_id = config.my_id.unwrap_or(0);
         let mut sessions =
             SessionTable::new(config.tick_time_ms as u64, server_id, wall_ms() as u64);
+        // The session clock is the process's (the expiry timer's tick boundaries are on it).
+        let started = super::process_epoch();
+        let now_ms = started.elapsed().as_millis() as u64;
         // Recovered sessions get a full timeout from now to reconnect, as in ZooKeeper.
         for (id, timeout_ms) in &recovered.sessions {
-            sessions.add(*id, *timeout_ms, None, 0);
+            sessions.add(*id, *timeout_ms, None, now_ms);
         }
         let ordering = Ordering {
             sessions,
@@ -674,8 +691,8 @@ impl Ordering {
             current_epoch: 0,
             min_session_timeout_ms: config.min_session_timeout_ms as i32,
             snap_count: config.snap_count.max(2),
-            started: Instant::now(),
-            now_ms: 0,
+            started,
+            now_ms,
             wall_ms: 0,
             snapshot_interval: super::persistence::randomized_snapshot_interval(
                 config.snap_count.max(2),

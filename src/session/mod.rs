@@ -191,6 +191,17 @@ impl SessionTable {
     }
 }
 
+/// When the expiry check runs next after `now_ms`: at every multiple of `tick_ms` (when
+/// buckets fall due, so a session expires within its timeout plus a tick of its last
+/// touch) and every `step_ms` in between (the leader pings its learners on those).
+pub fn next_check_ms(now_ms: u64, tick_ms: u64, step_ms: u64) -> u64 {
+    let tick = tick_ms.max(1);
+    let step = step_ms.clamp(1, tick);
+    let base = now_ms / tick * tick;
+    let next = ((now_ms - base) / step + 1) * step;
+    base + next.min(tick)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +233,44 @@ mod tests {
             !t.touch(id, 2_000),
             "a closing session cannot be touched back to life"
         );
+    }
+
+    #[test]
+    fn checks_fall_on_tick_boundaries() {
+        // Every tick boundary is met, with steps in between, from any starting point.
+        assert_eq!(next_check_ms(0, 500, 250), 250);
+        assert_eq!(next_check_ms(250, 500, 250), 500);
+        assert_eq!(next_check_ms(499, 500, 250), 500);
+        assert_eq!(next_check_ms(500, 500, 250), 750);
+        // A tick the step does not divide: the boundary still comes first.
+        assert_eq!(next_check_ms(2_000, 2_001, 1_000), 2_001);
+        assert_eq!(next_check_ms(2_001, 2_001, 1_000), 3_001);
+        assert_eq!(next_check_ms(7, 1, 1), 8);
+        let mut t = 0;
+        let mut seen = Vec::new();
+        while t < 10_000 {
+            t = next_check_ms(t, 3_000, 1_000);
+            seen.push(t);
+        }
+        assert_eq!(seen, (1..=10).map(|k| k * 1_000).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_touch_at_its_request_time_bounds_expiry() {
+        // Deadline within [touch + timeout, touch + timeout + tick), whatever the phase.
+        for at in 0..1_000u64 {
+            let mut t = SessionTable::new(200, 0, 0);
+            let id = t.next_id();
+            t.add(id, 400, None, 0);
+            assert!(t.touch(id, at));
+            let deadline = t.get(id).unwrap().deadline_ms;
+            assert!(
+                deadline >= at + 400 && deadline < at + 400 + 200,
+                "{at}: {deadline}"
+            );
+            assert!(t.take_expired(at + 399).is_empty());
+            assert_eq!(t.take_expired(deadline), vec![id]);
+        }
     }
 
     #[test]
