@@ -6,8 +6,6 @@
 mod common;
 #[path = "common/durable.rs"]
 mod durable;
-#[path = "common/json.rs"]
-mod json;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +19,7 @@ use durable::{
     create_body, flip_byte, run_zkrs, segment_layout, truncate_file, Conn, Rng, ServerDir,
     MAX_SESSION_MS,
 };
-use json::{parse_lines, Json};
+use serde_json::Value;
 
 /// Bytes that exercise the preview's escaping.
 const BINARY: &[u8] = &[0, 1, 2, 0xff, b'"', b'\\', b'a'];
@@ -135,14 +133,69 @@ fn tool(args: &[&str]) -> (i32, String, String) {
     (code, stdout, stderr)
 }
 
+/// One JSON value per line of `text`; panics naming the line that does not parse.
+fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}: {line}", n + 1))
+        })
+        .collect()
+}
+
+/// A JSON object's fields by type; each panics with the object when the field is missing
+/// or of another type.
+trait Fields {
+    fn str(&self, key: &str) -> &str;
+    fn int(&self, key: &str) -> i64;
+    /// A hex string (`"0x1f"`) as a number (as an i64: session ids use all 64 bits).
+    fn hex(&self, key: &str) -> i64;
+    fn bool(&self, key: &str) -> bool;
+    fn array(&self, key: &str) -> &[Value];
+}
+
+impl Fields for Value {
+    fn str(&self, key: &str) -> &str {
+        self[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {key:?} in {self}"))
+    }
+
+    fn int(&self, key: &str) -> i64 {
+        self[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no integer {key:?} in {self}"))
+    }
+
+    fn hex(&self, key: &str) -> i64 {
+        let text = self.str(key);
+        let digits = text
+            .strip_prefix("0x")
+            .unwrap_or_else(|| panic!("{key}: {text:?} is not 0x-hex"));
+        u64::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("{key}: bad hex {text:?}")) as i64
+    }
+
+    fn bool(&self, key: &str) -> bool {
+        self[key]
+            .as_bool()
+            .unwrap_or_else(|| panic!("no bool {key:?} in {self}"))
+    }
+
+    fn array(&self, key: &str) -> &[Value] {
+        self[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no array {key:?} in {self}"))
+    }
+}
+
 fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
 /// Every txn type in a JSON txn, nested multi ops included.
-fn txn_types(txn: &Json, out: &mut BTreeSet<String>) {
+fn txn_types(txn: &Value, out: &mut BTreeSet<String>) {
     out.insert(txn.str("type").to_string());
-    if let Some(Json::Array(ops)) = txn.get("ops") {
+    if let Some(Value::Array(ops)) = txn.get("ops") {
         for op in ops {
             txn_types(op, out);
         }
@@ -158,7 +211,7 @@ fn log_and_snapshot_dumps_of_a_real_run() {
     // Every segment, text and JSON: the same records, zxids in order across segments.
     let mut types = BTreeSet::new();
     let mut previous_zxid = 0i64;
-    let mut creates: BTreeMap<String, Json> = BTreeMap::new();
+    let mut creates: BTreeMap<String, Value> = BTreeMap::new();
     for segment in &segments {
         let (code, text, stderr) = tool(&["log", "dump", s(segment)]);
         assert_eq!(code, 0, "{stderr}");
@@ -184,7 +237,7 @@ fn log_and_snapshot_dumps_of_a_real_run() {
         let end = lines.last().unwrap();
         assert_eq!(end.str("outcome"), "clean");
         assert!(end.bool("server_would_start"));
-        let records: Vec<&Json> = lines[1..lines.len() - 1].iter().collect();
+        let records: Vec<&Value> = lines[1..lines.len() - 1].iter().collect();
         assert_eq!(end.int("records") as usize, records.len());
         assert_eq!(records.len(), record_lines, "text and JSON of {name}");
         for record in records {
@@ -242,12 +295,12 @@ fn log_and_snapshot_dumps_of_a_real_run() {
     assert_eq!(header.str("kind"), "header");
     let name = newest.file_name().unwrap().to_str().unwrap();
     assert_eq!(format!("snapshot.{:x}", header.hex("last_zxid")), name);
-    let nodes: BTreeMap<&str, &Json> = lines
+    let nodes: BTreeMap<&str, &Value> = lines
         .iter()
         .filter(|l| l.str("kind") == "node")
         .map(|l| (l.str("path"), l))
         .collect();
-    let sessions: Vec<&Json> = lines
+    let sessions: Vec<&Value> = lines
         .iter()
         .filter(|l| l.str("kind") == "session")
         .collect();
