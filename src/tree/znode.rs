@@ -15,7 +15,7 @@
 //! grow. [`Znode::data`] then lends [`crate::proto::null_slice`] (empty, and
 //! [`crate::proto::is_null_buffer`]), so encoders write -1; the stat's dataLength is 0.
 //!
-//! Safety (the tree's other unsafe code is the child map, `pmap.rs`). Invariants: `ptr` points to a live allocation
+//! Safety (the tree's other unsafe code is the child map's nodes, `pmap/raw.rs`). Invariants: `ptr` points to a live allocation
 //! of `layout(stored_len(data_len))` bytes holding an initialised `Inner` followed by
 //! `stored_len(data_len)` initialised bytes; `count` is the number of `Znode`s pointing to it; the last one to
 //! drop it drops the `Meta` and frees the allocation. `&mut Meta` is only handed out
