@@ -82,6 +82,18 @@ pub(crate) async fn bind_quorum(addr: SocketAddr) -> Result<glommio::net::TcpLis
     Err(format!("cannot bind the quorum port {addr}: {last}"))
 }
 
+/// The value, or the server stops with the reason: state on disk it cannot use between
+/// terms (as at start-up, where the same checks refuse to start).
+fn or_exit<T>(result: Result<T, String>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            log::error!("zkrs refuses to go on: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// Runs terms until the process ends. `first` is the state recovered before the
 /// executors started (its errors were reported then).
 pub(crate) async fn run(
@@ -104,38 +116,19 @@ pub(crate) async fn run(
     let mut announced: Option<i64> = None;
     loop {
         if let Some(last_zxid) = announced {
-            match epochs.load(last_zxid) {
-                Ok((_, current_epoch)) => {
-                    stats.set_mode(super::Mode::Looking);
-                    election.command(Command::Look {
-                        last_zxid,
-                        epoch: current_epoch,
-                    });
-                }
-                Err(e) => {
-                    log::error!("zkrs refuses to go on: {e}");
-                    std::process::exit(1);
-                }
-            }
+            let (_, current_epoch) = or_exit(epochs.load(last_zxid));
+            stats.set_mode(super::Mode::Looking);
+            election.command(Command::Look {
+                last_zxid,
+                epoch: current_epoch,
+            });
         }
         let (persistence, recovered) = match next.take() {
             Some(state) => state,
-            None => match Persistence::open(&config) {
-                Ok(state) => state,
-                Err(e) => {
-                    log::error!("zkrs refuses to go on: {e}");
-                    std::process::exit(1);
-                }
-            },
+            None => or_exit(Persistence::open(&config)),
         };
         let last_zxid = recovered.tree.last_zxid();
-        let (accepted_epoch, current_epoch) = match epochs.load(last_zxid) {
-            Ok(e) => e,
-            Err(e) => {
-                log::error!("zkrs refuses to go on: {e}");
-                std::process::exit(1);
-            }
-        };
+        let (accepted_epoch, current_epoch) = or_exit(epochs.load(last_zxid));
         stats.set_mode(super::Mode::Looking);
         log::info!(
             "LOOKING: last zxid 0x{last_zxid:x}, current epoch {current_epoch}, accepted epoch \

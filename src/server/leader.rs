@@ -928,92 +928,8 @@ pub(crate) async fn run_term(
         init_limit,
     );
     let started = Instant::now();
-    let established = false;
-    let result = loop {
-        let inputs = wiring.inbox.take(super::ordering::BATCH_INPUTS_MAX).await;
-        let mut rest = Vec::with_capacity(inputs.len());
-        let mut commit_upto = None;
-        let mut lost = false;
-        let mut items = Vec::new();
-        let mut txns = Vec::new();
-        ordering.start_round();
-        for input in inputs {
-            match input {
-                Input::Learner(event) => {
-                    if let Some(z) = on_learner_event(ordering, event, &mut items, &mut txns) {
-                        commit_upto = Some(z);
-                    }
-                }
-                Input::Persisted(upto) => {
-                    if let super::ordering::Role::Leader(leading) = &mut ordering.role {
-                        if let Some(z) = leading.persisted(upto) {
-                            commit_upto = Some(z);
-                        }
-                    }
-                }
-                Input::Tick if established => {
-                    if let super::ordering::Role::Leader(leading) = &mut ordering.role {
-                        if !leading.ping() {
-                            lost = true;
-                        }
-                    }
-                    rest.push(Input::Tick);
-                }
-                // Client requests wait for the term to be established (the shards do not
-                // serve before; what is left from an earlier term is dropped).
-                other if established => rest.push(other),
-                _ => {}
-            }
-        }
-        if let Some(upto) = commit_upto {
-            wiring.releaser.release_upto(upto);
-        }
-        if lost {
-            break Err("lost the quorum".to_string());
-        }
-        // Requests from learners, as one batch of their own.
-        ordering.finish_batch(items, txns, log_queue, &wiring.releaser);
-        if established {
-            ordering.order_round(rest, log_queue, &wiring.releaser);
-        } else {
-            let advanced = discovery.borrow_mut().advance(epochs);
-            if let Err(e) = advanced {
-                break Err(e);
-            }
-            if discovery.borrow().established {
-                let epoch = discovery.borrow().epoch.unwrap_or(0);
-                ordering.start_epoch(make_zxid(epoch as u32, 0));
-                if let super::ordering::Role::Leader(leading) = &mut ordering.role {
-                    leading.tracker =
-                        AckTracker::new(me, (*leading.config).clone(), make_zxid(epoch as u32, 0));
-                    leading.release_learners();
-                }
-                ordering.publish_initial(&wiring.releaser);
-                ordering.set_mode(super::Mode::Leader);
-                log::info!(
-                    "established epoch {epoch} as leader in {} ms; serving clients",
-                    started.elapsed().as_millis()
-                );
-                break Ok(epoch);
-            } else if started.elapsed() > init_limit {
-                break Err(format!(
-                    "no quorum of followers within initLimit ({} ms)",
-                    init_limit.as_millis()
-                ));
-            }
-        }
-    };
-    let epoch = match result {
-        Ok(epoch) => epoch,
-        Err(e) => {
-            if let super::ordering::Role::Leader(leading) = &mut ordering.role {
-                leading.close_all();
-            }
-            return Err(e);
-        }
-    };
-    election.command(super::election::Command::Settled { epoch });
-    // Broadcast until the quorum is lost.
+    // The term's epoch once a quorum acknowledged NEWLEADER: the term serves from then on.
+    let mut established: Option<i64> = None;
     let reason = loop {
         let inputs = wiring.inbox.take(super::ordering::BATCH_INPUTS_MAX).await;
         let mut rest = Vec::with_capacity(inputs.len());
@@ -1036,7 +952,7 @@ pub(crate) async fn run_term(
                         }
                     }
                 }
-                Input::Tick => {
+                Input::Tick if established.is_some() => {
                     if let super::ordering::Role::Leader(leading) = &mut ordering.role {
                         if !leading.ping() {
                             lost = true;
@@ -1046,21 +962,53 @@ pub(crate) async fn run_term(
                     }
                     rest.push(Input::Tick);
                 }
-                other => rest.push(other),
+                // Client requests wait for the term to be established (the shards do not
+                // serve before; what is left from an earlier term is dropped).
+                other if established.is_some() => rest.push(other),
+                _ => {}
             }
         }
         if lost {
             break "lost the quorum (no answer from a majority within syncLimit)".to_string();
         }
+        // Requests from learners, as one batch of their own, then the local ones.
         ordering.finish_batch(items, txns, log_queue, &wiring.releaser);
-        ordering.order_round(rest, log_queue, &wiring.releaser);
-        if crate::zab::counter_exhausted(ordering.tree.last_zxid()) {
-            break format!(
-                "the zxid counter of epoch {} is nearly exhausted (0x{:x}): a new epoch is needed \
-                 (ZOOKEEPER-1277)",
-                epoch,
-                ordering.tree.last_zxid()
-            );
+        if let Some(epoch) = established {
+            ordering.order_round(rest, log_queue, &wiring.releaser);
+            if crate::zab::counter_exhausted(ordering.tree.last_zxid()) {
+                break format!(
+                    "the zxid counter of epoch {epoch} is nearly exhausted (0x{:x}): a new epoch \
+                     is needed (ZOOKEEPER-1277)",
+                    ordering.tree.last_zxid()
+                );
+            }
+        } else {
+            let advanced = discovery.borrow_mut().advance(epochs);
+            if let Err(e) = advanced {
+                break e;
+            }
+            if discovery.borrow().established {
+                let epoch = discovery.borrow().epoch.unwrap_or(0);
+                ordering.start_epoch(make_zxid(epoch as u32, 0));
+                if let super::ordering::Role::Leader(leading) = &mut ordering.role {
+                    leading.tracker =
+                        AckTracker::new(me, (*leading.config).clone(), make_zxid(epoch as u32, 0));
+                    leading.release_learners();
+                }
+                ordering.publish_initial(&wiring.releaser);
+                ordering.set_mode(super::Mode::Leader);
+                election.command(super::election::Command::Settled { epoch });
+                log::info!(
+                    "established epoch {epoch} as leader in {} ms; serving clients",
+                    started.elapsed().as_millis()
+                );
+                established = Some(epoch);
+            } else if started.elapsed() > init_limit {
+                break format!(
+                    "no quorum of followers within initLimit ({} ms)",
+                    init_limit.as_millis()
+                );
+            }
         }
         if let Some(upto) = commit_upto {
             wiring.releaser.release_upto(upto);
