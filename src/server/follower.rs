@@ -839,12 +839,7 @@ async fn sync_with_leader(
                 if let Some(persistence) = persistence.take() {
                     super::ordering::spawn_log_task(persistence, log_queue, &wiring.inbox);
                 }
-                ordering.become_follower(
-                    out.clone(),
-                    config.my_id.unwrap_or(0),
-                    new_epoch,
-                    init_limit,
-                );
+                ordering.become_follower(out.clone(), config.my_id.unwrap_or(0), init_limit);
                 if let super::ordering::Role::Follower(following) = &mut ordering.role {
                     following.observer = observer;
                 }

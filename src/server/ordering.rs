@@ -198,7 +198,6 @@ pub(crate) struct Ordering {
     pub(crate) accepted_epoch: i64,
     pub(crate) current_epoch: i64,
     min_session_timeout_ms: i32,
-    snap_count: u64,
     started: Instant,
     /// The clocks, read once per round of inputs (a clock read is ~100 ns on a VM, as much
     /// as the rest of ordering a setData): `now_ms` since `started` for session timeouts,
@@ -690,7 +689,6 @@ impl Ordering {
             accepted_epoch: 0,
             current_epoch: 0,
             min_session_timeout_ms: config.min_session_timeout_ms as i32,
-            snap_count: config.snap_count.max(2),
             started,
             now_ms,
             wall_ms: 0,
@@ -703,7 +701,6 @@ impl Ordering {
             meta: Vec::new(),
             stats,
         };
-        let _ = ordering.snap_count;
         ordering.stats.last_zxid.store(
             ordering.tree.last_zxid(),
             std::sync::atomic::Ordering::Relaxed,
@@ -943,7 +940,6 @@ impl Ordering {
         &mut self,
         out: Rc<super::quorum::PeerOut>,
         me: u64,
-        _epoch: i64,
         sync_limit: Duration,
     ) {
         // The wall clock, not this term's age: ids must not repeat across terms and
