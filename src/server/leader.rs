@@ -847,7 +847,7 @@ fn on_request(
     if request.op == OpCode::CloseSession as i32 {
         if live && ordering.sessions.mark_closing(session_id) {
             log::info!("Closing session 0x{session_id:x} at the client's request (server {sid})");
-            ordering.close_session_txn(session_id, request.cxid, None, Action::None, items, log);
+            ordering.close_session(session_id, request.cxid, None, Action::None, items, log);
             if let super::ordering::Role::Leader(leading) = &mut ordering.role {
                 leading.remote_owner.remove(&session_id);
             }

@@ -447,8 +447,9 @@ impl Ordering {
         });
     }
 
+    /// closeSession (or expiry) as a txn.
     #[allow(clippy::too_many_arguments)]
-    fn close_session(
+    pub(crate) fn close_session(
         &mut self,
         id: i64,
         cxid: i32,
@@ -824,20 +825,6 @@ impl Ordering {
         };
         self.push_txn(meta, id, zxid, time_ms, out, None, None, items, log);
         self.publish_session_stats();
-    }
-
-    /// closeSession (or expiry) as a txn.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn close_session_txn(
-        &mut self,
-        id: i64,
-        cxid: i32,
-        target: Option<ConnRef>,
-        action: Action,
-        items: &mut Vec<CommitItem>,
-        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
-    ) {
-        self.close_session(id, cxid, target, action, items, log);
     }
 
     /// A learner's request that fails before the tree (SessionExpired, SessionMoved): an
