@@ -121,6 +121,8 @@ def main():
     ap.add_argument("--restart-every", type=int, default=600)
     ap.add_argument("--rate", type=int, default=2000)
     ap.add_argument("--rss-limit-mib", type=float, default=1024)
+    ap.add_argument("--p99-limit-ms", type=float, default=500,
+                    help="an interval whose mixed-load p99 is above this fails the soak")
     ap.add_argument("--out", default="perf/results")
     args = ap.parse_args()
 
@@ -202,6 +204,10 @@ def main():
     log_text = open(os.path.join(work, "server.log"), errors="replace").read()
     if "panicked" in log_text:
         failures.append("the server log shows a panic")
+    slow = [r for r in rows if isinstance(r.get("p99_ms"), (int, float)) and r["p99_ms"] > args.p99_limit_ms]
+    if slow:
+        failures.append(f"mixed-load p99 over {args.p99_limit_ms:.0f} ms in {len(slow)} of {len(rows)} intervals "
+                        f"(worst {max(r['p99_ms'] for r in slow):.0f} ms)")
     peak = max((r for _, r in rss), default=0)
     if peak > args.rss_limit_mib:
         failures.append(f"RSS reached {peak:.0f} MiB (limit {args.rss_limit_mib:.0f})")
