@@ -2518,7 +2518,12 @@ mod tests {
                 return;
             }
             let mut total = Stats::default();
-            for seed in 0..2_000 {
+            // ZKRS_ELECTION_SEEDS=N runs more seeds than CI's 2000 (a soak).
+            let seeds: u64 = std::env::var("ZKRS_ELECTION_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(2_000);
+            for seed in 0..seeds {
                 let sim = match run_seed(seed, false) {
                     (sim, Ok(())) => sim,
                     (_, Err(error)) => {
