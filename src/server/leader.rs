@@ -852,10 +852,10 @@ fn on_request(
                 leading.remote_owner.remove(&session_id);
             }
         } else {
-            ordering.error_txn(
+            ordering.process_remote_write(
                 session_id,
                 meta,
-                ErrorCode::SessionExpired,
+                Err(ErrorCode::SessionExpired),
                 &auth,
                 items,
                 log,
@@ -864,10 +864,10 @@ fn on_request(
         return;
     }
     if !live {
-        ordering.error_txn(
+        ordering.process_remote_write(
             session_id,
             meta,
-            ErrorCode::SessionExpired,
+            Err(ErrorCode::SessionExpired),
             &auth,
             items,
             log,
@@ -875,12 +875,26 @@ fn on_request(
         return;
     }
     if !owned {
-        ordering.error_txn(session_id, meta, ErrorCode::SessionMoved, &auth, items, log);
+        ordering.process_remote_write(
+            session_id,
+            meta,
+            Err(ErrorCode::SessionMoved),
+            &auth,
+            items,
+            log,
+        );
         return;
     }
     ordering.sessions.touch(session_id, now_ms);
     let decoded = decode_request(request.cxid, request.op, &request.body);
-    ordering.process_remote_write(session_id, meta, decoded.as_ref(), &auth, items, log);
+    ordering.process_remote_write(
+        session_id,
+        meta,
+        decoded.as_ref().ok_or(ErrorCode::MarshallingError),
+        &auth,
+        items,
+        log,
+    );
 }
 
 /// The client request a learner forwarded (header rebuilt from cxid and op).

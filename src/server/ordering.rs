@@ -827,36 +827,14 @@ impl Ordering {
         self.publish_session_stats();
     }
 
-    /// A learner's request that fails before the tree (SessionExpired, SessionMoved): an
-    /// error txn, so the learner can answer its client when it commits.
-    pub(crate) fn error_txn(
-        &mut self,
-        session_id: i64,
-        meta: TxnMeta,
-        code: ErrorCode,
-        auth: &[Id],
-        items: &mut Vec<CommitItem>,
-        log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
-    ) {
-        let zxid = self.next_zxid();
-        let time_ms = self.wall_ms;
-        let ctx = TxnContext {
-            session_id,
-            auth,
-            zxid,
-            time_ms,
-        };
-        let out = self.tree.fail_write(&ctx, code);
-        self.push_txn(meta, session_id, zxid, time_ms, out, None, None, items, log);
-    }
-
-    /// A learner's write, validated and applied like a local one; its reply travels as
-    /// the committed txn.
+    /// A learner's write, validated and applied like a local one (`Err(code)`: it failed
+    /// before the tree, e.g. SessionExpired, SessionMoved, or its body did not decode), as a
+    /// txn either way: its reply travels as the committed txn.
     pub(crate) fn process_remote_write(
         &mut self,
         session_id: i64,
         meta: TxnMeta,
-        request: Option<&Request>,
+        request: Result<&Request, ErrorCode>,
         auth: &[Id],
         items: &mut Vec<CommitItem>,
         log: &mut Vec<(TxnHeader, crate::tree::Txn)>,
@@ -870,8 +848,8 @@ impl Ordering {
             time_ms,
         };
         let out = match request {
-            Some(request) => self.tree.process_write(request, &ctx),
-            None => self.tree.fail_write(&ctx, ErrorCode::MarshallingError),
+            Ok(request) => self.tree.process_write(request, &ctx),
+            Err(code) => self.tree.fail_write(&ctx, code),
         };
         self.push_txn(meta, session_id, zxid, time_ms, out, None, None, items, log);
     }
