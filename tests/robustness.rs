@@ -101,6 +101,85 @@ fn a_client_that_never_reads_its_replies_keeps_server_memory_bounded() {
     assert!(sender.join().expect("sender thread"), "requests not sent");
 }
 
+/// A setData of `path` then `reads` getData of it (xids 1..=reads+1), framed back to back:
+/// the reads queue behind the write, each holding a globalOutstandingLimit permit.
+fn write_then_pipelined_reads(path: &str, value: &[u8], reads: i32) -> Vec<u8> {
+    let set = Enc::new().string(path).buffer(value).int(-1).finish();
+    let mut out = raw::frame(&Enc::new().int(1).int(raw::OP_SET_DATA).bytes(&set).finish());
+    let get = Enc::new().string(path).bool(false).finish();
+    for xid in 2..=reads + 1 {
+        let payload = Enc::new()
+            .int(xid)
+            .int(raw::OP_GET_DATA)
+            .bytes(&get)
+            .finish();
+        out.extend_from_slice(&raw::frame(&payload));
+    }
+    out
+}
+
+/// Several clients that pipeline large reads and never read the replies (on one shard, with
+/// a small globalOutstandingLimit) must hold back only themselves. Before the fix their
+/// unwritten replies, and the reads queued behind their own write, kept the shard's whole
+/// permit share and every other client of the shard waited until they went away.
+#[test]
+fn clients_that_never_read_their_replies_hold_back_only_themselves() {
+    let server = TestServer::start_with(&["zkrs.shards=1", "globalOutstandingLimit=200"]);
+    if server.pid().is_none() {
+        return;
+    }
+    let (_, max) = server.session_bounds_ms();
+    let mut other = server.raw(max);
+    let path = unique_prefix("unread-many");
+    let value = vec![b'y'; LARGE_VALUE_BYTES];
+    assert_eq!(other.create(&path, &value, 0).err, raw::OK);
+
+    const STUCK: usize = 6;
+    const READS: i32 = 300;
+    let mut stuck = Vec::new();
+    let mut senders = Vec::new();
+    for _ in 0..STUCK {
+        let conn = server.raw(max);
+        let mut writer = conn.stream.try_clone().expect("clone stream");
+        writer
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let requests = write_then_pipelined_reads(&path, &value, READS);
+        senders.push(std::thread::spawn(move || {
+            writer.write_all(&requests).is_ok()
+        }));
+        stuck.push(conn);
+    }
+    // Let the server take from them all it will.
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The other client's reads and writes are answered (a stuck shard would leave them
+    // waiting until the raw client's deadline).
+    for _ in 0..10 {
+        assert_eq!(other.ping().err, raw::OK);
+        let reply = other.get_data(&path, false);
+        assert_eq!(reply.err, raw::OK);
+        assert_eq!(
+            reply.dec().buffer().map(|d| d.len()),
+            Some(LARGE_VALUE_BYTES)
+        );
+        assert_eq!(other.set_data(&path, &value, -1).err, raw::OK);
+    }
+
+    // Once the stuck clients read, each gets every reply, in order, none dropped.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for conn in &mut stuck {
+        for xid in 1..=READS + 1 {
+            let body = raw::read_frame_by(&mut conn.stream, deadline).expect("reply");
+            let got = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            assert_eq!(got, xid, "replies out of order");
+        }
+    }
+    for s in senders {
+        assert!(s.join().expect("sender thread"), "requests not sent");
+    }
+}
+
 /// Floods a connection with getAllChildrenNumber requests of `path` (each walks its whole
 /// subtree: dear to serve, with a tiny reply) until `stop`; a second thread reads (and drops)
 /// the replies so that the server's scheduling is tested, not its output backpressure.

@@ -9,10 +9,13 @@
 //!
 //! A read also waits until this shard has applied the zxid the log task had released when
 //! the read arrived (`SharedStats::released_zxid`): another shard may have answered that
-//! write already. One client must not hurt the others: a connection's unsent output is
-//! bounded (past it the connection stops reading), a request holds its globalOutstandingLimit
-//! permit until its reply is written, and a connection (or the backlog of waiting reads) is
-//! served in turns of `TURN_TIME_BUDGET` before the shard's other tasks run.
+//! write already. One client must not hurt the others: a connection's unsent output and its
+//! unanswered requests are bounded, and so is the shard's unsent output over all connections
+//! (past a bound the connection stops reading: only the connections with output waiting, so
+//! clients that do not read hold back only themselves); a request holds its
+//! globalOutstandingLimit permit until its reply is queued, as in ZooKeeper; and a connection
+//! (or the backlog of waiting reads) is served in turns of `TURN_TIME_BUDGET` before the
+//! shard's other tasks run.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +56,11 @@ const SESSIONLESS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTPUT_BOUND_BYTES_MIN: usize = 4 * 1024 * 1024;
 /// The output bound in replies of jute.maxbuffer bytes.
 const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
+/// Least bound on a shard's unsent output over all its connections; the bound is the larger
+/// of this and [`SHARD_OUTPUT_BOUND_BUFFERS`] connection bounds.
+const SHARD_OUTPUT_BOUND_BYTES_MIN: usize = 64 * 1024 * 1024;
+/// The shard's output bound in connection bounds.
+const SHARD_OUTPUT_BOUND_BUFFERS: usize = 8;
 
 /// A connection's turn: it serves requests in a row for at most this long (or
 /// [`FRAMES_PER_TURN`] requests), then lets the shard's other tasks run (other connections,
@@ -148,11 +156,9 @@ pub struct Conn {
     out: RefCell<BytesMut>,
     /// Bytes the writer took from `out` and has not finished writing to the socket.
     in_flight_bytes: Cell<usize>,
-    /// globalOutstandingLimit permits of the replies in `out`: a request counts against
-    /// the limit until its reply is written to the socket, not just queued.
-    out_permits: Cell<u64>,
-    /// Permits of the replies in the writer's chunk being written.
-    in_flight_permits: Cell<u64>,
+    /// The shard's total of unsent output (`Shard::unsent_total`): every byte appended to
+    /// `out` is added, every byte written (or dropped with the connection) taken off.
+    shard_unsent: Rc<Cell<usize>>,
     writer_wake: Notify,
     /// Notified whenever the writer finishes a chunk (or the connection closes): a reader
     /// held back by [`Conn::over_output_bound`] checks again.
@@ -205,17 +211,22 @@ impl Conn {
         self.drained.notify();
     }
 
-    fn send_reply(&self, header: &ReplyHeader, body: &Response) {
-        encode_reply(&mut self.out.borrow_mut(), header, body);
-        self.stats.sent.set(self.stats.sent.get() + 1);
+    /// Appends to the connection's output (every append goes through here, so that the
+    /// shard's unsent total stays exact) and wakes its writer.
+    fn push_out(&self, encode: impl FnOnce(&mut BytesMut)) {
+        let added = {
+            let mut out = self.out.borrow_mut();
+            let before = out.len();
+            encode(&mut out);
+            out.len() - before
+        };
+        self.shard_unsent.set(self.shard_unsent.get() + added);
         self.wake_writer();
     }
 
-    /// As `send_reply` for a request that holds a globalOutstandingLimit permit: the permit
-    /// goes with the reply's bytes and is released once the writer has written them.
-    fn send_reply_holding_permit(&self, header: &ReplyHeader, body: &Response) {
-        self.out_permits.set(self.out_permits.get() + 1);
-        self.send_reply(header, body);
+    fn send_reply(&self, header: &ReplyHeader, body: &Response) {
+        self.push_out(|out| encode_reply(out, header, body));
+        self.stats.sent.set(self.stats.sent.get() + 1);
     }
 
     /// Output queued on this connection and not yet written to its socket.
@@ -223,17 +234,18 @@ impl Conn {
         self.out.borrow().len() + self.in_flight_bytes.get()
     }
 
-    /// Permits held by replies not yet written to the socket.
-    fn unsent_permits(&self) -> u64 {
-        self.out_permits.get() + self.in_flight_permits.get()
-    }
-
-    /// Whether this connection must stop reading requests until its socket drains: its
-    /// unsent output is past `bound_bytes`, or its unsent replies hold `permits_max` of the
-    /// shard's globalOutstandingLimit permits (so that one client that does not read cannot
-    /// take every permit of its shard).
-    fn over_output_bound(&self, bound_bytes: usize, permits_max: u64) -> bool {
-        self.unsent_bytes() > bound_bytes || self.unsent_permits() >= permits_max
+    /// Whether this connection must stop reading requests for now (ZooKeeper stops reading
+    /// a connection whose output backs up): its unsent output is past `bound.bytes`; or the
+    /// shard's unsent output is past `bound.shard_bytes` and this connection has output of
+    /// its own waiting (so that clients that do not read, however many, hold back only
+    /// themselves, while the shard's memory stays bounded); or `bound.queued` of its requests
+    /// wait unanswered (behind its own write, or for the shard to catch up), each holding a
+    /// globalOutstandingLimit permit: one connection cannot take its shard's whole share.
+    fn over_output_bound(&self, bound: &OutputBound) -> bool {
+        let unsent = self.unsent_bytes();
+        unsent > bound.bytes
+            || (unsent > 0 && self.shard_unsent.get() > bound.shard_bytes)
+            || self.queue.borrow().len() as u64 >= bound.queued
     }
 }
 
@@ -251,7 +263,7 @@ pub struct Shard {
     touched: RefCell<HashMap<i64, Instant>>,
     next_conn: Cell<ConnId>,
     /// This shard's share of globalOutstandingLimit: a request holds a permit from the
-    /// moment it is read until its reply is written to the socket.
+    /// moment it is read until its reply is queued on its connection.
     outstanding: Rc<Semaphore>,
     /// Whether sessions are served: from the first commit batch until a reset (an ensemble
     /// member that is not synced with a leader refuses clients, as ZooKeeper does).
@@ -259,10 +271,10 @@ pub struct Shard {
     /// Set by a reset until the next batch with a version: that one starts a new term and
     /// may be below the last term's (a leader's epoch start is no txn).
     after_reset: Cell<bool>,
-    /// Unsent output past which a connection stops reading (see `Conn::over_output_bound`).
-    output_bound_bytes: usize,
-    /// Permits a connection's unsent replies may hold before it stops reading.
-    unsent_permits_max: u64,
+    /// When a connection stops reading (see `Conn::over_output_bound`).
+    output_bound: OutputBound,
+    /// Output appended to this shard's connections and not yet written to their sockets.
+    unsent_total: Rc<Cell<usize>>,
     /// Connections whose next read waits until this shard has applied the zxid that was
     /// released when the read arrived; served at the end of each commit batch.
     lagging: RefCell<Vec<Rc<Conn>>>,
@@ -272,6 +284,16 @@ pub struct Shard {
     pub applied_at: Cell<Option<Instant>>,
     /// Bytes written to this shard's client sockets since it started.
     written_bytes: Cell<u64>,
+}
+
+/// The limits past which a connection stops reading (`Conn::over_output_bound`).
+struct OutputBound {
+    /// A connection's own unsent output.
+    bytes: usize,
+    /// The shard's unsent output, over all its connections.
+    shard_bytes: usize,
+    /// A connection's requests waiting unanswered.
+    queued: u64,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -420,9 +442,8 @@ impl Shard {
                                     continue;
                                 }
                             }
-                            encode_notification(&mut conn.out.borrow_mut(), &event);
+                            conn.push_out(|out| encode_notification(out, &event));
                             conn.stats.sent.set(conn.stats.sent.get() + 1);
-                            conn.wake_writer();
                         }
                     }
                 }
@@ -542,7 +563,15 @@ impl Shard {
             Ok(body) => (header_err, body),
             Err(code) => (code.code(), &Response::Empty),
         };
-        conn.send_reply_holding_permit(&ReplyHeader { xid, zxid, err }, body);
+        self.reply_releasing_permit(conn, &ReplyHeader { xid, zxid, err }, body);
+    }
+
+    /// Answers a request that held a globalOutstandingLimit permit, and releases it: as in
+    /// ZooKeeper, the limit counts requests being processed; the memory their replies take
+    /// until written is bounded by [`Conn::over_output_bound`].
+    fn reply_releasing_permit(&self, conn: &Conn, header: &ReplyHeader, body: &Response) {
+        conn.send_reply(header, body);
+        self.outstanding.signal(1);
     }
 
     fn record_latency(&self, conn: &Conn, op: i32, xid: i32, zxid: i64, started: Instant) {
@@ -624,10 +653,11 @@ impl Shard {
                     let mut watches = self.watches.borrow_mut();
                     tree::set_watches(tree, sw, conn.id, &mut watches)
                 };
-                let mut out = conn.out.borrow_mut();
-                for event in &events {
-                    encode_notification(&mut out, event);
-                }
+                conn.push_out(|out| {
+                    for event in &events {
+                        encode_notification(out, event);
+                    }
+                });
                 (0, Response::Empty)
             }
             _ => {
@@ -645,7 +675,8 @@ impl Shard {
         if header.xid != xid::PING {
             self.record_latency(conn, header.op, header.xid, zxid, started);
         }
-        conn.send_reply_holding_permit(
+        self.reply_releasing_permit(
+            conn,
             &ReplyHeader {
                 xid: header.xid,
                 zxid,
@@ -826,11 +857,12 @@ impl Shard {
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
         let queued = conn.queue.borrow_mut().drain(..).count() as u64;
-        // Replies never written (the writer failed, or gave up on a client that did not read).
-        let unsent = conn.out_permits.replace(0) + conn.in_flight_permits.replace(0);
-        if queued + unsent > 0 {
-            self.outstanding.signal(queued + unsent);
+        if queued > 0 {
+            self.outstanding.signal(queued);
         }
+        // Output never written (the writer failed, or gave up on a client that did not read).
+        let unsent = conn.out.borrow_mut().split().len() + conn.in_flight_bytes.replace(0);
+        self.unsent_total.set(self.unsent_total.get() - unsent);
         self.stats.release_ip(conn.peer.ip());
     }
 }
@@ -864,8 +896,14 @@ pub async fn run(
         outstanding: Rc::new(Semaphore::new(share)),
         serving: Cell::new(false),
         after_reset: Cell::new(false),
-        output_bound_bytes,
-        unsent_permits_max: (share / 4).max(1),
+        output_bound: OutputBound {
+            bytes: output_bound_bytes,
+            shard_bytes: SHARD_OUTPUT_BOUND_BUFFERS
+                .saturating_mul(output_bound_bytes)
+                .max(SHARD_OUTPUT_BOUND_BYTES_MIN),
+            queued: (share / 4).max(1),
+        },
+        unsent_total: Rc::new(Cell::new(0)),
         lagging: RefCell::new(Vec::new()),
         lagging_wake: Notify::new(),
         applied_at: Cell::new(None),
@@ -1044,8 +1082,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
         out: RefCell::new(BytesMut::with_capacity(4096)),
         in_flight_bytes: Cell::new(0),
-        out_permits: Cell::new(0),
-        in_flight_permits: Cell::new(0),
+        shard_unsent: shard.unsent_total.clone(),
         writer_wake: Notify::new(),
         drained: Notify::new(),
         queue: RefCell::new(VecDeque::new()),
@@ -1124,13 +1161,11 @@ async fn write_loop(
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
         if !chunk.is_empty() {
             conn.in_flight_bytes.set(chunk.len());
-            conn.in_flight_permits.set(conn.out_permits.replace(0));
             let result = writer.write_all(&chunk).await;
             conn.in_flight_bytes.set(0);
-            let permits = conn.in_flight_permits.replace(0);
-            if permits > 0 {
-                shard.outstanding.signal(permits);
-            }
+            shard
+                .unsent_total
+                .set(shard.unsent_total.get() - chunk.len());
             shard
                 .written_bytes
                 .set(shard.written_bytes.get() + chunk.len() as u64);
@@ -1237,7 +1272,7 @@ async fn read_loop(
             crate::admin_glue::set_trace_mask(mask);
         }
         let text = crate::admin_glue::four_letter(shard, word).await;
-        conn.out.borrow_mut().extend_from_slice(text.as_bytes());
+        conn.push_out(|out| out.extend_from_slice(text.as_bytes()));
         return Ok(());
     }
     if !shard.serving.get() {
@@ -1295,29 +1330,32 @@ async fn read_loop(
         } => {
             conn.session_id.set(session_id);
             conn.timeout_ms.set(timeout_ms);
-            encode_response(
-                &mut conn.out.borrow_mut(),
-                &ConnectResponse {
-                    protocol_version: 0,
-                    timeout: timeout_ms,
-                    session_id,
-                    passwd: Bytes::copy_from_slice(&passwd),
-                    read_only,
-                },
-            );
-            conn.wake_writer();
+            conn.push_out(|out| {
+                encode_response(
+                    out,
+                    &ConnectResponse {
+                        protocol_version: 0,
+                        timeout: timeout_ms,
+                        session_id,
+                        passwd: Bytes::copy_from_slice(&passwd),
+                        read_only,
+                    },
+                )
+            });
         }
         _ => {
-            encode_response(
-                &mut conn.out.borrow_mut(),
-                &ConnectResponse {
-                    protocol_version: 0,
-                    timeout: 0,
-                    session_id: 0,
-                    passwd: Bytes::from_static(&[0u8; 16]),
-                    read_only,
-                },
-            );
+            conn.push_out(|out| {
+                encode_response(
+                    out,
+                    &ConnectResponse {
+                        protocol_version: 0,
+                        timeout: 0,
+                        session_id: 0,
+                        passwd: Bytes::from_static(&[0u8; 16]),
+                        read_only,
+                    },
+                )
+            });
             return Err(format!(
                 "session 0x{:x} is invalid or expired",
                 connect.session_id
@@ -1330,7 +1368,7 @@ async fn read_loop(
     while !conn.closing.get() {
         // Bounded output: a client that does not read its replies stops being read (its
         // requests wait in its socket) until the writer gets its output out.
-        while conn.over_output_bound(shard.output_bound_bytes, shard.unsent_permits_max) {
+        while conn.over_output_bound(&shard.output_bound) {
             if conn.closing.get() {
                 return Ok(());
             }
