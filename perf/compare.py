@@ -419,6 +419,16 @@ def restart(server):
     }
 
 
+def measure_idle(server, seconds):
+    """Server CPU with no client connected, as a percentage of one core."""
+    time.sleep(1.0)  # the warm-up's sessions close
+    before = sum(proc_cpu_s(p) for p in server.pids)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    used = sum(proc_cpu_s(p) for p in server.pids) - before
+    return {"seconds": seconds, "cpu_pct": 100.0 * used / (time.monotonic() - t0)}
+
+
 def bench_server(server, loadgen, args, raw_dir):
     res = {"workloads": {}}
     log("%s: starting on port %d" % (server.kind, server.port))
@@ -431,6 +441,9 @@ def bench_server(server, loadgen, args, raw_dir):
                      args.jit_warmup + 120, os.path.join(raw_dir, "%s-warmup.txt" % server.kind))
     if rc not in (0, 1):
         raise RuntimeError("%s warm-up failed (loadgen exit %d)" % (server.kind, rc))
+    log("%s: idle %ds, no client connected" % (server.kind, args.idle))
+    res["idle"] = measure_idle(server, args.idle)
+    log("%s:   %.2f%% of a core" % (server.kind, res["idle"]["cpu_pct"]))
     for name, title, flags in WORKLOADS:
         log("%s: %s" % (server.kind, title))
         res["workloads"][name] = measure_workload(server, loadgen, name, flags, args.duration,
@@ -561,6 +574,10 @@ def build_report(args, info, fsync, res, load_before, load_after, started, elaps
             L.append("| | p50 minus disk fdatasync p50 (us) | %.0f | %.0f | |"
                      % (jw["latency_ms"]["p50"] * 1000 - fsync["p50_us"],
                         zw["latency_ms"]["p50"] * 1000 - fsync["p50_us"]))
+    ji, zi = j.get("idle"), z.get("idle")
+    if ji and zi:
+        row("**idle**, no client, %d s" % zi["seconds"], "server CPU (%% of a core)",
+            ji["cpu_pct"], zi["cpu_pct"], ratio(ji["cpu_pct"], zi["cpu_pct"]), 2)
     jn, zn = j["znodes"], z["znodes"]
     label = "**znodes**: %s znodes (~30 B paths, 100 B values), 1 session pipelined" % (
         fmt_num(args.znodes))
@@ -593,6 +610,13 @@ def build_report(args, info, fsync, res, load_before, load_after, started, elaps
     def cpu_ratio(name):
         return ratio(wl(j, name).get("cpu_us_per_op"), wl(z, name).get("cpu_us_per_op"))
 
+    ji, zi = j.get("idle"), z.get("idle")
+    if ji and zi:
+        goal("idle server CPU no higher than Java's",
+             "%.2f%% vs %.2f%% of a core" % (zi["cpu_pct"], ji["cpu_pct"]),
+             zi["cpu_pct"] <= ji["cpu_pct"],
+             "" if zi["cpu_pct"] <= ji["cpu_pct"] else "%.2f points over"
+             % (zi["cpu_pct"] - ji["cpu_pct"]))
     r = cpu_ratio("read")
     goal("server CPU per read >= 8x lower", fmt_ratio(r), r is not None and r >= 8,
          "" if r is None or r >= 8 else "needs %.1fx more" % (8 / r))
@@ -1118,9 +1142,11 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup, args.jit_warmup, args.znodes = 3, 1, 2, 100_000
+        args.idle = 5
         args.failover_before, args.failover_after = 3, 10
     else:
         args.duration, args.warmup, args.jit_warmup, args.znodes = 10, 2, 5, 1_000_000
+        args.idle = 20
         args.failover_before, args.failover_after = 5, 15
     if args.snap_znodes is None:
         args.snap_znodes = args.znodes

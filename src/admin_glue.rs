@@ -2,14 +2,19 @@
 //! [`admin::ServerSnapshot`] and renders it with the admin module.
 //!
 //! A shard that receives a four-letter word asks every shard (itself included) through a
-//! small crossbeam inbox per shard, which each shard drains on a short timer. This keeps the
-//! request path free of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
+//! small crossbeam inbox per shard; a byte on a socket pair wakes the shard's inbox task,
+//! which otherwise sleeps (an idle server polls nothing). This keeps the request path free
+//! of locks: only the admin path waits, for at most `GATHER_TIMEOUT`.
 
+use std::io::Write;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_lite::AsyncReadExt;
 
 use crate::admin::{self, ConnectionInfo, ServerSnapshot, SessionInfo, WatchSummary};
 use crate::net::shard::Shard;
@@ -37,7 +42,6 @@ pub fn trace_mask() -> i64 {
     TRACE_MASK.load(AtomicOrdering::Relaxed)
 }
 
-const INBOX_POLL: Duration = Duration::from_millis(10);
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum AdminQuery {
@@ -77,8 +81,42 @@ pub struct ShardReport {
 pub use crate::admin::parse_four_letter;
 
 /// Creates the inbox of a shard; the sender goes into the shared registry.
-pub fn new_inbox() -> (Sender<AdminQuery>, Receiver<AdminQuery>) {
-    crossbeam_channel::bounded(64)
+pub fn new_inbox() -> std::io::Result<(AdminSender, AdminReceiver)> {
+    let (tx, rx) = crossbeam_channel::bounded(64);
+    let (wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()?;
+    // A sender (a shard thread among them) never blocks: a full socket already holds a
+    // wake-up the inbox task has not read.
+    wake_tx.set_nonblocking(true)?;
+    Ok((
+        AdminSender {
+            tx,
+            wake: Arc::new(wake_tx),
+        },
+        AdminReceiver { rx, wake: wake_rx },
+    ))
+}
+
+/// A shard's admin inbox as its askers hold it (any thread).
+#[derive(Clone)]
+pub struct AdminSender {
+    tx: Sender<AdminQuery>,
+    wake: Arc<std::os::unix::net::UnixStream>,
+}
+
+impl AdminSender {
+    /// Queues `query` and wakes the shard's inbox task (after queueing: a wake-up is never
+    /// lost, at worst one finds the inbox already drained).
+    pub fn try_send(&self, query: AdminQuery) -> Result<(), TrySendError<AdminQuery>> {
+        self.tx.try_send(query)?;
+        let _ = (&*self.wake).write(&[1]);
+        Ok(())
+    }
+}
+
+/// The shard's end of its admin inbox.
+pub struct AdminReceiver {
+    rx: Receiver<AdminQuery>,
+    wake: std::os::unix::net::UnixStream,
 }
 
 fn unix_ms(at: std::time::Instant) -> u64 {
@@ -158,11 +196,26 @@ fn reset_connection_stats(shard: &Shard) {
     }
 }
 
-/// Drains the shard's admin inbox on a short timer.
-pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: Receiver<AdminQuery>) {
+/// Drains the shard's admin inbox whenever an asker wakes it.
+pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: AdminReceiver) {
+    let AdminReceiver { rx: inbox, wake } = inbox;
+    // SAFETY: the descriptor comes from a UnixStream whose ownership `into_raw_fd` gives up;
+    // the glommio stream becomes its only owner.
+    let mut wake = unsafe { glommio::net::UnixStream::from_raw_fd(wake.into_raw_fd()) };
     glommio::spawn_local(async move {
+        let mut bytes = [0u8; 64];
         loop {
-            glommio::timer::sleep(INBOX_POLL).await;
+            match wake.read(&mut bytes).await {
+                Ok(n) if n > 0 => {}
+                other => {
+                    log::error!(
+                        "shard {}: admin inbox wake-up socket failed ({other:?}); four-letter \
+                         words no longer reach this shard",
+                        shard.index
+                    );
+                    return;
+                }
+            }
             while let Ok(query) = inbox.try_recv() {
                 match query {
                     AdminQuery::Report(reply) => {

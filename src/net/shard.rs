@@ -875,7 +875,7 @@ pub async fn run(
     listen: SocketAddr,
     to_ordering: SharedSender<ToOrdering>,
     from_ordering: SharedReceiver<ToShard>,
-    admin_inbox: crossbeam_channel::Receiver<crate::admin_glue::AdminQuery>,
+    admin_inbox: crate::admin_glue::AdminReceiver,
 ) {
     let to_ordering = to_ordering.connect().await;
     let from_ordering = from_ordering.connect().await;

@@ -65,7 +65,7 @@ pub struct SharedStats {
     /// Open connections per client address (maxClientCnxns).
     ip_counts: Mutex<HashMap<IpAddr, u32>>,
     /// Each shard's admin inbox (four-letter words), by shard index.
-    admin_inboxes: Mutex<Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>>>,
+    admin_inboxes: Mutex<Vec<crate::admin_glue::AdminSender>>,
     /// What this server is now ([`Mode`] as u8).
     mode: AtomicU8,
     /// The leader's view of its learners, for mntr (set by the leader, zero otherwise).
@@ -179,7 +179,7 @@ impl SharedStats {
         )
     }
 
-    pub fn admin_inboxes(&self) -> Vec<crossbeam_channel::Sender<crate::admin_glue::AdminQuery>> {
+    pub fn admin_inboxes(&self) -> Vec<crate::admin_glue::AdminSender> {
         self.admin_inboxes
             .lock()
             .map(|v| v.clone())
@@ -271,7 +271,7 @@ pub fn run(config: Config) -> io::Result<()> {
             .lock()
             .map_err(|_| io::Error::other("admin registry poisoned"))?;
         for _ in 0..shards {
-            let (tx, rx) = crate::admin_glue::new_inbox();
+            let (tx, rx) = crate::admin_glue::new_inbox()?;
             inboxes.push(tx);
             admin_receivers.push(rx);
         }
