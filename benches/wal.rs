@@ -13,6 +13,7 @@ fn set_txn() -> (TxnHeader, Txn) {
             session_id: 0x1234,
             zxid: 0x1_0000_1234,
             time_ms: 1_700_000_000_000,
+            ..Default::default()
         },
         Txn::SetData {
             path: key_path(7),

@@ -289,6 +289,52 @@ fn a_restarted_follower_catches_up_by_diff_and_by_snap() {
     writer.close();
 }
 
+/// A new leader syncs a learner a few txns behind by DIFF from the txns its own log ends
+/// with (as ZooKeeper's leader does from the committed log it loads), not by a SNAP of the
+/// whole tree: before, a new leader knew no txn older than its last one.
+#[test]
+fn a_new_leader_syncs_a_lagging_follower_by_diff_from_its_log() {
+    let mut e = Ensemble::start(3, "");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let lagging = (leader + 1) % 3;
+    let next_leader = (leader + 2) % 3;
+    let mut writer = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(writer.create("/r", b"", CREATE_PERSISTENT).unwrap().err, OK);
+    e.members[lagging].kill9();
+    for i in 0..30 {
+        let path = format!("/r/n-{i}");
+        assert_eq!(
+            writer.create(&path, b"d", CREATE_PERSISTENT).unwrap().err,
+            OK
+        );
+    }
+    writer.close();
+    // The old leader goes; the follower that has every write leads the lagging one.
+    e.members[leader].kill9();
+    e.start_member(lagging);
+    e.wait_serving(2, Duration::from_secs(30));
+    assert_eq!(e.members[next_leader].mode().as_deref(), Some("leader"));
+    assert_eq!(synced_children(&addrs[lagging], "/r").len(), 30);
+    let lagging_id = e.members[lagging].id;
+    let logs = e.members[next_leader].logs();
+    assert!(
+        logs.contains(&format!("syncing server {lagging_id} by DIFF")),
+        "the new leader did not sync server {lagging_id} by DIFF:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&format!("syncing server {lagging_id} by SNAP")),
+        "the new leader sent server {lagging_id} a SNAP:\n{logs}"
+    );
+    // The old leader rejoins with the same data.
+    e.start_member(leader);
+    e.wait_serving(3, Duration::from_secs(30));
+    assert_eq!(
+        synced_children(&addrs[leader], "/r"),
+        synced_children(&addrs[next_leader], "/r")
+    );
+}
+
 #[test]
 fn sessions_and_ephemerals_survive_a_leader_failover() {
     let mut e = Ensemble::start(3, "");

@@ -123,7 +123,7 @@ pub(crate) async fn run(
                 epoch: current_epoch,
             });
         }
-        let (persistence, recovered) = match next.take() {
+        let (persistence, mut recovered) = match next.take() {
             Some(state) => state,
             None => or_exit(Persistence::open(&config)),
         };
@@ -158,6 +158,8 @@ pub(crate) async fn run(
         };
         // Whatever clients sent before this term is void (their connections were closed).
         wiring.inbox.clear();
+        let recent = std::mem::take(&mut recovered.recent);
+        let recent_base = recovered.recent_base;
         let mut ordering = Ordering::new(&config, stats.clone(), recovered);
         ordering.accepted_epoch = accepted_epoch;
         ordering.current_epoch = current_epoch;
@@ -172,6 +174,7 @@ pub(crate) async fn run(
                     accepted_epoch,
                     current_epoch,
                     tick * config.sync_limit.max(1),
+                    (recent_base, &recent),
                 )));
                 super::ordering::spawn_log_task(persistence, &log, &wiring.inbox);
                 super::leader::run_term(

@@ -32,7 +32,7 @@ use crate::zab::wire::{self, packet, QuorumPacket};
 use crate::zab::{epoch_of, make_zxid, QuorumConfig, ServerId};
 
 /// Committed txns kept in memory to sync learners by DIFF (ZooKeeper's commitLogCount).
-const COMMITTED_LOG_CAPACITY: usize = 500;
+const COMMITTED_LOG_CAPACITY: usize = super::persistence::RECENT_TXNS_MAX;
 /// Largest packet data accepted from a learner.
 const LEARNER_DATA_MAX: usize = wire::DEFAULT_MAX_QUORUM_DATA_LEN;
 
@@ -123,8 +123,24 @@ impl Leading {
         accepted_epoch: i64,
         current_epoch: i64,
         sync_limit: Duration,
+        (recent_base, recent): (i64, &[(TxnHeader, Txn)]),
     ) -> Leading {
         let last = tree.last_zxid();
+        // The txns this server's log ends with: learners a little behind sync by DIFF from
+        // them (they are the history the new epoch adopts, as ZooKeeper's committed log).
+        let mut committed_log = CommittedLog::new(recent_base, COMMITTED_LOG_CAPACITY);
+        for (header, txn) in recent {
+            committed_log.push(CommittedTxn {
+                zxid: header.zxid,
+                data: encode_for_learners(header, txn),
+            });
+        }
+        assert_eq!(
+            committed_log.last(),
+            last,
+            "the recovered txns end at 0x{:x}, the tree at 0x{last:x}",
+            committed_log.last()
+        );
         let mut connecting = BTreeMap::new();
         connecting.insert(me, accepted_epoch);
         Leading {
@@ -144,7 +160,7 @@ impl Leading {
                 ended: false,
             })),
             tracker: AckTracker::new(me, (*config).clone(), last),
-            committed_log: CommittedLog::new(last, COMMITTED_LOG_CAPACITY),
+            committed_log,
             outstanding: VecDeque::new(),
             versions: VecDeque::new(),
             committed_tree: Arc::new(tree.clone()),
@@ -163,15 +179,9 @@ impl Leading {
 
     /// Proposes the txns of one ordered batch to every learner in the broadcast (`tree`:
     /// the version after them).
-    pub(crate) fn propose(
-        &mut self,
-        txns: &[(TxnHeader, Txn)],
-        meta: &[TxnMeta],
-        tree: Option<Arc<DataTree>>,
-    ) {
-        for (i, (header, txn)) in txns.iter().enumerate() {
-            let meta = meta.get(i).copied().unwrap_or_default();
-            let data = encode_for_learners(header, meta, txn);
+    pub(crate) fn propose(&mut self, txns: &[(TxnHeader, Txn)], tree: Option<Arc<DataTree>>) {
+        for (header, txn) in txns {
+            let data = encode_for_learners(header, txn);
             self.tracker.propose(header.zxid);
             let proposal = QuorumPacket::with_data(packet::PROPOSAL, header.zxid, data.clone());
             for learner in self.learners.values() {
@@ -401,12 +411,12 @@ impl Leading {
 }
 
 /// ZooKeeper's bytes for one of our txns (TxnHeader + record, no digest).
-pub(crate) fn encode_for_learners(header: &TxnHeader, meta: TxnMeta, txn: &Txn) -> Bytes {
-    let hint = OpHint::from_op(meta.op);
+pub(crate) fn encode_for_learners(header: &TxnHeader, txn: &Txn) -> Bytes {
+    let hint = OpHint::from_op(header.op);
     let mut out = BytesMut::new();
     let encoded = ZkTxnHeader::for_txn(
         header.session_id,
-        meta.cxid,
+        header.cxid,
         header.zxid,
         header.time_ms,
         txn,

@@ -174,9 +174,8 @@ pub fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The parts of ZooKeeper's TxnHeader that our log does not keep: the client's xid and
-/// the request's opcode (a learner matches a committed txn to its client's request by
-/// session and cxid).
+/// Which request a txn comes from: the client's xid and the request's opcode (they go into
+/// the txn's [`TxnHeader`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TxnMeta {
     pub cxid: i32,
@@ -212,9 +211,6 @@ pub(crate) struct Ordering {
     own_version: VecDeque<bool>,
     /// Scratch for the pre-scan: each connection's latest write index in the batch.
     last_write: std::collections::HashMap<ConnRef, usize>,
-    /// For each txn of the round being ordered (parallel to its txns): what ZooKeeper's
-    /// TxnHeader carries besides ours, for proposals to learners.
-    meta: Vec<TxnMeta>,
     /// Txns since the last snapshot was requested, and the randomised interval.
     txns_since_snapshot: u64,
     snapshot_interval: u64,
@@ -337,10 +333,11 @@ impl Ordering {
                 session_id,
                 zxid,
                 time_ms,
+                cxid: meta.cxid,
+                op: meta.op,
             },
             out.txn,
         ));
-        self.meta.push(meta);
         items.push(CommitItem {
             zxid,
             tree: None,
@@ -699,7 +696,6 @@ impl Ordering {
             txns_since_snapshot: 0,
             own_version: VecDeque::new(),
             last_write: std::collections::HashMap::new(),
-            meta: Vec::new(),
             stats,
         };
         ordering.stats.last_zxid.store(
@@ -750,7 +746,6 @@ impl Ordering {
     ) {
         if items.is_empty() {
             debug_assert!(txns.is_empty(), "every txn has its commit item");
-            self.meta.clear();
             return;
         }
         let last_zxid = self.tree.last_zxid();
@@ -761,9 +756,8 @@ impl Ordering {
         // Error txns move last_zxid too: any txn makes a new version.
         let tree = (!txns.is_empty()).then(|| Arc::new(self.tree.clone()));
         if let Role::Leader(leading) = &mut self.role {
-            leading.propose(&txns, &self.meta, tree.clone());
+            leading.propose(&txns, tree.clone());
         }
-        self.meta.clear();
         log.push_txns(txns);
         releaser.push(last_zxid, Arc::new(CommitBatch { items, tree }));
         self.count_for_snapshot(txn_count, log);

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::tree::{DataTree, Txn, Znode};
+use crate::tree::{DataTree, Txn, TxnHeader, Znode};
 use crate::wal::dma::{DmaLog, DIRECT_IO_ALIGNMENT};
 use crate::wal::snapshot::save_snapshot;
 use crate::wal::writer::purge_files;
@@ -40,7 +40,17 @@ pub struct Recovered {
     pub tree: DataTree,
     /// Open sessions: (id, timeout ms).
     pub sessions: Vec<(i64, i32)>,
+    /// The last txns replayed from the log (at most [`RECENT_TXNS_MAX`], oldest first,
+    /// ending at the tree's last zxid): a new leader syncs learners from them by DIFF, as
+    /// ZooKeeper's leader does from the committed log it loads at start-up.
+    pub recent: Vec<(TxnHeader, Txn)>,
+    /// The zxid just before `recent` (the snapshot's, or the last txn left out).
+    pub recent_base: i64,
 }
+
+/// How many of the last replayed txns [`Recovered::recent`] keeps (ZooKeeper's
+/// `zookeeper.commitLogCount` default).
+pub const RECENT_TXNS_MAX: usize = 500;
 
 /// A consistent view for a snapshot: one tree version and the sessions at its zxid.
 struct SnapshotView {
@@ -125,15 +135,15 @@ impl Persistence {
             alignment: DIRECT_IO_ALIGNMENT,
         };
         let mut rebuild = Rebuild::default();
-        let (wal, recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
+        let (wal, mut recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
             .map_err(|e| {
-                // The caller prefixes "zkrs refuses to start: "; RecoveryError says it too.
-                let message = e.to_string();
-                match message.strip_prefix("zkrs refuses to start: ") {
-                    Some(rest) => rest.to_string(),
-                    None => message,
-                }
-            })?;
+            // The caller prefixes "zkrs refuses to start: "; RecoveryError says it too.
+            let message = e.to_string();
+            match message.strip_prefix("zkrs refuses to start: ") {
+                Some(rest) => rest.to_string(),
+                None => message,
+            }
+        })?;
         for (path, error) in &recovered.skipped_snapshots {
             log::warn!("skipped damaged snapshot {}: {error}", path.display());
         }
@@ -149,6 +159,11 @@ impl Persistence {
         };
         let mut sessions: std::collections::BTreeMap<i64, i32> =
             rebuild.sessions.iter().copied().collect();
+        let kept_from = recovered.txns.len().saturating_sub(RECENT_TXNS_MAX);
+        let recent_base = match kept_from.checked_sub(1) {
+            Some(before) => recovered.txns[before].0.zxid,
+            None => tree.last_zxid(),
+        };
         for (header, txn) in &recovered.txns {
             tree.try_apply_txn(header, txn).map_err(|e| {
                 format!(
@@ -198,7 +213,16 @@ impl Persistence {
             .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
         }
         persistence.layout = Some(wal.into_layout().map_err(|e| e.to_string())?);
-        Ok((persistence, Recovered { tree, sessions }))
+        let recent = recovered.txns.split_off(kept_from);
+        Ok((
+            persistence,
+            Recovered {
+                tree,
+                sessions,
+                recent,
+                recent_base,
+            },
+        ))
     }
 
     /// The txn log writer, on the executor that calls this (the ordering core's): glommio

@@ -59,12 +59,18 @@ pub struct TxnContext<'a> {
     pub time_ms: i64,
 }
 
-/// A txn header as logged: who, which zxid, when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A txn header as logged: who, which zxid, when, and which request made it (the client's
+/// xid and the request's opcode, as in ZooKeeper's TxnHeader: a learner matches a committed
+/// txn to its client's request by session and cxid, and a txn sent to a learner from the log
+/// carries the header it was proposed with). `cxid` and `op` are 0 for txns read from logs
+/// written before they were kept (the op is then derived from the txn).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxnHeader {
     pub session_id: i64,
     pub zxid: i64,
     pub time_ms: i64,
+    pub cxid: i32,
+    pub op: i32,
 }
 
 /// A validated, deterministic state change. Applying it cannot fail.
@@ -721,6 +727,7 @@ impl DataTree {
             session_id: ctx.session_id,
             zxid: ctx.zxid,
             time_ms: ctx.time_ms,
+            ..TxnHeader::default()
         };
         let op = match req {
             Request::Multi(ops) => return self.process_multi(ops, ctx, &hdr),
@@ -925,6 +932,7 @@ impl DataTree {
             session_id: ctx.session_id,
             zxid: ctx.zxid,
             time_ms: ctx.time_ms,
+            ..TxnHeader::default()
         }
     }
 

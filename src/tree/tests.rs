@@ -143,6 +143,7 @@ impl Harness {
             session_id: self.session_id,
             zxid: self.zxid,
             time_ms: self.time_ms,
+            ..Default::default()
         }
     }
 
@@ -175,6 +176,7 @@ impl Harness {
             session_id,
             zxid,
             time_ms,
+            ..Default::default()
         };
         self.log.push((hdr, out.txn.clone()));
         out
@@ -193,6 +195,7 @@ impl Harness {
             session_id,
             zxid,
             time_ms,
+            ..Default::default()
         };
         self.log.push((hdr, out.txn.clone()));
         out
@@ -462,6 +465,7 @@ fn sequential_suffix_formats_like_java_percent_010d() {
         session_id: 1,
         zxid: 0x500,
         time_ms: 5,
+        ..Default::default()
     };
     h.tree.apply_txn(
         &hdr,
@@ -1501,6 +1505,7 @@ fn close_session_replay_also_deletes_ephemerals_missing_from_the_txn() {
         session_id: 0x8,
         zxid: 0x900,
         time_ms: 0,
+        ..Default::default()
     };
     // A listed path that is not an ephemeral of the session does not fit.
     for bad in ["/gone", "/p"] {
@@ -1722,6 +1727,7 @@ fn try_apply_txn_refuses_what_does_not_fit() {
             session_id: 1,
             zxid,
             time_ms: 0,
+            ..Default::default()
         };
         let before = tree.clone();
         let result = tree.try_apply_txn(&hdr, &txn);
@@ -1795,6 +1801,7 @@ fn try_apply_txn_refuses_what_does_not_fit() {
         session_id: 1,
         zxid: 1,
         time_ms: 0,
+        ..Default::default()
     };
     let behind = tree.try_apply_txn(&hdr, &Txn::Error(ErrorCode::NoNode));
     assert_eq!(behind.as_ref().map_err(|m| m.code), Err(None));
@@ -1811,6 +1818,7 @@ fn apply_txn_panics_on_a_txn_that_does_not_fit() {
         session_id: 1,
         zxid: 7,
         time_ms: 0,
+        ..Default::default()
     };
     DataTree::new().apply_txn(
         &hdr,
@@ -1828,6 +1836,7 @@ fn apply_txn_panics_when_zxids_go_backwards() {
         session_id: 1,
         zxid,
         time_ms: 0,
+        ..Default::default()
     };
     tree.apply_txn(&at(9), &Txn::CreateSession { timeout_ms: 1 });
     tree.apply_txn(&at(3), &Txn::CreateSession { timeout_ms: 1 });
@@ -1840,6 +1849,7 @@ fn try_apply_txn_names_the_multi_op_that_does_not_fit() {
         session_id: 1,
         zxid: 5,
         time_ms: 0,
+        ..Default::default()
     };
     let multi = Txn::Multi(vec![
         Txn::Check {
@@ -2783,6 +2793,7 @@ fn null_data_stays_null_through_writes_reads_multis_and_replay() {
         session_id: 1,
         zxid,
         time_ms,
+        ..Default::default()
     };
     other.apply_txn(
         &hdr,

@@ -186,6 +186,7 @@ impl Workload {
                 session_id: self.rng.range(1, 4) as i64,
                 zxid: self.history.len() as i64 + 1,
                 time_ms: 1_700_000_000_000 + self.history.len() as i64,
+                ..Default::default()
             };
             let txn = self.txn(0);
             apply(&mut self.model, &header, &txn);
@@ -482,6 +483,7 @@ fn build_log(
                 session_id: 1,
                 zxid: workload.history.len() as i64 + 1,
                 time_ms: 7,
+                ..Default::default()
             };
             let txn = Txn::Create {
                 path: format!("/p{}", header.zxid),
@@ -660,6 +662,7 @@ fn a_bad_crc_in_the_last_record_followed_by_zeros_is_a_torn_tail() {
         session_id: 1,
         zxid: 6,
         time_ms: 0,
+        ..Default::default()
     };
     wal.append_batch(&[(header, Txn::Delete { path: "/p1".into() })])
         .unwrap();
@@ -952,6 +955,7 @@ fn append_refuses_zxid_gaps_and_stops_after_an_io_error() {
                 session_id: 1,
                 zxid,
                 time_ms: 0,
+                ..Default::default()
             },
             Txn::Delete { path: "/x".into() },
         )
@@ -1017,6 +1021,7 @@ fn without_force_sync_batches_are_not_synced_but_rolls_are() {
                 session_id: 1,
                 zxid,
                 time_ms: 0,
+                ..Default::default()
             },
             Txn::CreateSession { timeout_ms: 1 },
         )

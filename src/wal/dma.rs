@@ -356,6 +356,7 @@ mod tests {
                 session_id: 1,
                 zxid,
                 time_ms: 7,
+                ..Default::default()
             },
             Txn::SetData {
                 path: "/a".into(),

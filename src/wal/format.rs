@@ -8,7 +8,7 @@
 //!   SegmentHeader (SEGMENT_HEADER_LEN = 40 bytes; written and synced, and the directory
 //!   synced, before any record is written to the segment):
 //!     magic            8 bytes   "ZKRSLOG1"
-//!     version          u32       SEGMENT_VERSION (2; 1 is read too)
+//!     version          u32       SEGMENT_VERSION (3; 1 and 2 are read too)
 //!     db_id            i64       as ZooKeeper's dbid (0 today)
 //!     first_zxid       i64       zxid of the first record, equal to the one in the file name
 //!     first_batch_seq  u64       batch_seq of the first record
@@ -20,9 +20,12 @@
 //!     payload:
 //!       zxid           i64
 //!       batch_seq      u64       which append_batch wrote it; +1 per batch
-//!       flags          u8        bit 0 (FLAG_LAST_IN_BATCH): last record of its batch
+//!       flags          u8        bit 0 (FLAG_LAST_IN_BATCH): last record of its batch;
+//!                                bit 1 (FLAG_REQUEST): cxid and op follow time_ms
 //!       session_id     i64
 //!       time_ms        i64
+//!       cxid           i32       only with FLAG_REQUEST (new in version 3): the client's xid
+//!       op             i32       only with FLAG_REQUEST: the request's opcode
 //!       txn            Txn
 //!
 //!   Txn := tag u8, then by tag:
@@ -64,10 +67,12 @@ use crate::tree::{Txn, TxnHeader};
 use super::codec::{self, DecodeError, Reader};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ZKRSLOG1";
-/// Written in new segments. Version 2 added null data (`Data`); a version 1 segment is a
-/// version 2 segment without null data, so both are read. Older zkrs refuses version 2
-/// ("unsupported segment version 2") instead of misreading it.
-pub const SEGMENT_VERSION: u32 = 2;
+/// Written in new segments. Version 2 added null data (`Data`), version 3 the request's
+/// cxid and opcode (`FLAG_REQUEST`, written on every record); a version 1 segment is a
+/// version 2 segment without null data, a version 2 segment a version 3 segment without the
+/// flag, so all three are read (cxid and op 0). Older zkrs refuses a newer version
+/// ("unsupported segment version 3") instead of misreading it.
+pub const SEGMENT_VERSION: u32 = 3;
 /// The oldest segment version still read.
 pub const SEGMENT_VERSION_MIN: u32 = 1;
 pub const SEGMENT_HEADER_LEN: usize = 40;
@@ -85,7 +90,9 @@ pub const RECORD_PAYLOAD_MAX: usize = 64 * 1024 * 1024;
 pub const MULTI_DEPTH_MAX: usize = 8;
 
 pub const FLAG_LAST_IN_BATCH: u8 = 1;
-const FLAGS_KNOWN: u8 = FLAG_LAST_IN_BATCH;
+/// The record carries the request's cxid and opcode (version 3).
+const FLAG_REQUEST: u8 = 2;
+const FLAGS_KNOWN: u8 = FLAG_LAST_IN_BATCH | FLAG_REQUEST;
 
 const _: () = assert!(RECORD_PAYLOAD_MAX <= u32::MAX as usize);
 const _: () = assert!(
@@ -265,7 +272,9 @@ impl fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 /// The largest txn a record holds: the payload limit less the fixed fields before the txn.
-pub const TXN_LEN_MAX: usize = RECORD_PAYLOAD_MAX - PAYLOAD_FIXED_LEN;
+pub const TXN_LEN_MAX: usize = RECORD_PAYLOAD_MAX - PAYLOAD_FIXED_LEN - REQUEST_FIELDS_LEN;
+/// cxid and op (`FLAG_REQUEST`).
+const REQUEST_FIELDS_LEN: usize = 4 + 4;
 
 /// Encoded length of `txn` in a record (what [`TXN_LEN_MAX`] bounds), computed without
 /// encoding it: lets the ordering side refuse a request whose txn could not be logged.
@@ -310,14 +319,17 @@ pub fn encode_record(
     codec::put_u64(out, batch.seq);
     codec::put_u8(
         out,
-        if batch.last_in_batch {
-            FLAG_LAST_IN_BATCH
-        } else {
-            0
-        },
+        FLAG_REQUEST
+            | if batch.last_in_batch {
+                FLAG_LAST_IN_BATCH
+            } else {
+                0
+            },
     );
     codec::put_i64(out, header.session_id);
     codec::put_i64(out, header.time_ms);
+    codec::put_i32(out, header.cxid);
+    codec::put_i32(out, header.op);
     if let Err(e) = encode_txn(txn, 0, out) {
         out.truncate(start);
         return Err(e);
@@ -484,6 +496,11 @@ fn decode_payload(payload: &[u8]) -> Result<LoggedTxn, DecodeError> {
     }
     let session_id = reader.i64("session_id")?;
     let time_ms = reader.i64("time_ms")?;
+    let (cxid, op) = if flags & FLAG_REQUEST != 0 {
+        (reader.i32("cxid")?, reader.i32("op")?)
+    } else {
+        (0, 0)
+    };
     let txn = decode_txn(&mut reader, 0)?;
     if reader.remaining() != 0 {
         return Err(DecodeError {
@@ -496,6 +513,8 @@ fn decode_payload(payload: &[u8]) -> Result<LoggedTxn, DecodeError> {
             session_id,
             zxid,
             time_ms,
+            cxid,
+            op,
         },
         txn,
         batch: BatchMark {
@@ -689,6 +708,8 @@ mod tests {
                 session_id: 0x100 + i as i64,
                 zxid: (3 << 32) | (i as i64 + 1),
                 time_ms: 1_700_000_000_000 + i as i64,
+                cxid: 40 + i as i32,
+                op: -11 + i as i32,
             };
             let batch = BatchMark {
                 seq: 99 + i as u64,
@@ -704,6 +725,42 @@ mod tests {
             assert_eq!(peek.zxid, header.zxid);
             assert_eq!(peek.batch_seq, batch.seq);
             assert_eq!(peek.payload_len + RECORD_PREFIX_LEN, consumed);
+        }
+    }
+
+    /// A record as version 2 wrote it: no FLAG_REQUEST, no cxid and op.
+    fn version_2_record(header: &TxnHeader, txn: &Txn, last_in_batch: bool) -> Vec<u8> {
+        let mut out = vec![0u8; RECORD_PREFIX_LEN];
+        codec::put_i64(&mut out, header.zxid);
+        codec::put_u64(&mut out, 7);
+        codec::put_u8(&mut out, if last_in_batch { FLAG_LAST_IN_BATCH } else { 0 });
+        codec::put_i64(&mut out, header.session_id);
+        codec::put_i64(&mut out, header.time_ms);
+        encode_txn(txn, 0, &mut out).unwrap();
+        let len = (out.len() - RECORD_PREFIX_LEN) as u32;
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..4]), &out[RECORD_PREFIX_LEN..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn version_2_records_read_with_cxid_and_op_zero() {
+        for (i, txn) in every_variant().into_iter().enumerate() {
+            let header = TxnHeader {
+                session_id: 9,
+                zxid: i as i64 + 1,
+                time_ms: 3,
+                ..Default::default()
+            };
+            let bytes = version_2_record(&header, &txn, true);
+            let (logged, consumed) = decode_record(&bytes).unwrap().unwrap();
+            assert_eq!(consumed, bytes.len());
+            assert_eq!(logged.header, header);
+            assert_eq!((logged.header.cxid, logged.header.op), (0, 0));
+            assert_eq!(logged.txn, txn);
+            assert!(logged.batch.last_in_batch);
+            assert_eq!(peek_record(&bytes).map(|p| p.zxid), Some(header.zxid));
         }
     }
 
@@ -731,6 +788,7 @@ mod tests {
                 session_id: 1,
                 zxid: i as i64 + 1,
                 time_ms: 5,
+                ..Default::default()
             };
             let batch = BatchMark {
                 seq: 0,
@@ -761,6 +819,7 @@ mod tests {
             session_id: 1,
             zxid: 10,
             time_ms: 5,
+            ..Default::default()
         };
         let txn = Txn::SetData {
             path: "/x".into(),
@@ -854,6 +913,7 @@ mod tests {
             session_id: 0,
             zxid: 1,
             time_ms: 0,
+            ..Default::default()
         };
         let batch = BatchMark {
             seq: 0,
@@ -884,6 +944,7 @@ mod tests {
             session_id: 1,
             zxid: 7,
             time_ms: 8,
+            ..Default::default()
         };
         let batch = BatchMark {
             seq: 1,
@@ -935,13 +996,14 @@ mod tests {
             bytes[SEGMENT_HEADER_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
             SegmentHeader::decode(&bytes)
         };
-        assert_eq!(SEGMENT_VERSION, 2);
+        assert_eq!(SEGMENT_VERSION, 3);
         assert_eq!(with_version(1), Ok(header));
         assert_eq!(with_version(2), Ok(header));
-        assert_eq!(with_version(3), Err(HeaderError::UnsupportedVersion(3)));
+        assert_eq!(with_version(3), Ok(header));
+        assert_eq!(with_version(4), Err(HeaderError::UnsupportedVersion(4)));
         assert_eq!(
-            HeaderError::UnsupportedVersion(3).to_string(),
-            "unsupported segment version 3"
+            HeaderError::UnsupportedVersion(4).to_string(),
+            "unsupported segment version 4"
         );
     }
 

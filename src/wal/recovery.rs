@@ -822,6 +822,7 @@ mod tests {
                 session_id: 1,
                 zxid,
                 time_ms: 0,
+                ..Default::default()
             };
             let txn = Txn::Delete {
                 path: format!("/{zxid}"),

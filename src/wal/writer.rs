@@ -637,6 +637,7 @@ mod tests {
                 session_id: 9,
                 zxid,
                 time_ms: 1,
+                ..Default::default()
             },
             Txn::SetData {
                 path: "/k".into(),

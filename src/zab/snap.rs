@@ -565,6 +565,7 @@ mod tests {
                 session_id: session,
                 zxid,
                 time_ms: 1_700_000_000_000 + zxid,
+                ..Default::default()
             };
             tree.apply_txn(&hdr, &txn);
         };

@@ -131,6 +131,8 @@ impl ZkTxnHeader {
             session_id: self.client_id,
             zxid: self.zxid,
             time_ms: self.time_ms,
+            cxid: self.cxid,
+            op: self.op,
         }
     }
 }

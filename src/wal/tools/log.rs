@@ -143,6 +143,8 @@ pub fn dump_log(path: &Path, format: Format, out: &mut dyn Write) -> Result<LogV
                     session_id: Hex(record.header.session_id),
                     time: iso_time(record.header.time_ms),
                     time_ms: record.header.time_ms,
+                    cxid: record.header.cxid,
+                    op: record.header.op,
                     batch_seq: record.batch.seq,
                     last_in_batch: record.batch.last_in_batch,
                     txn: TxnJson::of(&record.txn),
@@ -282,6 +284,9 @@ enum LogLine<'a> {
         session_id: Hex,
         time: String,
         time_ms: i64,
+        /// The request's xid and opcode (0 in records written before version 3).
+        cxid: i32,
+        op: i32,
         batch_seq: u64,
         last_in_batch: bool,
         txn: TxnJson<'a>,

@@ -81,6 +81,7 @@ fn segment(first: i64, txns: &[Txn]) -> (Vec<u8>, Vec<u64>) {
             session_id: 0x77,
             zxid: first + i as i64,
             time_ms: 1_700_000_000_123,
+            ..Default::default()
         };
         let batch = BatchMark {
             seq: i as u64,
