@@ -10,7 +10,9 @@
 //! Writes are aligned to [`DIRECT_IO_ALIGNMENT`] (a multiple of every logical block size
 //! glommio reports: 512 or 4096). A file system that refuses O_DIRECT (the open fails with
 //! EINVAL) gets buffered writes instead, with a warning naming the directory; glommio
-//! itself uses buffered I/O on tmpfs.
+//! itself uses buffered I/O on tmpfs. With forceSync on, O_DIRECT segments are opened with
+//! O_DSYNC: a batch is one durable write (no separate fdatasync to submit and wait for);
+//! buffered segments write, then fdatasync.
 
 use std::io;
 use std::path::Path;
@@ -226,10 +228,17 @@ impl DmaLog {
         file.write_at(self.layout.write_data(), plan.offset)
             .await
             .map_err(io_error(path, "write"))?;
-        if plan.sync {
+        // An O_DSYNC segment's write is durable when it completes (one device write with
+        // FUA where the disk has it, instead of a write and then an fdatasync).
+        if plan.sync && !self.writes_are_durable(file) {
             file.sync().await.map_err(io_error(path, "sync"))?;
         }
         Ok(())
+    }
+
+    /// Whether `file` was opened with O_DSYNC: O_DIRECT segments are when forceSync is on.
+    fn writes_are_durable(&self, file: &LogFile) -> bool {
+        matches!(file, LogFile::Direct(_)) && self.layout.config().force_sync
     }
 
     async fn create(&mut self, path: &Path) -> io::Result<LogFile> {
@@ -273,10 +282,16 @@ impl DmaLog {
     }
 
     async fn open_direct(&self, path: &Path) -> io::Result<DmaFile> {
+        let sync_flags = if self.layout.config().force_sync {
+            libc::O_DSYNC
+        } else {
+            0
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .custom_flags(sync_flags)
             .dma_open(path)
             .await
             .map_err(to_io)?;
