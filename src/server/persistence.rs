@@ -220,19 +220,17 @@ impl Persistence {
     }
 }
 
-/// Start-up recovery of zkrs's own files (`zkrs-1/`): the log (open for appending), whether
-/// the directory was fresh (no snapshot), the tree and the open sessions.
-pub fn recover_state(
-    config: &Config,
-) -> Result<
-    (
-        Wal<RealStorage>,
-        bool,
-        DataTree,
-        std::collections::BTreeMap<i64, i32>,
-    ),
-    String,
-> {
+/// What [`recover_state`] gives: the log (open for appending), whether the directory was
+/// fresh (no snapshot), the tree and the open sessions (id -> timeout ms).
+pub type RecoveredState = (
+    Wal<RealStorage>,
+    bool,
+    DataTree,
+    std::collections::BTreeMap<i64, i32>,
+);
+
+/// Start-up recovery of zkrs's own files (`zkrs-1/`), without the import of ZooKeeper's.
+pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
     let dirs = wal_dirs(config);
     for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
         std::fs::create_dir_all(dir)

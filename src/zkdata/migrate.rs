@@ -542,7 +542,8 @@ pub fn export(config: &Config, to: Option<&Path>) -> Result<Exported, String> {
     let bytes = encode_snapshot_file(&tree, &sessions);
     let name = format!("{SNAP_PREFIX}{last_zxid:x}");
     let path = target.join(&name);
-    let temp = target.join(format!("{name}.zkrs-export"));
+    // A temp name ZooKeeper never takes for a snapshot (its names start "snapshot.").
+    let temp = target.join(format!(".{name}.zkrs-export"));
     let sync_dir = || std::fs::File::open(&target)?.sync_all();
     std::fs::write(&temp, &bytes)
         .and_then(|_| std::fs::File::open(&temp)?.sync_all())
