@@ -539,7 +539,7 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     let (fallback, log) =
         same_after_damage("damaged newest snapshot", &java_data, &damage_snapshot);
     assert_same("fallback", &expected, &fallback);
-    assert!(log.contains("passed over the damaged snapshot"), "{log}");
+    assert!(log.contains("passed over"), "{log}");
 
     // A corrupt record in the middle of a log that must be read: refused, file and offset.
     let dir = zkrs_dir_from(&java_data);

@@ -416,6 +416,9 @@ pub fn import_if_needed(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     let (snap_dir, log_dir) = java_dirs(config);
+    // Taken before reading: a file ZooKeeper adds meanwhile (it should be stopped) is
+    // newer than the marker, so the next start refuses instead of missing it.
+    let newest = newest_java_name(config)?;
     let Some(state) = read_java_state(&snap_dir, &log_dir)? else {
         return Ok(());
     };
@@ -444,7 +447,7 @@ pub fn import_if_needed(config: &Config) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("cannot write the imported state: {e}"))?;
-    write_marker(config, newest_java_name(config)?)?;
+    write_marker(config, newest)?;
     let txns: usize = state.logs.iter().map(|(_, n)| *n).sum();
     log::info!(
         "imported Apache ZooKeeper's data: snapshot {}, {} txns from {} txn log(s) [{}]; last \
