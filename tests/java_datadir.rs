@@ -508,7 +508,8 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     let mut back = Raw::resume(&java.addr, zkrs_owner.id, &zkrs_owner.passwd, 0, SESSION_MS);
     assert_eq!(back.exists("/jd/zkrs-eph", false).err, 0);
     assert_eq!(back.close_session().err, 0);
-    java.kill9();
+    // This time a clean stop (SIGTERM, ZooKeeper's shutdown hook).
+    java.stop();
     // Java wrote after the export: zkrs's own state is stale, and it says so.
     let (status, log) = dir.start_refused();
     assert!(!status.success());

@@ -177,20 +177,37 @@ impl JavaZk {
         self.signal_and_wait(libc::SIGKILL);
     }
 
+    /// SIGTERM (as `zkServer.sh stop`): ZooKeeper's shutdown hook runs. Waits up to 30 s,
+    /// then kills it.
+    pub fn stop(mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
     fn signal_and_wait(&mut self, signal: libc::c_int) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = libc::pid_t::try_from(child.id()).ok();
+        let send = |signal| {
+            if let Some(pid) = pid {
                 // The JVM leads its own process group (process_group(0) at spawn).
                 // SAFETY: killpg only sends a signal; the group is the child we started.
                 unsafe {
                     libc::killpg(pid, signal);
                 }
             }
-            if signal == libc::SIGKILL {
-                let _ = child.kill();
+        };
+        send(signal);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while signal != libc::SIGKILL && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
             }
-            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(50));
         }
+        send(libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
