@@ -6,9 +6,10 @@
 //! `FileTxnSnapLog.restore` rebuilds it: the newest snapshot that passes its checks (older
 //! ones are fallen back on, as `FileSnap.deserialize` does), then every txn after it from
 //! `<dataLogDir>/version-2`'s logs (the log that starts at or before the snapshot's zxid + 1,
-//! and every later one). Txns up to the snapshot's digest zxid (every txn when the
-//! snapshot has no digest) are applied tolerantly, since ZooKeeper's snapshots are fuzzy;
-//! later ones must fit. Sessions come from the snapshot and the createSession/closeSession
+//! and every later one). Txns up to one after the snapshot's digest zxid (every txn when
+//! the snapshot has no digest) are applied tolerantly, since ZooKeeper's snapshots are
+//! fuzzy (the digest is read after the nodes, and a txn's digest is recorded after the txn
+//! is applied, so the txn in flight may be in the snapshot); later ones must fit. Sessions come from the snapshot and the createSession/closeSession
 //! txns after it. The epoch files are carried into `zkrs-1` (checked as
 //! `QuorumPeer.loadDataBase` checks them, for an ensemble member). Then the state is
 //! written as a zkrs snapshot and the [`MARKER`] records the newest zxid of `version-2`'s
@@ -181,8 +182,12 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
     };
     let mut tree = snapshot.tree;
     let mut sessions: BTreeMap<i64, i32> = snapshot.sessions.iter().copied().collect();
-    // Tolerant up to where the fuzzy snapshot is known to be exact.
-    let fuzzy_until = snapshot.digest.map_or(i64::MAX, |d| d.zxid);
+    // Tolerant up to where the fuzzy snapshot is known to be exact. ZooKeeper records a
+    // txn's digest only after applying it, and reads the digest after the nodes: the one
+    // txn after the digest's zxid may be in the snapshot too.
+    let fuzzy_until = snapshot
+        .digest
+        .map_or(i64::MAX, |d| d.zxid.saturating_add(1));
     // The log that holds snapZxid + 1 starts at or before it; every later log follows.
     let first = logs
         .iter()
@@ -666,6 +671,14 @@ mod tests {
         assert_eq!(state.tree.ephemerals_of(7), vec!["/a/e".to_string()]);
         assert_eq!(state.sessions, vec![(7, 5000)]);
         assert!(state.warnings.is_empty(), "{:?}", state.warnings);
+        // The logs in a dataLogDir of their own.
+        let logs = tempfile::tempdir().unwrap();
+        for name in ["log.1", "log.4"] {
+            std::fs::rename(tmp.path().join(name), logs.path().join(name)).unwrap();
+        }
+        let apart = read_java_state(tmp.path(), logs.path()).unwrap().unwrap();
+        assert_eq!(apart.tree, state.tree);
+        assert_eq!(apart.logs.len(), 1, "only log.4 follows snapshot.3");
     }
 
     #[test]
