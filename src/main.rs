@@ -274,6 +274,22 @@ fn export_zk(path: Option<&Path>, to: Option<&Path>) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    // The files must not change under the export (recovery may cut a live log's tail).
+    let address = config.client_connect_address();
+    if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+        eprintln!(
+            "export-zk: a server is listening on {address} (this config's client port): stop \
+             it first (zkrs stop, or zkServer.sh stop for Apache ZooKeeper)"
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if let Some(pid) = read_pid(&pid_file(&config)).filter(|pid| process_alive(*pid)) {
+        eprintln!(
+            "export-zk: the server of {} is running (pid {pid}): stop it first",
+            pid_file(&config).display()
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
     match zkrs::zkdata::migrate::export(&config, to) {
         Ok(done) => {
             println!(

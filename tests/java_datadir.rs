@@ -531,6 +531,11 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
         contents(&dir.data_dir().join("version-2")),
         "version-2 untouched"
     );
+    // Not while a server runs on this config.
+    let out = run_zkrs(&["export-zk".as_ref(), dir.cfg_path().as_os_str()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("stop it first"), "{text}");
     assert!(server.stop().success());
 
     // export-zk: Java starts from what zkrs wrote and serves the same.
