@@ -243,9 +243,9 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
                 "{} ends with a torn record at offset {offset} ({why}){}",
                 path.display(),
                 if i + 1 == count {
-                    ": cut off, as after a crash"
+                    ": the end of the log, as after a crash (the file is left as it is)"
                 } else {
-                    ""
+                    ": the end of that file, as ZooKeeper reads it (the next log goes on)"
                 }
             )),
             LogEnd::Corrupt { offset, why } => {
