@@ -214,7 +214,7 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
             }
             let hdr = record.header.tree_header();
             if zxid <= fuzzy_until {
-                tree.apply_txn_fuzzy(&hdr, &record.txn);
+                apply_fuzzy(&mut tree, record);
             } else {
                 tree.try_apply_txn(&hdr, &record.txn).map_err(|e| {
                     format!(
@@ -265,6 +265,26 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
         logs: used,
         warnings,
     }))
+}
+
+/// Applies a txn over a fuzzy snapshot as ZooKeeper's `DataTree.processTxn` does: a txn
+/// that does not fit is skipped (each op of a multi on its own), except that a create
+/// (op 1, not create2, container or TTL creates) of a znode the snapshot already holds still
+/// sets its parent's cversion and pzxid (ZooKeeper's fix for ZOOKEEPER-1269).
+fn apply_fuzzy(tree: &mut DataTree, record: &crate::zab::txn::DecodedTxn) {
+    const OP_CREATE: i32 = 1;
+    let hdr = record.header.tree_header();
+    let exists_before = match &record.txn {
+        Txn::Create { path, .. } if record.header.op != OP_CREATE => tree.get(path).is_some(),
+        _ => false,
+    };
+    if !exists_before {
+        tree.apply_txn_fuzzy(&hdr, &record.txn);
+        return;
+    }
+    // zkrs's create raises the parent's cversion even when the znode exists; ZooKeeper
+    // does that for op 1 only. Skip the txn, keeping only the zxid.
+    tree.apply_txn_fuzzy(&hdr, &Txn::Error(crate::proto::ErrorCode::NodeExists));
 }
 
 /// Whether zkrs's own directories hold a snapshot or a log segment.
@@ -748,6 +768,45 @@ mod tests {
         assert!(read_java_state(empty.path(), empty.path())
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn fuzzy_creates_adjust_the_parent_only_for_op_create() {
+        let mut tree = DataTree::new();
+        let hdr = |zxid| crate::tree::TxnHeader {
+            session_id: 7,
+            zxid,
+            time_ms: 1_700_000_000_000,
+        };
+        tree.apply_txn(&hdr(1), &create("/p", 0));
+        tree.apply_txn(&hdr(2), &create("/p/c", 0));
+        let cversion = tree.get("/p").unwrap().cversion;
+        let again = Txn::Create {
+            path: "/p/c".to_string(),
+            data: Bytes::from_static(b"x"),
+            acl: open_acl_unsafe(),
+            ephemeral_owner: 0,
+            parent_cversion: cversion + 5,
+        };
+        let decoded = |op_hint, zxid| {
+            let hdr = ZkTxnHeader::for_txn(7, 1, zxid, 1_700_000_000_000, &again, op_hint).unwrap();
+            let mut out = BytesMut::new();
+            encode_txn(&hdr, &again, &[], None, &mut out).unwrap();
+            crate::zab::txn::decode_txn_full(&out).unwrap()
+        };
+        // create2 (op 15) of an existing znode: nothing changes but the zxid.
+        let create2 = decoded(OpHint::None, 3);
+        assert_eq!(create2.header.op, 15);
+        apply_fuzzy(&mut tree, &create2);
+        assert_eq!(tree.last_zxid(), 3);
+        assert_eq!(tree.get("/p").unwrap().cversion, cversion);
+        // create (op 1): the parent takes the txn's cversion and its zxid as pzxid.
+        let create1 = decoded(OpHint::Create, 4);
+        assert_eq!(create1.header.op, 1);
+        apply_fuzzy(&mut tree, &create1);
+        assert_eq!(tree.last_zxid(), 4);
+        assert_eq!(tree.get("/p").unwrap().cversion, cversion + 5);
+        assert_eq!(tree.get("/p").unwrap().pzxid, 4);
     }
 
     #[test]
