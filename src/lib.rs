@@ -11,3 +11,4 @@ pub mod session;
 pub mod tree;
 pub mod wal;
 pub mod zab;
+pub mod zkdata;

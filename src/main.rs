@@ -1,6 +1,7 @@
 //! The `zkrs` command: zkServer.sh's verbs (start, start-foreground, stop, restart, status,
-//! version) over `Config` and `zkrs::server::run`, and the offline file tools (log dump,
-//! log truncate, snapshot dump, purge) over `zkrs::wal::tools`.
+//! version) over `Config` and `zkrs::server::run`, the offline file tools (log dump,
+//! log truncate, snapshot dump, purge) over `zkrs::wal::tools`, and `export-zk` over
+//! `zkrs::zkdata::migrate`.
 //!
 //! Exit codes: 0 success; 1 the verb failed (not running, failed to start or stop; for the
 //! tools: the file is damaged or unreadable, or `log truncate` ran without `--yes`);
@@ -90,6 +91,17 @@ enum Verb {
         #[arg(short = 'n', long = "count", default_value = "3", value_parser = parse_retain_count)]
         count: NonZeroUsize,
     },
+    /// Write zkrs's state (dataDir/zkrs-1) as an Apache ZooKeeper 3.8 data directory:
+    /// snapshot.<last zxid> and the epoch files in <dataDir>/version-2 (or --to DIR), which
+    /// ZooKeeper starts from. Stop the server first. Refused when the target holds a file
+    /// of a later zxid.
+    #[command(name = "export-zk")]
+    ExportZk {
+        config: Option<PathBuf>,
+        /// The version-2 directory to write (default: <dataDir>/version-2).
+        #[arg(long = "to")]
+        to: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +177,7 @@ fn main() -> ExitCode {
             action: SnapshotAction::Dump { file, json },
         } => snapshot_dump(&file, json),
         Verb::Purge { config, count } => purge(config.as_deref(), count),
+        Verb::ExportZk { config, to } => export_zk(config.as_deref(), to.as_deref()),
     }
 }
 
@@ -252,6 +265,49 @@ fn log_truncate(file: &Path, offset: u64, yes: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => tool_failed(&e),
+    }
+}
+
+fn export_zk(path: Option<&Path>, to: Option<&Path>) -> ExitCode {
+    eprintln!("Using config: {}", describe(path));
+    let (config, _) = match load_or_exit(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    // The files must not change under the export (recovery may cut a live log's tail).
+    let address = config.client_connect_address();
+    if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+        eprintln!(
+            "export-zk: a server is listening on {address} (this config's client port): stop \
+             it first (zkrs stop, or zkServer.sh stop for Apache ZooKeeper)"
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    if let Some(pid) = read_pid(&pid_file(&config)).filter(|pid| process_alive(*pid)) {
+        eprintln!(
+            "export-zk: the server of {} is running (pid {pid}): stop it first",
+            pid_file(&config).display()
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
+    match zkrs::zkdata::migrate::export(&config, to) {
+        Ok(done) => {
+            println!(
+                "wrote {} (last zxid 0x{:x}, {} znodes, {} sessions; acceptedEpoch {}, \
+                 currentEpoch {})",
+                done.snapshot.display(),
+                done.last_zxid,
+                done.znodes,
+                done.sessions,
+                done.accepted_epoch,
+                done.current_epoch
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("export-zk: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }
 

@@ -120,79 +120,20 @@ pub fn randomized_snapshot_interval(snap_count: u64) -> u64 {
 
 impl Persistence {
     /// Recovers the state from dataDir / dataLogDir. An Err is a message for the operator:
-    /// the server must not start.
+    /// the server must not start. A dataDir that holds an Apache ZooKeeper `version-2`
+    /// directory and no zkrs data yet is imported first (`zkdata::migrate`).
     pub fn open(config: &Config) -> Result<(Persistence, Recovered), String> {
+        crate::zkdata::migrate::import_if_needed(config)?;
+        let RecoveredState {
+            wal,
+            fresh,
+            tree,
+            sessions,
+            recent,
+            recent_base,
+        } = recover_state(config)?;
+        crate::zkdata::migrate::check_version2_unchanged(config, tree.last_zxid())?;
         let dirs = wal_dirs(config);
-        for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let wal_config = WalConfig {
-            force_sync: config.force_sync,
-            pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
-            segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
-            db_id: 0,
-            alignment: DIRECT_IO_ALIGNMENT,
-        };
-        let mut rebuild = Rebuild::default();
-        let (wal, mut recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
-            .map_err(|e| {
-            // The caller prefixes "zkrs refuses to start: "; RecoveryError says it too.
-            let message = e.to_string();
-            match message.strip_prefix("zkrs refuses to start: ") {
-                Some(rest) => rest.to_string(),
-                None => message,
-            }
-        })?;
-        for (path, error) in &recovered.skipped_snapshots {
-            log::warn!("skipped damaged snapshot {}: {error}", path.display());
-        }
-        if let Some(torn) = &recovered.torn_tail {
-            log::warn!("truncated the torn tail of the txn log: {torn:?}");
-        }
-        let fresh = recovered.snapshot.is_none();
-        let mut tree = if fresh {
-            DataTree::new()
-        } else {
-            DataTree::from_nodes(std::mem::take(&mut rebuild.nodes), rebuild.last_zxid)
-                .map_err(|e| format!("the snapshot cannot be loaded: {e}"))?
-        };
-        let mut sessions: std::collections::BTreeMap<i64, i32> =
-            rebuild.sessions.iter().copied().collect();
-        let kept_from = recovered.txns.len().saturating_sub(RECENT_TXNS_MAX);
-        let recent_base = match kept_from.checked_sub(1) {
-            Some(before) => recovered.txns[before].0.zxid,
-            None => tree.last_zxid(),
-        };
-        for (header, txn) in &recovered.txns {
-            tree.try_apply_txn(header, txn).map_err(|e| {
-                format!(
-                    "the txn log does not fit the snapshot it follows ({e}); restore the data \
-                     directory from a backup, or remove it and let the server sync from the \
-                     ensemble"
-                )
-            })?;
-            match txn {
-                Txn::CreateSession { timeout_ms } => {
-                    sessions.insert(header.session_id, *timeout_ms);
-                }
-                Txn::CloseSession { .. } => {
-                    sessions.remove(&header.session_id);
-                }
-                _ => {}
-            }
-        }
-        log::info!(
-            "recovered {} znodes, {} sessions, last zxid 0x{:x} ({} txns replayed{})",
-            tree.node_count(),
-            sessions.len(),
-            tree.last_zxid(),
-            recovered.txns.len(),
-            match &recovered.snapshot {
-                Some((path, _)) => format!(" after {}", path.display()),
-                None => ", fresh start".to_string(),
-            }
-        );
         let sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
         let mut persistence = Persistence {
             layout: None,
@@ -213,7 +154,6 @@ impl Persistence {
             .map_err(|e| format!("cannot write the initial snapshot: {e}"))?;
         }
         persistence.layout = Some(wal.into_layout().map_err(|e| e.to_string())?);
-        let recent = recovered.txns.split_off(kept_from);
         Ok((
             persistence,
             Recovered {
@@ -305,6 +245,104 @@ impl Persistence {
     }
 }
 
+/// What [`recover_state`] gives.
+pub struct RecoveredState {
+    /// The log, open for appending.
+    pub wal: Wal<RealStorage>,
+    /// No snapshot was found: the directory starts fresh.
+    pub fresh: bool,
+    pub tree: DataTree,
+    /// Open sessions: id -> timeout ms.
+    pub sessions: std::collections::BTreeMap<i64, i32>,
+    /// See [`Recovered::recent`] and [`Recovered::recent_base`].
+    pub recent: Vec<(TxnHeader, Txn)>,
+    pub recent_base: i64,
+}
+
+/// Start-up recovery of zkrs's own files (`zkrs-1/`), without the import of ZooKeeper's.
+pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
+    let dirs = wal_dirs(config);
+    for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let wal_config = WalConfig {
+        force_sync: config.force_sync,
+        pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
+        segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
+        db_id: 0,
+        alignment: DIRECT_IO_ALIGNMENT,
+    };
+    let mut rebuild = Rebuild::default();
+    let (wal, mut recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
+        .map_err(|e| {
+            // The caller prefixes "zkrs refuses to start: "; RecoveryError says it too.
+            let message = e.to_string();
+            match message.strip_prefix("zkrs refuses to start: ") {
+                Some(rest) => rest.to_string(),
+                None => message,
+            }
+        })?;
+    for (path, error) in &recovered.skipped_snapshots {
+        log::warn!("skipped damaged snapshot {}: {error}", path.display());
+    }
+    if let Some(torn) = &recovered.torn_tail {
+        log::warn!("truncated the torn tail of the txn log: {torn:?}");
+    }
+    let fresh = recovered.snapshot.is_none();
+    let mut tree = if fresh {
+        DataTree::new()
+    } else {
+        DataTree::from_nodes(std::mem::take(&mut rebuild.nodes), rebuild.last_zxid)
+            .map_err(|e| format!("the snapshot cannot be loaded: {e}"))?
+    };
+    let mut sessions: std::collections::BTreeMap<i64, i32> =
+        rebuild.sessions.iter().copied().collect();
+    let kept_from = recovered.txns.len().saturating_sub(RECENT_TXNS_MAX);
+    let recent_base = match kept_from.checked_sub(1) {
+        Some(before) => recovered.txns[before].0.zxid,
+        None => tree.last_zxid(),
+    };
+    for (header, txn) in &recovered.txns {
+        tree.try_apply_txn(header, txn).map_err(|e| {
+            format!(
+                "the txn log does not fit the snapshot it follows ({e}); restore the data \
+                     directory from a backup, or remove it and let the server sync from the \
+                     ensemble"
+            )
+        })?;
+        match txn {
+            Txn::CreateSession { timeout_ms } => {
+                sessions.insert(header.session_id, *timeout_ms);
+            }
+            Txn::CloseSession { .. } => {
+                sessions.remove(&header.session_id);
+            }
+            _ => {}
+        }
+    }
+    log::info!(
+        "recovered {} znodes, {} sessions, last zxid 0x{:x} ({} txns replayed{})",
+        tree.node_count(),
+        sessions.len(),
+        tree.last_zxid(),
+        recovered.txns.len(),
+        match &recovered.snapshot {
+            Some((path, _)) => format!(" after {}", path.display()),
+            None => ", fresh start".to_string(),
+        }
+    );
+    let recent = recovered.txns.split_off(kept_from);
+    Ok(RecoveredState {
+        wal,
+        fresh,
+        tree,
+        sessions,
+        recent,
+        recent_base,
+    })
+}
+
 /// ZooKeeper's `acceptedEpoch` and `currentEpoch` files (one decimal number as ASCII, no
 /// newline, written atomically), kept beside our snapshots. A missing file reads as None.
 pub struct EpochFiles {
@@ -318,7 +356,14 @@ impl EpochFiles {
         }
     }
 
-    fn read(&self, name: &str) -> Result<Option<i64>, String> {
+    /// The epoch files of another directory (ZooKeeper's `version-2`, for import/export).
+    pub fn in_dir(dir: PathBuf) -> EpochFiles {
+        EpochFiles { dir }
+    }
+
+    /// The number in file `name` (`acceptedEpoch`, `currentEpoch`, `currentEpoch.tmp`);
+    /// None when the file is missing.
+    pub fn read(&self, name: &str) -> Result<Option<i64>, String> {
         let path = self.dir.join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().parse::<i64>().map(Some).map_err(|_| {
@@ -334,7 +379,8 @@ impl EpochFiles {
         }
     }
 
-    fn write(&self, name: &str, epoch: i64) -> Result<(), String> {
+    /// Writes `epoch` into file `name` atomically (temp file, sync, rename, dir sync).
+    pub fn write(&self, name: &str, epoch: i64) -> Result<(), String> {
         let path = self.dir.join(name);
         let temp = self.dir.join(format!("{name}.tmp"));
         std::fs::write(&temp, epoch.to_string())

@@ -54,10 +54,16 @@ impl JavaZk {
     /// Starts a server with the harness configuration plus `extra` zoo.cfg lines (later keys
     /// win). Retries on a fresh port if the server exits early (e.g. the port was taken).
     pub fn start(extra: &[&str]) -> Result<JavaZk, String> {
+        Self::start_on(None, extra)
+    }
+
+    /// As [`JavaZk::start`], with dataDir `data` (kept after the server is gone) instead of
+    /// one in the server's temporary directory.
+    pub fn start_on(data: Option<&Path>, extra: &[&str]) -> Result<JavaZk, String> {
         Self::check_available()?;
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::spawn(extra) {
+            match Self::spawn(data, extra) {
                 Ok(zk) => return Ok(zk),
                 Err((retry, e)) => {
                     last = e;
@@ -70,13 +76,13 @@ impl JavaZk {
         Err(last)
     }
 
-    fn spawn(extra: &[&str]) -> Result<JavaZk, (bool, String)> {
+    fn spawn(data: Option<&Path>, extra: &[&str]) -> Result<JavaZk, (bool, String)> {
         let dir = tempfile::Builder::new()
             .prefix("zkrs-javazk-")
             .tempdir()
             .map_err(|e| (false, format!("tempdir: {e}")))?;
         let port = free_port();
-        let data = dir.path().join("data");
+        let data = data.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         std::fs::create_dir_all(&data).map_err(|e| (false, format!("mkdir: {e}")))?;
         let cfg = format!(
             "tickTime={TICK_MS}\n\
@@ -160,21 +166,54 @@ impl JavaZk {
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// kill -9 of the JVM (its whole process group), waiting for it to be gone.
+    pub fn kill9(mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    /// SIGTERM (as `zkServer.sh stop`): ZooKeeper's shutdown hook runs. Waits up to 30 s,
+    /// then kills it.
+    pub fn stop(mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
+    fn signal_and_wait(&mut self, signal: libc::c_int) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = libc::pid_t::try_from(child.id()).ok();
+        let send = |signal| {
+            if let Some(pid) = pid {
+                // The JVM leads its own process group (process_group(0) at spawn).
+                // SAFETY: killpg only sends a signal; the group is the child we started.
+                unsafe {
+                    libc::killpg(pid, signal);
+                }
+            }
+        };
+        send(signal);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while signal != libc::SIGKILL && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        send(libc::SIGKILL);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 impl Drop for JavaZk {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                // The JVM leads its own process group (process_group(0) at spawn).
-                // SAFETY: killpg only sends a signal; the group is the child we started.
-                unsafe {
-                    libc::killpg(pid, libc::SIGKILL);
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.signal_and_wait(libc::SIGKILL);
     }
 }
 
