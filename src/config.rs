@@ -81,6 +81,9 @@ pub struct Config {
     pub snap_count: u64,
     pub pre_alloc_size_bytes: u64,
     pub force_sync: bool,
+    /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`; either key is
+    /// read): creates and setData past a quota's hard limit fail with QuotaExceeded.
+    pub enforce_quota: bool,
     pub autopurge_snap_retain_count: u32,
     pub autopurge_purge_interval_hours: u32,
     pub servers: Vec<ServerSpec>,
@@ -122,6 +125,7 @@ impl Default for Config {
             snap_count: 100_000,
             pre_alloc_size_bytes: 64 * 1024 * 1024,
             force_sync: true,
+            enforce_quota: false,
             autopurge_snap_retain_count: 3,
             autopurge_purge_interval_hours: 0,
             servers: Vec::new(),
@@ -899,6 +903,10 @@ fn build(
             "preAllocSize" => {
                 let kilobytes: u64 = parse_positive(&ctx, key, v, i64::MAX / 1024)?;
                 config.pre_alloc_size_bytes = kilobytes * 1024;
+            }
+            // Boolean.parseBoolean: "true" in any case is true, anything else false.
+            "enforceQuota" | "zookeeper.enforceQuota" => {
+                config.enforce_quota = v.text.eq_ignore_ascii_case("true");
             }
             "forceSync" => {
                 config.force_sync = match v.text.to_ascii_lowercase().as_str() {

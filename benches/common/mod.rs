@@ -81,5 +81,6 @@ pub fn ctx(zxid: i64) -> TxnContext<'static> {
         auth: &[],
         zxid,
         time_ms: 1_700_000_000_000,
+        enforce_quota: false,
     }
 }

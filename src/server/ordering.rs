@@ -197,6 +197,8 @@ pub(crate) struct Ordering {
     pub(crate) accepted_epoch: i64,
     pub(crate) current_epoch: i64,
     min_session_timeout_ms: i32,
+    /// `enforceQuota`, for the writes this server decides.
+    enforce_quota: bool,
     started: Instant,
     /// The clocks, read once per round of inputs (a clock read is ~100 ns on a VM, as much
     /// as the rest of ordering a setData): `now_ms` since `started` for session timeouts,
@@ -296,6 +298,7 @@ impl Ordering {
                         auth: &auth,
                         zxid,
                         time_ms,
+                        enforce_quota: self.enforce_quota,
                     };
                     let out = self
                         .tree
@@ -364,6 +367,7 @@ impl Ordering {
                 auth: &[],
                 zxid,
                 time_ms,
+                enforce_quota: self.enforce_quota,
             };
             let out = self.tree.create_session(&ctx, c.timeout_ms);
             self.sessions.add(id, c.timeout_ms, Some(c.origin), now);
@@ -462,6 +466,7 @@ impl Ordering {
             auth: &[],
             zxid,
             time_ms,
+            enforce_quota: self.enforce_quota,
         };
         let out = self.tree.close_session(&ctx);
         self.sessions.remove(id);
@@ -574,6 +579,7 @@ impl Ordering {
                     auth: &w.auth,
                     zxid,
                     time_ms,
+                    enforce_quota: self.enforce_quota,
                 };
                 let out = match &w.request {
                     Some(request) => self.tree.process_write(request, &ctx),
@@ -687,6 +693,7 @@ impl Ordering {
             accepted_epoch: 0,
             current_epoch: 0,
             min_session_timeout_ms: config.min_session_timeout_ms as i32,
+            enforce_quota: config.enforce_quota,
             started,
             now_ms,
             wall_ms: 0,
@@ -807,6 +814,7 @@ impl Ordering {
             auth: &[],
             zxid,
             time_ms,
+            enforce_quota: self.enforce_quota,
         };
         let out = self.tree.create_session(&ctx, timeout_ms);
         self.sessions.add(id, timeout_ms, None, now_ms);
@@ -840,6 +848,7 @@ impl Ordering {
             auth,
             zxid,
             time_ms,
+            enforce_quota: self.enforce_quota,
         };
         let out = match request {
             Ok(request) => self.tree.process_write(request, &ctx),

@@ -57,6 +57,10 @@ pub struct TxnContext<'a> {
     pub zxid: i64,
     /// Wall-clock milliseconds since the epoch, for ctime/mtime.
     pub time_ms: i64,
+    /// `zookeeper.enforceQuota`: a create or setData past a quota's hard limit fails with
+    /// QuotaExceeded. Set where this server decides the txn (standalone, leader); a learner
+    /// answering its client from the leader's txn checks nothing the leader did not.
+    pub enforce_quota: bool,
 }
 
 /// A txn header as logged: who, which zxid, when, and which request made it (the client's
@@ -762,9 +766,11 @@ impl DataTree {
             }
         };
         if let WriteOp::SetData(req) = op {
-            return self.process_set_data(req, ctx, &hdr);
+            if !(ctx.enforce_quota && self.has_quota_over(&req.path)) {
+                return self.process_set_data(req, ctx, &hdr);
+            }
         }
-        match self.prepare(&op, ctx) {
+        match self.prepare(&op, ctx, self) {
             Ok(txn) => {
                 let mut fired = Fired::default();
                 let applied = self.apply_op(&hdr, &txn, &mut fired);
@@ -1008,7 +1014,7 @@ impl DataTree {
         let mut results = Vec::with_capacity(write_ops.len());
         let mut fired = Fired::default();
         for (index, op) in write_ops.iter().enumerate() {
-            match scratch.prepare(op, ctx) {
+            match scratch.prepare(op, ctx, self) {
                 Ok(txn) => {
                     let applied = scratch.apply_op(hdr, &txn, &mut fired);
                     assert!(
@@ -1110,10 +1116,25 @@ impl DataTree {
 
     // ------------------------------------------------------------- validation
 
-    /// PrepRequestProcessor: checks `op` against the tree and produces its txn.
-    fn prepare(&self, op: &WriteOp, ctx: &TxnContext) -> Result<Txn, ErrorCode> {
+    /// PrepRequestProcessor: checks `op` against the tree and produces its txn. Quotas are
+    /// checked against `quota_tree` (ZooKeeper checks them against its database, not the
+    /// changes of the multi being prepared: a multi's ops all see the usage before it).
+    fn prepare(
+        &self,
+        op: &WriteOp,
+        ctx: &TxnContext,
+        quota_tree: &DataTree,
+    ) -> Result<Txn, ErrorCode> {
         match *op {
-            WriteOp::Create { op, req, ttl } => self.prepare_create(op, req, ttl, ctx),
+            WriteOp::Create { op, req, ttl } => {
+                let txn = self.prepare_create(op, req, ttl, ctx)?;
+                if ctx.enforce_quota {
+                    if let Txn::Create { path, data, .. } = &txn {
+                        quota_tree.check_quota(path, data.len() as i64, 1)?;
+                    }
+                }
+                Ok(txn)
+            }
             WriteOp::Delete(req) => {
                 let parent_path = parent_for_delete(&req.path)?;
                 let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
@@ -1146,6 +1167,10 @@ impl DataTree {
                 validate_path(&req.path)?;
                 let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
                 acl::check(&node.acl, perms::WRITE, ctx.auth)?;
+                if ctx.enforce_quota {
+                    let diff = req.data.len() as i64 - node.data().len() as i64;
+                    quota_tree.check_quota(&req.path, diff, 0)?;
+                }
                 let version = check_version(node.version, req.version)?;
                 Ok(Txn::SetData {
                     path: req.path.clone(),

@@ -1,5 +1,6 @@
-//! Quota usage tracking, as ZooKeeper 3.8's DataTree keeps it (quotas are not enforced:
-//! `zookeeper.enforceQuota` is off by default, so a write never fails on a quota).
+//! Quota usage tracking, as ZooKeeper 3.8's DataTree keeps it, and quota enforcement
+//! (`zookeeper.enforceQuota`, off by default): with it on, a create or setData that would
+//! take a quota's usage past a hard limit fails with QuotaExceeded.
 //!
 //! A quota on `/app` is the node `/zookeeper/quota/app/zookeeper_limits`; its usage lives in
 //! the data of `/zookeeper/quota/app/zookeeper_stats` as `count=N,bytes=M`. ZooKeeper
@@ -135,6 +136,77 @@ impl DataTree {
             candidate = path::parent_of(candidate)?;
         }
         None
+    }
+
+    /// Whether a quota covers `path` (it or one of its ancestors is a quota root).
+    pub(super) fn has_quota_over(&self, path: &str) -> bool {
+        self.max_quota_prefix(path).is_some()
+    }
+
+    /// ZooKeeperServer.checkQuota (`zookeeper.enforceQuota`): would changing the usage of
+    /// the quota covering `path` by `bytes_diff` and `count_diff` pass its hard limits? A
+    /// soft limit (`count`, `bytes`) is only logged; a hard one (`countHardLimit`,
+    /// `byteHardLimit`, which replace the soft one when set) fails with QuotaExceeded.
+    /// Limits or usage that do not parse fail as ZooKeeper's StatsTrack does (an exception
+    /// in the request processor: MarshallingError).
+    pub(super) fn check_quota(
+        &self,
+        path: &str,
+        bytes_diff: i64,
+        count_diff: i64,
+    ) -> Result<(), crate::proto::ErrorCode> {
+        use crate::proto::ErrorCode;
+        let Some(root) = self.max_quota_prefix(path) else {
+            return Ok(());
+        };
+        let limit_path = format!("{QUOTA_ROOT}{root}/{LIMIT_NODE}");
+        let Some(limit_node) = self.get(&limit_path) else {
+            log::error!("missing quota limit node {limit_path}");
+            return Ok(());
+        };
+        let limits = parse_stats(limit_node.data()).ok_or(ErrorCode::MarshallingError)?;
+        let value =
+            |stats: &BTreeMap<String, i64>, key: &str| stats.get(key).copied().unwrap_or(-1);
+        let check_count = count_diff != 0
+            && (value(&limits, "count") > -1 || value(&limits, "countHardLimit") > -1);
+        let check_bytes = bytes_diff != 0
+            && (value(&limits, "bytes") > -1 || value(&limits, "byteHardLimit") > -1);
+        if !check_count && !check_bytes {
+            return Ok(());
+        }
+        let stat_path = stat_path(&root);
+        let Some(stat_node) = self.get(&stat_path) else {
+            log::error!("missing quota stats node {stat_path}");
+            return Ok(());
+        };
+        let usage = parse_stats(stat_node.data()).ok_or(ErrorCode::MarshallingError)?;
+        let checks = [
+            (check_count, "count", "countHardLimit", count_diff),
+            (check_bytes, "bytes", "byteHardLimit", bytes_diff),
+        ];
+        for (check, soft_key, hard_key, diff) in checks {
+            if !check {
+                continue;
+            }
+            let now = value(&usage, soft_key).wrapping_add(diff);
+            let hard = value(&limits, hard_key);
+            let limit = if hard > -1 {
+                hard
+            } else {
+                value(&limits, soft_key)
+            };
+            if now > limit {
+                log::debug!(
+                    "Quota exceeded: {root} [current {soft_key}={now}, {}{}Limit={limit}]",
+                    if hard > -1 { "hard" } else { "soft" },
+                    if soft_key == "count" { "Count" } else { "Byte" }
+                );
+                if hard > -1 {
+                    return Err(ErrorCode::QuotaExceeded);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// DataTree.updateQuotaStat.

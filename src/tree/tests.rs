@@ -155,6 +155,7 @@ impl Harness {
             auth: &auth,
             zxid,
             time_ms,
+            enforce_quota: false,
         };
         let out = self.tree.process_write(&req, &ctx);
         assert_eq!(out.triggers.len(), out.trigger_acls.len());
@@ -170,6 +171,7 @@ impl Harness {
             auth: &[],
             zxid,
             time_ms,
+            enforce_quota: false,
         };
         let out = self.tree.close_session(&ctx);
         let hdr = TxnHeader {
@@ -189,6 +191,7 @@ impl Harness {
             auth: &[],
             zxid,
             time_ms,
+            enforce_quota: false,
         };
         let out = self.tree.create_session(&ctx, 30_000);
         let hdr = TxnHeader {
@@ -1645,6 +1648,7 @@ fn a_clone_is_an_independent_version() {
         auth: &[],
         zxid: h.zxid + 1,
         time_ms: 0,
+        enforce_quota: false,
     };
     v2.process_write(&delete_req("/a/b", -1), &ctx);
     assert!(v2.get("/a/b").is_none());
