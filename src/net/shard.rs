@@ -30,6 +30,7 @@ use glommio::sync::Semaphore;
 
 use super::notify::Notify;
 use crate::config::Config;
+use crate::metrics::LocalHistogram;
 use crate::proto::codec::{
     decode_connect_request, decode_request_frame, decode_request_header, encode_connect_response,
     encode_connect_response_without_read_only, encode_notification, encode_reply,
@@ -272,6 +273,11 @@ pub struct Shard {
     pub applied_at: Cell<Option<Instant>>,
     /// Bytes written to this shard's client sockets since it started.
     written_bytes: Cell<u64>,
+    /// Request latencies for the Prometheus summaries (`readlatency`, `updatelatency`).
+    pub read_latency_hist: LocalHistogram,
+    pub update_latency_hist: LocalHistogram,
+    /// Failed `addAuth` requests (`auth_failed_count`).
+    pub auth_failed: Cell<u64>,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -553,6 +559,12 @@ impl Shard {
         s.last_zxid.set(zxid);
         s.latency.record(ms);
         self.latency.record(ms);
+        // ZooKeeper's ServerStats: an update is a request with a txn.
+        if is_write_op(op) || op == OpCode::CloseSession as i32 {
+            self.update_latency_hist.record(ms);
+        } else {
+            self.read_latency_hist.record(ms);
+        }
     }
 
     /// Serves the reads queued at the head of the connection's queue, as far as `tree`
@@ -696,6 +708,7 @@ impl Shard {
                     );
                 }
                 Err(code) => {
+                    self.auth_failed.set(self.auth_failed.get() + 1);
                     log::warn!(
                         "Authentication failed for scheme {} from {}",
                         packet.scheme,
@@ -870,6 +883,9 @@ pub async fn run(
         lagging_wake: Notify::new(),
         applied_at: Cell::new(None),
         written_bytes: Cell::new(0),
+        read_latency_hist: LocalHistogram::default(),
+        update_latency_hist: LocalHistogram::default(),
+        auth_failed: Cell::new(0),
     });
 
     // The first commit carries the recovered tree: a standalone server accepts no
