@@ -130,6 +130,7 @@ fn accept_loop(
                 false,
                 true,
             );
+            linger_close(stream, REFUSED_LINGER);
             continue;
         }
         let handler = handler.clone();
@@ -180,6 +181,7 @@ fn serve_connection(
                         false,
                         true,
                     );
+                    linger_close(stream, ERROR_LINGER);
                     return Err(format!("bad request: {reason}"));
                 }
                 Parsed::TooLarge => {
@@ -189,6 +191,7 @@ fn serve_connection(
                         false,
                         true,
                     );
+                    linger_close(stream, ERROR_LINGER);
                     return Err(format!("request head over {MAX_HEAD_BYTES} bytes"));
                 }
                 Parsed::Partial => {}
@@ -231,6 +234,35 @@ fn serve_connection(
             .map_err(|e| format!("writing the response: {e}"))?;
         if close {
             return Ok(());
+        }
+    }
+}
+
+/// How long a refused connection (503) is drained before it is closed (on the accept
+/// thread: short).
+const REFUSED_LINGER: Duration = Duration::from_millis(100);
+/// How long a connection answered 400 or 431 is drained before it is closed.
+const ERROR_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes drained before closing.
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// Closes a connection whose request was not read to its end without losing the answer
+/// already written: closing a socket with unread input sends a reset, which can destroy the
+/// answer before the client reads it. So: shut down our side, read (and drop) what the client
+/// still sends for at most `limit` or [`LINGER_MAX_BYTES`], then close.
+fn linger_close(mut stream: TcpStream, limit: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + limit;
+    let mut drained = 0;
+    let mut buf = [0u8; 4096];
+    while drained < LINGER_MAX_BYTES {
+        let now = Instant::now();
+        if now >= deadline || stream.set_read_timeout(Some(deadline - now)).is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }

@@ -247,7 +247,8 @@ pub fn render(
             m.put("secure_connections", Json::Arr(Vec::new()));
         }
         "system_properties" => {
-            let mut props: Vec<(String, String)> = system_properties(&snap.version);
+            let mut props: Vec<(String, String)> =
+                system_properties(&snap.version, &facts.initial_configuration);
             props.sort();
             for (key, value) in props {
                 m.put(&key, value);
@@ -557,8 +558,10 @@ fn zabstate(m: &mut JsonMap, facts: &AdminFacts, config: &Config) {
 }
 
 /// The Java system properties that have a meaning for this process (there is no JVM: the
-/// `java.*` runtime properties are left out).
-fn system_properties(version: &str) -> Vec<(String, String)> {
+/// `java.*` runtime properties are left out), and the ones ZooKeeper sets from zoo.cfg
+/// (`zookeeper.<key>` for the `admin.*` keys and `4lw.commands.whitelist`, which it
+/// passes on that way; the last of a repeated key wins).
+fn system_properties(version: &str, config_text: &str) -> Vec<(String, String)> {
     let mut props: Vec<(String, String)> = super::environment(version)
         .into_iter()
         .filter(|(key, value)| {
@@ -570,6 +573,21 @@ fn system_properties(version: &str) -> Vec<(String, String)> {
         })
         .map(|(key, value)| (key.to_string(), value))
         .collect();
+    for line in config_text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.starts_with("admin.") || key == "4lw.commands.whitelist" {
+            let name = format!("zookeeper.{key}");
+            props.retain(|(k, _)| *k != name);
+            props.push((name, value.trim().to_string()));
+        }
+    }
     props.push(("file.separator".into(), "/".into()));
     props.push(("line.separator".into(), "\n".into()));
     props.push(("path.separator".into(), ":".into()));
