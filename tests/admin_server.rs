@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod common;
+#[path = "common/ensemble.rs"]
+mod ensemble;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -1130,4 +1132,118 @@ async fn same_fields_as_apache_zookeepers_admin_server() {
         );
     }
     drop(clients);
+}
+
+#[test]
+fn ensemble_members_name_their_leader_and_quorum() {
+    if std::env::var("ZKRS_TEST_TARGET").is_ok() {
+        return;
+    }
+    let mut e = ensemble::Ensemble::new(3, "");
+    let mut admins = Vec::new();
+    let mut metrics = Vec::new();
+    for i in 0..3 {
+        let (admin, prom) = (free_port(), free_port());
+        let mut cfg = std::fs::read_to_string(e.members[i].cfg()).unwrap();
+        cfg.push_str(&format!(
+            "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={admin}\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={prom}\n"
+        ));
+        std::fs::write(e.members[i].cfg(), cfg).unwrap();
+        admins.push(SocketAddr::from(([127, 0, 0, 1], admin)));
+        metrics.push(SocketAddr::from(([127, 0, 0, 1], prom)));
+        e.start_member(i);
+    }
+    let leader = e.wait_serving(3, Duration::from_secs(30));
+    for (i, admin) in admins.iter().enumerate() {
+        let id = i as i64 + 1;
+        let is_leader = i == leader;
+        let (quorum, election) = e.peer_ports(i);
+        let lead = command_until(*admin, "lead", |v| v["leader_id"] == leader as i64 + 1);
+        assert_eq!(
+            keys(&lead),
+            ["is_leader", "leader_id", "leader_ip", "command", "error"]
+        );
+        assert_eq!(lead["is_leader"], is_leader, "{lead}");
+        assert_eq!(int(&lead, "leader_id"), leader as i64 + 1, "{lead}");
+        assert_eq!(lead["leader_ip"], "127.0.0.1");
+        let zab = command_until(*admin, "zabstate", |v| v["zabstate"] == "broadcast");
+        assert_eq!(
+            keys(&zab),
+            [
+                "myid",
+                "is_leader",
+                "quorum_address",
+                "election_address",
+                "client_address",
+                "voting",
+                "last_zxid",
+                "zab_epoch",
+                "zab_counter",
+                "zabstate",
+                "command",
+                "error"
+            ]
+        );
+        assert_eq!(int(&zab, "myid"), id);
+        assert_eq!(zab["is_leader"], is_leader);
+        assert_eq!(zab["voting"], true);
+        assert_eq!(zab["zabstate"], "broadcast", "{zab}");
+        assert_eq!(zab["quorum_address"], format!("127.0.0.1:{quorum}"));
+        assert_eq!(zab["election_address"], format!("127.0.0.1:{election}"));
+        assert_eq!(
+            zab["client_address"],
+            format!("127.0.0.1:{}", e.members[i].client_port)
+        );
+        assert!(int(&zab, "zab_epoch") >= 0 && int(&zab, "zab_counter") >= 0);
+        assert!(zab["last_zxid"].as_str().unwrap().starts_with("0x"));
+        let view = command(*admin, "voting_view");
+        let config = view["current_config"].as_object().unwrap();
+        assert_eq!(config.len(), 3, "{view}");
+        let me = &config[&id.to_string()];
+        assert_eq!(
+            keys(me),
+            [
+                "server_addresses",
+                "election_addresses",
+                "client_address",
+                "learner_type"
+            ]
+        );
+        assert_eq!(
+            me["server_addresses"],
+            serde_json::json!([format!("127.0.0.1:{quorum}")])
+        );
+        assert_eq!(me["learner_type"], "participant");
+        let srvr = command(*admin, "srvr");
+        let mode = if is_leader { "leader" } else { "follower" };
+        assert_eq!(srvr["server_stats"]["server_state"], mode);
+        assert_eq!(int(&command(*admin, "conf"), "server_id"), id);
+        assert_eq!(
+            command(*admin, "monitor")["peer_state"]
+                .as_str()
+                .map(|s| s.ends_with("broadcast")),
+            Some(true)
+        );
+    }
+    // The leader's quorum gauges on /metrics.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exposition = loop {
+        let x = scrape(metrics[leader]);
+        if x.value("synced_followers", &[]) == Some(2.0) || Instant::now() > deadline {
+            break x;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        exposition.types.get("learners").map(String::as_str),
+        Some("gauge")
+    );
+    assert_eq!(exposition.must("learners"), 2.0);
+    assert_eq!(exposition.must("synced_followers"), 2.0);
+    assert_eq!(exposition.must("synced_observers"), 0.0);
+    assert!(exposition.value("learners", &[]).is_some());
+    let follower = (leader + 1) % 3;
+    assert!(scrape(metrics[follower]).value("learners", &[]).is_none());
 }
