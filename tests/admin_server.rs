@@ -1247,3 +1247,41 @@ fn ensemble_members_name_their_leader_and_quorum() {
     let follower = (leader + 1) % 3;
     assert!(scrape(metrics[follower]).value("learners", &[]).is_none());
 }
+
+#[test]
+fn a_member_without_a_quorum_is_not_serving() {
+    if std::env::var("ZKRS_TEST_TARGET").is_ok() {
+        return;
+    }
+    let mut e = ensemble::Ensemble::new(3, "");
+    let admin_port = free_port();
+    let mut cfg = std::fs::read_to_string(e.members[0].cfg()).unwrap();
+    cfg.push_str(&format!(
+        "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n"
+    ));
+    std::fs::write(e.members[0].cfg(), cfg).unwrap();
+    e.start_member(0);
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    // Alone, it elects forever: the commands that need a serving server say so, with the
+    // name they were asked by; the others answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&admin, Duration::from_secs(1)).is_err() {
+        assert!(Instant::now() < deadline, "the AdminServer did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for name in ["ruok", "srvr", "cons", "lead"] {
+        let v = command(admin, name);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "command": name,
+                "error": "This ZooKeeper instance is not currently serving requests"
+            })
+        );
+    }
+    let zab = command(admin, "zabstate");
+    assert_eq!(zab["zabstate"], "election", "{zab}");
+    assert_eq!(zab["is_leader"], false);
+    assert_eq!(command(admin, "mntr")["server_state"], "looking");
+    assert_eq!(command(admin, "gtmk")["error"], Value::Null);
+}
