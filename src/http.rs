@@ -232,6 +232,10 @@ fn serve_connection(
         let close = !keep_alive || has_body;
         write_response(&mut stream, &response, request.method == "HEAD", close)
             .map_err(|e| format!("writing the response: {e}"))?;
+        if has_body {
+            linger_close(stream, ERROR_LINGER);
+            return Ok(());
+        }
         if close {
             return Ok(());
         }

@@ -392,6 +392,12 @@ fn listing_unknown_commands_and_http_methods() {
     assert_eq!(get(a.admin, "/").status, 404);
     assert_eq!(get(a.admin, "/commandsx/ruok").status, 404);
     assert_eq!(request(a.admin, "POST", "/commands/ruok").status, 405);
+    // With a body the server does not read: answered, then closed.
+    let reply = exchange(
+        a.admin,
+        b"POST /commands/ruok HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert!(reply.starts_with(b"HTTP/1.1 405 "));
     assert_eq!(request(a.admin, "TRACE", "/commands/ruok").status, 403);
     let head = request(a.admin, "HEAD", "/commands/ruok");
     assert_eq!(head.status, 200);
