@@ -159,6 +159,10 @@ fn report(shard: &Shard, brief: bool) -> ShardReport {
             expire_at_ms: 0,
         });
     }
+    // Server-wide, as ZooKeeper counts them: closed connections and crst keep their part.
+    (out.packets_received, out.packets_sent) = shard
+        .packet_totals
+        .totals(out.packets_received, out.packets_sent);
     out.latency_min_ms = shard.latency.min_ms.get();
     out.latency_max_ms = shard.latency.max_ms.get();
     out.latency_total_ms = shard.latency.total_ms.get();
@@ -180,8 +184,23 @@ fn report(shard: &Shard, brief: bool) -> ShardReport {
 
 fn reset_connection_stats(shard: &Shard) {
     for conn in shard.conns.borrow().values() {
+        // The server's totals keep what the connection counted.
+        shard
+            .packet_totals
+            .fold(conn.stats.received.get(), conn.stats.sent.get());
         conn.stats.reset();
     }
+}
+
+/// `srst`: latencies, and the server's packet counts (ZooKeeper's `ServerStats.reset`).
+fn reset_server_stats(shard: &Shard) {
+    shard.latency.reset();
+    let (mut received, mut sent) = (0, 0);
+    for conn in shard.conns.borrow().values() {
+        received += conn.stats.received.get();
+        sent += conn.stats.sent.get();
+    }
+    shard.packet_totals.reset(received, sent);
 }
 
 /// Drains the shard's admin inbox on a short timer.
@@ -198,7 +217,7 @@ pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: Receiver<AdminQuery>) {
                         let _ = reply.send(report(&shard, true));
                     }
                     AdminQuery::ResetConnectionStats => reset_connection_stats(&shard),
-                    AdminQuery::ResetServerStats => shard.latency.reset(),
+                    AdminQuery::ResetServerStats => reset_server_stats(&shard),
                 }
             }
         }

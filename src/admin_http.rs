@@ -70,7 +70,7 @@ pub fn start(config: &Arc<Config>, stats: &Arc<SharedStats>) -> io::Result<()> {
         if prom.export_jvm_info {
             log::info!(
                 "metricsProvider.exportJvmInfo=true: zkrs runs no JVM, so there are no jvm_* \
-                 metrics to export"
+                 metrics to export; the process_* ones are"
             );
         }
         let endpoint = Arc::new(MetricsEndpoint::new(config.clone(), stats.clone()));
@@ -439,6 +439,18 @@ impl MetricsEndpoint {
             &windows[2],
             &totals[2],
         ));
+        if self
+            .config
+            .prometheus
+            .as_ref()
+            .is_some_and(|p| p.export_jvm_info)
+        {
+            out.extend(prometheus::process_families(
+                snap.open_file_descriptor_count,
+                snap.max_file_descriptor_count,
+                self.stats.started.elapsed(),
+            ));
+        }
         out
     }
 }

@@ -142,6 +142,45 @@ pub fn record_fsync(ms: u64) {
     }
 }
 
+/// A shard's server-wide packet counts (ZooKeeper's `ServerStats` packets_received /
+/// packets_sent: cumulative, reset only by `srst`). Connections count their own packets
+/// (`cons`, reset by `crst`); what a connection counted is folded in here when it closes
+/// or when `crst` resets it, so the shard's total is `folded + live connections' counts`,
+/// and `srst` moves the base to the total of that moment.
+#[derive(Debug, Default)]
+pub struct PacketTotals {
+    folded_received: Cell<u64>,
+    folded_sent: Cell<u64>,
+    base_received: Cell<u64>,
+    base_sent: Cell<u64>,
+}
+
+impl PacketTotals {
+    /// A connection's counts, before they go away (it closed, or `crst` resets them).
+    pub fn fold(&self, received: u64, sent: u64) {
+        self.folded_received
+            .set(self.folded_received.get().saturating_add(received));
+        self.folded_sent
+            .set(self.folded_sent.get().saturating_add(sent));
+    }
+
+    /// (received, sent) since the start or the last [`PacketTotals::reset`], given the live
+    /// connections' counts.
+    pub fn totals(&self, live_received: u64, live_sent: u64) -> (u64, u64) {
+        (
+            (self.folded_received.get() + live_received).saturating_sub(self.base_received.get()),
+            (self.folded_sent.get() + live_sent).saturating_sub(self.base_sent.get()),
+        )
+    }
+
+    /// `srst`: the totals start again from 0.
+    pub fn reset(&self, live_received: u64, live_sent: u64) {
+        self.base_received
+            .set(self.folded_received.get() + live_received);
+        self.base_sent.set(self.folded_sent.get() + live_sent);
+    }
+}
+
 /// Counts per bucket at one moment (empty `counts` = nothing recorded).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistogramSnapshot {
@@ -246,6 +285,19 @@ mod tests {
         big.record(5000);
         let q = big.snapshot().quantile(0.5);
         assert!((q - 5000.0).abs() / 5000.0 < 1.0 / 64.0, "{q}");
+    }
+
+    #[test]
+    fn packet_totals_survive_closes_and_crst_and_restart_at_srst() {
+        let p = PacketTotals::default();
+        assert_eq!(p.totals(5, 4), (5, 4));
+        p.fold(5, 4); // that connection closed
+        assert_eq!(p.totals(2, 1), (7, 5));
+        p.reset(2, 1); // srst
+        assert_eq!(p.totals(2, 1), (0, 0));
+        assert_eq!(p.totals(3, 1), (1, 0));
+        p.fold(3, 1); // crst reset that connection
+        assert_eq!(p.totals(0, 0), (1, 0));
     }
 
     #[test]

@@ -627,17 +627,29 @@ async fn every_command_reports_the_servers_state() {
             .find(|c| c["session_id"] == session)
             .map(|c| int(c, "packets_received"))
     };
-    assert!(received(&command(admin, "cons")).unwrap() >= 8);
+    for _ in 0..10 {
+        t!(c.get_data(&watched)).unwrap();
+    }
+    let conn_before = received(&command(admin, "cons")).unwrap();
+    assert!(conn_before >= 10);
+    let server_packets = |v: &Value| int(&v["server_stats"], "packets_received");
+    let server_before = server_packets(&command(admin, "srvr"));
     command(admin, "crst");
-    let after = command_until(admin, "cons", |v| received(v).is_some_and(|n| n < 8));
-    assert!(received(&after).unwrap() < 8, "crst did not reset: {after}");
-    command(admin, "srst");
-    let after = command_until(admin, "srvr", |v| {
-        int(&v["server_stats"], "max_latency") == 0
-            && int(&v["server_stats"], "packets_received") < 8
+    let after = command_until(admin, "cons", |v| {
+        received(v).is_some_and(|n| n < conn_before)
     });
     assert!(
-        int(&after["server_stats"], "packets_received") < 8,
+        received(&after).unwrap() < conn_before,
+        "crst did not reset: {after}"
+    );
+    // crst leaves the server's totals alone; srst resets them and the latencies.
+    assert!(server_packets(&command(admin, "srvr")) >= server_before);
+    command(admin, "srst");
+    let after = command_until(admin, "srvr", |v| {
+        int(&v["server_stats"], "max_latency") == 0 && server_packets(v) < server_before
+    });
+    assert!(
+        server_packets(&after) < server_before && int(&after["server_stats"], "max_latency") == 0,
         "srst did not reset: {after}"
     );
 
@@ -824,6 +836,18 @@ async fn prometheus_metrics_have_zookeepers_names_and_move_with_load() {
         first.must(&format!("{name}_sum"));
     }
     assert!(first.must("znode_count") >= 4.0);
+    // exportJvmInfo (on by default): no JVM, but the client's process_* collector.
+    assert_eq!(
+        first
+            .types
+            .get("process_cpu_seconds_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+    assert!(first.must("process_resident_memory_bytes") > 1e6);
+    assert!(first.must("process_open_fds") >= 1.0);
+    assert!(first.must("process_start_time_seconds") > 1.6e9);
+    assert!(!first.types.keys().any(|k| k.starts_with("jvm_")));
     assert!(first.must("max_file_descriptor_count") >= first.must("open_file_descriptor_count"));
 
     // Load: 20 creates, reads, a watch and an ephemeral.
@@ -858,6 +882,23 @@ async fn prometheus_metrics_have_zookeepers_names_and_move_with_load() {
         .unwrap();
     assert!(p99.is_finite() && p99 >= 0.0, "{p99}");
 
+    // ZooKeeper's packet counts are the server's: a client that leaves keeps its part.
+    drop(_w);
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        let x = scrape(metrics);
+        if x.must("num_alive_connections") < second.must("num_alive_connections")
+            || Instant::now() > deadline
+        {
+            break x;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(third.must("num_alive_connections") < second.must("num_alive_connections"));
+    assert!(third.must("packets_received") >= second.must("packets_received"));
+    assert!(third.must("packets_sent") >= second.must("packets_sent"));
+
     // Only GET /metrics.
     assert_eq!(get(metrics, "/").status, 404);
     assert_eq!(get(metrics, "/metricsx").status, 404);
@@ -889,9 +930,18 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> (bool, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_is_answered_or_closed_and_clients_keep_working() {
-    let Some(a) = start_admin(true, &["admin.idleTimeout=1000"]) else {
+    let Some(a) = start_admin(
+        true,
+        &[
+            "admin.idleTimeout=1000",
+            "metricsProvider.exportJvmInfo=false",
+        ],
+    ) else {
         return;
     };
+    let exposition = scrape(a.metrics.unwrap());
+    assert!(exposition.value("process_open_fds", &[]).is_none());
+    assert!(exposition.value("znode_count", &[]).is_some());
     let c = a.server.client().await;
     let root = test_root(&c, "http-abuse").await;
 

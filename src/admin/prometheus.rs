@@ -39,6 +39,8 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family {
     pub name: String,
+    /// The HELP text; None: the name (as ZooKeeper registers its metrics).
+    pub help: Option<&'static str>,
     pub kind: Kind,
     pub samples: Vec<Sample>,
 }
@@ -48,6 +50,7 @@ impl Family {
     pub fn single(name: &str, kind: Kind, value: f64) -> Family {
         Family {
             name: name.to_string(),
+            help: None,
             kind,
             samples: vec![Sample {
                 name: name.to_string(),
@@ -85,6 +88,7 @@ impl Family {
         });
         Family {
             name: name.to_string(),
+            help: None,
             kind: Kind::Summary,
             samples,
         }
@@ -109,7 +113,7 @@ pub fn render(families: &[Family]) -> String {
         out.push_str(&format!(
             "# HELP {} {}\n# TYPE {} {}\n",
             family.name,
-            escape_help(&family.name),
+            escape_help(family.help.unwrap_or(&family.name)),
             family.name,
             family.kind.name()
         ));
@@ -128,6 +132,87 @@ pub fn render(families: &[Family]) -> String {
         }
     }
     out
+}
+
+/// The Java client's `StandardExports` (process CPU, start time, file descriptors, memory),
+/// which ZooKeeper's provider registers with `exportJvmInfo=true`, from /proc; a figure
+/// that cannot be read is left out.
+pub fn process_families(open_fds: i64, max_fds: i64, uptime: std::time::Duration) -> Vec<Family> {
+    let with_help = |name: &str, help: &'static str, kind: Kind, value: f64| Family {
+        help: Some(help),
+        ..Family::single(name, kind, value)
+    };
+    let mut out = Vec::new();
+    if let Some(seconds) = process_cpu_seconds() {
+        out.push(with_help(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            Kind::Counter,
+            seconds,
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    out.push(with_help(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        Kind::Gauge,
+        (now.saturating_sub(uptime).as_millis() / 1000) as f64,
+    ));
+    if open_fds >= 0 {
+        out.push(with_help(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            Kind::Gauge,
+            open_fds as f64,
+        ));
+    }
+    if max_fds >= 0 {
+        out.push(with_help(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            Kind::Gauge,
+            max_fds as f64,
+        ));
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for (key, name, help) in [
+        (
+            "VmSize:",
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+        ),
+        (
+            "VmRSS:",
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        ),
+    ] {
+        let kilobytes = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(kb) = kilobytes {
+            out.push(with_help(name, help, Kind::Gauge, (kb * 1024) as f64));
+        }
+    }
+    out
+}
+
+/// User + system CPU time of this process (getrusage).
+fn process_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage writes into the zeroed struct we own; no other pointers.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return None;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 fn escape_help(text: &str) -> String {
@@ -171,6 +256,16 @@ mod tests {
              empty{quantile=\"0.9\",} NaN\nempty_count 0.0\nempty_sum 0.0\n"
         );
         assert_eq!(go_double(1.2e7), "1.2E7");
+        let process = render(&process_families(
+            10,
+            1024,
+            std::time::Duration::from_secs(5),
+        ));
+        assert!(process.contains(
+            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds 10.0\n"
+        ));
+        assert!(process.contains("# TYPE process_cpu_seconds_total counter\n"));
+        assert!(process.contains("process_resident_memory_bytes "));
         assert_eq!(go_double(f64::INFINITY), "+Inf");
     }
 }

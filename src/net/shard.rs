@@ -30,7 +30,7 @@ use glommio::sync::Semaphore;
 
 use super::notify::Notify;
 use crate::config::Config;
-use crate::metrics::LocalHistogram;
+use crate::metrics::{LocalHistogram, PacketTotals};
 use crate::proto::codec::{
     decode_connect_request, decode_request_frame, decode_request_header, encode_connect_response,
     encode_connect_response_without_read_only, encode_notification, encode_reply,
@@ -278,6 +278,8 @@ pub struct Shard {
     pub update_latency_hist: LocalHistogram,
     /// Failed `addAuth` requests (`auth_failed_count`).
     pub auth_failed: Cell<u64>,
+    /// Server-wide packet counts beyond the live connections' (see `PacketTotals`).
+    pub packet_totals: PacketTotals,
 }
 
 fn op_name(op: i32) -> &'static str {
@@ -836,6 +838,8 @@ impl Shard {
     }
 
     fn remove_conn(&self, conn: &Conn) {
+        self.packet_totals
+            .fold(conn.stats.received.get(), conn.stats.sent.get());
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
         let queued = conn.queue.borrow_mut().drain(..).count() as u64;
@@ -886,6 +890,7 @@ pub async fn run(
         read_latency_hist: LocalHistogram::default(),
         update_latency_hist: LocalHistogram::default(),
         auth_failed: Cell::new(0),
+        packet_totals: PacketTotals::default(),
     });
 
     // The first commit carries the recovered tree: a standalone server accepts no
