@@ -499,18 +499,19 @@ pub(crate) fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut Server
 pub fn gather_blocking(stats: &SharedStats, brief: bool) -> Vec<ShardReport> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut expected = 0;
+    let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
     for inbox in stats.admin_inboxes() {
         let query = if brief {
             AdminQuery::Metrics(tx.clone())
         } else {
             AdminQuery::Report(tx.clone())
         };
-        if inbox.try_send(query).is_ok() {
+        // A full inbox (many admin requests at once) is waited for: this is no executor.
+        if inbox.send_deadline(query, deadline).is_ok() {
             expected += 1;
         }
     }
     drop(tx);
-    let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
     let mut reports = Vec::with_capacity(expected);
     while reports.len() < expected {
         match rx.recv_deadline(deadline) {
@@ -521,10 +522,13 @@ pub fn gather_blocking(stats: &SharedStats, brief: bool) -> Vec<ShardReport> {
     reports
 }
 
-/// Sends `query` (a reset) to every shard.
+/// Sends `query` (a reset) to every shard, from a thread outside the executors (it waits
+/// up to `GATHER_TIMEOUT` for room in a full inbox).
 pub fn broadcast(stats: &SharedStats, query: impl Fn() -> AdminQuery) {
     for inbox in stats.admin_inboxes() {
-        let _ = inbox.try_send(query());
+        if inbox.send_timeout(query(), GATHER_TIMEOUT).is_err() {
+            log::warn!("a shard did not take an admin reset within {GATHER_TIMEOUT:?}");
+        }
     }
 }
 

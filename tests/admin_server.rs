@@ -882,6 +882,23 @@ async fn prometheus_metrics_have_zookeepers_names_and_move_with_load() {
         .unwrap();
     assert!(p99.is_finite() && p99 >= 0.0, "{p99}");
 
+    // Many scrapes and commands at once: every one complete (each shard answered).
+    let expected = second.must("znode_count");
+    let admin = a.admin;
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..4 {
+                    assert_eq!(scrape(metrics).must("znode_count"), expected);
+                    assert_eq!(int(&command(admin, "mntr"), "znode_count") as f64, expected);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a concurrent scrape failed");
+    }
+
     // ZooKeeper's packet counts are the server's: a client that leaves keeps its part.
     drop(_w);
     drop(c);
