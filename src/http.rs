@@ -7,8 +7,8 @@
 //! - one accept thread per endpoint and one thread per connection, at most
 //!   [`MAX_CONNECTIONS`] at once (past it a new connection gets 503 and is closed);
 //! - a request's head must fit in [`MAX_HEAD_BYTES`] (Jetty's default request header size:
-//!   past it, 431) and arrive within the idle timeout (`admin.idleTimeout`, Jetty's idle
-//!   timeout, 30 s by default); a connection idle that long between requests is closed;
+//!   past it, 431) and be complete within the idle timeout (`admin.idleTimeout`, 30 s by
+//!   default) of the connection's start or of the previous reply; else it is closed;
 //! - malformed requests get 400 and the connection is closed; request bodies are not read
 //!   (GET and HEAD are all either endpoint serves): a request with one is answered and the
 //!   connection closed.
@@ -163,8 +163,9 @@ fn serve_connection(
         .map_err(|e| e.to_string())?;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
-        // A request's head must be complete within the idle timeout of its first byte (or,
-        // for the next request on a kept-alive connection, of the previous reply).
+        // A request's head must be complete within the idle timeout of the connection's
+        // start (or, for the next request on a kept-alive connection, of the previous
+        // reply): a client trickling bytes holds a thread no longer than one idle one.
         let deadline = Instant::now() + idle_timeout;
         let (request, head_len, keep_alive, has_body) = loop {
             match parse_head(&buf) {
