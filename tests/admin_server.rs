@@ -1289,6 +1289,13 @@ fn ensemble_members_name_their_leader_and_quorum() {
             serde_json::json!([format!("127.0.0.1:{quorum}")])
         );
         assert_eq!(me["learner_type"], "participant");
+        // Its own entry has its client address (from clientPort), the others none.
+        assert_eq!(
+            me["client_address"],
+            format!("127.0.0.1:{}", e.members[i].client_port)
+        );
+        let other = &config[&(((i + 1) % 3) as i64 + 1).to_string()];
+        assert_eq!(other["client_address"], "");
         let srvr = command(*admin, "srvr");
         let mode = if is_leader { "leader" } else { "follower" };
         assert_eq!(srvr["server_stats"]["server_state"], mode);
@@ -1357,4 +1364,38 @@ fn a_member_without_a_quorum_is_not_serving() {
     assert_eq!(zab["is_leader"], false);
     assert_eq!(command(admin, "mntr")["server_state"], "looking");
     assert_eq!(command(admin, "gtmk")["error"], Value::Null);
+}
+
+#[test]
+fn an_observer_does_not_vote_and_the_leader_counts_it() {
+    if std::env::var("ZKRS_TEST_TARGET").is_ok() {
+        return;
+    }
+    let mut e = ensemble::Ensemble::with_observers(3, 1, "");
+    let mut admins = Vec::new();
+    for i in 0..4 {
+        let port = free_port();
+        let mut cfg = std::fs::read_to_string(e.members[i].cfg()).unwrap();
+        cfg.push_str(&format!(
+            "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={port}\n"
+        ));
+        std::fs::write(e.members[i].cfg(), cfg).unwrap();
+        admins.push(SocketAddr::from(([127, 0, 0, 1], port)));
+        e.start_member(i);
+    }
+    let leader = e.wait_serving(4, Duration::from_secs(30));
+    let observer = admins[3];
+    let zab = command_until(observer, "zabstate", |v| v["zabstate"] == "broadcast");
+    assert_eq!(zab["voting"], false, "{zab}");
+    assert_eq!(int(&zab, "myid"), 4);
+    assert_eq!(
+        command(observer, "srvr")["server_stats"]["server_state"],
+        "observer"
+    );
+    let view = command(observer, "voting_view");
+    let members: Vec<&String> = view["current_config"].as_object().unwrap().keys().collect();
+    assert_eq!(members, ["1", "2", "3"], "observers do not vote: {view}");
+    let obsr = command_until(admins[leader], "obsr", |v| v["synced_observers"] == 1);
+    assert_eq!(int(&obsr, "synced_observers"), 1, "{obsr}");
+    assert_eq!(obsr["observers"], serde_json::json!([]));
 }

@@ -255,9 +255,10 @@ pub fn render(
             }
         }
         "voting_view" => {
+            // The voting members only (`QuorumPeer.getVotingView`): observers are left out.
             let mut view = JsonMap::new();
             if config.is_distributed() {
-                for s in &config.servers {
+                for s in config.servers.iter().filter(|s| !s.observer) {
                     let mut v = JsonMap::new();
                     v.put(
                         "server_addresses",
@@ -267,11 +268,19 @@ pub fn render(
                         "election_addresses",
                         strings(&[address(&s.host, s.election_port)]),
                     );
-                    v.put(
-                        "client_address",
-                        s.client_port
-                            .map_or_else(String::new, |p| address("0.0.0.0", p)),
-                    );
+                    // From the server line's `;port`; this server's own entry takes the
+                    // client port when the line has none (QuorumPeerConfig.setupClientPort).
+                    let client = match s.client_port {
+                        Some(p) => address("0.0.0.0", p),
+                        None if Some(s.id) == config.my_id => address(
+                            &config
+                                .client_port_address
+                                .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
+                            snap.client_port.unwrap_or(config.client_port),
+                        ),
+                        None => String::new(),
+                    };
+                    v.put("client_address", client);
                     v.put(
                         "learner_type",
                         if s.observer {
