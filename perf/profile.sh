@@ -24,7 +24,7 @@ esac
 mkdir -p "$out"
 dir=$(mktemp -d /tmp/zkrs-profile-data.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-printf 'tickTime=2000\ndataDir=%s/data\ndataLogDir=%s/log\nclientPort=%s\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n' \
+printf 'tickTime=2000\ndataDir=%s/data\ndataLogDir=%s/log\nclientPort=%s\nmaxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\n' \
   "$dir" "$dir" "$port" > "$dir/zoo.cfg"
 RUST_LOG=warn "$target/release/zkrs" start-foreground "$dir/zoo.cfg" > "$dir/server.out" 2>&1 &
 pid=$!

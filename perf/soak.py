@@ -56,7 +56,8 @@ class Server:
         with open(self.cfg, "w") as f:
             f.write(
                 f"tickTime=2000\ndataDir={work}/data\nclientPort={port}\n"
-                "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n"
+                "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n"
+                "4lw.commands.whitelist=*\n"
                 "snapCount=20000\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n"
             )
         self.log = open(os.path.join(work, "server.log"), "ab")

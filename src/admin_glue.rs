@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use futures_lite::AsyncReadExt;
 
 use crate::admin::{self, ConnectionInfo, ServerSnapshot, SessionInfo, WatchSummary};
+use crate::metrics::HistogramSnapshot;
 use crate::net::shard::Shard;
+use crate::server::SharedStats;
 
 /// The server's trace mask (ZooKeeper's `ZooTrace` text trace level: one per process),
 /// set by `stmk`, printed by `gtmk`.
@@ -46,6 +48,9 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum AdminQuery {
     Report(Sender<ShardReport>),
+    /// A report without the per-connection and per-watch lists (for `/metrics` and
+    /// `monitor`, whose cost must not grow with the number of watches).
+    Metrics(Sender<ShardReport>),
     ResetConnectionStats,
     ResetServerStats,
 }
@@ -76,6 +81,15 @@ pub struct ShardReport {
     pub latency_max_ms: u64,
     pub latency_total_ms: u64,
     pub latency_count: u64,
+    /// Connections open on the shard (also when `connections` is left empty).
+    pub connection_count: u64,
+    /// The version the shard serves reads from.
+    pub tree: Option<std::sync::Arc<crate::tree::DataTree>>,
+    /// Whether the shard serves sessions.
+    pub serving: bool,
+    pub read_latency: HistogramSnapshot,
+    pub update_latency: HistogramSnapshot,
+    pub auth_failed: u64,
 }
 
 pub use crate::admin::parse_four_letter;
@@ -108,8 +122,34 @@ impl AdminSender {
     /// lost, at worst one finds the inbox already drained).
     pub fn try_send(&self, query: AdminQuery) -> Result<(), TrySendError<AdminQuery>> {
         self.tx.try_send(query)?;
-        let _ = (&*self.wake).write(&[1]);
+        self.wake();
         Ok(())
+    }
+
+    /// As `try_send`, waiting for room until `deadline` (askers off the executors only).
+    pub fn send_deadline(
+        &self,
+        query: AdminQuery,
+        deadline: std::time::Instant,
+    ) -> Result<(), SendTimeoutError<AdminQuery>> {
+        self.tx.send_deadline(query, deadline)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// As `send_deadline`, waiting at most `timeout`.
+    pub fn send_timeout(
+        &self,
+        query: AdminQuery,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<AdminQuery>> {
+        self.tx.send_timeout(query, timeout)?;
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
+        let _ = (&*self.wake).write(&[1]);
     }
 }
 
@@ -127,10 +167,16 @@ fn unix_ms(at: std::time::Instant) -> u64 {
     now.saturating_sub(at.elapsed().as_millis() as u64)
 }
 
-fn report(shard: &Shard) -> ShardReport {
+fn report(shard: &Shard, brief: bool) -> ShardReport {
     let conns = shard.conns.borrow();
     let mut out = ShardReport {
         shard: shard.index,
+        connection_count: conns.len() as u64,
+        tree: Some(shard.tree()),
+        serving: shard.is_serving(),
+        read_latency: shard.read_latency_hist.snapshot(),
+        update_latency: shard.update_latency_hist.snapshot(),
+        auth_failed: shard.auth_failed.get(),
         applied_zxid: shard.last_zxid(),
         applied_ms_ago: shard
             .applied_at
@@ -150,6 +196,9 @@ fn report(shard: &Shard) -> ShardReport {
         out.packets_sent += s.sent.get();
         let queued = conn.queued() as u64;
         out.outstanding += queued;
+        if brief {
+            continue;
+        }
         out.connections.push(ConnectionInfo {
             remote_address: Some(conn.peer),
             interest_ops: 1,
@@ -174,12 +223,19 @@ fn report(shard: &Shard) -> ShardReport {
             expire_at_ms: 0,
         });
     }
+    // Server-wide, as ZooKeeper counts them: closed connections and crst keep their part.
+    (out.packets_received, out.packets_sent) = shard
+        .packet_totals
+        .totals(out.packets_received, out.packets_sent);
     out.latency_min_ms = shard.latency.min_ms.get();
     out.latency_max_ms = shard.latency.max_ms.get();
     out.latency_total_ms = shard.latency.total_ms.get();
     out.latency_count = shard.latency.count.get();
     let watches = shard.watches.borrow();
     out.watch_count = watches.len() as u64;
+    if brief {
+        return out;
+    }
     for (path, conn_ids) in watches.by_path() {
         let sessions = conn_ids
             .iter()
@@ -192,8 +248,23 @@ fn report(shard: &Shard) -> ShardReport {
 
 fn reset_connection_stats(shard: &Shard) {
     for conn in shard.conns.borrow().values() {
+        // The server's totals keep what the connection counted.
+        shard
+            .packet_totals
+            .fold(conn.stats.received.get(), conn.stats.sent.get());
         conn.stats.reset();
     }
+}
+
+/// `srst`: latencies, and the server's packet counts (ZooKeeper's `ServerStats.reset`).
+fn reset_server_stats(shard: &Shard) {
+    shard.latency.reset();
+    let (mut received, mut sent) = (0, 0);
+    for conn in shard.conns.borrow().values() {
+        received += conn.stats.received.get();
+        sent += conn.stats.sent.get();
+    }
+    shard.packet_totals.reset(received, sent);
 }
 
 /// Drains the shard's admin inbox whenever an asker wakes it.
@@ -219,10 +290,13 @@ pub fn spawn_admin_inbox(shard: Rc<Shard>, inbox: AdminReceiver) {
             while let Ok(query) = inbox.try_recv() {
                 match query {
                     AdminQuery::Report(reply) => {
-                        let _ = reply.send(report(&shard));
+                        let _ = reply.send(report(&shard, false));
+                    }
+                    AdminQuery::Metrics(reply) => {
+                        let _ = reply.send(report(&shard, true));
                     }
                     AdminQuery::ResetConnectionStats => reset_connection_stats(&shard),
-                    AdminQuery::ResetServerStats => shard.latency.reset(),
+                    AdminQuery::ResetServerStats => reset_server_stats(&shard),
                 }
             }
         }
@@ -242,7 +316,7 @@ async fn gather(shard: &Shard) -> Vec<ShardReport> {
             expected += 1;
         }
     }
-    let mut reports = vec![report(shard)];
+    let mut reports = vec![report(shard, false)];
     let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
     while reports.len() < expected + 1 && std::time::Instant::now() < deadline {
         match rx.try_recv() {
@@ -285,7 +359,7 @@ pub async fn four_letter(shard: &Rc<Shard>, word: &'static str) -> String {
         // text) is done off the executor, so that a slow disk, a huge dataDir or a long
         // dump cannot stall this shard's clients.
         let mut parts = gather_parts(shard).await;
-        quorum_metrics(shard, &mut parts.quorum_metrics);
+        quorum_metrics(&shard.stats, &mut parts.quorum_metrics);
         return off_executor(move || {
             build_snapshot(parts, word, &mut snap);
             admin::render(word, &snap, &config)
@@ -309,9 +383,9 @@ where
 
 /// An ensemble member's mntr lines (ZooKeeper's MonitorCommand): the detailed peer state,
 /// and on the leader its learners.
-fn quorum_metrics(shard: &Shard, snap: &mut ServerSnapshot) {
+pub(crate) fn quorum_metrics(stats: &SharedStats, snap: &mut ServerSnapshot) {
     use crate::server::Mode;
-    let mode = shard.stats.mode();
+    let mode = stats.mode();
     let peer_state = match mode {
         Mode::Standalone => return,
         Mode::Looking => "looking",
@@ -322,7 +396,7 @@ fn quorum_metrics(shard: &Shard, snap: &mut ServerSnapshot) {
     snap.extra_metrics
         .push(("peer_state".into(), peer_state.to_string()));
     if mode == Mode::Leader {
-        let q = shard.stats.quorum.lock().map(|g| *g).unwrap_or_default();
+        let q = stats.quorum.lock().map(|g| *g).unwrap_or_default();
         for (key, value) in [
             ("learners", q.learners),
             // The 3.4 name, which monitoring scripts still read.
@@ -377,9 +451,10 @@ fn shard_metrics(reports: &[ShardReport], out: &mut Vec<(String, String)>) {
     }
 }
 
-/// What a snapshot needs from the shard that answers (gathered on its executor).
-struct SnapshotParts {
-    reports: Vec<ShardReport>,
+/// What a snapshot needs from the shard that answers (gathered on its executor), or from
+/// every shard (gathered by the AdminServer's thread, [`parts_blocking`]).
+pub(crate) struct SnapshotParts {
+    pub(crate) reports: Vec<ShardReport>,
     tree: std::sync::Arc<crate::tree::DataTree>,
     sessions: Vec<(i64, i32)>,
     uptime_ms: u64,
@@ -408,7 +483,7 @@ async fn gather_parts(shard: &Rc<Shard>) -> SnapshotParts {
 /// Fills `snap` from the gathered parts; blocking (it walks directories), so it runs off the
 /// executor. Directory sizes only for the words that print them (`dirs`, `conf`), file
 /// descriptors only for `mntr`.
-fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut ServerSnapshot) {
+pub(crate) fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut ServerSnapshot) {
     let SnapshotParts {
         reports,
         tree,
@@ -440,10 +515,11 @@ fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut ServerSnapshot) {
         snap.packets_sent += r.packets_sent;
         snap.outstanding_requests += r.outstanding;
         snap.watch_count += r.watch_count;
+        snap.connection_count += r.connection_count;
+        snap.auth_failed_count += r.auth_failed;
         snap.connections.extend(r.connections);
         by_path.extend(r.watches_by_path);
     }
-    snap.connection_count = snap.connections.len() as u64;
     // Merge per-shard watch lists into ZooKeeper's views: by path and by session.
     by_path.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged: Vec<(String, Vec<i64>)> = Vec::new();
@@ -484,16 +560,82 @@ fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut ServerSnapshot) {
         })
         .collect();
     snap.uptime_ms = uptime_ms;
-    if word == "mntr" {
+    if matches!(word, "mntr" | "monitor" | "metrics") {
         let (open, max) = admin::file_descriptor_counts();
         snap.open_file_descriptor_count = open;
         snap.max_file_descriptor_count = max;
     }
-    if matches!(word, "dirs" | "conf") {
+    if matches!(word, "dirs" | "conf" | "server_stats" | "stats") {
         snap.data_dir_size_bytes = admin::dir_size_bytes(&data_dir);
         snap.log_dir_size_bytes = admin::dir_size_bytes(&data_log_dir);
     }
     snap.client_port = Some(client_port);
+}
+
+/// Asks every shard for its report from a thread outside the executors (the AdminServer's
+/// and `/metrics`' threads), waiting at most `GATHER_TIMEOUT`. `brief`: without the
+/// per-connection and per-watch lists. A shard that does not answer in time is left out.
+pub fn gather_blocking(stats: &SharedStats, brief: bool) -> Vec<ShardReport> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut expected = 0;
+    let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
+    for inbox in stats.admin_inboxes() {
+        let query = if brief {
+            AdminQuery::Metrics(tx.clone())
+        } else {
+            AdminQuery::Report(tx.clone())
+        };
+        // A full inbox (many admin requests at once) is waited for: this is no executor.
+        if inbox.send_deadline(query, deadline).is_ok() {
+            expected += 1;
+        }
+    }
+    drop(tx);
+    let mut reports = Vec::with_capacity(expected);
+    while reports.len() < expected {
+        match rx.recv_deadline(deadline) {
+            Ok(r) => reports.push(r),
+            Err(_) => break,
+        }
+    }
+    reports
+}
+
+/// Sends `query` (a reset) to every shard, from a thread outside the executors (it waits
+/// up to `GATHER_TIMEOUT` for room in a full inbox).
+pub fn broadcast(stats: &SharedStats, query: impl Fn() -> AdminQuery) {
+    for inbox in stats.admin_inboxes() {
+        if inbox.send_timeout(query(), GATHER_TIMEOUT).is_err() {
+            log::warn!("a shard did not take an admin reset within {GATHER_TIMEOUT:?}");
+        }
+    }
+}
+
+/// The parts of a snapshot, gathered from every shard by a thread outside the executors.
+/// The tree is the newest version any shard has applied.
+pub(crate) fn parts_blocking(
+    stats: &SharedStats,
+    config: &crate::config::Config,
+    brief: bool,
+) -> SnapshotParts {
+    let reports = gather_blocking(stats, brief);
+    let tree = reports
+        .iter()
+        .filter_map(|r| r.tree.clone())
+        .max_by_key(|t| t.last_zxid())
+        .unwrap_or_else(|| std::sync::Arc::new(crate::tree::DataTree::new()));
+    let mut quorum = ServerSnapshot::default();
+    quorum_metrics(stats, &mut quorum);
+    SnapshotParts {
+        reports,
+        tree,
+        sessions: stats.sessions.lock().map(|s| s.clone()).unwrap_or_default(),
+        uptime_ms: stats.started.elapsed().as_millis() as u64,
+        data_dir: config.data_dir.clone(),
+        data_log_dir: config.data_log_dir.clone(),
+        client_port: config.client_port,
+        quorum_metrics: quorum,
+    }
 }
 
 #[cfg(test)]

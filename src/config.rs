@@ -96,6 +96,64 @@ pub struct Config {
     pub container_check_interval_ms: u64,
     /// Where the file came from (None = embedded default).
     pub source: Option<PathBuf>,
+    /// The AdminServer (`admin.*` keys).
+    pub admin_server: AdminServerConfig,
+    /// `metricsProvider.className=...PrometheusMetricsProvider`: its `/metrics` endpoint.
+    pub prometheus: Option<PrometheusConfig>,
+}
+
+/// ZooKeeper's `JettyAdminServer` settings (`admin.*`, or the `zookeeper.admin.*` system
+/// property names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminServerConfig {
+    /// `admin.enableServer`: on unless "false" (ZooKeeper 3.8's rule).
+    pub enabled: bool,
+    /// `admin.serverAddress` (default 0.0.0.0).
+    pub address: String,
+    /// `admin.serverPort` (default 8080).
+    pub port: u16,
+    /// `admin.commandURL` (default `/commands`).
+    pub command_url: String,
+    /// `admin.idleTimeout` in ms (default 30000).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for AdminServerConfig {
+    fn default() -> AdminServerConfig {
+        AdminServerConfig {
+            enabled: true,
+            address: "0.0.0.0".to_string(),
+            port: 8080,
+            command_url: "/commands".to_string(),
+            idle_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The class name that selects the Prometheus provider.
+pub const PROMETHEUS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+
+/// `PrometheusMetricsProvider` settings (`metricsProvider.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    /// `metricsProvider.httpHost` (default 0.0.0.0).
+    pub host: String,
+    /// `metricsProvider.httpPort` (default 7000).
+    pub port: u16,
+    /// `metricsProvider.exportJvmInfo` (default true). There is no JVM: accepted, and the
+    /// server says so in its log.
+    pub export_jvm_info: bool,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> PrometheusConfig {
+        PrometheusConfig {
+            host: "0.0.0.0".to_string(),
+            port: 7000,
+            export_jvm_info: true,
+        }
+    }
 }
 
 impl Default for Config {
@@ -136,6 +194,8 @@ impl Default for Config {
             super_digest: None,
             container_check_interval_ms: 60_000,
             source: None,
+            admin_server: AdminServerConfig::default(),
+            prometheus: None,
         }
     }
 }
@@ -827,6 +887,8 @@ fn build(
     let mut min_session_timeout: Option<(u32, usize)> = None;
     let mut max_session_timeout: Option<(u32, usize)> = None;
     let mut server_lines: Vec<ServerLine> = Vec::new();
+    let mut metrics_class: Option<(String, usize)> = None;
+    let mut prometheus = PrometheusConfig::default();
 
     for key in order {
         let Some(v) = values.get(key) else { continue };
@@ -954,6 +1016,41 @@ fn build(
             "znode.container.checkIntervalMs" => {
                 config.container_check_interval_ms = parse_positive(&ctx, key, v, i64::MAX)?
             }
+            "admin.enableServer" | "zookeeper.admin.enableServer" => {
+                // ZooKeeper: anything but "false" (exactly) leaves it on.
+                config.admin_server.enabled = v.text != "false";
+            }
+            "admin.serverAddress" | "zookeeper.admin.serverAddress" => {
+                config.admin_server.address = v.text.to_string()
+            }
+            "admin.serverPort" | "zookeeper.admin.serverPort" => {
+                config.admin_server.port =
+                    parse_ranged(&ctx, key, v, 0, 65535, "a port number (0-65535)")?
+            }
+            "admin.commandURL" | "zookeeper.admin.commandURL" => {
+                if !v.text.starts_with('/') {
+                    return Err(ctx.error(
+                        Some(v.line),
+                        key,
+                        format!("expected a path starting with /, got \"{}\"", v.text),
+                    ));
+                }
+                config.admin_server.command_url = v.text.trim_end_matches('/').to_string();
+            }
+            "admin.idleTimeout" | "zookeeper.admin.idleTimeout" => {
+                config.admin_server.idle_timeout_ms = parse_positive(&ctx, key, v, i32::MAX as i64)?
+            }
+            "metricsProvider.className" => {
+                metrics_class = Some((v.text.to_string(), v.line));
+            }
+            "metricsProvider.httpHost" => prometheus.host = v.text.to_string(),
+            "metricsProvider.httpPort" => {
+                prometheus.port = parse_ranged(&ctx, key, v, 0, 65535, "a port number (0-65535)")?
+            }
+            "metricsProvider.exportJvmInfo" => {
+                // Boolean.parseBoolean: "true" in any case, anything else is false.
+                prometheus.export_jvm_info = v.text.eq_ignore_ascii_case("true");
+            }
             _ if key.starts_with("server.") => {
                 let id = key["server.".len()..].parse::<u64>().map_err(|_| {
                     ctx.error(
@@ -973,6 +1070,19 @@ fn build(
         }
     }
 
+    match metrics_class {
+        Some((class, _)) if class == PROMETHEUS_PROVIDER => config.prometheus = Some(prometheus),
+        Some((class, _)) if class == "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider" => {
+        }
+        Some((class, line)) => ctx.warn(
+            Some(line),
+            "metricsProvider.className",
+            format_args!(
+                "zkrs has only the built-in provider and {PROMETHEUS_PROVIDER}; \"{class}\" ignored"
+            ),
+        ),
+        None => {}
+    }
     if !data_dir_seen {
         return Err(ctx.error(None, "dataDir", "not set (a config file must set dataDir)"));
     }
@@ -1516,18 +1626,69 @@ clientPort=2181
     #[test]
     fn unknown_and_ignored_keys_warn() {
         let (_, warnings) = parse_ok(
-            "dataDir=/d\nclientPort=1\nadmin.enableServer=false\nstandaloneEnabled=true\n\
+            "dataDir=/d\nclientPort=1\nadmin.forceHttps=true\nstandaloneEnabled=true\n\
              metricsProvider.className=x\nfrobnicate=3\n",
         );
         assert_eq!(warnings.len(), 4, "{warnings:?}");
-        assert!(warnings[0].starts_with("zoo.cfg:3: admin.enableServer: "));
+        assert!(warnings[0].starts_with("zoo.cfg:3: admin.forceHttps: "));
         assert!(warnings[0].contains("ignored"));
         assert!(warnings[1].starts_with("zoo.cfg:4: standaloneEnabled: "));
-        assert!(warnings[2].starts_with("zoo.cfg:5: metricsProvider.className: "));
         assert_eq!(
-            warnings[3],
+            warnings[2],
             "zoo.cfg:6: frobnicate: unknown setting; ignored"
         );
+        assert!(warnings[3].starts_with("zoo.cfg:5: metricsProvider.className: "));
+        assert!(warnings[3].contains("\"x\" ignored"), "{}", warnings[3]);
+    }
+
+    #[test]
+    fn admin_server_and_prometheus_keys() {
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\n");
+        assert!(warnings.is_empty());
+        assert_eq!(c.admin_server, AdminServerConfig::default());
+        assert!(
+            c.admin_server.enabled,
+            "ZooKeeper 3.8 enables the AdminServer by default"
+        );
+        assert_eq!(c.admin_server.port, 8080);
+        assert_eq!(c.prometheus, None);
+        let (c, warnings) = parse_ok(
+            "dataDir=/d\nclientPort=1\nadmin.enableServer=no\nadmin.serverAddress=127.0.0.1\n\
+             admin.serverPort=18080\nadmin.commandURL=/cmds/\nadmin.idleTimeout=500\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=17000\n\
+             metricsProvider.exportJvmInfo=false\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // Only "false" turns it off, as in ZooKeeper.
+        assert!(c.admin_server.enabled);
+        assert_eq!(c.admin_server.address, "127.0.0.1");
+        assert_eq!(c.admin_server.port, 18080);
+        assert_eq!(c.admin_server.command_url, "/cmds");
+        assert_eq!(c.admin_server.idle_timeout_ms, 500);
+        assert_eq!(
+            c.prometheus,
+            Some(PrometheusConfig {
+                host: "127.0.0.1".into(),
+                port: 17000,
+                export_jvm_info: false
+            })
+        );
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\nadmin.enableServer=false\n");
+        assert!(!c.admin_server.enabled);
+        let (c, _) = parse_ok(
+            "dataDir=/d\nclientPort=1\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
+        );
+        assert_eq!(c.prometheus, Some(PrometheusConfig::default()));
+        for bad in [
+            "admin.serverPort=70000",
+            "admin.commandURL=commands",
+            "admin.idleTimeout=0",
+            "metricsProvider.httpPort=x",
+        ] {
+            let text = format!("dataDir=/d\nclientPort=1\n{bad}\n");
+            assert!(parse(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

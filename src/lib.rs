@@ -2,8 +2,11 @@
 
 pub mod admin;
 pub mod admin_glue;
+pub mod admin_http;
 pub mod alloc;
 pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod proto;
 pub mod server;

@@ -119,7 +119,7 @@ fn start_zkrs_in(dir: tempfile::TempDir, port: u16) -> (Server, String) {
     std::fs::write(
         &cfg,
         format!(
-            "clientPort={port}\ndataDir={}\n4lw.commands.whitelist=*\n",
+            "clientPort={port}\ndataDir={}\n4lw.commands.whitelist=*\nadmin.enableServer=false\n",
             data.display()
         ),
     )

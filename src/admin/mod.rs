@@ -12,7 +12,10 @@
 //! Architecture invariant: this module does no network IO and keeps no state; `render` is a
 //! function of (command, snapshot, config) except for `envi`, which reads the host's facts.
 
+pub mod commands;
 mod host;
+pub mod json;
+pub mod prometheus;
 mod snapshot;
 
 pub use host::{dir_size_bytes, environment, file_descriptor_counts, java_date_utc, java_double};

@@ -33,6 +33,7 @@ use glommio::sync::Semaphore;
 
 use super::notify::Notify;
 use crate::config::Config;
+use crate::metrics::{LocalHistogram, PacketTotals};
 use crate::proto::codec::{
     decode_connect_request, decode_request_frame, decode_request_header, encode_connect_response,
     encode_connect_response_without_read_only, encode_notification, encode_reply,
@@ -284,6 +285,13 @@ pub struct Shard {
     pub applied_at: Cell<Option<Instant>>,
     /// Bytes written to this shard's client sockets since it started.
     written_bytes: Cell<u64>,
+    /// Request latencies for the Prometheus summaries (`readlatency`, `updatelatency`).
+    pub read_latency_hist: LocalHistogram,
+    pub update_latency_hist: LocalHistogram,
+    /// Failed `addAuth` requests (`auth_failed_count`).
+    pub auth_failed: Cell<u64>,
+    /// Server-wide packet counts beyond the live connections' (see `PacketTotals`).
+    pub packet_totals: PacketTotals,
 }
 
 /// The limits past which a connection stops reading (`Conn::over_output_bound`).
@@ -582,6 +590,12 @@ impl Shard {
         s.last_zxid.set(zxid);
         s.latency.record(ms);
         self.latency.record(ms);
+        // ZooKeeper's ServerStats: an update is a request with a txn.
+        if is_write_op(op) || op == OpCode::CloseSession as i32 {
+            self.update_latency_hist.record(ms);
+        } else {
+            self.read_latency_hist.record(ms);
+        }
     }
 
     /// Serves the reads queued at the head of the connection's queue, as far as `tree`
@@ -727,6 +741,7 @@ impl Shard {
                     );
                 }
                 Err(code) => {
+                    self.auth_failed.set(self.auth_failed.get() + 1);
                     log::warn!(
                         "Authentication failed for scheme {} from {}",
                         packet.scheme,
@@ -854,6 +869,8 @@ impl Shard {
     }
 
     fn remove_conn(&self, conn: &Conn) {
+        self.packet_totals
+            .fold(conn.stats.received.get(), conn.stats.sent.get());
         self.conns.borrow_mut().remove(&conn.id);
         self.watches.borrow_mut().remove_conn(conn.id);
         let queued = conn.queue.borrow_mut().drain(..).count() as u64;
@@ -908,6 +925,10 @@ pub async fn run(
         lagging_wake: Notify::new(),
         applied_at: Cell::new(None),
         written_bytes: Cell::new(0),
+        read_latency_hist: LocalHistogram::default(),
+        update_latency_hist: LocalHistogram::default(),
+        auth_failed: Cell::new(0),
+        packet_totals: PacketTotals::default(),
     });
 
     // The first commit carries the recovered tree: a standalone server accepts no

@@ -553,6 +553,7 @@ pub(crate) async fn run_term(
         following.sync_limit = sync_limit;
         following.last_heard = Instant::now();
     }
+    ordering.set_leader(leader);
     if observer {
         ordering.set_mode(super::Mode::Observer);
         log::info!("observing server {leader}; serving clients");

@@ -1020,6 +1020,7 @@ pub(crate) async fn run_term(
                     leading.release_learners();
                 }
                 ordering.publish_initial(&wiring.releaser);
+                ordering.set_leader(me);
                 ordering.set_mode(super::Mode::Leader);
                 election.command(super::election::Command::Settled { epoch });
                 log::info!(

@@ -131,11 +131,13 @@ async fn flush(log: &mut DmaLog, txns: &mut Vec<(TxnHeader, Txn)>, queue: &LogQu
     let Some(last) = txns.last().map(|(h, _)| h.zxid) else {
         return queue.persisted.get();
     };
+    let started = std::time::Instant::now();
     if let Err(e) = log.append_batch(txns).await {
         // Acknowledging anything now could lose it: stop, as ZooKeeper does.
         log::error!("cannot write the txn log, stopping: {e}");
         std::process::exit(3);
     }
+    crate::metrics::record_fsync(started.elapsed().as_millis() as u64);
     txns.clear();
     debug_assert!(last > queue.persisted.get());
     queue.persisted.set(last);

@@ -70,6 +70,8 @@ pub struct SharedStats {
     mode: AtomicU8,
     /// The leader's view of its learners, for mntr (set by the leader, zero otherwise).
     pub quorum: Mutex<QuorumStats>,
+    /// The server id of the leader this server follows or is; -1 while there is none.
+    leader_id: AtomicI64,
 }
 
 /// What `mntr` reports of a leader's learners (ZooKeeper's MonitorCommand names).
@@ -127,14 +129,28 @@ impl Default for SharedStats {
             admin_inboxes: Mutex::new(Vec::new()),
             mode: AtomicU8::new(Mode::Standalone as u8),
             quorum: Mutex::new(QuorumStats::default()),
+            leader_id: AtomicI64::new(-1),
         }
     }
 }
 
 impl SharedStats {
     pub fn set_mode(&self, mode: Mode) {
+        if matches!(mode, Mode::Looking | Mode::Standalone) {
+            self.set_leader(None);
+        }
         self.mode
             .store(mode as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn set_leader(&self, id: Option<u64>) {
+        let id = id.and_then(|id| i64::try_from(id).ok()).unwrap_or(-1);
+        self.leader_id.store(id, Ordering::Relaxed);
+    }
+
+    /// The current leader's server id (None while electing, or standalone).
+    pub fn leader_id(&self) -> Option<u64> {
+        u64::try_from(self.leader_id.load(Ordering::Relaxed)).ok()
     }
 
     pub fn mode(&self) -> Mode {
@@ -276,6 +292,9 @@ pub fn run(config: Config) -> io::Result<()> {
             admin_receivers.push(rx);
         }
     }
+    // The AdminServer and /metrics run on threads of their own (started after
+    // block_signals, so they leave SIGTERM/SIGINT to wait_for_signal).
+    crate::admin_http::start(&config, &stats)?;
     let mut to_ordering_rx = Vec::new();
     let mut to_shard_tx = Vec::new();
     let mut shard_ends = Vec::new();

@@ -889,6 +889,11 @@ impl Ordering {
         self.stats.set_mode(mode);
     }
 
+    /// The leader this server follows or is (for the AdminServer's `leader`, `zabstate`).
+    pub(crate) fn set_leader(&self, id: u64) {
+        self.stats.set_leader(Some(id));
+    }
+
     /// The state a SNAP sync left on disk, recovered.
     pub(crate) fn replace_state(&mut self, recovered: super::persistence::Recovered) {
         self.tree = recovered.tree;

@@ -91,6 +91,7 @@ impl ServerDir {
              clientPort={port}\n\
              clientPortAddress=127.0.0.1\n\
              maxClientCnxns=0\n\
+             admin.enableServer=false\n\
              4lw.commands.whitelist=*\n\
              preAllocSize=64\n\
              zkrs.shards=2\n\

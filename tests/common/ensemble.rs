@@ -141,7 +141,8 @@ impl Ensemble {
                 let cfg = format!(
                     "tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
                      clientPort={client}\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n\
-                     4lw.commands.whitelist=*\npreAllocSize=64\nzkrs.shards=2\n{peer_type}\
+                     4lw.commands.whitelist=*\nadmin.enableServer=false\npreAllocSize=64\n\
+                     zkrs.shards=2\n{peer_type}\
                      {servers}{extra}",
                     dir.join("data").display()
                 );

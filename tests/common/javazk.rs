@@ -19,6 +19,22 @@ pub const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// Everything the standalone server needs on its class path.
 pub const CLASS_PATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:\
                               /usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar";
+/// The Jetty, servlet and Jackson jars of Debian's packages that ZooKeeper's AdminServer
+/// needs besides [`CLASS_PATH`] (the `zookeeper` package does not pull them in: without them
+/// Java's AdminServer logs "Unable to load jetty" and does not start).
+pub const ADMIN_SERVER_JARS: &[&str] = &[
+    "/usr/share/java/jetty9-server.jar",
+    "/usr/share/java/jetty9-servlet.jar",
+    "/usr/share/java/jetty9-util.jar",
+    "/usr/share/java/jetty9-util-ajax.jar",
+    "/usr/share/java/jetty9-http.jar",
+    "/usr/share/java/jetty9-io.jar",
+    "/usr/share/java/jetty9-security.jar",
+    "/usr/share/java/servlet-api.jar",
+    "/usr/share/java/jackson-core.jar",
+    "/usr/share/java/jackson-databind.jar",
+    "/usr/share/java/jackson-annotations.jar",
+];
 /// How long Java gets to come up (it usually needs 2 to 5 s on a small machine).
 const START_LIMIT: Duration = Duration::from_secs(40);
 
@@ -60,10 +76,37 @@ impl JavaZk {
     /// As [`JavaZk::start`], with dataDir `data` (kept after the server is gone) instead of
     /// one in the server's temporary directory.
     pub fn start_on(data: Option<&Path>, extra: &[&str]) -> Result<JavaZk, String> {
+        Self::start_with_class_path(data, extra, CLASS_PATH)
+    }
+
+    /// As [`JavaZk::start`] with Java's AdminServer on `admin_port` (its jars,
+    /// [`ADMIN_SERVER_JARS`], must be installed).
+    pub fn start_with_admin_server(extra: &[&str], admin_port: u16) -> Result<JavaZk, String> {
+        if let Some(missing) = ADMIN_SERVER_JARS.iter().find(|j| !Path::new(j).is_file()) {
+            return Err(format!(
+                "{missing} is missing (Debian's libjetty9-java, libjackson2-*)"
+            ));
+        }
+        let class_path = format!("{CLASS_PATH}:{}", ADMIN_SERVER_JARS.join(":"));
+        let port_line = format!("admin.serverPort={admin_port}");
+        let mut lines: Vec<&str> = extra.to_vec();
+        lines.extend([
+            "admin.enableServer=true",
+            "admin.serverAddress=127.0.0.1",
+            port_line.as_str(),
+        ]);
+        Self::start_with_class_path(None, &lines, &class_path)
+    }
+
+    fn start_with_class_path(
+        data: Option<&Path>,
+        extra: &[&str],
+        class_path: &str,
+    ) -> Result<JavaZk, String> {
         Self::check_available()?;
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::spawn(data, extra) {
+            match Self::spawn(data, extra, class_path) {
                 Ok(zk) => return Ok(zk),
                 Err((retry, e)) => {
                     last = e;
@@ -76,7 +119,11 @@ impl JavaZk {
         Err(last)
     }
 
-    fn spawn(data: Option<&Path>, extra: &[&str]) -> Result<JavaZk, (bool, String)> {
+    fn spawn(
+        data: Option<&Path>,
+        extra: &[&str],
+        class_path: &str,
+    ) -> Result<JavaZk, (bool, String)> {
         let dir = tempfile::Builder::new()
             .prefix("zkrs-javazk-")
             .tempdir()
@@ -113,7 +160,7 @@ impl JavaZk {
                 "-Dznode.container.checkIntervalMs=100",
                 "-Dzookeeper.admin.enableServer=false",
                 "-cp",
-                CLASS_PATH,
+                class_path,
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             ])
             .arg(&cfg_path)

@@ -248,7 +248,7 @@ impl Mixed {
                 std::fs::create_dir_all(&data).expect("mkdir");
                 std::fs::write(data.join("myid"), format!("{id}\n")).expect("myid");
                 let own = match kind {
-                    Kind::Zkrs => "preAllocSize=64\nzkrs.shards=1\n",
+                    Kind::Zkrs => "preAllocSize=64\nzkrs.shards=1\nadmin.enableServer=false\n",
                     Kind::Java => "admin.enableServer=false\n",
                 };
                 let cfg = format!(
