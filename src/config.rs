@@ -90,6 +90,9 @@ pub struct Config {
     pub my_id: Option<u64>,
     /// Our own key `zkrs.shards`: client shards (one per core); default = available cores.
     pub shards: usize,
+    /// Our own key `zkrs.cpuPinning` (auto, yes, no; default auto): see
+    /// `server::placement`.
+    pub cpu_pinning: crate::server::placement::Pinning,
     /// `DigestAuthenticationProvider.superDigest` ("super:<base64 sha1>").
     pub super_digest: Option<String>,
     /// `znode.container.checkIntervalMs` (ZooKeeper default 60000).
@@ -188,6 +191,7 @@ impl Default for Config {
             autopurge_purge_interval_hours: 0,
             servers: Vec::new(),
             my_id: None,
+            cpu_pinning: crate::server::placement::Pinning::Auto,
             shards: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -1002,6 +1006,16 @@ fn build(
                 config.autopurge_purge_interval_hours = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
             }
             "zkrs.shards" => config.shards = parse_positive(&ctx, key, v, 4096)?,
+            "zkrs.cpuPinning" => {
+                config.cpu_pinning =
+                    crate::server::placement::Pinning::parse(&v.text).ok_or_else(|| {
+                        ctx.error(
+                            Some(v.line),
+                            key,
+                            format!("expected auto, yes or no, got \"{}\"", v.text),
+                        )
+                    })?
+            }
             "DigestAuthenticationProvider.superDigest"
             | "zookeeper.DigestAuthenticationProvider.superDigest" => {
                 if !v.text.contains(':') {

@@ -62,6 +62,9 @@ const OUTPUT_BOUND_MAX_BUFFERS: usize = 2;
 const SHARD_OUTPUT_BOUND_BYTES_MIN: usize = 64 * 1024 * 1024;
 /// The shard's output bound in connection bounds.
 const SHARD_OUTPUT_BOUND_BUFFERS: usize = 8;
+/// Requests one connection may have waiting unanswered, at least (or the shard's whole
+/// share of globalOutstandingLimit, when that is smaller).
+const QUEUED_PER_CONNECTION_MIN: u64 = 64;
 
 /// A connection's turn: it serves requests in a row for at most this long (or
 /// [`FRAMES_PER_TURN`] requests), then lets the shard's other tasks run (other connections,
@@ -868,6 +871,18 @@ impl Shard {
         self.serving.get()
     }
 
+    /// `bytes` of unsent output were written (or dropped with their connection).
+    fn take_unsent(&self, bytes: usize) {
+        let total = self.unsent_total.get();
+        // Invariant: the total is the sum of the connections' unsent output.
+        assert!(
+            bytes <= total,
+            "shard {}: {bytes} unsent bytes taken off a total of {total}",
+            self.index
+        );
+        self.unsent_total.set(total - bytes);
+    }
+
     fn remove_conn(&self, conn: &Conn) {
         self.packet_totals
             .fold(conn.stats.received.get(), conn.stats.sent.get());
@@ -879,7 +894,7 @@ impl Shard {
         }
         // Output never written (the writer failed, or gave up on a client that did not read).
         let unsent = conn.out.borrow_mut().split().len() + conn.in_flight_bytes.replace(0);
-        self.unsent_total.set(self.unsent_total.get() - unsent);
+        self.take_unsent(unsent);
         self.stats.release_ip(conn.peer.ip());
     }
 }
@@ -918,7 +933,9 @@ pub async fn run(
             shard_bytes: SHARD_OUTPUT_BOUND_BUFFERS
                 .saturating_mul(output_bound_bytes)
                 .max(SHARD_OUTPUT_BOUND_BYTES_MIN),
-            queued: (share / 4).max(1),
+            // A quarter of the share, but never so few that a pipelining client (tens of
+            // requests in flight) is throttled on a machine with many shards; at least one.
+            queued: (share / 4).max(QUEUED_PER_CONNECTION_MIN.min(share)).max(1),
         },
         unsent_total: Rc::new(Cell::new(0)),
         lagging: RefCell::new(Vec::new()),
@@ -1184,9 +1201,7 @@ async fn write_loop(
             conn.in_flight_bytes.set(chunk.len());
             let result = writer.write_all(&chunk).await;
             conn.in_flight_bytes.set(0);
-            shard
-                .unsent_total
-                .set(shard.unsent_total.get() - chunk.len());
+            shard.take_unsent(chunk.len());
             shard
                 .written_bytes
                 .set(shard.written_bytes.get() + chunk.len() as u64);

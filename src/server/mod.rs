@@ -12,6 +12,7 @@ pub mod log_stage;
 pub mod messages;
 pub mod ordering;
 pub mod persistence;
+pub mod placement;
 pub mod quorum;
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::shared_channel;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::LocalExecutorBuilder;
 
 use crate::config::Config;
 use messages::{ToOrdering, ToShard};
@@ -306,15 +307,19 @@ pub fn run(config: Config) -> io::Result<()> {
         shard_ends.push((tx, srx));
     }
 
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let cpu_plan = placement::plan(
+        shards,
+        config.cpu_pinning,
+        &placement::allowed_cpus(),
+        placement::cgroup_quota_cores(),
+    );
+    log::info!("CPU placement: {}", cpu_plan.summary);
     let mut handles = Vec::new();
     {
         let config = config.clone();
         let stats = stats.clone();
         handles.push(
-            LocalExecutorBuilder::new(Placement::Unbound)
+            LocalExecutorBuilder::new(cpu_plan.ordering_placement())
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
                 .spawn(move || async move {
@@ -350,11 +355,7 @@ pub fn run(config: Config) -> io::Result<()> {
     {
         let config = config.clone();
         let stats = stats.clone();
-        let placement = if shards <= cpus {
-            Placement::Fixed(index % cpus)
-        } else {
-            Placement::Unbound
-        };
+        let placement = cpu_plan.shard_placement(index);
         handles.push(
             LocalExecutorBuilder::new(placement)
                 .name(&format!("zkrs-shard-{index}"))

@@ -265,6 +265,19 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what the server said (the directory goes with `dir`).
+        if std::thread::panicking() {
+            if let Some(log) = self
+                .log_path()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- last lines of the server log ---");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }
 
