@@ -97,6 +97,19 @@ impl AckTracker {
         self.advance()
     }
 
+    /// Forgets `from`'s acknowledgements of the outstanding proposals: its link is gone,
+    /// and the sync of its next link may truncate them (a TRUNC to the last committed
+    /// zxid, then the outstanding proposals again) before it acknowledges them anew.
+    pub fn forget(&mut self, from: ServerId) {
+        assert_ne!(
+            from, self.me,
+            "the leader's own acknowledgements come from its log"
+        );
+        for (_, acks) in self.outstanding.iter_mut() {
+            acks.remove(&from);
+        }
+    }
+
     /// The leader's own log holds everything up to `upto`: its own acknowledgement.
     pub fn persisted(&mut self, upto: i64) -> AckOutcome {
         let me = self.me;
@@ -228,7 +241,7 @@ impl CommittedLog {
     }
 
     /// The entries, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &CommittedTxn> + '_ {
+    pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, CommittedTxn> {
         self.entries.iter()
     }
 

@@ -353,10 +353,17 @@ struct Following {
     newleader_target: i64,
     /// Proposals received before the flush.
     buffer: Vec<CommittedTxn>,
+    /// Proposals received after the flush, before currentEpoch is written: logged after
+    /// it (ZooKeeper's learner handles NEWLEADER synchronously, so nothing of the new
+    /// epoch reaches its log before currentEpoch).
+    late: Vec<CommittedTxn>,
     /// COMMITs received before UPTODATE.
     commits: Vec<i64>,
     /// The last proposal received in this term (for the contiguity check).
     last_received: i64,
+    /// What the sync mode packet says is committed: DIFF's zxid (the leader's last
+    /// committed), TRUNC's or SNAP's.
+    sync_committed: i64,
     /// Logged in this term, not committed, oldest first.
     pending: VecDeque<i64>,
     /// Logged in this term, not acknowledged yet.
@@ -392,8 +399,16 @@ pub struct Replica {
     committed: i64,
     /// Emitted in `Commit` up to here.
     applied: i64,
+    /// The last txn (a real zxid) covered by `applied`.
+    applied_txn: i64,
     /// Local syncs: answered once `applied` reaches the zxid.
     sync_waiters: VecDeque<i64>,
+    /// Numbers the terms (each `Elected`).
+    term: u64,
+    /// `Truncate` / `ApplySnapshot` not completed yet, oldest first: the term that asked.
+    /// A term's handshake and its first append wait for them; one of an earlier term that
+    /// completes in a later one ends that term (the log changed under it).
+    rewrites: VecDeque<u64>,
     role: Role,
 }
 
@@ -432,7 +447,10 @@ impl Replica {
             durable_floor: 0,
             committed: 0,
             applied: 0,
+            applied_txn: 0,
             sync_waiters: VecDeque::new(),
+            term: 0,
+            rewrites: VecDeque::new(),
             role: Role::Idle,
         }
     }
@@ -626,6 +644,7 @@ impl Replica {
         if !matches!(self.role, Role::Looking) {
             return; // a stale decision
         }
+        self.term += 1;
         match state {
             PeerState::Leading => {
                 assert_eq!(leader, self.me, "elected to lead for another server");
@@ -664,8 +683,10 @@ impl Replica {
                     flushed: false,
                     newleader_target: 0,
                     buffer: Vec::new(),
+                    late: Vec::new(),
                     commits: Vec::new(),
                     last_received: self.logged,
+                    sync_committed: 0,
                     pending: VecDeque::new(),
                     unacked: VecDeque::new(),
                 }));
@@ -699,6 +720,7 @@ impl Replica {
             }
             Role::Leading(l) => {
                 l.learners.remove(&peer);
+                Self::forget_acks(l, peer);
             }
             _ => {}
         }
@@ -709,7 +731,7 @@ impl Replica {
     /// Discovery: the epoch once a quorum connected, currentEpoch once a quorum acked it
     /// (and this leader's history is durable), established once a quorum acked NEWLEADER.
     fn advance_discovery(&mut self, acts: &mut Vec<Action>) {
-        let durable_history = self.durable >= self.logged;
+        let durable_history = self.durable >= self.logged && self.rewrites.is_empty();
         let Role::Leading(l) = &mut self.role else {
             return;
         };
@@ -851,6 +873,15 @@ impl Replica {
         if l.learners.remove(&sid).is_some() {
             acts.push(Action::Disconnect { peer: sid });
         }
+        Self::forget_acks(l, sid);
+    }
+
+    /// A learner's link is gone or replaced: its ACKs of outstanding proposals no longer
+    /// count (its next sync may truncate them away).
+    fn forget_acks(l: &mut Leading, sid: ServerId) {
+        if let Some(tracker) = &mut l.tracker {
+            tracker.forget(sid);
+        }
     }
 
     fn leader_received(&mut self, now_ms: u64, from: ServerId, msg: Msg, acts: &mut Vec<Action>) {
@@ -867,6 +898,7 @@ impl Replica {
                 return;
             }
             let voter = !observer && self.config.is_voter(from);
+            Self::forget_acks(l, from);
             l.learners.insert(
                 from,
                 LearnerLink {
@@ -1200,13 +1232,14 @@ impl Replica {
                     },
                 });
             }
-            (FollowerPhase::AwaitSyncMode, Msg::Diff { .. }) => {
+            (FollowerPhase::AwaitSyncMode, Msg::Diff { zxid }) => {
                 f.mode = SyncMode::Diff;
+                f.sync_committed = zxid;
                 f.phase = FollowerPhase::Syncing;
                 f.last_received = self.logged;
             }
             (FollowerPhase::AwaitSyncMode, Msg::Trunc { zxid }) => {
-                let applied_txn = self.applied.min(self.logged);
+                let applied_txn = self.applied_txn;
                 assert!(
                     zxid >= applied_txn,
                     "server {me}: TRUNC to 0x{zxid:x} would remove the applied (committed) \
@@ -1216,8 +1249,10 @@ impl Replica {
                     to: zxid,
                     done: false,
                 };
+                f.sync_committed = zxid;
                 f.phase = FollowerPhase::Syncing;
                 f.last_received = zxid;
+                self.rewrites.push_back(self.term);
                 acts.push(Action::Truncate { to: zxid });
             }
             (FollowerPhase::AwaitSyncMode, Msg::Snap { zxid, state }) => {
@@ -1228,6 +1263,7 @@ impl Replica {
                     state: Some(state),
                     applied: false,
                 };
+                f.sync_committed = zxid;
                 f.phase = FollowerPhase::Syncing;
                 f.last_received = zxid;
             }
@@ -1285,7 +1321,11 @@ impl Replica {
                     f.commits.push(zxid);
                 }
                 let txn = CommittedTxn { zxid, data };
-                self.log_txns(vec![txn], acts);
+                if f.phase == FollowerPhase::Syncing {
+                    f.late.push(txn);
+                } else {
+                    self.log_txns(vec![txn], acts);
+                }
             }
             Msg::Commit { zxid } => f.commits.push(zxid),
             Msg::NewLeader { zxid } if !f.newleader_seen => {
@@ -1359,18 +1399,22 @@ impl Replica {
             } => {
                 if !*applied {
                     if let Some(state) = state.take() {
-                        let applied_txn = self.applied.min(self.logged);
+                        let applied_txn = self.applied_txn;
                         assert!(
                             *zxid >= applied_txn,
                             "server {}: a SNAP of 0x{zxid:x} would remove the applied 0x{applied_txn:x}",
                             self.me
                         );
+                        self.rewrites.push_back(self.term);
                         acts.push(Action::ApplySnapshot { zxid: *zxid, state });
                     }
                     return;
                 }
             }
             _ => {}
+        }
+        if !self.rewrites.is_empty() {
+            return;
         }
         if !f.flushed {
             f.flushed = true;
@@ -1398,6 +1442,8 @@ impl Replica {
                 zxid: make_zxid(epoch as u32, 0),
             },
         });
+        let late = std::mem::take(&mut f.late);
+        self.log_txns(late, acts);
     }
 
     fn uptodate(&mut self, acts: &mut Vec<Action>) {
@@ -1411,16 +1457,22 @@ impl Replica {
             msg: Msg::Ack { zxid: z0 },
         });
         let commits = std::mem::take(&mut f.commits);
+        let mut last_committed = self.committed.max(z0).max(f.sync_committed);
         for zxid in commits {
             if !Self::commit_one(me, f, z0, zxid) {
                 return self.end_term(format!("COMMIT 0x{zxid:x} without its proposal"), acts);
             }
+            last_committed = last_committed.max(zxid);
         }
-        // Everything before the epoch is the leader's history, committed with NEWLEADER.
-        while f.pending.front().is_some_and(|z| *z < z0) {
+        // Everything before the epoch is the leader's history, committed with NEWLEADER,
+        // and so is what the sync mode named committed.
+        while f
+            .pending
+            .front()
+            .is_some_and(|z| *z < z0 || *z <= last_committed)
+        {
             f.pending.pop_front();
         }
-        let last_committed = self.committed.max(z0);
         self.committed = last_committed;
         f.phase = FollowerPhase::Broadcast;
         acts.push(Action::Serving {
@@ -1554,6 +1606,16 @@ impl Replica {
         let target = self.committed.min(self.effective_durable());
         if target > self.applied {
             self.applied = target;
+            self.applied_txn = if target >= self.logged {
+                self.logged
+            } else {
+                self.tail
+                    .iter()
+                    .rev()
+                    .map(|t| t.zxid)
+                    .find(|z| *z <= target)
+                    .unwrap_or(target)
+            };
             acts.push(Action::Commit { upto: target });
         }
         while self
@@ -1597,6 +1659,26 @@ impl Replica {
         }
     }
 
+    /// A truncation or snapshot install completed; false when it was asked for by an
+    /// earlier term and this term ended because of it.
+    fn rewrite_done(&mut self, acts: &mut Vec<Action>) -> bool {
+        let asked_by = self.rewrites.pop_front();
+        assert!(
+            asked_by.is_some(),
+            "server {}: a truncation or snapshot completed that was never asked for",
+            self.me
+        );
+        if asked_by != Some(self.term) && !matches!(self.role, Role::Looking | Role::Idle) {
+            self.end_term(
+                "the log changed under this term (an earlier term's truncation or snapshot                  completed)"
+                    .into(),
+                acts,
+            );
+            return false;
+        }
+        true
+    }
+
     fn truncated(&mut self, last_zxid: i64, acts: &mut Vec<Action>) {
         self.tail.truncate_after(last_zxid);
         if self.tail.last() != last_zxid {
@@ -1605,6 +1687,9 @@ impl Replica {
         }
         self.logged = last_zxid;
         self.durable = last_zxid;
+        if !self.rewrite_done(acts) {
+            return;
+        }
         let Role::Following(f) = &mut self.role else {
             return;
         };
@@ -1625,6 +1710,9 @@ impl Replica {
         self.tail.reset(zxid);
         self.logged = zxid;
         self.durable = zxid;
+        if !self.rewrite_done(acts) {
+            return;
+        }
         let Role::Following(f) = &mut self.role else {
             return;
         };
