@@ -50,6 +50,8 @@ mod tests;
 pub struct Options {
     pub servers: usize,
     pub clients: usize,
+    /// Whether the clients run a random workload (scenarios drive them by hand).
+    pub client_load: bool,
     pub tick_ms: u64,
     pub init_limit: u64,
     pub sync_limit: u64,
@@ -73,6 +75,7 @@ impl Options {
         Options {
             servers,
             clients: 3,
+            client_load: true,
             tick_ms: 100,
             init_limit: 10,
             sync_limit: 5,
@@ -162,9 +165,6 @@ struct Server {
     /// How many txns of `mem` are applied (served): always a prefix of the chain.
     applied: usize,
     sync_queue: VecDeque<(usize, u64)>,
-    /// ZooKeeper's `updatingEpoch` marker: set while a SNAP sync installs a snapshot and
-    /// until currentEpoch is written; a restart then takes the snapshot's epoch.
-    updating_epoch: bool,
 }
 
 impl Server {
@@ -281,7 +281,7 @@ fn last_zxid(txns: &[CommittedTxn]) -> i64 {
     txns.last().map_or(0, |t| t.zxid)
 }
 
-fn member(id: ServerId) -> Member {
+pub(crate) fn member(id: ServerId) -> Member {
     Member {
         id,
         host: "sim".into(),
@@ -318,7 +318,6 @@ impl Sim {
                     disk_next_ms: 0,
                     applied: 0,
                     sync_queue: VecDeque::new(),
-                    updating_epoch: false,
                 },
             );
         }
@@ -374,9 +373,11 @@ impl Sim {
             let at = self.rng.below(100);
             self.push(at, Event::Restart(id));
         }
-        for c in 0..self.clients.len() {
-            let at = 50 + self.rng.below(200);
-            self.push(at, Event::ClientWake(c));
+        if self.opts.client_load {
+            for c in 0..self.clients.len() {
+                let at = 50 + self.rng.below(200);
+                self.push(at, Event::ClientWake(c));
+            }
         }
         if self.opts.faults_end_ms > 0 {
             self.faults_on = true;
@@ -507,8 +508,22 @@ impl Sim {
         &self.chain
     }
 
+    /// The leader of each epoch that had one.
+    pub fn leaders(&self) -> &BTreeMap<i64, ServerId> {
+        &self.leaders
+    }
+
     pub fn acked_max(&self) -> i64 {
         self.acked_max
+    }
+
+    /// Writes of client `c` not answered yet.
+    pub fn client_outstanding(&self, c: usize) -> usize {
+        self.clients[c].outstanding.len()
+    }
+
+    pub fn client_server(&self, c: usize) -> Option<ServerId> {
+        self.clients[c].server
     }
 
     pub fn is_up(&self, id: ServerId) -> bool {
@@ -572,14 +587,6 @@ impl Sim {
         s.mem = s.durable.clone();
         s.applied = 0;
         s.disk_next_ms = self.now_ms;
-        if s.updating_epoch {
-            // ZooKeeper's startup: the snapshot of an unfinished SNAP sync is durable, its
-            // epoch becomes currentEpoch.
-            s.updating_epoch = false;
-            let epoch = i64::from(epoch_of(last_zxid(&s.durable)));
-            s.current_epoch = s.current_epoch.max(epoch);
-            s.accepted_epoch = s.accepted_epoch.max(s.current_epoch);
-        }
         let start = s.durable.len().saturating_sub(cap);
         let base = if start == 0 {
             0
@@ -593,11 +600,6 @@ impl Sim {
             tail: s.durable[start..].to_vec(),
         };
         let last = last_zxid(&s.durable);
-        assert!(
-            i64::from(epoch_of(last)) <= s.current_epoch,
-            "server {id}: its durable log reaches 0x{last:x}, beyond currentEpoch {}",
-            s.current_epoch
-        );
         let current = s.current_epoch;
         s.replica = Some(Replica::new(
             id,
@@ -1372,7 +1374,6 @@ impl Sim {
                     txns.len() >= s.applied && txns[..s.applied] == s.mem[..s.applied],
                     "server {id}: a snapshot that does not extend what it served"
                 );
-                s.updating_epoch = true;
                 s.disk.push_back(DiskOp::Snapshot(zxid, txns));
                 self.schedule_disk(id);
             }
@@ -1404,7 +1405,6 @@ impl Sim {
                     last_zxid(&s.durable)
                 );
                 s.current_epoch = epoch;
-                s.updating_epoch = false;
             }
             Action::Commit { upto } => self.apply(id, upto),
             Action::Serving { state, epoch } => {

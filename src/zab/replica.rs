@@ -45,6 +45,10 @@ use bytes::Bytes;
 use super::broadcast::{AckOutcome, AckTracker, CommittedLog, CommittedTxn, SyncPlan};
 use super::{counter_of, epoch_of, make_zxid, PeerState, QuorumConfig, ServerId};
 
+/// Between a learner's connection attempts (ZooKeeper's
+/// `zookeeper.leaderConnectDelayDuringRetryMs`).
+pub const CONNECT_RETRY_MS: u64 = 100;
+
 /// Timing and sizes, ZooKeeper's names.
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -345,6 +349,8 @@ struct Following {
     epoch: i64,
     started_ms: u64,
     last_heard_ms: u64,
+    /// While connecting: when to try again (the leader may not listen yet).
+    retry_at_ms: Option<u64>,
     mode: SyncMode,
     newleader_seen: bool,
     /// The buffered proposals were handed to the log at NEWLEADER.
@@ -430,11 +436,6 @@ impl Replica {
             tail.push(txn);
         }
         let logged = tail.last();
-        assert!(
-            i64::from(epoch_of(logged)) <= recovered.current_epoch,
-            "server {me}: the log holds 0x{logged:x}, beyond currentEpoch {}",
-            recovered.current_epoch
-        );
         Replica {
             me,
             config,
@@ -542,6 +543,19 @@ impl Replica {
                     self.me
                 );
                 self.role = Role::Looking;
+                // A crash between a sync's durable log (or snapshot) and its currentEpoch
+                // write leaves txns of a newer epoch than currentEpoch: they are the
+                // leader's history, so the epoch of the last one is ours (ZooKeeper keeps
+                // a marker file for the snapshot case and refuses to start otherwise).
+                let log_epoch = i64::from(epoch_of(self.logged));
+                if log_epoch > self.current_epoch {
+                    if log_epoch > self.accepted_epoch {
+                        self.accepted_epoch = log_epoch;
+                        acts.push(Action::WriteAcceptedEpoch(log_epoch));
+                    }
+                    self.current_epoch = log_epoch;
+                    acts.push(Action::WriteCurrentEpoch(log_epoch));
+                }
                 acts.push(Action::Looking {
                     last_zxid: self.logged,
                     current_epoch: self.current_epoch,
@@ -554,7 +568,7 @@ impl Replica {
                 leader,
             } => self.elected(now_ms, state, leader, &mut acts),
             Input::Connected { now_ms, peer } => self.connected(now_ms, peer, &mut acts),
-            Input::Disconnected { peer, .. } => self.disconnected(peer, &mut acts),
+            Input::Disconnected { now_ms, peer } => self.disconnected(now_ms, peer, &mut acts),
             Input::Received { now_ms, from, msg } => match self.role {
                 Role::Leading(_) => self.leader_received(now_ms, from, msg, &mut acts),
                 Role::Following(_) => self.follower_received(now_ms, from, msg, &mut acts),
@@ -678,6 +692,7 @@ impl Replica {
                     epoch: 0,
                     started_ms: now_ms,
                     last_heard_ms: now_ms,
+                    retry_at_ms: None,
                     mode: SyncMode::None,
                     newleader_seen: false,
                     flushed: false,
@@ -713,8 +728,13 @@ impl Replica {
         }
     }
 
-    fn disconnected(&mut self, peer: ServerId, acts: &mut Vec<Action>) {
+    fn disconnected(&mut self, now_ms: u64, peer: ServerId, acts: &mut Vec<Action>) {
         match &mut self.role {
+            Role::Following(f) if f.leader == peer && f.phase == FollowerPhase::Connecting => {
+                // Not listening yet (it may decide a little after us): try again shortly,
+                // within initLimit, as ZooKeeper's learner retries its connect.
+                f.retry_at_ms = Some(now_ms + CONNECT_RETRY_MS);
+            }
             Role::Following(f) if f.leader == peer => {
                 self.end_term(format!("lost the connection to leader {peer}"), acts)
             }
@@ -951,10 +971,11 @@ impl Replica {
                     self.advance_discovery(acts);
                 }
             }
-            (LearnerPhase::AwaitNewLeaderAck, Msg::Ack { zxid }) => {
-                let z0 = make_zxid(l.epoch.unwrap_or(0) as u32, 0);
+            (LearnerPhase::AwaitNewLeaderAck, Msg::Ack { zxid })
+                if zxid == make_zxid(l.epoch.unwrap_or(0) as u32, 0) =>
+            {
                 learner.phase = LearnerPhase::AckedNewLeader;
-                if zxid == z0 && voter {
+                if voter {
                     l.newleader_acks.insert(from);
                 }
                 if l.established {
@@ -1179,6 +1200,12 @@ impl Replica {
                 }
             }
             Role::Following(f) => {
+                if f.phase == FollowerPhase::Connecting
+                    && f.retry_at_ms.is_some_and(|at| now_ms >= at)
+                {
+                    f.retry_at_ms = None;
+                    acts.push(Action::Connect { to: f.leader });
+                }
                 let limit = if f.phase == FollowerPhase::Broadcast {
                     sync_ms
                 } else {
