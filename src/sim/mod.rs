@@ -323,7 +323,7 @@ impl Sim {
         }
         let clients = (0..opts.clients).map(|_| Client::default()).collect();
         Sim {
-            rng: SimRng::new(seed ^ 0x5eed_0f_2ab5),
+            rng: SimRng::new(seed ^ 0x005e_ed0f_2ab5),
             now_ms: 0,
             sequence: 0,
             events: BTreeMap::new(),

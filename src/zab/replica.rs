@@ -1422,21 +1422,19 @@ impl Replica {
             SyncMode::Snap {
                 zxid,
                 state,
-                applied,
+                applied: false,
             } => {
-                if !*applied {
-                    if let Some(state) = state.take() {
-                        let applied_txn = self.applied_txn;
-                        assert!(
-                            *zxid >= applied_txn,
-                            "server {}: a SNAP of 0x{zxid:x} would remove the applied 0x{applied_txn:x}",
-                            self.me
-                        );
-                        self.rewrites.push_back(self.term);
-                        acts.push(Action::ApplySnapshot { zxid: *zxid, state });
-                    }
-                    return;
+                if let Some(state) = state.take() {
+                    let applied_txn = self.applied_txn;
+                    assert!(
+                        *zxid >= applied_txn,
+                        "server {}: a SNAP of 0x{zxid:x} would remove the applied 0x{applied_txn:x}",
+                        self.me
+                    );
+                    self.rewrites.push_back(self.term);
+                    acts.push(Action::ApplySnapshot { zxid: *zxid, state });
                 }
+                return;
             }
             _ => {}
         }
@@ -1771,5 +1769,240 @@ pub fn msg_name(msg: &Msg) -> &'static str {
         Msg::Ping { .. } => "PING",
         Msg::Request { .. } => "REQUEST",
         Msg::Sync => "SYNC",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The paths the simulation does not drive (it has no observers). The protocol as a
+    //! whole is tested by `sim::tests` and `sim::scenarios`.
+    use super::*;
+    use crate::zab::Member;
+
+    fn config() -> QuorumConfig {
+        let member = |id, observer| Member {
+            id,
+            host: "h".into(),
+            quorum_port: 1,
+            election_port: 2,
+            observer,
+            client: None,
+        };
+        QuorumConfig::new(
+            vec![
+                member(1, false),
+                member(2, false),
+                member(3, false),
+                member(4, true),
+            ],
+            0,
+        )
+    }
+
+    fn txn(zxid: i64) -> CommittedTxn {
+        CommittedTxn {
+            zxid,
+            data: Bytes::from(zxid.to_be_bytes().to_vec()),
+        }
+    }
+
+    fn fresh(me: ServerId) -> Replica {
+        let mut r = Replica::new(
+            me,
+            config(),
+            Params::new(100, 10, 5),
+            Recovered {
+                accepted_epoch: 0,
+                current_epoch: 0,
+                base: 0,
+                tail: Vec::new(),
+            },
+        );
+        r.step(Input::Start { now_ms: 0 });
+        r
+    }
+
+    fn received(from: ServerId, msg: Msg) -> Input {
+        Input::Received {
+            now_ms: 1,
+            from,
+            msg,
+        }
+    }
+
+    /// Carries out the leader's actions `out` between `leader` and `learner` (messages,
+    /// disks that complete at once), and everything that follows, until quiet.
+    fn exchange(leader: &mut Replica, learner: &mut Replica, out: Vec<Action>) {
+        let (lid, me) = (leader.id(), learner.id());
+        let mut queue: VecDeque<(bool, Action)> = out.into_iter().map(|a| (true, a)).collect();
+        let mut steps = 0;
+        while let Some((by_leader, action)) = queue.pop_front() {
+            steps += 1;
+            assert!(steps < 1000, "no quiet point");
+            let (next_by_leader, next) = match (by_leader, action) {
+                (true, Action::Send { to, msg }) if to == me => {
+                    (false, learner.step(received(lid, msg)))
+                }
+                (true, Action::SendSnapshot { to, zxid }) if to == me => {
+                    let state = Bytes::new();
+                    (
+                        false,
+                        learner.step(received(lid, Msg::Snap { zxid, state })),
+                    )
+                }
+                (false, Action::Send { to, msg }) if to == lid => {
+                    (true, leader.step(received(me, msg)))
+                }
+                (false, Action::ApplySnapshot { zxid, .. }) => {
+                    (false, learner.step(Input::SnapshotApplied { zxid }))
+                }
+                (by_leader, Action::Persist { txns }) => {
+                    let upto = txns.last().map_or(0, |t| t.zxid);
+                    let r = if by_leader {
+                        &mut *leader
+                    } else {
+                        &mut *learner
+                    };
+                    (by_leader, r.step(Input::Persisted { upto }))
+                }
+                _ => continue,
+            };
+            queue.extend(next.into_iter().map(|a| (next_by_leader, a)));
+        }
+    }
+
+    #[test]
+    fn an_observer_gets_informs_and_acknowledges_only_the_sync() {
+        let mut leader = fresh(3);
+        leader.step(Input::Elected {
+            now_ms: 0,
+            state: PeerState::Leading,
+            leader: 3,
+        });
+        let mut follower = fresh(2);
+        let mut observer = fresh(4);
+        for (r, state) in [
+            (&mut follower, PeerState::Following),
+            (&mut observer, PeerState::Observing),
+        ] {
+            assert_eq!(
+                r.step(Input::Elected {
+                    now_ms: 0,
+                    state,
+                    leader: 3,
+                }),
+                vec![Action::Connect { to: 3 }]
+            );
+        }
+        let out = follower.step(Input::Connected { now_ms: 1, peer: 3 });
+        let mut to_leader = Vec::new();
+        for a in out {
+            if let Action::Send { msg, .. } = a {
+                to_leader.extend(leader.step(received(2, msg)));
+            }
+        }
+        exchange(&mut leader, &mut follower, to_leader);
+        assert!(leader.serving() && follower.serving());
+        // The observer joins the established epoch: it does not count for the quorum.
+        let out = observer.step(Input::Connected { now_ms: 2, peer: 3 });
+        let mut to_leader = Vec::new();
+        for a in out {
+            if let Action::Send { msg, .. } = a {
+                assert!(matches!(msg, Msg::LearnerInfo { observer: true, .. }));
+                to_leader.extend(leader.step(received(4, msg)));
+            }
+        }
+        exchange(&mut leader, &mut observer, to_leader);
+        assert_eq!(observer.state(), PeerState::Observing);
+        assert!(observer.serving());
+        // A proposal goes to the follower only; its commit reaches the observer as INFORM.
+        let zxid = leader.next_zxid().expect("leading");
+        let acts = leader.step(Input::Propose {
+            now_ms: 3,
+            txns: vec![txn(zxid)],
+        });
+        let targets: Vec<ServerId> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(targets, vec![2]);
+        assert!(leader.step(Input::Persisted { upto: zxid }).is_empty());
+        let follower_acts = follower.step(received(
+            3,
+            Msg::Proposal {
+                zxid,
+                data: txn(zxid).data,
+            },
+        ));
+        assert!(matches!(follower_acts[..], [Action::Persist { .. }]));
+        let ack = follower.step(Input::Persisted { upto: zxid });
+        assert_eq!(
+            ack,
+            vec![Action::Send {
+                to: 3,
+                msg: Msg::Ack { zxid }
+            }]
+        );
+        let commit = leader.step(received(2, Msg::Ack { zxid }));
+        assert!(commit.contains(&Action::Send {
+            to: 2,
+            msg: Msg::Commit { zxid }
+        }));
+        assert!(commit.contains(&Action::Send {
+            to: 4,
+            msg: Msg::Inform {
+                zxid,
+                data: txn(zxid).data
+            }
+        }));
+        assert!(commit.contains(&Action::Commit { upto: zxid }));
+        let informed = observer.step(received(
+            3,
+            Msg::Inform {
+                zxid,
+                data: txn(zxid).data,
+            },
+        ));
+        assert!(matches!(informed[..], [Action::Persist { .. }]));
+        let applied = observer.step(Input::Persisted { upto: zxid });
+        assert_eq!(
+            applied,
+            vec![Action::Commit { upto: zxid }],
+            "no ACK from an observer"
+        );
+    }
+
+    #[test]
+    fn a_leader_steps_down_without_a_quorum_and_a_follower_on_a_silent_leader() {
+        let mut leader = fresh(3);
+        leader.step(Input::Elected {
+            now_ms: 0,
+            state: PeerState::Leading,
+            leader: 3,
+        });
+        let acts = leader.step(Input::Tick { now_ms: 1001 });
+        assert!(
+            matches!(acts.last(), Some(Action::Looking { reason, .. }) if reason.contains("initLimit")),
+            "{acts:?}"
+        );
+        let mut follower = fresh(2);
+        follower.step(Input::Elected {
+            now_ms: 0,
+            state: PeerState::Following,
+            leader: 3,
+        });
+        // The leader is not listening yet: the connect is retried, then given up.
+        let acts = follower.step(Input::Disconnected { now_ms: 5, peer: 3 });
+        assert!(acts.is_empty());
+        let acts = follower.step(Input::Tick { now_ms: 110 });
+        assert_eq!(acts, vec![Action::Connect { to: 3 }]);
+        let acts = follower.step(Input::Tick { now_ms: 1100 });
+        assert!(
+            matches!(acts.last(), Some(Action::Looking { .. })),
+            "{acts:?}"
+        );
     }
 }
