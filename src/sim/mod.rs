@@ -48,7 +48,10 @@ mod tests;
 /// How a simulation runs.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Voters (ids 1..=servers).
     pub servers: usize,
+    /// Observers (the ids after the voters).
+    pub observers: usize,
     pub clients: usize,
     /// Whether the clients run a random workload (scenarios drive them by hand).
     pub client_load: bool,
@@ -74,6 +77,7 @@ impl Options {
     pub fn new(servers: usize) -> Options {
         Options {
             servers,
+            observers: 0,
             clients: 3,
             client_load: true,
             tick_ms: 100,
@@ -205,6 +209,7 @@ pub struct Stats {
     pub snaps: u64,
     pub truncs: u64,
     pub diffs: u64,
+    pub informs: u64,
     pub chain_len: u64,
     pub writable_after_heal_ms: Option<u64>,
 }
@@ -294,8 +299,17 @@ pub(crate) fn member(id: ServerId) -> Member {
 
 impl Sim {
     pub fn new(opts: Options, seed: u64) -> Sim {
-        let ids: Vec<ServerId> = (1..=opts.servers as u64).collect();
-        let config = QuorumConfig::new(ids.iter().map(|id| member(*id)).collect(), 0);
+        let ids: Vec<ServerId> = (1..=(opts.servers + opts.observers) as u64).collect();
+        let voters = opts.servers as u64;
+        let config = QuorumConfig::new(
+            ids.iter()
+                .map(|id| Member {
+                    observer: *id > voters,
+                    ..member(*id)
+                })
+                .collect(),
+            0,
+        );
         let mut params = Params::new(opts.tick_ms, opts.init_limit, opts.sync_limit);
         params.committed_log_capacity = opts.committed_log_capacity;
         params.counter_limit = opts.counter_limit;
@@ -1320,6 +1334,7 @@ impl Sim {
                 match &msg {
                     Msg::Diff { .. } => self.stats.diffs += 1,
                     Msg::Trunc { .. } => self.stats.truncs += 1,
+                    Msg::Inform { .. } => self.stats.informs += 1,
                     _ => {}
                 }
                 self.send(id, to, msg);
@@ -1510,7 +1525,7 @@ impl Sim {
 
     /// `Commit { upto }`: the server applies (serves) its logged txns up to `upto`.
     fn apply(&mut self, id: ServerId, upto: i64) {
-        let quorum = self.ids.len() / 2 + 1;
+        let quorum = self.config.voters().count() / 2 + 1;
         loop {
             let s = &self.servers[&id];
             let Some(txn) = s.mem.get(s.applied).filter(|t| t.zxid <= upto).cloned() else {
@@ -1520,12 +1535,14 @@ impl Sim {
             // Durable on a quorum when it is served.
             let holders = self
                 .servers
-                .values()
-                .filter(|o| o.durable.get(position) == Some(&txn))
+                .iter()
+                .filter(|(sid, o)| {
+                    self.config.is_voter(**sid) && o.durable.get(position) == Some(&txn)
+                })
                 .count();
             assert!(
                 holders >= quorum,
-                "server {id} applies 0x{:x}, durable on only {holders} servers",
+                "server {id} applies 0x{:x}, durable on only {holders} voters",
                 txn.zxid
             );
             match self.chain.get(position) {

@@ -10,10 +10,11 @@ use std::time::Instant;
 use super::{Options, Sim, Stats};
 
 /// Seeds per test in CI (each of the tests below runs this many).
-const CI_SEEDS: u64 = 2000;
+const CI_SEEDS: u64 = 1500;
 
 fn options(servers: usize, seed: u64) -> Options {
-    let mut opts = Options::new(servers);
+    let mut opts = Options::new(servers % 10);
+    opts.observers = servers / 10;
     opts.faults_end_ms = 4000 + (seed % 4) * 1000;
     opts.liveness_bound_ms = 30_000;
     opts
@@ -24,7 +25,8 @@ fn run_one(servers: usize, seed: u64) -> Stats {
     sim.run_random()
 }
 
-/// Runs the seeds of one family; a failure names its seed and how to replay it.
+/// Runs the seeds of one family (`servers`: voters + 10 x observers); a failure names its
+/// seed and how to replay it.
 fn run_family(name: &str, servers: usize, first_seed: u64) {
     if let Ok(seed) = std::env::var("ZKRS_SIM_SEED") {
         let seed: u64 = seed
@@ -57,6 +59,7 @@ fn run_family(name: &str, servers: usize, first_seed: u64) {
                 total.snaps += stats.snaps;
                 total.truncs += stats.truncs;
                 total.diffs += stats.diffs;
+                total.informs += stats.informs;
                 worst_heal = worst_heal.max(stats.writable_after_heal_ms.unwrap_or(0));
             }
             Err(_) => panic!(
@@ -67,8 +70,8 @@ fn run_family(name: &str, servers: usize, first_seed: u64) {
     }
     eprintln!(
         "{name}: {seeds} seeds in {:.1} s: {} events, {} acked writes, {} reads, {} syncs, {} \
-         crashes, {} partitions, {} DIFF / {} TRUNC / {} SNAP syncs; writable again at most {} ms \
-         after the heal",
+         crashes, {} partitions, {} DIFF / {} TRUNC / {} SNAP syncs, {} INFORMs; writable again at \
+         most {} ms after the heal",
         started.elapsed().as_secs_f64(),
         total.events,
         total.acked_writes,
@@ -79,12 +82,16 @@ fn run_family(name: &str, servers: usize, first_seed: u64) {
         total.diffs,
         total.truncs,
         total.snaps,
+        total.informs,
         worst_heal
     );
     // The runs must have exercised what they claim to.
     assert!(total.acked_writes > seeds, "too few writes acknowledged");
     assert!(total.crashes > 0 && total.partitions > 0);
     assert!(total.diffs > 0 && total.snaps > 0 && total.truncs > 0);
+    if servers > 10 {
+        assert!(total.informs > seeds, "the observers got too few INFORMs");
+    }
 }
 
 #[test]
@@ -95,4 +102,10 @@ fn three_servers() {
 #[test]
 fn five_servers() {
     run_family("five_servers", 5, 5_000_000);
+}
+
+/// Three voters and an observer (id 4), which learns committed txns by INFORM.
+#[test]
+fn three_servers_and_an_observer() {
+    run_family("three_servers_and_an_observer", 13, 7_000_000);
 }
