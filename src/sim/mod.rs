@@ -37,7 +37,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub use crate::wal::sim::SimRng;
 use crate::zab::broadcast::CommittedTxn;
 use crate::zab::election::{self, Election};
-use crate::zab::replica::{msg_name, Action, Input, Msg, Params, Recovered, Replica};
+use crate::zab::replica::{Action, Input, Msg, Params, Recovered, Replica};
 use crate::zab::{counter_of, epoch_of, make_zxid, Member, PeerState, QuorumConfig, ServerId};
 
 #[cfg(test)]
@@ -1600,14 +1600,9 @@ impl Sim {
 }
 
 fn short(s: &str) -> String {
-    if s.len() > 300 {
-        format!("{}...", &s[..300])
+    if s.chars().count() > 300 {
+        format!("{}...", s.chars().take(300).collect::<String>())
     } else {
         s.to_string()
     }
-}
-
-/// The message name (for traces).
-pub fn name(msg: &Msg) -> &'static str {
-    msg_name(msg)
 }

@@ -1537,7 +1537,6 @@ impl Replica {
     }
 
     fn follower_broadcast(&mut self, msg: Msg, acts: &mut Vec<Action>) {
-        let me = self.me;
         let Role::Following(f) = &mut self.role else {
             return;
         };
@@ -1579,7 +1578,6 @@ impl Replica {
             }
             other => {
                 let name = msg_name(&other);
-                let _ = me;
                 self.end_term(format!("unexpected {name} in the broadcast"), acts)
             }
         }
