@@ -35,8 +35,14 @@
 //! - The advertised last zxid is the log's: nothing received during a sync moves it before
 //!   it is logged (ZOOKEEPER-2355, 3642); a learner rejects a gap in a proposal stream
 //!   (ZOOKEEPER-4925); a TRUNC never removes a txn this replica applied.
+//! - A learner's ACKs of outstanding proposals are forgotten when its link goes: the sync
+//!   of its next link may TRUNC them away before it logs and acknowledges them again.
+//! - A truncation or snapshot install asked for by an earlier term that completes in a
+//!   later one ends that term (the log changed under it); appends never queue behind one.
 //! - Zxids of logged txns strictly increase; a leader ends its term before the counter
 //!   reaches `Params::counter_limit` (ZOOKEEPER-1277).
+//! - At `Start`, a log whose last txn is of a newer epoch than currentEpoch (a crash
+//!   between a sync's durable log and its currentEpoch write) adopts that epoch.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
