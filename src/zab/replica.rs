@@ -551,8 +551,8 @@ impl Replica {
                 self.role = Role::Looking;
                 // A crash between a sync's durable log (or snapshot) and its currentEpoch
                 // write leaves txns of a newer epoch than currentEpoch: they are the
-                // leader's history, so the epoch of the last one is ours (ZooKeeper keeps
-                // a marker file for the snapshot case and refuses to start otherwise).
+                // leader's history, so the epoch of the last one is ours (ZooKeeper 3.8's
+                // QuorumPeer.loadDataBase refuses to start then).
                 let log_epoch = i64::from(epoch_of(self.logged));
                 if log_epoch > self.current_epoch {
                     if log_epoch > self.accepted_epoch {
