@@ -11,6 +11,9 @@ pub mod net;
 pub mod proto;
 pub mod server;
 pub mod session;
+/// The deterministic ensemble simulation (tests only).
+#[cfg(test)]
+pub mod sim;
 pub mod tree;
 pub mod wal;
 pub mod zab;

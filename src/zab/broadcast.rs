@@ -97,6 +97,19 @@ impl AckTracker {
         self.advance()
     }
 
+    /// Forgets `from`'s acknowledgements of the outstanding proposals: its link is gone,
+    /// and the sync of its next link may truncate them (a TRUNC to the last committed
+    /// zxid, then the outstanding proposals again) before it acknowledges them anew.
+    pub fn forget(&mut self, from: ServerId) {
+        assert_ne!(
+            from, self.me,
+            "the leader's own acknowledgements come from its log"
+        );
+        for (_, acks) in self.outstanding.iter_mut() {
+            acks.remove(&from);
+        }
+    }
+
     /// The leader's own log holds everything up to `upto`: its own acknowledgement.
     pub fn persisted(&mut self, upto: i64) -> AckOutcome {
         let me = self.me;
@@ -144,7 +157,7 @@ pub struct CommittedTxn {
 /// Invariant: zxids strictly increase, and within one epoch they are contiguous (each
 /// counter is the previous plus one); an epoch change may start at any counter. `base` is the zxid right before the
 /// first entry (the history is known up to `base` only as a whole, e.g. a snapshot).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CommittedLog {
     entries: VecDeque<CommittedTxn>,
     capacity: usize,
@@ -208,6 +221,28 @@ impl CommittedLog {
             }
         }
         self.entries.push_back(txn);
+    }
+
+    /// Drops every entry after `zxid` (a TRUNC, or a log cut after a crash). When `zxid`
+    /// lies before the first entry, the log knows nothing but `zxid` as a whole.
+    pub fn truncate_after(&mut self, zxid: i64) {
+        while self.entries.back().is_some_and(|e| e.zxid > zxid) {
+            self.entries.pop_back();
+        }
+        if self.entries.is_empty() {
+            self.base = self.base.min(zxid);
+        }
+    }
+
+    /// Forgets every entry: the history up to `base` is now known only as a whole (a SNAP).
+    pub fn reset(&mut self, base: i64) {
+        self.entries.clear();
+        self.base = base;
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, CommittedTxn> {
+        self.entries.iter()
     }
 
     /// The leader's last committed zxid moves to the start of a new epoch (`epoch << 32`)

@@ -10,6 +10,7 @@
 
 pub mod broadcast;
 pub mod election;
+pub mod replica;
 pub mod snap;
 pub mod txn;
 pub mod wire;
