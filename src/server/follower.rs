@@ -888,16 +888,20 @@ async fn sync_with_leader(
         packet::ACK,
         make_zxid(new_epoch as u32, 0),
     ));
-    // ACKs for what was logged during the sync, then the commits received meanwhile.
-    let logged: Vec<i64> = match &ordering.role {
-        super::ordering::Role::Follower(following) => {
-            following.proposals.iter().map(|(h, _)| h.zxid).collect()
-        }
-        _ => Vec::new(),
-    };
-    if !observer {
-        for zxid in logged {
-            out.send(&QuorumPacket::new(packet::ACK, zxid));
+    // ACKs for what was logged during the sync: now for what the log already holds, the
+    // rest (proposals received after NEWLEADER) once it is durable (`Following::persisted`);
+    // then the commits received meanwhile.
+    let durable = log_queue.persisted();
+    if let super::ordering::Role::Follower(following) = &mut ordering.role {
+        if !observer {
+            let logged: Vec<i64> = following.proposals.iter().map(|(h, _)| h.zxid).collect();
+            for zxid in logged {
+                if zxid <= durable {
+                    out.send(&QuorumPacket::new(packet::ACK, zxid));
+                } else {
+                    following.unacked.push_back(zxid);
+                }
+            }
         }
     }
     let mut items = Vec::new();

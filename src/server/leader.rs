@@ -267,6 +267,13 @@ impl Leading {
             out.close();
             return;
         };
+        // This server's acknowledgements of outstanding proposals came over an earlier link:
+        // this sync may truncate them (TRUNC to the last committed zxid, then the outstanding
+        // proposals again), so they count again only once it acknowledges them anew (found
+        // by the simulation in src/sim: a commit on a stale ACK after a TRUNC re-sync).
+        if sid != self.me {
+            self.tracker.forget(sid);
+        }
         let plan = self.committed_log.plan_sync(peer_last_zxid);
         match plan {
             SyncPlan::Trunc { zxid, txns } => {
