@@ -920,9 +920,11 @@ fn decode_request(cxid: i32, op: i32, body: &Bytes) -> Option<Request> {
 
 /// Runs one term as leader on the ordering executor. Returns when the term ends (no
 /// quorum within initLimit, or a quorum lost), after closing every learner link.
+/// `listener`: the quorum port, when the caller bound it already (at the decision).
 pub(crate) async fn run_term(
     term: super::ensemble::Term<'_>,
     election: &super::election::ElectionHandle,
+    listener: Option<glommio::net::TcpListener>,
 ) -> Result<(), String> {
     let super::ensemble::Term {
         config,
@@ -939,8 +941,13 @@ pub(crate) async fn run_term(
         .clone();
     let tick = Duration::from_millis(config.tick_time_ms as u64);
     let init_limit = tick * config.init_limit.max(1);
-    let listen = super::ensemble::resolve(&member.host, member.quorum_port)?;
-    let listener = super::ensemble::bind_quorum(listen).await?;
+    let listener = match listener {
+        Some(listener) => listener,
+        None => {
+            let listen = super::ensemble::resolve(&member.host, member.quorum_port)?;
+            super::ensemble::bind_quorum(listen).await?
+        }
+    };
     let discovery = match &ordering.role {
         super::ordering::Role::Leader(leading) => leading.discovery.clone(),
         _ => return Err("not leading".into()),
