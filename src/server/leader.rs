@@ -830,8 +830,16 @@ fn on_request(
             return;
         }
         Some(OpCode::Sync) => {
+            // After every proposal before it, including the txns of this batch (not
+            // proposed yet): those of requests this learner sent before the sync among
+            // them. A Java learner matches the SYNC with the head of its queue of local
+            // writes; a SYNC that overtakes the COMMIT of one of its earlier writes leaves
+            // its request queue stuck (reads after the sync and later writes of its clients
+            // are never answered; ZooKeeper's leader orders a learner's sync after its
+            // earlier requests). Found by tests/rolling_migration.rs.
+            let last_in_batch = log.last().map(|(header, _)| header.zxid);
             if let super::ordering::Role::Leader(leading) = &mut ordering.role {
-                match leading.tracker.outstanding().last() {
+                match last_in_batch.or_else(|| leading.tracker.outstanding().last()) {
                     None => {
                         if let Some(learner) = leading.learners.get(&link) {
                             learner.out.send(&QuorumPacket::new(packet::SYNC, 0));
