@@ -582,14 +582,30 @@ fn replace(e: &mut Mixed, i: usize, leader: usize, to: Kind, step: &str) -> usiz
             best.2
         );
     }
+    let mut exported = None;
     if to == Kind::Java {
         let (ok, out) = zkrs_tool(&["export-zk"], &cfg_of(e, i));
         assert!(ok, "{step}: zkrs export-zk of {name} failed: {out}");
         eprintln!("{step}: export-zk: {}", out.trim());
+        let zxid = out
+            .split_once("(last zxid 0x")
+            .and_then(|(_, rest)| rest.split(',').next())
+            .unwrap_or_else(|| panic!("{step}: no last zxid in {out:?}"))
+            .to_string();
+        exported = Some(zxid);
     }
     e.members[i].kind = to;
     e.members[i].start();
     let leader = wait_healthy(e, step);
+    if let Some(zxid) = exported {
+        // Java started from the exported snapshot (ZKDatabase logs what it loaded).
+        let loaded = format!("highest zxid is 0x{zxid},");
+        assert!(
+            !e.members[i].log_lines_with(&loaded).is_empty(),
+            "{step}: Java did not load the exported state ({loaded:?}): {:?}",
+            e.members[i].log_lines_with("highest zxid")
+        );
+    }
     if to == Kind::Zkrs {
         assert!(
             !e.members[i]
