@@ -371,12 +371,15 @@ fn wait_healthy(e: &mut Mixed, step: &str) -> usize {
         let mut conn = raw_conn(addr);
         let reply = conn
             .call(raw::OP_SYNC, &Enc::new().string("/").finish())
-            .expect("sync");
+            .unwrap_or_else(|err| panic!("{step}: sync on {addr}: {err}"));
         assert_eq!(reply.err, OK, "sync on {addr}");
         let paths: Vec<String> = (1..=3)
             .map(|i| format!("/roll/steps/{step}-via-{i}"))
             .collect();
-        for (path, got) in paths.iter().zip(conn.get_many(&paths).expect("getData")) {
+        let got = conn
+            .get_many(&paths)
+            .unwrap_or_else(|err| panic!("{step}: getData after sync on {addr}: {err}"));
+        for (path, got) in paths.iter().zip(got) {
             assert!(got.is_ok(), "{step}: {path} missing on {addr}");
         }
         conn.close();
