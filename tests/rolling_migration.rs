@@ -725,6 +725,8 @@ fn rolling_migration_java_to_zkrs_and_back_under_load() {
     let before = total_acked(&clients);
     wait_load(&clients, before, 100, "java-again");
     bump_watches(&e, &clients, "end");
+    // "java", one per replacement, "end".
+    let bumps = 2 + windows.len() as u64;
     stop_tx.send(true).expect("stop the load");
     std::thread::sleep(Duration::from_millis(500));
     let quiet_to = Instant::now();
@@ -754,6 +756,20 @@ fn rolling_migration_java_to_zkrs_and_back_under_load() {
             "client {}: watch events {:?}",
             c.index,
             seen.odd_events
+        );
+        // Each of the `bumps` changes fired the armed watch (also across a reconnect, by
+        // setWatches), except where re-arming it failed and the new value was read then.
+        let rearm_errors = seen
+            .errors
+            .iter()
+            .filter(|(_, text)| text.starts_with("getData+watch"))
+            .count() as u64;
+        assert!(
+            seen.watch_events + rearm_errors >= bumps,
+            "client {}: {} NodeDataChanged events and {rearm_errors} failed re-arms for \
+             {bumps} changes",
+            c.index,
+            seen.watch_events
         );
     }
 
