@@ -886,10 +886,19 @@ fn rolling_migration_java_to_zkrs_and_back_under_load() {
     // removes their ephemerals everywhere.
     drop(clients);
     let deadline = Instant::now() + REJOIN_LIMIT;
+    let ephemerals: Vec<String> = (0..CLIENTS).map(|i| format!("/roll/e{i}")).collect();
     for addr in e.addrs() {
         loop {
-            let tree = tree_of(&addr);
-            if (0..CLIENTS).all(|i| !tree.contains_key(&format!("/roll/e{i}"))) {
+            let mut conn = raw_conn(&addr);
+            let reply = conn
+                .call(raw::OP_SYNC, &Enc::new().string("/").finish())
+                .unwrap_or_else(|err| panic!("sync on {addr}: {err}"));
+            assert_eq!(reply.err, OK, "sync on {addr}");
+            let got = conn
+                .get_many(&ephemerals)
+                .unwrap_or_else(|err| panic!("getData of the ephemerals on {addr}: {err}"));
+            conn.close();
+            if got.iter().all(|r| *r == Err(raw::ERR_NO_NODE)) {
                 break;
             }
             assert!(
