@@ -893,6 +893,8 @@ fn build(
     let mut server_lines: Vec<ServerLine> = Vec::new();
     let mut metrics_class: Option<(String, usize)> = None;
     let mut prometheus = PrometheusConfig::default();
+    // The first of sslQuorum / quorum.auth.*Sasl set to true, and its line.
+    let mut quorum_security: Option<(String, usize)> = None;
 
     for key in order {
         let Some(v) = values.get(key) else { continue };
@@ -1075,6 +1077,19 @@ fn build(
                 })?;
                 server_lines.push(parse_server_line(&ctx, key, id, v.text, v.line)?);
             }
+            // Security between servers zkrs cannot provide: refused for an ensemble below
+            // (joining without it would fail, or quietly weaken a Java ensemble that also
+            // accepts plain peers, e.g. with portUnification or learnerRequireSasl=false).
+            "sslQuorum"
+            | "quorum.auth.enableSasl"
+            | "quorum.auth.learnerRequireSasl"
+            | "quorum.auth.serverRequireSasl"
+                if v.text.trim().eq_ignore_ascii_case("true") =>
+            {
+                if quorum_security.is_none() {
+                    quorum_security = Some((key.to_string(), v.line));
+                }
+            }
             _ if is_ignored_key(key) => ctx.warn(
                 Some(v.line),
                 key,
@@ -1169,6 +1184,22 @@ fn build(
         );
     }
     let distributed = participants > 1;
+    if let Some((key, line)) = &quorum_security {
+        if distributed {
+            return Err(ctx.error(
+                Some(*line),
+                key,
+                "zkrs has no TLS or SASL between servers (its quorum and election links are \
+                 plain TCP), so it cannot run as a member of an ensemble that asks for it",
+            ));
+        }
+        // Standalone, as in ZooKeeper, nothing uses it.
+        ctx.warn(
+            Some(*line),
+            key,
+            "a ZooKeeper setting zkrs does not implement; ignored",
+        );
+    }
     if distributed {
         if !init_limit_seen || config.init_limit == 0 {
             return Err(ctx.error(None, "initLimit", "must be set (non-zero) for a quorum"));
@@ -1702,6 +1733,38 @@ clientPort=2181
         ] {
             let text = format!("dataDir=/d\nclientPort=1\n{bad}\n");
             assert!(parse(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quorum_tls_and_sasl_are_refused_for_an_ensemble() {
+        let ensemble = "dataDir=/d\nclientPort=2181\ninitLimit=5\nsyncLimit=2\n\
+                        server.1=zk1:2888:3888\nserver.2=zk2:2888:3888\n";
+        for key in [
+            "sslQuorum",
+            "quorum.auth.enableSasl",
+            "quorum.auth.learnerRequireSasl",
+            "quorum.auth.serverRequireSasl",
+        ] {
+            let text = format!("{ensemble}{key}=True\n");
+            let err = match Config::parse_with_my_id(&text, Some(Path::new("zoo.cfg")), Some(1)) {
+                Ok(_) => panic!("{key}=True accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.starts_with(&format!("zoo.cfg:7: {key}: zkrs has no TLS or SASL")),
+                "{err}"
+            );
+            // false is what zkrs does anyway; standalone, nothing uses it (as in ZooKeeper).
+            let (_, warnings) = parse_with(&format!("{ensemble}{key}=false\n"), Some(1));
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            let (_, warnings) = parse_ok(&format!("dataDir=/d\nclientPort=2181\n{key}=true\n"));
+            assert_eq!(
+                warnings,
+                vec![format!(
+                    "zoo.cfg:3: {key}: a ZooKeeper setting zkrs does not implement; ignored"
+                )]
+            );
         }
     }
 

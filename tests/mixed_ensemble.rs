@@ -10,7 +10,8 @@
 //! 2. One Java server and two zkrs servers with the highest myids: zkrs leads, the Java server
 //!    follows and sees zkrs's writes and the other way round; after kill -9 of the zkrs
 //!    leader the other zkrs server leads the Java server, and the killed one rejoins.
-//! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers.
+//! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers (also:
+//!    a Java follower's client pipelining write, sync, read through the zkrs leader).
 //!
 //! Needs `java` and Debian's `zookeeper` package; without them the tests fail and say so.
 //! The tests run one at a time (each starts up to two JVMs).
@@ -737,4 +738,47 @@ fn a_java_leader_truncates_a_zkrs_follower_that_logged_an_uncommitted_txn() {
     );
     create(&addrs[f], "/trunc/after", b"a");
     assert_everywhere(&e, &[0, 1, 2], &[("/trunc/after", b"a"), ("/trunc", b"")]);
+}
+
+/// A client of a Java follower pipelines a write, a sync and a read, again and again, with
+/// a zkrs leader: every request is answered. (A SYNC from the leader that overtook the
+/// COMMIT of the learner's earlier write left the Java follower's request queue stuck: the
+/// read after the sync, and later writes of any of its clients, got no answer.)
+#[test]
+fn a_java_follower_answers_write_sync_read_pipelined_through_a_zkrs_leader() {
+    let _serial = serial();
+    let (e, leader) = Mixed::start(&[Kind::Java, Kind::Java, Kind::Zkrs], START_LIMIT);
+    assert_eq!(
+        leader,
+        2,
+        "zkrs (myid 3) should lead; modes {:?}",
+        e.modes()
+    );
+    let addrs = e.addrs();
+    create(&addrs[2], "/ps", b"");
+    let mut conn = connect(&addrs[0]);
+    for round in 0..100 {
+        let path = format!("/ps/n{round:03}");
+        let requests = vec![
+            (
+                raw::OP_CREATE,
+                durable::create_body(&path, b"x", CREATE_PERSISTENT),
+            ),
+            (raw::OP_SYNC, Enc::new().string("/ps").finish()),
+            (
+                raw::OP_GET_DATA,
+                Enc::new().string(&path).bool(false).finish(),
+            ),
+        ];
+        let replies = conn
+            .pipeline(&requests, requests.len())
+            .unwrap_or_else(|err| panic!("round {round} on the Java follower: {err}"));
+        for (reply, what) in replies.iter().zip(["create", "sync", "getData"]) {
+            assert_eq!(reply.err, OK, "round {round}: {what}");
+        }
+    }
+    conn.close();
+    // Another client's write through the same Java follower is answered too.
+    create(&addrs[0], "/ps/after", b"a");
+    assert_eq!(synced_children(&addrs[0], "/ps").len(), 101);
 }

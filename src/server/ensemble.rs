@@ -123,32 +123,23 @@ pub(crate) async fn run(
                 epoch: current_epoch,
             });
         }
-        let (persistence, mut recovered) = match next.take() {
-            Some(state) => state,
-            None => or_exit(Persistence::open(&config)),
-        };
-        let last_zxid = recovered.tree.last_zxid();
-        let (accepted_epoch, current_epoch) = or_exit(epochs.load(last_zxid));
-        stats.set_mode(super::Mode::Looking);
-        log::info!(
-            "LOOKING: last zxid 0x{last_zxid:x}, current epoch {current_epoch}, accepted epoch \
-             {accepted_epoch}"
-        );
-        match announced {
-            None => election.command(Command::Look {
+        // The first term's state was recovered before the executors started; a later
+        // term's is read on a blocking thread while the election runs, so that a server
+        // that decides to lead opens its quorum port at once (below).
+        let ready = next.take();
+        let recovering = ready.is_none().then(|| {
+            let config = config.clone();
+            glommio::executor().spawn_blocking(move || Persistence::open(&config))
+        });
+        if announced.is_none() {
+            let (_, recovered) = ready.as_ref().expect("the first term's state");
+            let last_zxid = recovered.tree.last_zxid();
+            let (_, current_epoch) = or_exit(epochs.load(last_zxid));
+            stats.set_mode(super::Mode::Looking);
+            election.command(Command::Look {
                 last_zxid,
                 epoch: current_epoch,
-            }),
-            Some(early) if early != last_zxid => {
-                // Recovery found another end of the log than the term made durable: the
-                // disk changed under us, and the vote already cast may be wrong. Stop.
-                log::error!(
-                    "the txn log ends at 0x{last_zxid:x}, but the last term made it durable up \
-                     to 0x{early:x}; stopping"
-                );
-                std::process::exit(1);
-            }
-            Some(_) => {}
+            });
         }
         let (state, vote) = loop {
             if let Some(decision) = election.try_decision() {
@@ -156,6 +147,42 @@ pub(crate) async fn run(
             }
             glommio::timer::sleep(Duration::from_millis(10)).await;
         };
+        // As ZooKeeper's Leader binds its quorum port before it loads its database: the
+        // learners that decided with us may connect at once (they retry only briefly), and
+        // wait in the backlog until the state is read. Bound after the recovery instead,
+        // they could all give up first and look again while we wait initLimit for them,
+        // term after term (found by tests/rolling_migration.rs).
+        let quorum_listener = match state {
+            PeerState::Leading => match quorum.member(me) {
+                Some(member) => match resolve(&member.host, member.quorum_port) {
+                    Ok(listen) => bind_quorum(listen).await.ok(),
+                    Err(_) => None,
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        let (persistence, mut recovered) = match (ready, recovering) {
+            (Some(state), _) => state,
+            (None, Some(recovering)) => or_exit(recovering.await),
+            (None, None) => unreachable!("a term's state is either ready or being recovered"),
+        };
+        let last_zxid = recovered.tree.last_zxid();
+        let (accepted_epoch, current_epoch) = or_exit(epochs.load(last_zxid));
+        log::info!(
+            "recovered: last zxid 0x{last_zxid:x}, current epoch {current_epoch}, accepted \
+             epoch {accepted_epoch}; decided {}",
+            state.mode_name()
+        );
+        if let Some(early) = announced.filter(|early| *early != last_zxid) {
+            // Recovery found another end of the log than the term made durable: the disk
+            // changed under us, and the vote already cast may be wrong. Stop.
+            log::error!(
+                "the txn log ends at 0x{last_zxid:x}, but the last term made it durable up to \
+                 0x{early:x}; stopping"
+            );
+            std::process::exit(1);
+        }
         // Whatever clients sent before this term is void (their connections were closed).
         wiring.inbox.clear();
         let recent = std::mem::take(&mut recovered.recent);
@@ -187,6 +214,7 @@ pub(crate) async fn run(
                         epochs: &epochs,
                     },
                     &election,
+                    quorum_listener,
                 )
                 .await
             }

@@ -158,6 +158,35 @@ impl Member {
         }
     }
 
+    /// A clean stop, as an operator stops a server (`zkServer.sh stop`, `zkrs stop`): SIGTERM
+    /// to the process (and, for Java, its process group), waiting up to `limit` for it to
+    /// exit; then SIGKILL. Returns whether it exited on SIGTERM.
+    pub fn stop(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: killpg only sends a signal; the group is the child we started with
+        // process_group(0), which leads it.
+        unsafe {
+            libc::killpg(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     /// SIGSTOP (`true`) or SIGCONT (`false`) to the member's process group: a server that
     /// stops answering without closing its sockets.
     pub fn pause(&mut self, stop: bool) {
