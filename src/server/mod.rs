@@ -70,7 +70,19 @@ pub struct SharedStats {
     mode: AtomicU8,
     /// The leader's view of its learners, for mntr (set by the leader, zero otherwise).
     pub quorum: Mutex<QuorumStats>,
+    /// mntr's `zk_digest_mismatches_count`: txns whose TxnDigest (from the leader) differed
+    /// from this server's tree digest after applying them (ZooKeeper's
+    /// `DIGEST_MISMATCHES_COUNT`).
+    pub digest_mismatches: std::sync::atomic::AtomicU64,
+    /// `hash`: (zxid, tree digest) of the last [`DIGEST_LOG_LIMIT`] applied txns whose zxid
+    /// is a multiple of [`DIGEST_LOG_INTERVAL`], oldest first (ZooKeeper's digestLog).
+    digest_log: Mutex<std::collections::VecDeque<(i64, i64)>>,
 }
+
+/// ZooKeeper's `DataTree.DIGEST_LOG_INTERVAL`: `hash` lists the digest of every 128th zxid.
+pub const DIGEST_LOG_INTERVAL: i64 = 128;
+/// ZooKeeper's `DataTree.DIGEST_LOG_LIMIT`.
+pub const DIGEST_LOG_LIMIT: usize = 1024;
 
 /// What `mntr` reports of a leader's learners (ZooKeeper's MonitorCommand names).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -127,11 +139,41 @@ impl Default for SharedStats {
             admin_inboxes: Mutex::new(Vec::new()),
             mode: AtomicU8::new(Mode::Standalone as u8),
             quorum: Mutex::new(QuorumStats::default()),
+            digest_mismatches: std::sync::atomic::AtomicU64::new(0),
+            digest_log: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
 
 impl SharedStats {
+    /// The tree digest after txn `zxid` was applied, for `hash` (kept for every 128th zxid,
+    /// as ZooKeeper's `DataTree.logZxidDigest`).
+    pub fn note_digest(&self, zxid: i64, digest: i64) {
+        if zxid % DIGEST_LOG_INTERVAL != 0 {
+            return;
+        }
+        if let Ok(mut log) = self.digest_log.lock() {
+            log.push_back((zxid, digest));
+            while log.len() > DIGEST_LOG_LIMIT {
+                log.pop_front();
+            }
+        }
+    }
+
+    /// `hash`'s list, oldest first.
+    pub fn digest_log(&self) -> Vec<(i64, i64)> {
+        self.digest_log
+            .lock()
+            .map(|log| log.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// A TxnDigest that did not match this server's tree (see `digest_mismatches`).
+    pub fn count_digest_mismatch(&self) {
+        self.digest_mismatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         self.mode
             .store(mode as u8, std::sync::atomic::Ordering::Relaxed);
