@@ -514,97 +514,6 @@ pub(crate) fn compare_digest(
     false
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wrong_digest_is_counted_and_a_missing_one_is_not_compared() {
-        let stats = super::super::SharedStats::default();
-        let good = TxnDigest {
-            version: DIGEST_VERSION,
-            tree_digest: 12345,
-        };
-        assert!(compare_digest(&stats, 0x100000001, 12345, Some(good)));
-        assert!(compare_digest(&stats, 0x100000002, 12345, None));
-        let other_version = TxnDigest {
-            version: 1,
-            tree_digest: 7,
-        };
-        assert!(compare_digest(
-            &stats,
-            0x100000003,
-            12345,
-            Some(other_version)
-        ));
-        let count = || {
-            stats
-                .digest_mismatches
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        assert_eq!(count(), 0);
-        let wrong = TxnDigest {
-            version: DIGEST_VERSION,
-            tree_digest: 12346,
-        };
-        assert!(!compare_digest(&stats, 0x100000004, 12345, Some(wrong)));
-        assert!(!compare_digest(&stats, 0x100000005, 12345, Some(wrong)));
-        assert_eq!(count(), 2);
-    }
-
-    #[test]
-    fn a_leaders_proposal_carries_the_digest_a_follower_checks() {
-        // The leader's encoding of a txn with the digest of its tree after the txn, decoded
-        // as a follower does, then checked against the follower's own tree.
-        let mut leader_tree = crate::tree::DataTree::new();
-        let mut follower_tree = crate::tree::DataTree::new();
-        let header = crate::tree::TxnHeader {
-            session_id: 0x5,
-            zxid: 0x100000001,
-            time_ms: 1_700_000_000_000,
-            cxid: 3,
-            op: 1,
-        };
-        let txn = Txn::Create {
-            path: "/a".into(),
-            data: bytes::Bytes::from_static(b"data"),
-            acl: crate::zab::txn::open_acl_unsafe(),
-            ephemeral_owner: 0,
-            parent_cversion: 1,
-        };
-        leader_tree.apply_txn(&header, &txn);
-        let data =
-            super::super::leader::encode_for_learners(&header, &txn, Some(leader_tree.digest()));
-        let (zk_header, decoded, digest) = decode_txn(&data).unwrap();
-        assert_eq!(decoded, txn);
-        assert_eq!(
-            digest,
-            Some(TxnDigest {
-                version: DIGEST_VERSION,
-                tree_digest: leader_tree.digest(),
-            })
-        );
-        let stats = super::super::SharedStats::default();
-        assert!(
-            !compare_digest(&stats, header.zxid, follower_tree.digest(), digest),
-            "before applying the txn the trees differ"
-        );
-        follower_tree.apply_txn(&zk_header.tree_header(), &decoded);
-        assert!(compare_digest(
-            &stats,
-            header.zxid,
-            follower_tree.digest(),
-            digest
-        ));
-        assert_eq!(
-            stats
-                .digest_mismatches
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
-    }
-}
-
 /// Connects to the leader's quorum port. The leader binds it only once it has decided,
 /// which may be a moment after this server decided: the first retries come quickly (5 ms,
 /// doubling), then as ZooKeeper's Learner (every 100 ms), 10 tries in all.
@@ -1048,4 +957,95 @@ async fn sync_with_leader(
     drop(items);
     ordering.publish_initial(&wiring.releaser);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_digest_is_counted_and_a_missing_one_is_not_compared() {
+        let stats = super::super::SharedStats::default();
+        let good = TxnDigest {
+            version: DIGEST_VERSION,
+            tree_digest: 12345,
+        };
+        assert!(compare_digest(&stats, 0x100000001, 12345, Some(good)));
+        assert!(compare_digest(&stats, 0x100000002, 12345, None));
+        let other_version = TxnDigest {
+            version: 1,
+            tree_digest: 7,
+        };
+        assert!(compare_digest(
+            &stats,
+            0x100000003,
+            12345,
+            Some(other_version)
+        ));
+        let count = || {
+            stats
+                .digest_mismatches
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(count(), 0);
+        let wrong = TxnDigest {
+            version: DIGEST_VERSION,
+            tree_digest: 12346,
+        };
+        assert!(!compare_digest(&stats, 0x100000004, 12345, Some(wrong)));
+        assert!(!compare_digest(&stats, 0x100000005, 12345, Some(wrong)));
+        assert_eq!(count(), 2);
+    }
+
+    #[test]
+    fn a_leaders_proposal_carries_the_digest_a_follower_checks() {
+        // The leader's encoding of a txn with the digest of its tree after the txn, decoded
+        // as a follower does, then checked against the follower's own tree.
+        let mut leader_tree = crate::tree::DataTree::new();
+        let mut follower_tree = crate::tree::DataTree::new();
+        let header = crate::tree::TxnHeader {
+            session_id: 0x5,
+            zxid: 0x100000001,
+            time_ms: 1_700_000_000_000,
+            cxid: 3,
+            op: 1,
+        };
+        let txn = Txn::Create {
+            path: "/a".into(),
+            data: bytes::Bytes::from_static(b"data"),
+            acl: crate::zab::txn::open_acl_unsafe(),
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+        };
+        leader_tree.apply_txn(&header, &txn);
+        let data =
+            super::super::leader::encode_for_learners(&header, &txn, Some(leader_tree.digest()));
+        let (zk_header, decoded, digest) = decode_txn(&data).unwrap();
+        assert_eq!(decoded, txn);
+        assert_eq!(
+            digest,
+            Some(TxnDigest {
+                version: DIGEST_VERSION,
+                tree_digest: leader_tree.digest(),
+            })
+        );
+        let stats = super::super::SharedStats::default();
+        assert!(
+            !compare_digest(&stats, header.zxid, follower_tree.digest(), digest),
+            "before applying the txn the trees differ"
+        );
+        follower_tree.apply_txn(&zk_header.tree_header(), &decoded);
+        assert!(compare_digest(
+            &stats,
+            header.zxid,
+            follower_tree.digest(),
+            digest
+        ));
+        assert_eq!(
+            stats
+                .digest_mismatches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 }
