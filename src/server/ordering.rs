@@ -336,7 +336,10 @@ impl Ordering {
             zxid,
             "every processed write consumes its zxid"
         );
-        self.round_digests.push((zxid, self.tree.digest()));
+        if let Role::Leader(_) = self.role {
+            // For the proposals (only a leader sends any; cleared every round).
+            self.round_digests.push((zxid, self.tree.digest()));
+        }
         self.stats.note_digest(zxid, self.tree.digest());
         log.push((
             TxnHeader {
