@@ -381,10 +381,17 @@ where
     glommio::executor().spawn_blocking(work).await
 }
 
-/// An ensemble member's mntr lines (ZooKeeper's MonitorCommand): the detailed peer state,
-/// and on the leader its learners.
+/// The digest counter and `hash` list, and an ensemble member's mntr lines (ZooKeeper's
+/// MonitorCommand): the detailed peer state, and on the leader its learners.
 pub(crate) fn quorum_metrics(stats: &SharedStats, snap: &mut ServerSnapshot) {
     use crate::server::Mode;
+    // A counter ZooKeeper always reports (0 where digests are never compared).
+    let mismatches = stats
+        .digest_mismatches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    snap.extra_metrics
+        .push(("digest_mismatches_count".into(), mismatches.to_string()));
+    snap.digest_log = stats.digest_log();
     let mode = stats.mode();
     let peer_state = match mode {
         Mode::Standalone => return,
@@ -500,6 +507,7 @@ pub(crate) fn build_snapshot(parts: SnapshotParts, word: &str, snap: &mut Server
     let mut by_path = Vec::new();
     shard_metrics(&reports, &mut snap.extra_metrics);
     snap.extra_metrics.extend(quorum_metrics.extra_metrics);
+    snap.digest_log = quorum_metrics.digest_log;
     for r in reports {
         if r.latency_count > 0 {
             snap.latency_min_ms = if snap.latency_count == 0 {

@@ -473,6 +473,15 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     let server = dir.start();
     let log = server.log();
     assert!(log.contains("imported Apache ZooKeeper's data"), "{log}");
+    // Java's digests (the snapshot's, each txn's after it) match the tree zkrs rebuilt.
+    let checked: u64 = log
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" digests checked, all match")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no digest check in the import log:\n{log}"));
+    assert!(checked > 1, "{checked} digests checked");
     for line in log
         .lines()
         .filter(|l| l.contains("imported Apache ZooKeeper's data") || l.contains("fuzzy snapshot"))
@@ -552,6 +561,13 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     );
     let java = JavaZk::start_on(Some(&dir.data_dir()), JAVA_EXTRA)
         .unwrap_or_else(|e| panic!("Java on the export: {e}"));
+    // Java read the export's digest and found it equal to the tree it loaded.
+    let java_log = java.log();
+    assert!(
+        java_log.contains("The digest in the snapshot has digest version of 2"),
+        "{java_log}"
+    );
+    assert!(!java_log.contains("Digests are not matching"), "{java_log}");
     let from_java = dump(&java.addr);
     assert_same("Java on zkrs's export", &served, &from_java);
     // The zkrs session lives on in Java, with its password.

@@ -10,8 +10,7 @@
 //! 2. One Java server and two zkrs servers with the highest myids: zkrs leads, the Java server
 //!    follows and sees zkrs's writes and the other way round; after kill -9 of the zkrs
 //!    leader the other zkrs server leads the Java server, and the killed one rejoins.
-//! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers (also:
-//!    a Java follower's client pipelining write, sync, read through the zkrs leader).
+//! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers.
 //!
 //! Needs `java` and Debian's `zookeeper` package; without them the tests fail and say so.
 //! The tests run one at a time (each starts up to two JVMs).
@@ -738,6 +737,314 @@ fn a_java_leader_truncates_a_zkrs_follower_that_logged_an_uncommitted_txn() {
     );
     create(&addrs[f], "/trunc/after", b"a");
     assert_everywhere(&e, &[0, 1, 2], &[("/trunc/after", b"a"), ("/trunc", b"")]);
+}
+
+/// Java option that enables TTL nodes (zkrs has them on by default).
+const JAVA_TTL: &str = "zookeeper.extendedTypesEnabled=true";
+
+/// The reply to a call, which must have error code `err`.
+fn expect(reply: std::io::Result<durable::Reply>, err: i32, what: &str) -> durable::Reply {
+    let reply = reply.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(reply.err, err, "{what}");
+    reply
+}
+
+/// A varied write load through each server in turn: creates of every mode (persistent,
+/// sequential, ephemeral, ephemeral sequential, container, TTL, create2), setData (the root's
+/// too), setACL, deletes, a multi that succeeds and one that fails, failed single writes,
+/// a node under /zookeeper/quota (left out of the digest), ephemerals removed by closing
+/// their session, then `bulk` pipelined creates per server (so that zxids pass multiples
+/// of 128, which `hash` lists).
+fn digest_load(addrs: &[String], bulk: usize) {
+    const NO_NODE: i32 = -101;
+    const NODE_EXISTS: i32 = -110;
+    for (s, addr) in addrs.iter().enumerate() {
+        let base = format!("/dg{s}");
+        let at = |op: &str| format!("{op} on {addr}");
+        let mut conn = connect(addr);
+        let mut eph = connect(addr);
+        expect(
+            conn.create(&base, b"p", CREATE_PERSISTENT),
+            OK,
+            &at("create"),
+        );
+        expect(
+            conn.create(&format!("{base}/s-"), b"s", raw::CREATE_SEQUENTIAL),
+            OK,
+            &at("create sequential"),
+        );
+        expect(
+            eph.create(&format!("{base}/e"), b"e", CREATE_EPHEMERAL),
+            OK,
+            &at("create ephemeral"),
+        );
+        expect(
+            eph.create(
+                &format!("{base}/es-"),
+                b"",
+                raw::CREATE_EPHEMERAL_SEQUENTIAL,
+            ),
+            OK,
+            &at("create ephemeral sequential"),
+        );
+        let container = format!("{base}/c");
+        expect(
+            conn.call(
+                raw::OP_CREATE_CONTAINER,
+                &durable::create_body(&container, b"", raw::CREATE_CONTAINER),
+            ),
+            OK,
+            &at("createContainer"),
+        );
+        expect(
+            conn.create(&format!("{container}/x"), b"x", CREATE_PERSISTENT),
+            OK,
+            &at("create in container"),
+        );
+        expect(conn.delete(&format!("{container}/x")), OK, &at("delete"));
+        let ttl = format!("{base}/ttl");
+        let ttl_body = Enc::new()
+            .string(&ttl)
+            .buffer(b"t")
+            .open_acl()
+            .int(raw::CREATE_TTL)
+            .long(600_000)
+            .finish();
+        expect(
+            conn.call(raw::OP_CREATE_TTL, &ttl_body),
+            OK,
+            &at("createTTL"),
+        );
+        expect(
+            conn.call(
+                raw::OP_CREATE2,
+                &durable::create_body(&format!("{base}/c2"), b"two", CREATE_PERSISTENT),
+            ),
+            OK,
+            &at("create2"),
+        );
+        expect(conn.set_data(&base, b"p2"), OK, &at("setData"));
+        expect(
+            conn.set_data("/", format!("root {s}").as_bytes()),
+            OK,
+            &at("setData /"),
+        );
+        let set_acl = |path: &str, perms: i32| {
+            Enc::new()
+                .string(path)
+                .acls(&[(perms, "world", "anyone")])
+                .int(-1)
+                .finish()
+        };
+        expect(
+            conn.call(raw::OP_SET_ACL, &set_acl(&base, 31)),
+            OK,
+            &at("setACL"),
+        );
+        expect(
+            conn.call(raw::OP_SET_ACL, &set_acl(&format!("{base}/c2"), 1)),
+            OK,
+            &at("setACL read-only"),
+        );
+        expect(conn.delete(&ttl), OK, &at("delete TTL node"));
+        let m = format!("{base}/m");
+        let mk = format!("{base}/m/k");
+        let multi_ok = raw::encode_multi(&[
+            raw::MultiOp::Create {
+                path: &m,
+                data: b"m",
+                flags: CREATE_PERSISTENT,
+            },
+            raw::MultiOp::SetData {
+                path: &m,
+                data: b"mm",
+                version: -1,
+            },
+            raw::MultiOp::Create2 {
+                path: &mk,
+                data: b"k",
+                flags: CREATE_PERSISTENT,
+            },
+            raw::MultiOp::Check {
+                path: &mk,
+                version: 0,
+            },
+            raw::MultiOp::Delete {
+                path: &mk,
+                version: -1,
+            },
+        ]);
+        expect(conn.call(raw::OP_MULTI, &multi_ok), OK, &at("multi"));
+        let m2 = format!("{base}/m2");
+        let multi_failed = raw::encode_multi(&[
+            raw::MultiOp::Create {
+                path: &m2,
+                data: b"",
+                flags: CREATE_PERSISTENT,
+            },
+            raw::MultiOp::SetData {
+                path: &m,
+                data: b"never",
+                version: -1,
+            },
+            raw::MultiOp::Delete {
+                path: "/dg-none",
+                version: -1,
+            },
+        ]);
+        // A failed multi answers with header err 0 and the per-op errors (ZooKeeper 3.8).
+        conn.call(raw::OP_MULTI, &multi_failed)
+            .unwrap_or_else(|e| panic!("failed multi on {addr}: {e}"));
+        expect(conn.delete("/dg-none"), NO_NODE, &at("delete of nothing"));
+        expect(
+            conn.create(&base, b"again", CREATE_PERSISTENT),
+            NODE_EXISTS,
+            &at("create of an existing node"),
+        );
+        expect(
+            conn.create(&format!("/zookeeper/quota/dg{s}"), b"q", CREATE_PERSISTENT),
+            OK,
+            &at("create under /zookeeper/quota"),
+        );
+        // closeSession removes its ephemerals in one txn.
+        eph.close();
+        expect(
+            conn.create(&format!("{base}/bulk"), b"", CREATE_PERSISTENT),
+            OK,
+            &at("create"),
+        );
+        conn.close();
+        create_many(addr, &format!("{base}/bulk"), bulk);
+    }
+}
+
+/// mntr's `zk_digest_mismatches_count` of a server (which must print it).
+fn digest_mismatches(addr: &str) -> u64 {
+    let mntr = common::four_letter_opt(addr, "mntr").unwrap_or_else(|| panic!("mntr on {addr}"));
+    mntr.lines()
+        .find_map(|l| l.strip_prefix("zk_digest_mismatches_count\t"))
+        .unwrap_or_else(|| panic!("no zk_digest_mismatches_count in mntr of {addr}:\n{mntr}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("zk_digest_mismatches_count of {addr}: {e}"))
+}
+
+/// `hash`: the tree digest after every 128th zxid (`<hex zxid>: <digest>` lines).
+fn digest_log(addr: &str) -> std::collections::BTreeMap<i64, i64> {
+    let text = common::four_letter_opt(addr, "hash").unwrap_or_else(|| panic!("hash on {addr}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (zxid, digest) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("odd hash line {line:?} from {addr}"));
+            (
+                i64::from_str_radix(zxid, 16).unwrap_or_else(|e| panic!("{line:?}: {e}")),
+                digest
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{line:?}: {e}")),
+            )
+        })
+        .collect()
+}
+
+/// After the load, every member (each synced first) reports zero digest mismatches, and
+/// every member's `hash` gives the same tree digest for the zxids they all list: Java and
+/// zkrs compute the same digest of the same tree.
+fn assert_digests_agree(e: &Mixed) {
+    let addrs = e.addrs();
+    for addr in &addrs {
+        // sync, so that each has applied everything committed.
+        synced_children(addr, "/");
+    }
+    let mut logs = Vec::new();
+    for (m, addr) in e.members.iter().zip(&addrs) {
+        assert_eq!(
+            digest_mismatches(addr),
+            0,
+            "{} counted digest mismatches; its log:\n{}",
+            m.name(),
+            m.logs(60)
+        );
+        let log = digest_log(addr);
+        eprintln!("{} hash: {log:x?}", m.name());
+        logs.push(log);
+    }
+    let common: Vec<i64> = logs[0]
+        .keys()
+        .copied()
+        .filter(|z| logs.iter().all(|log| log.contains_key(z)))
+        .collect();
+    assert!(
+        !common.is_empty(),
+        "no zxid in every server's hash list: {logs:x?}"
+    );
+    for zxid in common {
+        let digests: Vec<i64> = logs.iter().map(|log| log[&zxid]).collect();
+        assert!(
+            digests.iter().all(|d| *d == digests[0]),
+            "tree digests after 0x{zxid:x} differ: {:?} on {:?}",
+            digests,
+            kinds_of(e)
+        );
+    }
+}
+
+/// As `Mixed::start_with`, with `forceSync=no` in every zoo.cfg (Java takes unknown keys
+/// as `zookeeper.*` system properties): the digest tests check what the servers apply, not
+/// durability, and on a loaded machine a follower's slow fsyncs would make a leader drop it
+/// (syncLimit is 1 s here) in the middle of the load.
+fn start_without_fsync(kinds: &[Kind], java_props: &[&str]) -> (Mixed, usize) {
+    let mut e = Mixed::new(kinds);
+    for m in &mut e.members {
+        m.java_props = java_props.iter().map(|p| p.to_string()).collect();
+        let cfg = m.dir.join("zoo.cfg");
+        let text = std::fs::read_to_string(&cfg).expect("zoo.cfg");
+        std::fs::write(&cfg, format!("{text}forceSync=no\n")).expect("zoo.cfg");
+    }
+    for kind in [Kind::Zkrs, Kind::Java] {
+        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
+            m.start();
+        }
+    }
+    let leader = e.wait_serving(kinds.len(), START_LIMIT);
+    (e, leader)
+}
+
+/// zkrs (myid 3) leads two Java followers: its proposals carry the tree digest after each
+/// txn, and the Java followers, which compare it with their own tree, count no mismatch
+/// after a varied load; the `hash` lists of all three agree.
+#[test]
+fn java_followers_of_a_zkrs_leader_count_no_digest_mismatch() {
+    let _serial = serial();
+    let (e, leader) = start_without_fsync(&[Kind::Java, Kind::Java, Kind::Zkrs], &[JAVA_TTL]);
+    assert_eq!(
+        leader,
+        2,
+        "zkrs (myid 3) should lead; modes {:?}",
+        e.modes()
+    );
+    digest_load(&e.addrs(), 100);
+    assert_digests_agree(&e);
+}
+
+/// A Java leader (myid 3) with zkrs (myid 1) following: zkrs compares the Java leader's
+/// TxnDigests with its own tree after each txn and counts no mismatch after a varied load;
+/// the `hash` lists of all three agree.
+#[test]
+fn a_zkrs_follower_of_a_java_leader_counts_no_digest_mismatch() {
+    let _serial = serial();
+    let (e, leader) = start_without_fsync(&[Kind::Zkrs, Kind::Java, Kind::Java], &[JAVA_TTL]);
+    assert_eq!(
+        e.members[leader].kind,
+        Kind::Java,
+        "a Java server should lead; modes {:?}",
+        e.modes()
+    );
+    assert_eq!(e.members[0].mode().as_deref(), Some("follower"));
+    digest_load(&e.addrs(), 100);
+    assert_digests_agree(&e);
 }
 
 /// A client of a Java follower pipelines a write, a sync and a read, again and again, with

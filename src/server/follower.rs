@@ -21,7 +21,7 @@ use super::ordering::{Input, Ordering};
 use super::quorum::{self, PeerOut};
 use crate::proto::{ErrorCode, Id, OpCode, Request, Response};
 use crate::tree::{Txn, TxnContext};
-use crate::zab::txn::{decode_txn, ZkTxnHeader};
+use crate::zab::txn::{decode_txn, TxnDigest, ZkTxnHeader, DIGEST_VERSION};
 use crate::zab::wire::{self, packet, QuorumPacket};
 use crate::zab::{epoch_of, make_zxid, ServerId};
 
@@ -44,8 +44,9 @@ struct PendingWrite {
 /// The follower's state during a term (in the ordering core's `Role::Follower`).
 pub(crate) struct Following {
     out: Rc<PeerOut>,
-    /// Proposals logged or being logged, not committed yet, oldest first.
-    proposals: VecDeque<(ZkTxnHeader, Txn)>,
+    /// Proposals logged or being logged, not committed yet, oldest first, with the
+    /// leader's TxnDigest when it sent one.
+    proposals: VecDeque<(ZkTxnHeader, Txn, Option<TxnDigest>)>,
     /// Proposals not acknowledged yet (zxids, oldest first): acknowledged once durable.
     unacked: VecDeque<i64>,
     /// The last committed zxid. Invariant: only grows.
@@ -229,7 +230,7 @@ pub(crate) fn on_leader_packet(
     following.last_heard = Instant::now();
     match packet.kind {
         packet::PROPOSAL => {
-            let (header, txn, _) = decode_txn(packet.data_bytes())
+            let (header, txn, digest) = decode_txn(packet.data_bytes())
                 .map_err(|e| format!("undecodable PROPOSAL 0x{:x}: {e}", packet.zxid))?;
             if header.zxid != packet.zxid {
                 return Err(format!(
@@ -240,7 +241,7 @@ pub(crate) fn on_leader_packet(
             let last = following
                 .proposals
                 .back()
-                .map_or(following.committed, |(h, _)| h.zxid);
+                .map_or(following.committed, |(h, _, _)| h.zxid);
             if header.zxid <= last {
                 return Err(format!(
                     "PROPOSAL 0x{:x} after 0x{last:x}: zxids must increase",
@@ -249,7 +250,7 @@ pub(crate) fn on_leader_packet(
             }
             log.push((header.tree_header(), txn.clone()));
             following.unacked.push_back(header.zxid);
-            following.proposals.push_back((header, txn));
+            following.proposals.push_back((header, txn, digest));
         }
         packet::COMMIT => commit(ordering, packet.zxid, items)?,
         packet::INFORM => {
@@ -352,7 +353,7 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
     let super::ordering::Role::Follower(following) = &mut ordering.role else {
         return Ok(());
     };
-    let Some((header, txn)) = following.proposals.pop_front() else {
+    let Some((header, txn, digest)) = following.proposals.pop_front() else {
         return Err(format!("COMMIT 0x{zxid:x} without a pending proposal"));
     };
     if header.zxid != zxid {
@@ -461,7 +462,58 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
         }
     }
     ordering.note_txn_applied(&tree_header, &txn);
+    check_digest(ordering, zxid, digest);
     Ok(())
+}
+
+/// ZooKeeper's `DataTree.compareDigest` after applying the committed txn `zxid` (see
+/// [`compare_digest`]); also notes the digest for `hash`.
+fn check_digest(ordering: &Ordering, zxid: i64, digest: Option<TxnDigest>) {
+    let actual = ordering.tree.digest();
+    ordering.stats().note_digest(zxid, actual);
+    compare_digest(ordering.stats(), zxid, actual, digest);
+}
+
+/// Compares the leader's TxnDigest of txn `zxid` (the leader's tree digest after it) with
+/// this tree's digest after applying it (`actual`); true when they match or there is
+/// nothing to compare. A mismatch means the replicas' trees differ (or the two servers
+/// compute digests differently). ZooKeeper 3.8 counts it (`zk_digest_mismatches_count`),
+/// logs the first one as an error, and carries on (no DigestWatcher is registered); so
+/// does this server, logging an error naming the zxid at the 1st, 2nd, 4th, 8th, ...
+/// mismatch. No digest (an older leader, or a txn a zkrs leader read back from its log at
+/// the start of its term) or another digest version: nothing to compare, as in ZooKeeper.
+pub(crate) fn compare_digest(
+    stats: &super::SharedStats,
+    zxid: i64,
+    actual: i64,
+    digest: Option<TxnDigest>,
+) -> bool {
+    let Some(digest) = digest else {
+        return true;
+    };
+    if digest.version != DIGEST_VERSION {
+        log::debug!(
+            "txn 0x{zxid:x} carries digest version {}, not {DIGEST_VERSION}: not compared",
+            digest.version
+        );
+        return true;
+    }
+    if digest.tree_digest == actual {
+        return true;
+    }
+    stats.count_digest_mismatch();
+    let count = stats
+        .digest_mismatches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if count.is_power_of_two() {
+        log::error!(
+            "digest mismatch on txn 0x{zxid:x}: the leader's tree digest after it is {}, this \
+             server's is {actual} ({count} mismatches so far): the replicas' data trees \
+             differ; compare the servers' `hash` four-letter words",
+            digest.tree_digest
+        );
+    }
+    false
 }
 
 /// Connects to the leader's quorum port. The leader binds it only once it has decided,
@@ -894,7 +946,7 @@ async fn sync_with_leader(
     let durable = log_queue.persisted();
     if let super::ordering::Role::Follower(following) = &mut ordering.role {
         if !observer {
-            let logged: Vec<i64> = following.proposals.iter().map(|(h, _)| h.zxid).collect();
+            let logged: Vec<i64> = following.proposals.iter().map(|(h, _, _)| h.zxid).collect();
             for zxid in logged {
                 if zxid <= durable {
                     out.send(&QuorumPacket::new(packet::ACK, zxid));
@@ -912,4 +964,95 @@ async fn sync_with_leader(
     drop(items);
     ordering.publish_initial(&wiring.releaser);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_digest_is_counted_and_a_missing_one_is_not_compared() {
+        let stats = super::super::SharedStats::default();
+        let good = TxnDigest {
+            version: DIGEST_VERSION,
+            tree_digest: 12345,
+        };
+        assert!(compare_digest(&stats, 0x100000001, 12345, Some(good)));
+        assert!(compare_digest(&stats, 0x100000002, 12345, None));
+        let other_version = TxnDigest {
+            version: 1,
+            tree_digest: 7,
+        };
+        assert!(compare_digest(
+            &stats,
+            0x100000003,
+            12345,
+            Some(other_version)
+        ));
+        let count = || {
+            stats
+                .digest_mismatches
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(count(), 0);
+        let wrong = TxnDigest {
+            version: DIGEST_VERSION,
+            tree_digest: 12346,
+        };
+        assert!(!compare_digest(&stats, 0x100000004, 12345, Some(wrong)));
+        assert!(!compare_digest(&stats, 0x100000005, 12345, Some(wrong)));
+        assert_eq!(count(), 2);
+    }
+
+    #[test]
+    fn a_leaders_proposal_carries_the_digest_a_follower_checks() {
+        // The leader's encoding of a txn with the digest of its tree after the txn, decoded
+        // as a follower does, then checked against the follower's own tree.
+        let mut leader_tree = crate::tree::DataTree::new();
+        let mut follower_tree = crate::tree::DataTree::new();
+        let header = crate::tree::TxnHeader {
+            session_id: 0x5,
+            zxid: 0x100000001,
+            time_ms: 1_700_000_000_000,
+            cxid: 3,
+            op: 1,
+        };
+        let txn = Txn::Create {
+            path: "/a".into(),
+            data: bytes::Bytes::from_static(b"data"),
+            acl: crate::zab::txn::open_acl_unsafe(),
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+        };
+        leader_tree.apply_txn(&header, &txn);
+        let data =
+            super::super::leader::encode_for_learners(&header, &txn, Some(leader_tree.digest()));
+        let (zk_header, decoded, digest) = decode_txn(&data).unwrap();
+        assert_eq!(decoded, txn);
+        assert_eq!(
+            digest,
+            Some(TxnDigest {
+                version: DIGEST_VERSION,
+                tree_digest: leader_tree.digest(),
+            })
+        );
+        let stats = super::super::SharedStats::default();
+        assert!(
+            !compare_digest(&stats, header.zxid, follower_tree.digest(), digest),
+            "before applying the txn the trees differ"
+        );
+        follower_tree.apply_txn(&zk_header.tree_header(), &decoded);
+        assert!(compare_digest(
+            &stats,
+            header.zxid,
+            follower_tree.digest(),
+            digest
+        ));
+        assert_eq!(
+            stats
+                .digest_mismatches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 }

@@ -27,7 +27,7 @@ use super::quorum::{self, PeerOut};
 use crate::proto::{ErrorCode, Id, OpCode, Request};
 use crate::tree::{DataTree, Txn, TxnHeader};
 use crate::zab::broadcast::{AckOutcome, AckTracker, CommittedLog, CommittedTxn, SyncPlan};
-use crate::zab::txn::{encode_txn, OpHint, ZkTxnHeader};
+use crate::zab::txn::{encode_txn, OpHint, TxnDigest, ZkTxnHeader, DIGEST_VERSION};
 use crate::zab::wire::{self, packet, QuorumPacket};
 use crate::zab::{epoch_of, make_zxid, QuorumConfig, ServerId};
 
@@ -132,7 +132,7 @@ impl Leading {
         for (header, txn) in recent {
             committed_log.push(CommittedTxn {
                 zxid: header.zxid,
-                data: encode_for_learners(header, txn),
+                data: encode_for_learners(header, txn, None),
             });
         }
         assert_eq!(
@@ -178,10 +178,29 @@ impl Leading {
     }
 
     /// Proposes the txns of one ordered batch to every learner in the broadcast (`tree`:
-    /// the version after them).
-    pub(crate) fn propose(&mut self, txns: &[(TxnHeader, Txn)], tree: Option<Arc<DataTree>>) {
-        for (header, txn) in txns {
-            let data = encode_for_learners(header, txn);
+    /// the version after them), each with the tree digest after it (`digests`: (zxid,
+    /// digest) of each txn, in the same order), as a ZooKeeper 3.8 leader does.
+    pub(crate) fn propose(
+        &mut self,
+        txns: &[(TxnHeader, Txn)],
+        digests: &[(i64, i64)],
+        tree: Option<Arc<DataTree>>,
+    ) {
+        // Invariant: the ordering core records one digest per txn it makes. A txn without
+        // its digest means the bookkeeping broke (Java would accept it without a digest,
+        // but a learner could then no longer check this leader): stop loudly.
+        assert!(
+            digests.len() == txns.len()
+                && digests
+                    .iter()
+                    .zip(txns)
+                    .all(|((z, _), (h, _))| *z == h.zxid),
+            "proposal digests {:?} do not match the txns {:?}",
+            digests.iter().map(|(z, _)| *z).collect::<Vec<_>>(),
+            txns.iter().map(|(h, _)| h.zxid).collect::<Vec<_>>()
+        );
+        for ((header, txn), (_, digest)) in txns.iter().zip(digests) {
+            let data = encode_for_learners(header, txn, Some(*digest));
             self.tracker.propose(header.zxid);
             let proposal = QuorumPacket::with_data(packet::PROPOSAL, header.zxid, data.clone());
             for learner in self.learners.values() {
@@ -417,8 +436,14 @@ impl Leading {
     }
 }
 
-/// ZooKeeper's bytes for one of our txns (TxnHeader + record, no digest).
-pub(crate) fn encode_for_learners(header: &TxnHeader, txn: &Txn) -> Bytes {
+/// ZooKeeper's bytes for one of our txns: TxnHeader + record, then the TxnDigest of the
+/// tree after it when known (txns recovered from our log at the start of a term have none;
+/// a ZooKeeper learner skips the check for those).
+pub(crate) fn encode_for_learners(header: &TxnHeader, txn: &Txn, digest: Option<i64>) -> Bytes {
+    let digest = digest.map(|tree_digest| TxnDigest {
+        version: DIGEST_VERSION,
+        tree_digest,
+    });
     let hint = OpHint::from_op(header.op);
     let mut out = BytesMut::new();
     let encoded = ZkTxnHeader::for_txn(
@@ -429,7 +454,7 @@ pub(crate) fn encode_for_learners(header: &TxnHeader, txn: &Txn) -> Bytes {
         txn,
         hint,
     )
-    .and_then(|zk| encode_txn(&zk, txn, &[], None, &mut out));
+    .and_then(|zk| encode_txn(&zk, txn, &[], digest.as_ref(), &mut out));
     if let Err(e) = encoded {
         // Every txn the ordering core makes has an encoding; one without is a bug, and
         // proposing something else would make the replicas diverge.

@@ -30,7 +30,7 @@ pub enum ToLog {
     /// Start a snapshot of this version (taken after everything queued before it is
     /// durable).
     Snapshot {
-        tree: DataTree,
+        tree: Box<DataTree>,
         sessions: Vec<(i64, i32)>,
     },
 }
@@ -86,9 +86,10 @@ impl LogQueue {
     }
 
     pub fn push_snapshot(&self, tree: DataTree, sessions: Vec<(i64, i32)>) {
-        self.queue
-            .borrow_mut()
-            .push_back(ToLog::Snapshot { tree, sessions });
+        self.queue.borrow_mut().push_back(ToLog::Snapshot {
+            tree: Box::new(tree),
+            sessions,
+        });
         self.notify.notify();
     }
 
@@ -170,7 +171,7 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
                 ToLog::Snapshot { tree, sessions } => {
                     // Everything before the snapshot is durable before its segment ends.
                     flush(&mut log, &mut txns, &queue).await;
-                    persistence.start_snapshot(&mut log, tree, sessions).await;
+                    persistence.start_snapshot(&mut log, *tree, sessions).await;
                 }
             }
         }

@@ -73,7 +73,19 @@ pub struct SharedStats {
     pub quorum: Mutex<QuorumStats>,
     /// The server id of the leader this server follows or is; -1 while there is none.
     leader_id: AtomicI64,
+    /// mntr's `zk_digest_mismatches_count`: txns whose TxnDigest (from the leader) differed
+    /// from this server's tree digest after applying them (ZooKeeper's
+    /// `DIGEST_MISMATCHES_COUNT`).
+    pub digest_mismatches: std::sync::atomic::AtomicU64,
+    /// `hash`: (zxid, tree digest) of the last [`DIGEST_LOG_LIMIT`] applied txns whose zxid
+    /// is a multiple of [`DIGEST_LOG_INTERVAL`], oldest first (ZooKeeper's digestLog).
+    digest_log: Mutex<std::collections::VecDeque<(i64, i64)>>,
 }
+
+/// ZooKeeper's `DataTree.DIGEST_LOG_INTERVAL`: `hash` lists the digest of every 128th zxid.
+pub const DIGEST_LOG_INTERVAL: i64 = 128;
+/// ZooKeeper's `DataTree.DIGEST_LOG_LIMIT`.
+pub const DIGEST_LOG_LIMIT: usize = 1024;
 
 /// What `mntr` reports of a leader's learners (ZooKeeper's MonitorCommand names).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -131,11 +143,41 @@ impl Default for SharedStats {
             mode: AtomicU8::new(Mode::Standalone as u8),
             quorum: Mutex::new(QuorumStats::default()),
             leader_id: AtomicI64::new(-1),
+            digest_mismatches: std::sync::atomic::AtomicU64::new(0),
+            digest_log: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
 
 impl SharedStats {
+    /// The tree digest after txn `zxid` was applied, for `hash` (kept for every 128th zxid,
+    /// as ZooKeeper's `DataTree.logZxidDigest`).
+    pub fn note_digest(&self, zxid: i64, digest: i64) {
+        if zxid % DIGEST_LOG_INTERVAL != 0 {
+            return;
+        }
+        if let Ok(mut log) = self.digest_log.lock() {
+            log.push_back((zxid, digest));
+            while log.len() > DIGEST_LOG_LIMIT {
+                log.pop_front();
+            }
+        }
+    }
+
+    /// `hash`'s list, oldest first.
+    pub fn digest_log(&self) -> Vec<(i64, i64)> {
+        self.digest_log
+            .lock()
+            .map(|log| log.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// A TxnDigest that did not match this server's tree (see `digest_mismatches`).
+    pub fn count_digest_mismatch(&self) {
+        self.digest_mismatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         if matches!(mode, Mode::Looking | Mode::Standalone) {
             self.set_leader(None);

@@ -216,11 +216,19 @@ pub(crate) struct Ordering {
     /// Txns since the last snapshot was requested, and the randomised interval.
     txns_since_snapshot: u64,
     snapshot_interval: u64,
+    /// (zxid, tree digest after it) of each txn of the round being built, in order: a
+    /// leader's proposals carry them (ZooKeeper's TxnDigest).
+    round_digests: Vec<(i64, i64)>,
 }
 
 impl Ordering {
     pub(crate) fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+
+    /// The server's shared counters (mntr).
+    pub(crate) fn stats(&self) -> &super::SharedStats {
+        &self.stats
     }
 
     /// The session clock's reading for an instant a shard took (a request's arrival),
@@ -331,6 +339,11 @@ impl Ordering {
             zxid,
             "every processed write consumes its zxid"
         );
+        if let Role::Leader(_) = self.role {
+            // For the proposals (only a leader sends any; cleared every round).
+            self.round_digests.push((zxid, self.tree.digest()));
+        }
+        self.stats.note_digest(zxid, self.tree.digest());
         log.push((
             TxnHeader {
                 session_id,
@@ -704,6 +717,7 @@ impl Ordering {
             own_version: VecDeque::new(),
             last_write: std::collections::HashMap::new(),
             stats,
+            round_digests: Vec::new(),
         };
         ordering.stats.last_zxid.store(
             ordering.tree.last_zxid(),
@@ -751,6 +765,7 @@ impl Ordering {
         log: &LogQueue,
         releaser: &Releaser,
     ) {
+        let digests = std::mem::take(&mut self.round_digests);
         if items.is_empty() {
             debug_assert!(txns.is_empty(), "every txn has its commit item");
             return;
@@ -763,7 +778,7 @@ impl Ordering {
         // Error txns move last_zxid too: any txn makes a new version.
         let tree = (!txns.is_empty()).then(|| Arc::new(self.tree.clone()));
         if let Role::Leader(leading) = &mut self.role {
-            leading.propose(&txns, tree.clone());
+            leading.propose(&txns, &digests, tree.clone());
         }
         log.push_txns(txns);
         releaser.push(last_zxid, Arc::new(CommitBatch { items, tree }));

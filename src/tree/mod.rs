@@ -20,6 +20,7 @@
 //! client sees), `FinalRequestProcessor` (reads and replies) and `ContainerManager`.
 
 pub mod acl;
+pub mod digest;
 mod node;
 mod path;
 mod pmap;
@@ -315,6 +316,11 @@ pub struct DataTree {
     /// Unimplemented. ZooKeeper's default is off; ours is on.
     ttl_enabled: bool,
     acl_cache: AclCache,
+    /// ZooKeeper's tree digest ([`digest`]): the wrapping sum of every node's digest.
+    /// Invariant: equals [`DataTree::compute_digest`]; every change of a node goes through
+    /// `update`, `create_node` or `delete_node`, which keep it (O(1) per change: the
+    /// changed node is hashed before and after).
+    digest: i64,
     /// The paths [`DataTree::iter`] lends, built on first use for this version.
     paths: PathCache,
 }
@@ -346,6 +352,7 @@ impl PartialEq for DataTree {
             && self.containers == other.containers
             && self.ttls == other.ttls
             && self.quota_roots == other.quota_roots
+            && self.digest == other.digest
     }
 }
 
@@ -464,7 +471,7 @@ impl DataTree {
             empty(&open, vec![("config", config), ("quota", quota)]),
             b"",
         );
-        DataTree {
+        let mut tree = DataTree {
             root: Znode::new(empty(&open, vec![("zookeeper", zookeeper)]), b""),
             node_count: 4,
             ephemerals: imbl::HashMap::new(),
@@ -474,8 +481,11 @@ impl DataTree {
             last_zxid: 0,
             ttl_enabled: true,
             acl_cache,
+            digest: 0,
             paths: PathCache::default(),
-        }
+        };
+        tree.digest = tree.compute_digest();
+        tree
     }
 
     /// Rebuilds a tree from a snapshot's nodes, in any order, as ZooKeeper's
@@ -538,6 +548,7 @@ impl DataTree {
         tree.root = root.ok_or("no root node")?;
         tree.node_count = count;
         tree.setup_quotas();
+        tree.digest = tree.compute_digest();
         Ok(tree)
     }
 
@@ -559,6 +570,21 @@ impl DataTree {
                 assert!(old.is_none(), "ephemeral {key} of 0x{id:x} indexed twice");
             }
         }
+    }
+
+    /// ZooKeeper's tree digest of this version (`DataTree.getTreeDigest()`, see
+    /// [`digest`]): what a TxnDigest carries after the txn that made this version.
+    pub fn digest(&self) -> i64 {
+        self.digest
+    }
+
+    /// The tree digest computed from every node (O(nodes)); equals [`DataTree::digest`].
+    pub fn compute_digest(&self) -> i64 {
+        let mut sum = 0i64;
+        node::walk("/", &self.root, &mut |path, node| {
+            sum = sum.wrapping_add(digest::node_digest(path, node, node.data()));
+        });
+        sum
     }
 
     /// The zxid of the last txn applied.
@@ -1404,10 +1430,28 @@ impl DataTree {
         // A missing node is found on the way down; the ancestors copied by then have the
         // same content (this happens only for a txn that does not fit the tree).
         self.paths = PathCache::default();
-        if path == "/" {
-            return Some(f(&mut self.root));
-        }
-        node::update_below(&mut self.root, path, f)
+        // The node's digest leaves the tree's before `f` and its new one joins after.
+        let counted = digest::counts(path);
+        let mut delta = 0i64;
+        let tracked = |node: &mut Znode| {
+            let before = if counted {
+                digest::node_digest(path, node, node.data())
+            } else {
+                0
+            };
+            let result = f(node);
+            if counted {
+                delta = digest::node_digest(path, node, node.data()).wrapping_sub(before);
+            }
+            result
+        };
+        let result = if path == "/" {
+            Some(tracked(&mut self.root))
+        } else {
+            node::update_below(&mut self.root, path, tracked)
+        };
+        self.digest = self.digest.wrapping_add(delta);
+        result
     }
 
     /// DataTree.createNode.
@@ -1430,6 +1474,7 @@ impl DataTree {
         let stat = node.stat();
         let data_len = data.len();
         let kind = node.kind();
+        let node_digest = digest::node_digest(path, &node, node.data());
         let mut node = Some(node);
         let parent = self.update(parent_path, |parent| {
             // The parent takes the txn's cversion (-1: one more) and the zxid as pzxid only
@@ -1459,6 +1504,7 @@ impl DataTree {
             return Err(ErrorCode::NodeExists);
         }
         self.node_count += 1;
+        self.digest = self.digest.wrapping_add(node_digest);
         self.index_owner(&key, kind);
         self.quota_after_create(path, data_len);
         fired.push(key.clone(), EventType::NodeCreated, acl);
@@ -1496,6 +1542,9 @@ impl DataTree {
             self.node_count
         );
         self.node_count -= 1;
+        self.digest = self
+            .digest
+            .wrapping_sub(digest::node_digest(path, &node, node.data()));
         let key: Arc<str> = Arc::from(path);
         let parent_key: Arc<str> = Arc::from(parent_path);
         // Invariant: each index lists exactly the nodes of its kind.

@@ -247,6 +247,7 @@ impl Harness {
             replayed.apply_txn(hdr, txn);
         }
         assert!(replayed == self.tree, "replay differs from the live tree");
+        assert_eq!(self.tree.digest(), self.tree.compute_digest());
     }
 }
 
@@ -2896,4 +2897,114 @@ fn multi_too_large_for_a_log_record_is_refused() {
     );
     assert!(crate::wal::format::txn_encoded_len(&out.txn) <= crate::wal::format::TXN_LEN_MAX);
     h.assert_replay_matches();
+}
+
+// ------------------------------------------------------------------ digest
+
+#[test]
+fn tree_digest_is_zookeepers_sum_of_node_digests() {
+    // Expected values computed with Python's zlib.crc32 (see tree/digest.rs): a fresh
+    // tree counts "" and /zookeeper (all stat fields 0), not /zookeeper/quota or config.
+    let mut h = Harness::new();
+    assert_eq!(h.tree.digest(), 68323592 + 1303661912);
+    // create /a "x" at 0x101, t=1000010: the root's cversion 1 and pzxid 0x101 change.
+    assert_eq!(h.create("/a", "x", 0), Ok(Response::Create("/a".into())));
+    assert_eq!(h.tree.digest(), 5729904267);
+    let before = h.tree.clone();
+    // setData /a "yz" at 0x102, t=1000020: version 1, mzxid, mtime.
+    h.write(set_data_req("/a", "yz", -1)).reply.unwrap();
+    assert_eq!(h.tree.digest(), 8598941615);
+    // An older version keeps its own digest.
+    assert_eq!(before.digest(), 5729904267);
+    // Nodes under /zookeeper/ count nothing, and their parent is under it too.
+    let digest = h.tree.digest();
+    h.create("/zookeeper/quota/a", "", 0).unwrap();
+    h.write(set_data_req("/zookeeper/quota/a", "q", -1))
+        .reply
+        .unwrap();
+    assert_eq!(h.tree.digest(), digest);
+    h.assert_replay_matches();
+}
+
+#[test]
+fn tree_digest_follows_every_kind_of_change() {
+    let mut h = Harness::new();
+    h.create_session(0x11);
+    h.create_ok("/app");
+    h.create("/app/e", "eph", 1).unwrap();
+    h.create("/app/s-", "seq", 2).unwrap();
+    h.create("/app/es-", "", 3).unwrap();
+    h.write(create_req(
+        OpCode::CreateContainer,
+        "/c",
+        "",
+        4,
+        -1,
+        open_acl(),
+    ))
+    .reply
+    .unwrap();
+    h.write(create_req(
+        OpCode::CreateTtl,
+        "/t",
+        "ttl",
+        5,
+        5000,
+        open_acl(),
+    ))
+    .reply
+    .unwrap();
+    h.write(set_acl_req(
+        "/app",
+        vec![acl_of(perms::ALL, "ip", "127.0.0.1")],
+        -1,
+    ))
+    .reply
+    .unwrap();
+    h.write(set_data_req("/", "root data", -1)).reply.unwrap();
+    h.write(delete_req("/t", -1)).reply.unwrap();
+    let digest = h.tree.digest();
+    // A failed write and a failed multi change nothing.
+    assert_eq!(
+        h.write(delete_req("/nope", -1)).reply,
+        Err(ErrorCode::NoNode)
+    );
+    h.write(Request::Multi(vec![
+        multi_create(OpCode::Create, "/m1", 0, -1),
+        MultiOp::Delete(DeleteRequest {
+            path: "/absent".into(),
+            version: -1,
+        }),
+    ]));
+    assert_eq!(h.tree.digest(), digest);
+    // A multi that succeeds.
+    h.write(Request::Multi(vec![
+        multi_create(OpCode::Create, "/m1", 0, -1),
+        MultiOp::SetData(SetDataRequest {
+            path: "/m1".into(),
+            data: Bytes::from_static(b"m"),
+            version: -1,
+        }),
+        MultiOp::Delete(DeleteRequest {
+            path: "/c".into(),
+            version: -1,
+        }),
+    ]))
+    .reply
+    .unwrap();
+    assert_ne!(h.tree.digest(), digest);
+    // Closing the session removes its ephemerals.
+    h.close_session(0x11);
+    assert!(h.tree.get("/app/e").is_none());
+    assert_eq!(h.tree.digest(), h.tree.compute_digest());
+    h.assert_replay_matches();
+    // A tree rebuilt from its nodes (a snapshot) has the same digest.
+    let rebuilt = DataTree::from_nodes(
+        h.tree
+            .iter()
+            .map(|(path, node)| (path.to_string(), node.clone())),
+        h.tree.last_zxid(),
+    )
+    .unwrap();
+    assert_eq!(rebuilt.digest(), h.tree.digest());
 }

@@ -65,6 +65,8 @@ use crate::tree::{ttl_owner, EphemeralKind, Txn, TxnHeader};
 
 /// Encoded size of a [`ZkTxnHeader`].
 pub const TXN_HEADER_LEN: usize = 32;
+/// Encoded size of an `ErrorTxn` (one int).
+const ERROR_TXN_LEN: usize = 4;
 /// Encoded size of a [`TxnDigest`].
 pub const TXN_DIGEST_LEN: usize = 12;
 /// The digest version ZooKeeper 3.8 and 3.9 write (`DigestCalculator.DIGEST_VERSION`).
@@ -339,9 +341,15 @@ fn encode_entry(
     Ok(())
 }
 
-/// The type of an op inside a multi: what `processTxn` accepts there.
+/// The type of an op inside a multi: what `processTxn` accepts there. A plain create is
+/// always create (1): ZooKeeper 3.8.0-3.8.1's `DataTree.processTxn` knows no create2 (15)
+/// inside a multi (it throws "Invalid type of op", logged at debug, and skips the rest of
+/// the multi, so a follower's tree silently diverges); 3.8.2+ applies both alike.
 fn multi_op_for(sub: &Txn, client_id: i64, hint: OpHint) -> Result<i32, TxnEncodeError> {
-    let op = zk_op_for(sub, client_id, hint)?;
+    let op = match zk_op_for(sub, client_id, hint)? {
+        OP_CREATE2 => OP_CREATE,
+        op => op,
+    };
     match op {
         OP_CREATE | OP_CREATE2 | OP_CREATE_CONTAINER | OP_CREATE_TTL | OP_DELETE
         | OP_DELETE_CONTAINER | OP_SET_DATA | OP_CHECK | OP_ERROR => Ok(op),
@@ -651,11 +659,22 @@ fn read_multi(r: &mut JuteReader, client_id: i64) -> Result<(Txn, Vec<i32>), Txn
     let count = r
         .read_vec_count(MIN_SUB_TXN_LEN)
         .map_err(jute("MultiTxn"))?;
-    let mut subs = Vec::with_capacity(count);
+    // None: an op of a failed multi that a Java leader retyped as an error (see below).
+    let mut subs: Vec<Option<Txn>> = Vec::with_capacity(count);
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
         let op = r.read_i32().map_err(jute("MultiTxn"))?;
         let data = r.read_buffer_slice().map_err(jute("MultiTxn"))?;
+        if op == OP_ERROR && data.len() != ERROR_TXN_LEN {
+            // A Java leader's DataTree.processTxn retypes the other ops of a failed multi
+            // as errors in place, keeping their records (a CreateTxn, a SetDataTxn, ...):
+            // the copy in its committedLog, which DIFF sends, has such ops, and Java reads
+            // their first int as the error code. An ErrorTxn is exactly one int; any
+            // other record is longer.
+            subs.push(None);
+            ops.push(op);
+            continue;
+        }
         let mut sub = JuteReader::new(data);
         let (txn, what) = read_record(&mut sub, op, client_id, true)?;
         if !sub.is_empty() {
@@ -664,26 +683,34 @@ fn read_multi(r: &mut JuteReader, client_id: i64) -> Result<(Txn, Vec<i32>), Txn
                 len: sub.remaining(),
             });
         }
-        subs.push(txn);
+        subs.push(Some(txn));
         ops.push(op);
     }
     // DataTree.processTxn: in a multi holding an error, every other op becomes
     // ErrorTxn(OK) before the first error and ErrorTxn(RUNTIMEINCONSISTENCY) after it.
-    if subs.iter().any(|sub| matches!(sub, Txn::Error(_))) {
-        let mut after_error = false;
-        for (sub, op) in subs.iter_mut().zip(ops.iter_mut()) {
-            if let Txn::Error(_) = sub {
+    let failed = subs
+        .iter()
+        .any(|sub| matches!(sub, Some(Txn::Error(_)) | None));
+    let mut after_error = false;
+    let subs = subs
+        .into_iter()
+        .zip(ops.iter_mut())
+        .map(|(sub, op)| match sub {
+            Some(Txn::Error(code)) => {
                 after_error = true;
-                continue;
+                Txn::Error(code)
             }
-            *sub = Txn::Error(if after_error {
-                ErrorCode::RuntimeInconsistency
-            } else {
-                ErrorCode::Ok
-            });
-            *op = OP_ERROR;
-        }
-    }
+            Some(txn) if !failed => txn,
+            _ => {
+                *op = OP_ERROR;
+                Txn::Error(if after_error {
+                    ErrorCode::RuntimeInconsistency
+                } else {
+                    ErrorCode::Ok
+                })
+            }
+        })
+        .collect();
     Ok((Txn::Multi(subs), ops))
 }
 
@@ -818,6 +845,69 @@ mod tests {
             acl: open_acl_unsafe(),
             ephemeral_owner: owner,
             parent_cversion,
+        }
+    }
+
+    #[test]
+    fn a_failed_multi_as_a_java_leaders_committed_log_holds_it() {
+        // [create /m2, setData /m, delete /none] failing at the delete: the DIFF copy has
+        // the first two retyped as errors (-1) around their own records.
+        let create_record = {
+            let mut out = BytesMut::new();
+            encode_txn(
+                &header(OP_CREATE),
+                &create("/dg1/m2", 0, 3),
+                &[],
+                None,
+                &mut out,
+            )
+            .unwrap();
+            out[32..].to_vec()
+        };
+        let set_data_record = {
+            let mut w = BytesMut::new();
+            let mut j = JuteWriter::new(&mut w);
+            j.write_buffer(b"/dg1/m");
+            j.write_buffer(b"never");
+            j.write_i32(1);
+            w.to_vec()
+        };
+        let mut bytes = header_bytes(OP_MULTI);
+        bytes.extend(3i32.to_be_bytes());
+        for (op, record) in [
+            (OP_ERROR, create_record),
+            (OP_ERROR, set_data_record),
+            (OP_ERROR, (-101i32).to_be_bytes().to_vec()),
+        ] {
+            bytes.extend(op.to_be_bytes());
+            bytes.extend((record.len() as i32).to_be_bytes());
+            bytes.extend(record);
+        }
+        let (_, txn, _) = decode_txn(&bytes).unwrap();
+        assert_eq!(
+            txn,
+            Txn::Multi(vec![
+                Txn::Error(ErrorCode::Ok),
+                Txn::Error(ErrorCode::Ok),
+                Txn::Error(ErrorCode::NoNode),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_plain_create_inside_a_multi_is_type_create_for_zookeeper_3_8_0() {
+        // 3.8.0's DataTree skips the rest of a multi at a create2 (15) op.
+        let txn = Txn::Multi(vec![create("/m", 0, 1), create("/m/e", SESSION, 1)]);
+        for hints in [vec![], vec![OpHint::None, OpHint::None]] {
+            let mut out = BytesMut::new();
+            encode_txn(&header(OP_MULTI), &txn, &hints, None, &mut out).unwrap();
+            assert_eq!(
+                &out[32..40],
+                &[0, 0, 0, 2, 0, 0, 0, 1],
+                "count 2, first op create"
+            );
+            let (_, decoded, _) = decode_txn(&out).unwrap();
+            assert_eq!(decoded, txn);
         }
     }
 

@@ -69,6 +69,41 @@ pub struct JavaState {
     /// Files that were passed over, and why (snapshots that failed their checks, torn
     /// records that ended a log).
     pub warnings: Vec<String>,
+    /// Digest checks that failed (see [`DigestCheck`]).
+    pub digests: DigestCheck,
+}
+
+/// What ZooKeeper checks of its digests while it loads a snapshot and replays its logs
+/// (`FileSnap.deserialize`, `DataTree.compareSnapshotDigests`, `compareDigest`): the
+/// snapshot's digest against the tree once the txns reach the digest's zxid, then each txn's
+/// TxnDigest against the tree after it. ZooKeeper counts a mismatch and goes on; so does
+/// the import, which logs them as errors.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DigestCheck {
+    /// Digests compared.
+    pub compared: u64,
+    /// Mismatches, and the zxids of the first [`DIGEST_MISMATCHES_KEPT`].
+    pub mismatches: u64,
+    pub mismatch_zxids: Vec<i64>,
+}
+
+/// How many mismatching zxids [`DigestCheck`] keeps.
+pub const DIGEST_MISMATCHES_KEPT: usize = 16;
+
+impl DigestCheck {
+    /// Compares a digest of `version` for `zxid` with the tree's (`actual`).
+    fn compare(&mut self, zxid: i64, version: i32, expected: i64, actual: i64) {
+        if version != crate::tree::digest::DIGEST_VERSION {
+            return;
+        }
+        self.compared += 1;
+        if expected != actual {
+            self.mismatches += 1;
+            if self.mismatch_zxids.len() < DIGEST_MISMATCHES_KEPT {
+                self.mismatch_zxids.push(zxid);
+            }
+        }
+    }
 }
 
 /// The files of `dir` named `prefix<hex>`, by zxid (a missing directory has none).
@@ -196,6 +231,14 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
     let mut used = Vec::new();
     let mut last = snap_zxid;
     let count = logs.len();
+    let mut digests = DigestCheck::default();
+    // The snapshot's digest, until the txns reach its zxid (ZooKeeper compares none of the
+    // txns' digests before: the tree is fuzzy until then).
+    let mut snapshot_digest = snapshot.digest;
+    if let Some(d) = snapshot_digest.filter(|d| d.zxid == snap_zxid) {
+        digests.compare(d.zxid, d.version, d.digest, tree.digest());
+        snapshot_digest = None;
+    }
     for (i, (_, path)) in logs.iter().enumerate().skip(first) {
         let bytes = read_file(path)?;
         let scan = scan_log(&bytes);
@@ -224,6 +267,15 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
                         snap_path.display()
                     )
                 })?;
+            }
+            // As FileTxnSnapLog.fastForwardFromEdits: processTxn (which compares the
+            // snapshot's digest at its zxid), then compareDigest of the txn's own.
+            if let Some(d) = snapshot_digest.filter(|d| d.zxid == zxid) {
+                digests.compare(zxid, d.version, d.digest, tree.digest());
+                snapshot_digest = None;
+            }
+            if let (None, Some(d)) = (snapshot_digest, record.digest) {
+                digests.compare(zxid, d.version, d.tree_digest, tree.digest());
             }
             match &record.txn {
                 Txn::CreateSession { timeout_ms } => {
@@ -264,6 +316,7 @@ pub fn read_java_state(snap_dir: &Path, log_dir: &Path) -> Result<Option<JavaSta
         snapshot: snap_path,
         logs: used,
         warnings,
+        digests,
     }))
 }
 
@@ -449,6 +502,23 @@ pub fn import_if_needed(config: &Config) -> Result<(), String> {
     };
     for warning in &state.warnings {
         log::warn!("Apache ZooKeeper data: {warning}");
+    }
+    if state.digests.mismatches > 0 {
+        // ZooKeeper counts these and goes on; the import does too, loudly.
+        log::error!(
+            "Apache ZooKeeper data: {} of {} digests do not match the tree rebuilt from {} \
+             (first at txns {:x?}): the data differs from what ZooKeeper computed; compare \
+             the servers' `hash` output after the start",
+            state.digests.mismatches,
+            state.digests.compared,
+            state.snapshot.display(),
+            state.digests.mismatch_zxids
+        );
+    } else {
+        log::info!(
+            "Apache ZooKeeper data: {} digests checked, all match",
+            state.digests.compared
+        );
     }
     let dirs = wal_dirs(config);
     for dir in [&dirs.log_dir, &dirs.snapshot_dir] {
@@ -705,6 +775,62 @@ mod tests {
         let apart = read_java_state(tmp.path(), logs.path()).unwrap().unwrap();
         assert_eq!(apart.tree, state.tree);
         assert_eq!(apart.logs.len(), 1, "only log.4 follows snapshot.3");
+    }
+
+    #[test]
+    fn digests_are_checked_as_zookeeper_checks_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        java_dir(tmp.path());
+        // snapshot.3 carries the digest of its tree at zxid 3; log.4's txn none.
+        let state = read_java_state(tmp.path(), tmp.path()).unwrap().unwrap();
+        assert_eq!(
+            state.digests,
+            DigestCheck {
+                compared: 1,
+                mismatches: 0,
+                mismatch_zxids: vec![]
+            }
+        );
+        let after = state.tree.digest();
+        let with_digest = |tree_digest: i64| {
+            let txn = create("/b", 0);
+            let hdr = ZkTxnHeader::for_txn(7, 1, 4, 1_700_000_000_000, &txn, OpHint::None).unwrap();
+            let digest = crate::zab::txn::TxnDigest {
+                version: 2,
+                tree_digest,
+            };
+            let mut out = BytesMut::new();
+            encode_txn(&hdr, &txn, &[], Some(&digest), &mut out).unwrap();
+            encode_log_file(0, &[out.to_vec()], 64)
+        };
+        // The txn's digest, right and wrong.
+        std::fs::write(tmp.path().join("log.4"), with_digest(after)).unwrap();
+        let state = read_java_state(tmp.path(), tmp.path()).unwrap().unwrap();
+        assert_eq!((state.digests.compared, state.digests.mismatches), (2, 0));
+        std::fs::write(tmp.path().join("log.4"), with_digest(after ^ 1)).unwrap();
+        let state = read_java_state(tmp.path(), tmp.path()).unwrap().unwrap();
+        assert_eq!((state.digests.compared, state.digests.mismatches), (2, 1));
+        assert_eq!(state.digests.mismatch_zxids, vec![4]);
+        assert!(
+            state.tree.get("/b").is_some(),
+            "a mismatch is counted, not refused"
+        );
+        // A wrong snapshot digest, at a zxid the log reaches (a fuzzy snapshot's): the
+        // txns before it are not compared; at that txn the snapshot's digest is (wrong),
+        // then the txn's own (right).
+        let path = tmp.path().join("snapshot.3");
+        let bytes = std::fs::read(&path).unwrap();
+        let mut wrong = bytes[..bytes.len() - (20 + 13)].to_vec();
+        wrong.extend_from_slice(&4i64.to_be_bytes());
+        wrong.extend_from_slice(&2i32.to_be_bytes());
+        wrong.extend_from_slice(&(after ^ 2).to_be_bytes());
+        crate::zkdata::snapfile::seal(&mut wrong);
+        std::fs::write(&path, wrong).unwrap();
+        std::fs::write(tmp.path().join("log.4"), with_digest(after)).unwrap();
+        let state = read_java_state(tmp.path(), tmp.path()).unwrap().unwrap();
+        assert_eq!(state.snapshot, path);
+        assert_eq!((state.digests.compared, state.digests.mismatches), (2, 1));
+        assert_eq!(state.digests.mismatch_zxids, vec![4]);
     }
 
     #[test]

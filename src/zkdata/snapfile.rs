@@ -186,8 +186,9 @@ fn read_digest(bytes: &[u8], at: usize) -> Result<Option<(ZxidDigest, usize)>, S
 }
 
 /// A snapshot file of `tree` and `sessions` as ZooKeeper 3.8 writes one: header (dbid -1),
-/// body, seal, an empty digest (zxid 0: what ZooKeeper writes when it has none to give)
-/// and its seal. Name it `snapshot.<tree.last_zxid() hex>`.
+/// body, seal, the tree's digest at its last zxid (ZooKeeper's `ZxidDigest`: zxid, digest
+/// version 2, the tree digest of `crate::tree::digest`; ZooKeeper compares it with the tree
+/// it loads) and its seal. Name it `snapshot.<tree.last_zxid() hex>`.
 pub fn encode_snapshot_file(tree: &DataTree, sessions: &[(i64, i32)]) -> Vec<u8> {
     let mut out = Vec::new();
     FileHeader {
@@ -200,14 +201,14 @@ pub fn encode_snapshot_file(tree: &DataTree, sessions: &[(i64, i32)]) -> Vec<u8>
     encode_snapshot_body(tree, sessions, &mut body);
     out.extend_from_slice(&body);
     seal(&mut out);
-    out.extend_from_slice(&0i64.to_be_bytes());
-    out.extend_from_slice(&2i32.to_be_bytes());
-    out.extend_from_slice(&0i64.to_be_bytes());
+    out.extend_from_slice(&tree.last_zxid().to_be_bytes());
+    out.extend_from_slice(&crate::tree::digest::DIGEST_VERSION.to_be_bytes());
+    out.extend_from_slice(&tree.digest().to_be_bytes());
     seal(&mut out);
     out
 }
 
-fn seal(out: &mut Vec<u8>) {
+pub(crate) fn seal(out: &mut Vec<u8>) {
     let checksum = i64::from(Adler32::of(out));
     out.extend_from_slice(&checksum.to_be_bytes());
     out.extend_from_slice(&SEAL_END);
@@ -262,7 +263,16 @@ mod tests {
         assert_eq!(read.header.db_id, -1);
         assert_eq!(read.sessions, vec![(0x77, 4000)]);
         assert_eq!(read.tree, tree);
-        assert_eq!(read.digest, None, "an empty digest is none");
+        // The tree's own digest at its last zxid.
+        assert_eq!(
+            read.digest,
+            Some(ZxidDigest {
+                zxid: 2,
+                version: 2,
+                digest: tree.digest(),
+            })
+        );
+        assert_eq!(read.tree.digest(), tree.digest());
         assert_eq!(read.tree.ephemerals_of(0x77), vec!["/a/e".to_string()]);
     }
 
