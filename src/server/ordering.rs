@@ -199,6 +199,7 @@ pub(crate) struct Ordering {
     min_session_timeout_ms: i32,
     /// `enforceQuota`, for the writes this server decides.
     enforce_quota: bool,
+    sasl_acl: bool,
     started: Instant,
     /// The clocks, read once per round of inputs (a clock read is ~100 ns on a VM, as much
     /// as the rest of ordering a setData): `now_ms` since `started` for session timeouts,
@@ -299,6 +300,7 @@ impl Ordering {
                         zxid,
                         time_ms,
                         enforce_quota: self.enforce_quota,
+                        sasl_acl: self.sasl_acl,
                     };
                     let out = self
                         .tree
@@ -368,6 +370,7 @@ impl Ordering {
                 zxid,
                 time_ms,
                 enforce_quota: self.enforce_quota,
+                sasl_acl: self.sasl_acl,
             };
             let out = self.tree.create_session(&ctx, c.timeout_ms);
             self.sessions.add(id, c.timeout_ms, Some(c.origin), now);
@@ -467,6 +470,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = self.tree.close_session(&ctx);
         self.sessions.remove(id);
@@ -580,6 +584,7 @@ impl Ordering {
                     zxid,
                     time_ms,
                     enforce_quota: self.enforce_quota,
+                    sasl_acl: self.sasl_acl,
                 };
                 let out = match &w.request {
                     Some(request) => self.tree.process_write(request, &ctx),
@@ -694,6 +699,7 @@ impl Ordering {
             current_epoch: 0,
             min_session_timeout_ms: config.min_session_timeout_ms as i32,
             enforce_quota: config.enforce_quota,
+            sasl_acl: config.auth.sasl_acl_scheme,
             started,
             now_ms,
             wall_ms: 0,
@@ -815,6 +821,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = self.tree.create_session(&ctx, timeout_ms);
         self.sessions.add(id, timeout_ms, None, now_ms);
@@ -849,6 +856,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = match request {
             Ok(request) => self.tree.process_write(request, &ctx),
