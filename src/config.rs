@@ -1260,9 +1260,9 @@ fn build(
     if matches!(my_id_source, MyIdSource::DataDir) {
         if let Some(path) = &config.auth.login_config {
             let server = crate::sasl::load_server_config(path, &config.auth.server_section)
-                .map_err(|message| ConfigError {
+                .map_err(|(line, message)| ConfigError {
                     file: Some(path.clone()),
-                    line: None,
+                    line,
                     key: Some("java.security.auth.login.config".to_string()),
                     message,
                 })?;
@@ -2100,5 +2100,68 @@ clientPort=2181
         assert_eq!(split_key_value("a"), ("a", ""));
         assert_eq!(split_key_value("a\\=b=c"), ("a\\=b", "c"));
         assert_eq!(split_key_value("a  =  = b"), ("a", "= b"));
+    }
+
+    #[test]
+    fn authentication_keys() {
+        let (c, warnings) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             java.security.auth.login.config=/etc/jaas.conf\n\
+             zookeeper.superUser=admin\nsuperUser.2=root\n\
+             allowSaslFailedClients=true\n\
+             enforce.auth.enabled=true\nenforce.auth.schemes=sasl, digest\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(c.auth.sasl_acl_scheme);
+        assert_eq!(c.auth.login_config, Some(PathBuf::from("/etc/jaas.conf")));
+        assert_eq!(c.auth.super_users, ["admin", "root"]);
+        assert!(c.auth.allow_failed_clients);
+        assert_eq!(c.auth.enforce_schemes, ["sasl", "digest"]);
+        // parse() reads no file: the JAAS file is loaded by Config::load only.
+        assert!(c.auth.server.is_none());
+
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             sessionRequireClientSASLAuth=true\nenforce.auth.schemes=digest\n",
+        );
+        assert_eq!(c.auth.enforce_schemes, ["sasl"]);
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             requireClientAuthScheme=sasl\n",
+        );
+        assert!(c.auth.sasl_required());
+
+        let e = parse_err("dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=true\n");
+        assert!(e.contains("enforce.auth.schemes must be configured"), "{e}");
+        let e = parse_err(
+            "dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=true\nenforce.auth.schemes=sasl\n",
+        );
+        assert!(
+            e.contains("zoo.cfg:4") && e.contains("sasl is not available"),
+            "{e}"
+        );
+        let e = parse_err("dataDir=/tmp/z\nclientPort=2181\nsessionRequireClientSASLAuth=true\n");
+        assert!(e.contains("sasl is not available"), "{e}");
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=false\nenforce.auth.schemes=sasl\n",
+        );
+        assert!(c.auth.enforce_schemes.is_empty());
+    }
+
+    #[test]
+    fn jvm_flags() {
+        assert_eq!(
+            parse_jvm_flags(
+                "-Xmx1g -Djava.security.auth.login.config=/a/jaas.conf '-Dzookeeper.superUser=a b' -Dflag"
+            ),
+            vec![
+                ("java.security.auth.login.config".to_string(), "/a/jaas.conf".to_string()),
+                ("zookeeper.superUser".to_string(), "a b".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+        );
     }
 }

@@ -1562,6 +1562,10 @@ async fn read_loop(
             // A readable header with a body that does not decode: ZooKeeper answers
             // MarshallingError and keeps the connection.
             Err(e) => match decode_request_header(&frame) {
+                // ZooKeeper's processSasl fails reading the record: the connection closes.
+                Ok(header) if header.op == OpCode::Sasl as i32 => {
+                    return Err(format!("malformed sasl request (xid {}): {e}", header.xid));
+                }
                 Ok(header) if is_write_op(header.op) => {
                     log::warn!(
                         "Malformed request (xid {}) from {}: {e}",

@@ -3,7 +3,7 @@
 //! one realm, `zk-sasl-md5`; qop `auth` only (no integrity or confidentiality layer);
 //! `algorithm=md5-sess`; `charset=utf-8`.
 //!
-//! Steps: the client's first token must be empty; the server answers the challenge (realm,
+//! Steps: the client's first token is ignored (a DIGEST-MD5 client sends none); the server answers the challenge (realm,
 //! a fresh nonce, qop, charset, algorithm). The client's digest-response is checked (the
 //! nonce, `nc=00000001`, the digest-uri `zookeeper/zk-sasl-md5`, the realm, the response
 //! value computed from the user's password) and answered with `rspauth=...`; the exchange is
@@ -76,12 +76,14 @@ impl DigestMd5Server {
         let state = std::mem::replace(&mut self.state, State::Failed);
         match state {
             State::Start => {
+                // As the JDK's DigestMD5Server (checked against ZooKeeper 3.8): an initial
+                // response is not refused; the challenge is sent all the same.
                 if !token.is_empty() {
-                    return Err(format!(
-                        "DIGEST-MD5 must not have an initial response ({} bytes received: a \
-                         GSSAPI/Kerberos client? Kerberos is not supported)",
+                    log::info!(
+                        "DIGEST-MD5: ignoring a {}-byte initial token (a GSSAPI client? only \
+                         DIGEST-MD5 is served)",
                         token.len()
-                    ));
+                    );
                 }
                 let nonce = nonce();
                 let challenge = format!(
@@ -411,9 +413,12 @@ mod tests {
             );
             assert!(!s.is_complete());
         }
+        // An initial token is ignored (the JDK's server does not refuse it).
         let mut s = DigestMd5Server::new();
-        assert!(s.step(b"\x60\x82kerberos", || "N".into(), pw).is_err());
-        assert!(s.step(&[0xff; 5000], || "N".into(), pw).is_err());
+        assert!(matches!(
+            s.step(b"\x60\x82kerberos", || "N".into(), pw),
+            Ok(Step::Continue(_))
+        ));
         let mut s = DigestMd5Server::new();
         s.step(b"", || "N1".into(), pw).unwrap();
         assert!(s.step(&[b'a'; 5000], || unreachable!(), pw).is_err());

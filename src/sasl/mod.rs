@@ -110,13 +110,16 @@ pub struct SaslServerConfig {
     pub mechanism: Mechanism,
 }
 
-/// Reads the JAAS file and builds the server mechanism from `section`. Errors name the file
-/// and line, or say what is missing (ZooKeeper refuses to start without the section).
-pub fn load_server_config(path: &Path, section: &str) -> Result<SaslServerConfig, String> {
+/// Reads the JAAS file and builds the server mechanism from `section`. An error carries the
+/// line it is about, when there is one (ZooKeeper refuses to start without the section).
+pub fn load_server_config(
+    path: &Path,
+    section: &str,
+) -> Result<SaslServerConfig, (Option<usize>, String)> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the JAAS file {}: {e}", path.display()))?;
-    let file = jaas::parse(&text).map_err(|e| format!("{}:{e}", path.display()))?;
-    server_config_from(&file, section).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| (None, format!("cannot read the JAAS file: {e}")))?;
+    let file = jaas::parse(&text).map_err(|e| (Some(e.line), e.message))?;
+    server_config_from(&file, section).map_err(|e| (None, e))
 }
 
 /// The mechanism `section` of a parsed JAAS file configures.

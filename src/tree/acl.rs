@@ -739,4 +739,49 @@ mod tests {
             assert_eq!(parse_java_int(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn sasl_entries_with_the_provider() {
+        let entry = acl(ALL, "sasl", "bob");
+        // Without SASLAuthenticationProvider (3.8's default registry): InvalidACL.
+        assert_eq!(
+            expand_and_validate_acl(std::slice::from_ref(&entry), &[]),
+            Err(ErrorCode::InvalidAcl)
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(std::slice::from_ref(&entry), &[], true),
+            Ok(vec![entry.clone()])
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(ALL, "sasl", "a@b@c")], &[], true),
+            Err(ErrorCode::InvalidAcl)
+        );
+        // auth entries expand to sasl ids only with the provider.
+        let session = [id("ip", "127.0.0.1"), id("sasl", "bob")];
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(READ, "auth", "")], &session, true),
+            Ok(vec![acl(READ, "sasl", "bob")])
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(READ, "auth", "")], &session, false),
+            Err(ErrorCode::InvalidAcl)
+        );
+        // Matching: the same id, or the SASL user "super".
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "bob")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "super")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "alice")]),
+            Err(ErrorCode::NoAuth)
+        );
+        assert_eq!(
+            check(&[entry], READ, &[id("digest", "bob")]),
+            Err(ErrorCode::NoAuth)
+        );
+    }
 }
