@@ -6,7 +6,9 @@
 //! the same JAAS file and settings, and their answers must be equal.
 //!
 //! Missing kazoo/pure-sasl, zkCli.sh or Java fail the test unless ZKRS_SKIP_KAZOO=1,
-//! ZKRS_SKIP_ZKCLI=1 or ZKRS_SKIP_JAVA=1 is set (as tests/kazoo.rs, zkcli.rs, differential.rs).
+//! ZKRS_SKIP_ZKCLI=1 or ZKRS_SKIP_DIFFERENTIAL=1 is set (as tests/kazoo.rs, zkcli.rs,
+//! differential.rs). Against an external server (ZKRS_TEST_TARGET) every test returns early:
+//! each needs a server started with its own JAAS file and settings.
 
 mod common;
 
@@ -82,6 +84,16 @@ impl Jaas {
     }
 }
 
+/// True (with a message) when the tests run against an external server, which these tests
+/// cannot configure.
+fn external() -> bool {
+    let external = std::env::var("ZKRS_TEST_TARGET").is_ok();
+    if external {
+        eprintln!("ZKRS_TEST_TARGET is set: the SASL tests need servers of their own; skipped");
+    }
+    external
+}
+
 /// A zkrs server with the JAAS file as a zoo.cfg key, plus `extra` lines.
 fn zkrs(jaas: &Jaas, extra: &[&str]) -> TestServer {
     let line = jaas.cfg_line();
@@ -91,14 +103,14 @@ fn zkrs(jaas: &Jaas, extra: &[&str]) -> TestServer {
 }
 
 /// Apache ZooKeeper with the JAAS file as a JVM flag, or None (with the reason printed)
-/// when it cannot run here and ZKRS_SKIP_JAVA=1.
+/// when it cannot run here and ZKRS_SKIP_DIFFERENTIAL=1.
 fn java_zk(jaas: &Jaas, extra: &[&str]) -> Option<JavaZk> {
     if let Err(why) = JavaZk::check_available() {
-        if std::env::var("ZKRS_SKIP_JAVA").as_deref() == Ok("1") {
-            eprintln!("Apache ZooKeeper cannot run ({why}); comparison skipped (ZKRS_SKIP_JAVA=1)");
+        if std::env::var("ZKRS_SKIP_DIFFERENTIAL").as_deref() == Ok("1") {
+            eprintln!("Apache ZooKeeper cannot run ({why}); comparison skipped (ZKRS_SKIP_DIFFERENTIAL=1)");
             return None;
         }
-        panic!("Apache ZooKeeper cannot run: {why} (set ZKRS_SKIP_JAVA=1 to skip)");
+        panic!("Apache ZooKeeper cannot run: {why} (set ZKRS_SKIP_DIFFERENTIAL=1 to skip)");
     }
     let flag = jaas.jvm_flag();
     let java =
@@ -219,6 +231,9 @@ fn kazoo_scenario(addr: &str, prefix: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn kazoo_digest_md5_and_sasl_acls_match_zookeeper() {
+    if external() {
+        return;
+    }
     if !kazoo_available() {
         return;
     }
@@ -245,6 +260,9 @@ fn kazoo_digest_md5_and_sasl_acls_match_zookeeper() {
 /// read; with a wrong password it cannot.
 #[test]
 fn java_client_authenticates_with_digest_md5() {
+    if external() {
+        return;
+    }
     let zkcli =
         std::env::var("ZKCLI").unwrap_or_else(|_| "/usr/share/zookeeper/bin/zkCli.sh".to_string());
     if !Path::new(&zkcli).exists() {
@@ -363,6 +381,9 @@ fn malformed_scenario(addr: &str) -> Vec<Outcome> {
 
 #[test]
 fn malformed_tokens_are_refused_and_closed_like_zookeeper() {
+    if external() {
+        return;
+    }
     let jaas = Jaas::new(SERVER_JAAS);
     let server = zkrs(&jaas, &[PROVIDER]);
     let ours = malformed_scenario(&server.addr);
@@ -404,6 +425,9 @@ fn allow_failed_scenario(addr: &str) -> (i32, Option<Vec<u8>>, i32) {
 
 #[test]
 fn allow_sasl_failed_clients_keeps_the_connection() {
+    if external() {
+        return;
+    }
     let jaas = Jaas::new(SERVER_JAAS);
     let extra = [PROVIDER, "allowSaslFailedClients=true"];
     let server = zkrs(&jaas, &extra);
@@ -457,6 +481,9 @@ fn enforcement_scenario(addr: &str) -> Vec<Outcome> {
 
 #[test]
 fn enforced_authentication_refuses_unauthenticated_sessions() {
+    if external() {
+        return;
+    }
     let jaas = Jaas::new(SERVER_JAAS);
     for extra in [
         vec![PROVIDER, "sessionRequireClientSASLAuth=true"],
@@ -524,23 +551,37 @@ fn enforced_authentication_refuses_unauthenticated_sessions() {
 /// enforcement of a scheme without its provider.
 #[test]
 fn bad_settings_refuse_to_start() {
+    if external() {
+        return;
+    }
     let bin = env!("CARGO_BIN_EXE_zkrs");
-    let check = |jaas_text: &str, extra: &str, expect: &[&str]| {
+    // `via_env`: the JAAS file is named only by SERVER_JVMFLAGS, as zkServer.sh passes it.
+    let run = |jaas_text: &str, extra: &str, via_env: bool, expect: &[&str]| {
         let jaas = Jaas::new(jaas_text);
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("zoo.cfg");
+        let jaas_line = if via_env {
+            String::new()
+        } else {
+            jaas.cfg_line()
+        };
         std::fs::write(
             &cfg,
             format!(
-                "tickTime=200\ndataDir={}\nclientPort={}\nadmin.enableServer=false\n{}\n{extra}\n",
+                "tickTime=200\ndataDir={}\nclientPort={}\nadmin.enableServer=false\n{jaas_line}\n{extra}\n",
                 dir.path().join("data").display(),
                 common::free_port(),
-                jaas.cfg_line()
             ),
         )
         .unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("start-foreground").arg(&cfg);
+        cmd.env_remove("JVMFLAGS");
+        if via_env {
+            cmd.env("SERVER_JVMFLAGS", format!("-Xmx1g {}", jaas.jvm_flag()));
+        } else {
+            cmd.env_remove("SERVER_JVMFLAGS");
+        }
         let (ok, stdout, stderr) = run_limited(cmd);
         assert!(!ok, "started with {jaas_text:?} / {extra:?}");
         let text = format!("{stdout}{stderr}");
@@ -548,6 +589,14 @@ fn bad_settings_refuse_to_start() {
             assert!(text.contains(e), "expected {e:?} in:\n{text}");
         }
     };
+    let check =
+        |jaas_text: &str, extra: &str, expect: &[&str]| run(jaas_text, extra, false, expect);
+    run(
+        "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_bob=\"x\" !\n};\n",
+        "",
+        true,
+        &["jaas.conf:3:", "unexpected character '!'"],
+    );
     check(
         "Server {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  user_bob=\"x\"\n};\n",
         "",
@@ -570,6 +619,9 @@ fn bad_settings_refuse_to_start() {
 /// (ZooKeeper's null SASL server).
 #[test]
 fn kerberos_is_refused_and_no_jaas_answers_empty() {
+    if external() {
+        return;
+    }
     let jaas = Jaas::new(
         "Server {\n  com.sun.security.auth.module.Krb5LoginModule required\n  useKeyTab=true\n  \
          keyTab=\"/etc/zk.keytab\"\n  principal=\"zookeeper/host@EXAMPLE.COM\";\n};\n",
