@@ -274,12 +274,25 @@ fn java_client_authenticates_with_digest_md5() {
     }
     let jaas = Jaas::new(SERVER_JAAS);
     let server = zkrs(&jaas, &[PROVIDER]);
+    let ours = java_client_scenario(&zkcli, &server.addr, &jaas);
+    assert!(ours.iter().all(|(_, ok)| *ok), "{ours:?}");
+    if let Some(java) = java_zk(&jaas, &[PROVIDER]) {
+        assert_eq!(
+            ours,
+            java_client_scenario(&zkcli, &java.addr, &jaas),
+            "vs Java"
+        );
+    }
+}
+
+/// zkCli.sh runs against `addr`; each check's name and whether it held.
+fn java_client_scenario(zkcli: &str, addr: &str, jaas: &Jaas) -> Vec<(&'static str, bool)> {
     let node = unique_prefix("java-sasl");
     let good = jaas.client_file("good.jaas", "bob", "bob-secret");
     let bad = jaas.client_file("bad.jaas", "bob", "not-it");
     let cli = |client_jaas: Option<&Path>, args: &[&str]| {
-        let mut cmd = Command::new(&zkcli);
-        cmd.arg("-server").arg(&server.addr).args(args);
+        let mut cmd = Command::new(zkcli);
+        cmd.arg("-server").arg(addr).args(args);
         match client_jaas {
             Some(path) => cmd.env(
                 "CLIENT_JVMFLAGS",
@@ -290,22 +303,33 @@ fn java_client_authenticates_with_digest_md5() {
         let (_, stdout, stderr) = run_limited(cmd);
         format!("{stdout}\n{stderr}")
     };
+    let mut checks = Vec::new();
     let out = cli(
         Some(&good),
         &["create", &node, "javasecret", "sasl:bob:cdrwa"],
     );
-    assert!(out.contains("SaslAuthenticated"), "{out}");
-    assert!(out.contains(&format!("Created {node}")), "{out}");
+    checks.push((
+        "create: SaslAuthenticated",
+        out.contains("SaslAuthenticated"),
+    ));
+    checks.push(("create: Created", out.contains(&format!("Created {node}"))));
     let out = cli(Some(&good), &["get", &node]);
-    assert!(out.contains("javasecret"), "{out}");
+    checks.push(("get as bob", out.contains("javasecret")));
     let out = cli(Some(&good), &["getAcl", &node]);
-    assert!(out.contains("'sasl,'bob"), "{out}");
+    checks.push(("getAcl sasl:bob", out.contains("'sasl,'bob")));
     let out = cli(None, &["get", &node]);
-    assert!(out.contains("Insufficient permission"), "{out}");
-    assert!(!out.contains("javasecret"), "{out}");
+    checks.push((
+        "anonymous: Insufficient permission",
+        out.contains("Insufficient permission"),
+    ));
+    checks.push(("anonymous: no data", !out.contains("javasecret")));
     let out = cli(Some(&bad), &["get", &node]);
-    assert!(!out.contains("javasecret"), "{out}");
-    assert!(!out.contains("SaslAuthenticated"), "{out}");
+    checks.push(("wrong password: no data", !out.contains("javasecret")));
+    checks.push((
+        "wrong password: not authenticated",
+        !out.contains("SaslAuthenticated"),
+    ));
+    checks
 }
 
 /// What a raw connection saw after a sasl request: the reply's error and whether the server
