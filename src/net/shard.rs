@@ -883,7 +883,8 @@ impl Shard {
                 reply(0, Response::Sasl(Some(Bytes::from(response))));
             }
             Err(reason) => {
-                self.auth_failed.set(self.auth_failed.get() + 1);
+                // Not counted in auth_failed_count: ZooKeeper 3.8 counts only failed TLS
+                // handshakes there.
                 log::warn!("Client {} failed to SASL authenticate: {reason}", conn.peer);
                 if auth.allow_failed_clients && !auth.sasl_required() {
                     log::warn!(
