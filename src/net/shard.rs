@@ -831,7 +831,6 @@ impl Shard {
     /// AuthFailed (SessionClosedRequireSaslAuth when SASL is enforced) and the connection
     /// closes, unless `zookeeper.allowSaslFailedClients` keeps it (answered OK, no token).
     fn on_sasl(&self, conn: &Conn, xid: i32, token: &[u8]) {
-        conn.stats.received.set(conn.stats.received.get() + 1);
         let auth = &self.config.auth;
         let reply = |err: i32, body: Response| {
             conn.send_reply(&ReplyHeader { xid, zxid: 0, err }, &body);
