@@ -103,6 +103,9 @@ pub struct Config {
     pub admin_server: AdminServerConfig,
     /// `metricsProvider.className=...PrometheusMetricsProvider`: its `/metrics` endpoint.
     pub prometheus: Option<PrometheusConfig>,
+    /// SASL and authentication enforcement (`java.security.auth.login.config`,
+    /// `authProvider.N`, `enforce.auth.*`, `sessionRequireClientSASLAuth`, `superUser`, ...).
+    pub auth: crate::sasl::AuthConfig,
 }
 
 /// ZooKeeper's `JettyAdminServer` settings (`admin.*`, or the `zookeeper.admin.*` system
@@ -200,6 +203,7 @@ impl Default for Config {
             source: None,
             admin_server: AdminServerConfig::default(),
             prometheus: None,
+            auth: crate::sasl::AuthConfig::default(),
         }
     }
 }
@@ -301,8 +305,6 @@ const IGNORED_KEYS: &[&str] = &[
     "maxWriteQueuePollTime",
     "maxBatchSize",
     "maxCnxns",
-    "sessionRequireClientSASLAuth",
-    "superUser",
     "serializeLastProcessedZxid.enabled",
     "closeSessionTxn.enabled",
     "extendedTypesEnabled",
@@ -333,7 +335,6 @@ const IGNORED_PREFIXES: &[&str] = &[
     "netty.",
     "learner.",
     "connection_throttle_",
-    "enforce.auth.",
     "kerberos.",
     "group.",
     "weight.",
@@ -800,6 +801,87 @@ fn parse_server_line(
     })
 }
 
+/// `zookeeper.superUser` and `zookeeper.superUser.<anything>` (as `isSaslSuperUser`).
+fn is_super_user_key(key: &str) -> bool {
+    let key = key.strip_prefix("zookeeper.").unwrap_or(key);
+    key == "superUser" || key.starts_with("superUser.")
+}
+
+/// The `-Dkey=value` flags of the environment's `SERVER_JVMFLAGS` and `JVMFLAGS` (as
+/// zkServer.sh passes them to the JVM) that name authentication settings, as entries of
+/// line 0.
+fn jvm_flag_entries() -> Vec<Entry> {
+    let mut out = Vec::new();
+    for var in ["JVMFLAGS", "SERVER_JVMFLAGS"] {
+        let Ok(flags) = std::env::var(var) else {
+            continue;
+        };
+        for (key, value) in parse_jvm_flags(&flags) {
+            let bare = key.strip_prefix("zookeeper.").unwrap_or(&key);
+            let wanted = key == "java.security.auth.login.config"
+                || is_super_user_key(&key)
+                || bare.starts_with("authProvider.")
+                || bare.starts_with("enforce.auth.")
+                || matches!(
+                    bare,
+                    "sasl.serverconfig"
+                        | "SASLAuthenticationProvider.superPassword"
+                        | "allowSaslFailedClients"
+                        | "sessionRequireClientSASLAuth"
+                        | "requireClientAuthScheme"
+                );
+            if wanted {
+                out.retain(|e: &Entry| e.key != key);
+                out.push(Entry {
+                    key,
+                    value,
+                    line: 0,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `-Dkey=value` words of a JVM flags string (shell-style single and double quotes).
+fn parse_jvm_flags(flags: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in flags.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                in_word = true;
+            }
+            None if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            None => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .filter_map(|w| {
+            let rest = w.strip_prefix("-D")?;
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 fn is_ignored_key(key: &str) -> bool {
     IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|p| key.starts_with(p))
 }
@@ -849,10 +931,28 @@ fn build(
         warnings: Vec::new(),
     };
     let entries = parse_properties(text, source)?;
+    // Authentication settings operators pass as `-D` flags (zkServer.sh's SERVER_JVMFLAGS,
+    // JVMFLAGS), read only when a file is loaded; a zoo.cfg key wins over a flag.
+    let jvm_entries = match my_id_source {
+        MyIdSource::DataDir => jvm_flag_entries(),
+        MyIdSource::Given(_) => Vec::new(),
+    };
 
     // The last of a repeated key wins, as in a Properties table.
     let mut values: HashMap<&str, Value<'_>> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
+    for entry in &jvm_entries {
+        if !entries.iter().any(|e| e.key == entry.key) {
+            values.insert(
+                &entry.key,
+                Value {
+                    text: &entry.value,
+                    line: entry.line,
+                },
+            );
+            order.push(&entry.key);
+        }
+    }
     for entry in &entries {
         let value = Value {
             text: &entry.value,
@@ -895,6 +995,9 @@ fn build(
     let mut prometheus = PrometheusConfig::default();
     // The first of sslQuorum / quorum.auth.*Sasl set to true, and its line.
     let mut quorum_security: Option<(String, usize)> = None;
+    let mut enforce_enabled = false;
+    let mut enforce_schemes: Option<(String, usize)> = None;
+    let mut require_sasl = false;
 
     for key in order {
         let Some(v) = values.get(key) else { continue };
@@ -1067,6 +1170,55 @@ fn build(
                 // Boolean.parseBoolean: "true" in any case, anything else is false.
                 prometheus.export_jvm_info = v.text.eq_ignore_ascii_case("true");
             }
+            "java.security.auth.login.config" | "zookeeper.java.security.auth.login.config" => {
+                config.auth.login_config = Some(PathBuf::from(v.text));
+            }
+            "sasl.serverconfig" | "zookeeper.sasl.serverconfig" => {
+                config.auth.server_section = v.text.to_string();
+            }
+            "SASLAuthenticationProvider.superPassword"
+            | "zookeeper.SASLAuthenticationProvider.superPassword" => {
+                config.auth.super_password = Some(v.text.to_string());
+            }
+            "allowSaslFailedClients" | "zookeeper.allowSaslFailedClients" => {
+                config.auth.allow_failed_clients = v.text.eq_ignore_ascii_case("true");
+            }
+            "enforce.auth.enabled" | "zookeeper.enforce.auth.enabled" => {
+                enforce_enabled = v.text.eq_ignore_ascii_case("true");
+            }
+            "enforce.auth.schemes" | "zookeeper.enforce.auth.schemes" => {
+                enforce_schemes = Some((v.text.to_string(), v.line));
+            }
+            "sessionRequireClientSASLAuth" | "zookeeper.sessionRequireClientSASLAuth" => {
+                require_sasl |= v.text.eq_ignore_ascii_case("true");
+            }
+            "requireClientAuthScheme" | "zookeeper.requireClientAuthScheme" => {
+                if v.text.trim() == crate::sasl::SCHEME_SASL {
+                    require_sasl = true;
+                } else {
+                    ctx.warn(
+                        Some(v.line),
+                        key,
+                        format_args!("only \"sasl\" is known; \"{}\" ignored", v.text),
+                    );
+                }
+            }
+            _ if is_super_user_key(key) => config.auth.super_users.push(v.text.to_string()),
+            _ if key.starts_with("authProvider.") || key.starts_with("zookeeper.authProvider.") => {
+                if v.text.trim() == crate::sasl::SASL_PROVIDER_CLASS {
+                    config.auth.sasl_acl_scheme = true;
+                } else {
+                    ctx.warn(
+                        Some(v.line),
+                        key,
+                        format_args!(
+                            "zkrs knows only {}; \"{}\" ignored",
+                            crate::sasl::SASL_PROVIDER_CLASS,
+                            v.text
+                        ),
+                    );
+                }
+            }
             _ if key.starts_with("server.") => {
                 let id = key["server.".len()..].parse::<u64>().map_err(|_| {
                     ctx.error(
@@ -1096,6 +1248,54 @@ fn build(
                 "a ZooKeeper setting zkrs does not implement; ignored",
             ),
             _ => ctx.warn(Some(v.line), key, "unknown setting; ignored"),
+        }
+    }
+
+    // AuthenticationHelper: sessionRequireClientSASLAuth means enforce.auth with [sasl];
+    // every enforced scheme must have a provider (ip, digest, and sasl when registered).
+    if require_sasl {
+        config.auth.enforce_schemes = vec![crate::sasl::SCHEME_SASL.to_string()];
+    } else if enforce_enabled {
+        let Some((schemes, line)) = &enforce_schemes else {
+            return Err(ctx.error(
+                None,
+                "enforce.auth.schemes",
+                "enforce.auth.enabled is true: enforce.auth.schemes must be configured",
+            ));
+        };
+        config.auth.enforce_schemes = schemes.split(',').map(|s| s.trim().to_string()).collect();
+        let _ = line;
+    }
+    for scheme in &config.auth.enforce_schemes {
+        let available = match scheme.as_str() {
+            "ip" | "digest" => true,
+            "sasl" => config.auth.sasl_acl_scheme,
+            _ => false,
+        };
+        if !available {
+            let line = enforce_schemes.as_ref().map(|(_, line)| *line);
+            let hint = if scheme == "sasl" {
+                format!(" (add authProvider.1={})", crate::sasl::SASL_PROVIDER_CLASS)
+            } else {
+                String::new()
+            };
+            return Err(ctx.error(
+                line,
+                "enforce.auth.schemes",
+                format!("Authentication scheme {scheme} is not available{hint}"),
+            ));
+        }
+    }
+    if matches!(my_id_source, MyIdSource::DataDir) {
+        if let Some(path) = &config.auth.login_config {
+            let server = crate::sasl::load_server_config(path, &config.auth.server_section)
+                .map_err(|(line, message)| ConfigError {
+                    file: Some(path.clone()),
+                    line,
+                    key: Some("java.security.auth.login.config".to_string()),
+                    message,
+                })?;
+            config.auth.server = Some(std::sync::Arc::new(server));
         }
     }
 
@@ -1977,5 +2177,68 @@ clientPort=2181
         assert_eq!(split_key_value("a"), ("a", ""));
         assert_eq!(split_key_value("a\\=b=c"), ("a\\=b", "c"));
         assert_eq!(split_key_value("a  =  = b"), ("a", "= b"));
+    }
+
+    #[test]
+    fn authentication_keys() {
+        let (c, warnings) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             java.security.auth.login.config=/etc/jaas.conf\n\
+             zookeeper.superUser=admin\nsuperUser.2=root\n\
+             allowSaslFailedClients=true\n\
+             enforce.auth.enabled=true\nenforce.auth.schemes=sasl, digest\n",
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(c.auth.sasl_acl_scheme);
+        assert_eq!(c.auth.login_config, Some(PathBuf::from("/etc/jaas.conf")));
+        assert_eq!(c.auth.super_users, ["admin", "root"]);
+        assert!(c.auth.allow_failed_clients);
+        assert_eq!(c.auth.enforce_schemes, ["sasl", "digest"]);
+        // parse() reads no file: the JAAS file is loaded by Config::load only.
+        assert!(c.auth.server.is_none());
+
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             sessionRequireClientSASLAuth=true\nenforce.auth.schemes=digest\n",
+        );
+        assert_eq!(c.auth.enforce_schemes, ["sasl"]);
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\n\
+             authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n\
+             requireClientAuthScheme=sasl\n",
+        );
+        assert!(c.auth.sasl_required());
+
+        let e = parse_err("dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=true\n");
+        assert!(e.contains("enforce.auth.schemes must be configured"), "{e}");
+        let e = parse_err(
+            "dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=true\nenforce.auth.schemes=sasl\n",
+        );
+        assert!(
+            e.contains("zoo.cfg:4") && e.contains("sasl is not available"),
+            "{e}"
+        );
+        let e = parse_err("dataDir=/tmp/z\nclientPort=2181\nsessionRequireClientSASLAuth=true\n");
+        assert!(e.contains("sasl is not available"), "{e}");
+        let (c, _) = parse_ok(
+            "dataDir=/tmp/z\nclientPort=2181\nenforce.auth.enabled=false\nenforce.auth.schemes=sasl\n",
+        );
+        assert!(c.auth.enforce_schemes.is_empty());
+    }
+
+    #[test]
+    fn jvm_flags() {
+        assert_eq!(
+            parse_jvm_flags(
+                "-Xmx1g -Djava.security.auth.login.config=/a/jaas.conf '-Dzookeeper.superUser=a b' -Dflag"
+            ),
+            vec![
+                ("java.security.auth.login.config".to_string(), "/a/jaas.conf".to_string()),
+                ("zookeeper.superUser".to_string(), "a b".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod proto;
+pub mod sasl;
 pub mod server;
 pub mod session;
 /// The deterministic ensemble simulation (tests only).

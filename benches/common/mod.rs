@@ -82,5 +82,6 @@ pub fn ctx(zxid: i64) -> TxnContext<'static> {
         zxid,
         time_ms: 1_700_000_000_000,
         enforce_quota: false,
+        sasl_acl: false,
     }
 }

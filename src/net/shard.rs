@@ -156,6 +156,8 @@ pub struct Conn {
     pub session_id: Cell<i64>,
     pub timeout_ms: Cell<i32>,
     auth: RefCell<Arc<Vec<Id>>>,
+    /// The connection's SASL exchange (DIGEST-MD5), once its first sasl request came.
+    sasl: RefCell<Option<crate::sasl::DigestMd5Server>>,
     /// Output not yet taken by the writer.
     out: RefCell<BytesMut>,
     /// Bytes the writer took from `out` and has not finished writing to the socket.
@@ -664,7 +666,6 @@ impl Shard {
         let (err, body) = match request {
             Request::Ping => (0, Response::Empty),
             Request::Reconfig(_) => (ErrorCode::ReconfigDisabled.code(), Response::Empty),
-            Request::Sasl(_) => (ErrorCode::AuthFailed.code(), Response::Empty),
             Request::SetWatches(sw) | Request::SetWatches2(sw) => {
                 let events = {
                     let mut watches = self.watches.borrow_mut();
@@ -763,6 +764,13 @@ impl Shard {
             }
             return;
         }
+        if let Request::Sasl(token) = &request {
+            self.on_sasl(conn, header.xid, token);
+            return;
+        }
+        if !self.enforce_authentication(conn, header.xid) {
+            return;
+        }
         // Backpressure: while the shard's share of globalOutstandingLimit is used up, this
         // connection stops reading.
         if self.outstanding.acquire(1).await.is_err() {
@@ -806,6 +814,125 @@ impl Shard {
                 self.mark_lagging(conn);
             }
         }
+    }
+
+    /// Adds ids to the connection's auth info (a set: ids it holds already change nothing).
+    fn add_auth_ids(&self, conn: &Conn, ids: impl IntoIterator<Item = Id>) {
+        let mut auth = conn.auth.borrow_mut();
+        let mut list = auth.as_ref().clone();
+        for id in ids {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        *auth = Arc::new(list);
+    }
+
+    /// A sasl request (ZooKeeperServer.processSasl): one step of the connection's DIGEST-MD5
+    /// exchange, answered at once with zxid 0. On success the connection gains
+    /// `sasl:<user>` (and `super:` for a `zookeeper.superUser`). A failed step is answered
+    /// AuthFailed (SessionClosedRequireSaslAuth when SASL is enforced) and the connection
+    /// closes, unless `zookeeper.allowSaslFailedClients` keeps it (answered OK, no token).
+    fn on_sasl(&self, conn: &Conn, xid: i32, token: &[u8]) {
+        let auth = &self.config.auth;
+        let reply = |err: i32, body: Response| {
+            conn.send_reply(&ReplyHeader { xid, zxid: 0, err }, &body);
+        };
+        let Some(server) = auth.server.as_deref() else {
+            // ZooKeeper without a JAAS Server section has no SASL server on the connection:
+            // it logs the null and answers OK with a null token.
+            log::error!(
+                "SASL request from {} but no SASL server is configured \
+                 (java.security.auth.login.config)",
+                conn.peer
+            );
+            reply(0, Response::Sasl(None));
+            return;
+        };
+        let result = match &server.mechanism {
+            crate::sasl::Mechanism::Unsupported { module } => Err(format!(
+                "the JAAS section uses {module}: Kerberos (GSSAPI) is not supported by zkrs, \
+                 only DIGEST-MD5"
+            )),
+            crate::sasl::Mechanism::DigestMd5 { .. } => {
+                let mut state = conn.sasl.borrow_mut();
+                let exchange = state.get_or_insert_with(crate::sasl::DigestMd5Server::new);
+                exchange.step(token, crate::sasl::new_nonce, |user| auth.password(user))
+            }
+        };
+        match result {
+            Ok(crate::sasl::Step::Continue(challenge)) => {
+                reply(0, Response::Sasl(Some(Bytes::from(challenge))));
+            }
+            Ok(crate::sasl::Step::Complete { response, user }) => {
+                log::info!(
+                    "Session 0x{:x}: adding SASL authorization for authorizationID: {user}",
+                    conn.session_id.get()
+                );
+                let is_super = auth.is_super_user(&user);
+                let mut ids = vec![Id {
+                    scheme: crate::sasl::SCHEME_SASL.to_string(),
+                    id: user.clone(),
+                }];
+                if is_super {
+                    log::info!(
+                        "Session 0x{:x}: Authenticated Id '{user}' as super user",
+                        conn.session_id.get()
+                    );
+                    ids.push(acl::super_id());
+                }
+                self.add_auth_ids(conn, ids);
+                reply(0, Response::Sasl(Some(Bytes::from(response))));
+            }
+            Err(reason) => {
+                // Not counted in auth_failed_count: ZooKeeper 3.8 counts only failed TLS
+                // handshakes there.
+                log::warn!("Client {} failed to SASL authenticate: {reason}", conn.peer);
+                if auth.allow_failed_clients && !auth.sasl_required() {
+                    log::warn!(
+                        "Maintaining client connection despite SASL authentication failure."
+                    );
+                    reply(0, Response::Sasl(None));
+                    return;
+                }
+                let code = if auth.sasl_required() {
+                    ErrorCode::SessionClosedRequireSaslAuth
+                } else {
+                    ErrorCode::AuthFailed
+                };
+                log::warn!("Closing client connection due to SASL authentication failure.");
+                reply(code.code(), Response::Sasl(None));
+                conn.close();
+            }
+        }
+    }
+
+    /// AuthenticationHelper.enforceAuthentication: with `enforce.auth.enabled` (or
+    /// `sessionRequireClientSASLAuth`), a request of a connection holding no id of an
+    /// enforced scheme is answered SessionClosedRequireSaslAuth (zxid 0) and the connection
+    /// closes. False when the request was refused.
+    fn enforce_authentication(&self, conn: &Conn, xid: i32) -> bool {
+        let auth = &self.config.auth;
+        let ids = conn.auth.borrow().clone();
+        if auth.enforcement_passes(ids.iter().map(|id| id.scheme.as_str())) {
+            return true;
+        }
+        let schemes: Vec<&str> = ids.iter().map(|id| id.scheme.as_str()).collect();
+        log::error!(
+            "Client authentication scheme(s) {schemes:?} does not match with any of the expected \
+             authentication scheme {:?}, closing session.",
+            auth.enforce_schemes
+        );
+        conn.send_reply(
+            &ReplyHeader {
+                xid,
+                zxid: 0,
+                err: ErrorCode::SessionClosedRequireSaslAuth.code(),
+            },
+            &Response::Empty,
+        );
+        conn.close();
+        false
     }
 
     /// Answers a request ZooKeeper refuses with `code` (with zxid -1, as ZooKeeper's
@@ -1118,6 +1245,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         session_id: Cell::new(0),
         timeout_ms: Cell::new(0),
         auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
+        sasl: RefCell::new(None),
         out: RefCell::new(BytesMut::with_capacity(4096)),
         in_flight_bytes: Cell::new(0),
         shard_unsent: shard.unsent_total.clone(),
@@ -1449,6 +1577,10 @@ async fn read_loop(
             // A readable header with a body that does not decode: ZooKeeper answers
             // MarshallingError and keeps the connection.
             Err(e) => match decode_request_header(&frame) {
+                // ZooKeeper's processSasl fails reading the record: the connection closes.
+                Ok(header) if header.op == OpCode::Sasl as i32 => {
+                    return Err(format!("malformed sasl request (xid {}): {e}", header.xid));
+                }
                 Ok(header) if is_write_op(header.op) => {
                     log::warn!(
                         "Malformed request (xid {}) from {}: {e}",

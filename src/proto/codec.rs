@@ -497,6 +497,8 @@ fn write_response_body(w: &mut JuteWriter, body: &Response) {
     match body {
         Response::Empty => {}
         Response::AddWatch => w.write_i32(0),
+        Response::Sasl(Some(token)) => w.write_buffer(token),
+        Response::Sasl(None) => w.write_i32(-1),
         Response::Create(path) | Response::Sync(path) => w.write_ustring(path),
         Response::Create2(path, stat) => {
             w.write_ustring(path);
@@ -610,10 +612,13 @@ fn read_response_body(
         OpCode::Multi | OpCode::MultiRead => Response::Multi(read_multi_results(r, op)?),
         OpCode::WhoAmI => Response::WhoAmI(r.read_client_info_vec()?),
         OpCode::Sasl => {
-            if !r.is_empty() {
-                r.read_buffer_slice()?;
+            if r.is_empty() {
+                Response::Empty
+            } else {
+                let slice = r.read_buffer_slice()?;
+                let null = crate::proto::jute::is_null_buffer(slice);
+                Response::Sasl((!null).then(|| bytes::Bytes::copy_from_slice(slice)))
             }
-            Response::Empty
         }
         OpCode::Delete
         | OpCode::DeleteContainer

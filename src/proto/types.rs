@@ -127,6 +127,7 @@ pub enum ErrorCode {
     NoWatcher = -121,
     RequestTimeout = -122,
     ReconfigDisabled = -123,
+    SessionClosedRequireSaslAuth = -124,
     QuotaExceeded = -125,
     ThrottledOp = -127,
 }
@@ -167,6 +168,7 @@ impl ErrorCode {
             -121 => NoWatcher,
             -122 => RequestTimeout,
             -123 => ReconfigDisabled,
+            -124 => SessionClosedRequireSaslAuth,
             -125 => QuotaExceeded,
             -127 => ThrottledOp,
             _ => return None,
@@ -509,7 +511,7 @@ pub enum Request {
     RemoveWatches(WatchesRequest),
     WhoAmI,
     Reconfig(ReconfigRequest),
-    /// sasl (102) body `{buffer token}`; we answer it with an error.
+    /// sasl (102) body `GetSASLRequest{buffer token}`.
     Sasl(Bytes),
 }
 
@@ -587,4 +589,6 @@ pub enum Response {
     /// addWatch: ZooKeeper answers with an `ErrorResponse{err: 0}` body, which the Java
     /// client reads.
     AddWatch,
+    /// sasl: `SetSASLResponse{buffer token}` (None: a null buffer).
+    Sasl(Option<Bytes>),
 }

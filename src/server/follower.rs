@@ -401,6 +401,7 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
                 time_ms: header.time_ms,
                 // The leader decided (a quota it enforced came as an error txn).
                 enforce_quota: false,
+                sasl_acl: true,
             };
             let out = match (&p.request, &txn) {
                 (Some(Request::CloseSession), _) | (_, Txn::CloseSession { .. }) => {

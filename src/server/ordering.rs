@@ -199,6 +199,7 @@ pub(crate) struct Ordering {
     min_session_timeout_ms: i32,
     /// `enforceQuota`, for the writes this server decides.
     enforce_quota: bool,
+    sasl_acl: bool,
     started: Instant,
     /// The clocks, read once per round of inputs (a clock read is ~100 ns on a VM, as much
     /// as the rest of ordering a setData): `now_ms` since `started` for session timeouts,
@@ -307,6 +308,7 @@ impl Ordering {
                         zxid,
                         time_ms,
                         enforce_quota: self.enforce_quota,
+                        sasl_acl: self.sasl_acl,
                     };
                     let out = self
                         .tree
@@ -381,6 +383,7 @@ impl Ordering {
                 zxid,
                 time_ms,
                 enforce_quota: self.enforce_quota,
+                sasl_acl: self.sasl_acl,
             };
             let out = self.tree.create_session(&ctx, c.timeout_ms);
             self.sessions.add(id, c.timeout_ms, Some(c.origin), now);
@@ -480,6 +483,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = self.tree.close_session(&ctx);
         self.sessions.remove(id);
@@ -593,6 +597,7 @@ impl Ordering {
                     zxid,
                     time_ms,
                     enforce_quota: self.enforce_quota,
+                    sasl_acl: self.sasl_acl,
                 };
                 let out = match &w.request {
                     Some(request) => self.tree.process_write(request, &ctx),
@@ -707,6 +712,7 @@ impl Ordering {
             current_epoch: 0,
             min_session_timeout_ms: config.min_session_timeout_ms as i32,
             enforce_quota: config.enforce_quota,
+            sasl_acl: config.auth.sasl_acl_scheme,
             started,
             now_ms,
             wall_ms: 0,
@@ -830,6 +836,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = self.tree.create_session(&ctx, timeout_ms);
         self.sessions.add(id, timeout_ms, None, now_ms);
@@ -864,6 +871,7 @@ impl Ordering {
             zxid,
             time_ms,
             enforce_quota: self.enforce_quota,
+            sasl_acl: self.sasl_acl,
         };
         let out = match request {
             Ok(request) => self.tree.process_write(request, &ctx),

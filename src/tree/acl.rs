@@ -8,8 +8,10 @@
 //! `auth/IPAuthenticationProvider`, `auth/ProviderRegistry`. The providers registered by
 //! default are `ip` and `digest`; `world` is handled inline by `checkACL` and `fixupACL`,
 //! `auth` by `fixupACL`, and `super` ids (granted by a super digest) bypass every check.
-//! There is no provider for `super`, `auth`, `sasl` or `x509` unless configured, and none
-//! is configurable here.
+//! There is no provider for `super`, `auth`, `sasl` or `x509` unless configured; `sasl`
+//! (`SASLAuthenticationProvider`, registered by `authProvider.N`) comes in as a flag to
+//! [`expand_and_validate_acl`]; [`check`] matches `sasl` entries against the `sasl` ids a
+//! connection gains from SASL (which it can only hold when SASL is configured).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -25,6 +27,7 @@ pub const SCHEME_AUTH: &str = "auth";
 pub const SCHEME_DIGEST: &str = "digest";
 pub const SCHEME_IP: &str = "ip";
 pub const SCHEME_SUPER: &str = "super";
+pub const SCHEME_SASL: &str = "sasl";
 /// The only id of the `world` scheme.
 pub const WORLD_ANYONE: &str = "anyone";
 
@@ -158,6 +161,10 @@ fn entry_matches(entry: &Id, auth: &[Id]) -> bool {
         SCHEME_IP => auth
             .iter()
             .any(|id| id.scheme == SCHEME_IP && ip_matches(&id.id, &entry.id)),
+        // SASLAuthenticationProvider.matches: the same id, or the SASL user "super".
+        SCHEME_SASL => auth
+            .iter()
+            .any(|id| id.scheme == SCHEME_SASL && (id.id == entry.id || id.id == "super")),
         _ => false,
     }
 }
@@ -175,11 +182,18 @@ fn entry_matches(entry: &Id, auth: &[Id]) -> bool {
 ///   parts), else InvalidACL;
 /// - an `ip` entry is kept when its id is `a.b.c.d` or `a.b.c.d/bits` with bits in 0..=32,
 ///   else InvalidACL (3.8 has no IPv6 ACLs);
-/// - any other scheme (`super`, `sasl`, `x509`, unknown) is InvalidACL.
+/// - a `sasl` entry, when `sasl_scheme` (SASLAuthenticationProvider registered), is kept
+///   when its id is a valid Kerberos name (`sasl::is_valid_sasl_id`), else InvalidACL; and
+///   `auth` entries then also expand to the session's `sasl` ids;
+/// - any other scheme (`super`, `x509`, unknown; `sasl` without the provider) is InvalidACL.
 ///
 /// Perms are not checked (3.8 accepts any int). Duplicates made by the expansion stay, as
 /// in 3.8.
-pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+pub fn expand_and_validate_acl_with(
+    acl: &[Acl],
+    auth: &[Id],
+    sasl_scheme: bool,
+) -> Result<Vec<Acl>, ErrorCode> {
     // A set, not 3.8's quadratic list scan: the list comes from the network.
     let mut seen: HashSet<&Acl> = HashSet::with_capacity(acl.len());
     let unique = acl.iter().filter(|entry| seen.insert(*entry));
@@ -192,7 +206,10 @@ pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, Err
                 let before = expanded.len();
                 expanded.extend(
                     auth.iter()
-                        .filter(|session_id| is_authenticated_scheme(&session_id.scheme))
+                        .filter(|session_id| {
+                            is_authenticated_scheme(&session_id.scheme)
+                                || (sasl_scheme && session_id.scheme == SCHEME_SASL)
+                        })
                         .map(|session_id| Acl {
                             perms: entry.perms,
                             id: session_id.clone(),
@@ -204,6 +221,9 @@ pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, Err
             }
             SCHEME_DIGEST if digest_id_is_valid(&id.id) => expanded.push(entry.clone()),
             SCHEME_IP if ip_acl_is_valid(&id.id) => expanded.push(entry.clone()),
+            SCHEME_SASL if sasl_scheme && crate::sasl::is_valid_sasl_id(&id.id) => {
+                expanded.push(entry.clone())
+            }
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -212,6 +232,11 @@ pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, Err
         return Err(ErrorCode::InvalidAcl);
     }
     Ok(expanded)
+}
+
+/// [`expand_and_validate_acl_with`] without the `sasl` scheme (3.8's default registry).
+pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
+    expand_and_validate_acl_with(acl, auth, false)
 }
 
 /// Schemes whose provider answers `isAuthenticated() == true` in 3.8's default registry:
@@ -713,5 +738,50 @@ mod tests {
         for bad in ["", "+", "-", " 1", "1 ", "1a", "0x1", "++1", "١"] {
             assert_eq!(parse_java_int(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn sasl_entries_with_the_provider() {
+        let entry = acl(ALL, "sasl", "bob");
+        // Without SASLAuthenticationProvider (3.8's default registry): InvalidACL.
+        assert_eq!(
+            expand_and_validate_acl(std::slice::from_ref(&entry), &[]),
+            Err(ErrorCode::InvalidAcl)
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(std::slice::from_ref(&entry), &[], true),
+            Ok(vec![entry.clone()])
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(ALL, "sasl", "a@b@c")], &[], true),
+            Err(ErrorCode::InvalidAcl)
+        );
+        // auth entries expand to sasl ids only with the provider.
+        let session = [id("ip", "127.0.0.1"), id("sasl", "bob")];
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(READ, "auth", "")], &session, true),
+            Ok(vec![acl(READ, "sasl", "bob")])
+        );
+        assert_eq!(
+            expand_and_validate_acl_with(&[acl(READ, "auth", "")], &session, false),
+            Err(ErrorCode::InvalidAcl)
+        );
+        // Matching: the same id, or the SASL user "super".
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "bob")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "super")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&entry), READ, &[id("sasl", "alice")]),
+            Err(ErrorCode::NoAuth)
+        );
+        assert_eq!(
+            check(&[entry], READ, &[id("digest", "bob")]),
+            Err(ErrorCode::NoAuth)
+        );
     }
 }

@@ -62,6 +62,10 @@ pub struct TxnContext<'a> {
     /// QuotaExceeded. Set where this server decides the txn (standalone, leader); a learner
     /// answering its client from the leader's txn checks nothing the leader did not.
     pub enforce_quota: bool,
+    /// The `sasl` ACL scheme is registered (`authProvider.N=...SASLAuthenticationProvider`):
+    /// creates and setACL accept `sasl` entries. A learner answering from the leader's txn
+    /// sets it (the leader decided).
+    pub sasl_acl: bool,
 }
 
 /// A txn header as logged: who, which zxid, when, and which request made it (the client's
@@ -1206,7 +1210,7 @@ impl DataTree {
             }
             WriteOp::SetAcl(req) => {
                 validate_path(&req.path)?;
-                let acl = acl::expand_and_validate_acl(&req.acl, ctx.auth)?;
+                let acl = acl::expand_and_validate_acl_with(&req.acl, ctx.auth, ctx.sasl_acl)?;
                 let node = self.get(&req.path).ok_or(ErrorCode::NoNode)?;
                 acl::check(&node.acl, perms::ADMIN, ctx.auth)?;
                 let version = check_version(node.aversion, req.version)?;
@@ -1264,7 +1268,7 @@ impl DataTree {
             return Err(ErrorCode::BadArguments);
         }
         let parent_path = path::parent_of(&req.path).ok_or(ErrorCode::BadArguments)?;
-        let acl = acl::expand_and_validate_acl(&req.acl, ctx.auth)?;
+        let acl = acl::expand_and_validate_acl_with(&req.acl, ctx.auth, ctx.sasl_acl)?;
         let parent = self.get(parent_path).ok_or(ErrorCode::NoNode)?;
         acl::check(&parent.acl, perms::CREATE, ctx.auth)?;
         let path = if mode.is_sequential() {

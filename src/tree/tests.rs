@@ -156,6 +156,7 @@ impl Harness {
             zxid,
             time_ms,
             enforce_quota: false,
+            sasl_acl: false,
         };
         let out = self.tree.process_write(&req, &ctx);
         assert_eq!(out.triggers.len(), out.trigger_acls.len());
@@ -172,6 +173,7 @@ impl Harness {
             zxid,
             time_ms,
             enforce_quota: false,
+            sasl_acl: false,
         };
         let out = self.tree.close_session(&ctx);
         let hdr = TxnHeader {
@@ -192,6 +194,7 @@ impl Harness {
             zxid,
             time_ms,
             enforce_quota: false,
+            sasl_acl: false,
         };
         let out = self.tree.create_session(&ctx, 30_000);
         let hdr = TxnHeader {
@@ -1650,6 +1653,7 @@ fn a_clone_is_an_independent_version() {
         zxid: h.zxid + 1,
         time_ms: 0,
         enforce_quota: false,
+        sasl_acl: false,
     };
     v2.process_write(&delete_req("/a/b", -1), &ctx);
     assert!(v2.get("/a/b").is_none());

@@ -76,7 +76,13 @@ impl JavaZk {
     /// As [`JavaZk::start`], with dataDir `data` (kept after the server is gone) instead of
     /// one in the server's temporary directory.
     pub fn start_on(data: Option<&Path>, extra: &[&str]) -> Result<JavaZk, String> {
-        Self::start_with_class_path(data, extra, CLASS_PATH)
+        Self::start_with_class_path(data, extra, CLASS_PATH, &[])
+    }
+
+    /// As [`JavaZk::start`] with extra JVM flags (as an operator's SERVER_JVMFLAGS), e.g.
+    /// `-Djava.security.auth.login.config=<jaas file>`.
+    pub fn start_with_jvm_flags(extra: &[&str], jvm_flags: &[&str]) -> Result<JavaZk, String> {
+        Self::start_with_class_path(None, extra, CLASS_PATH, jvm_flags)
     }
 
     /// As [`JavaZk::start`] with Java's AdminServer on `admin_port` (its jars,
@@ -95,18 +101,19 @@ impl JavaZk {
             "admin.serverAddress=127.0.0.1",
             port_line.as_str(),
         ]);
-        Self::start_with_class_path(None, &lines, &class_path)
+        Self::start_with_class_path(None, &lines, &class_path, &[])
     }
 
     fn start_with_class_path(
         data: Option<&Path>,
         extra: &[&str],
         class_path: &str,
+        jvm_flags: &[&str],
     ) -> Result<JavaZk, String> {
         Self::check_available()?;
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::spawn(data, extra, class_path) {
+            match Self::spawn(data, extra, class_path, jvm_flags) {
                 Ok(zk) => return Ok(zk),
                 Err((retry, e)) => {
                     last = e;
@@ -123,6 +130,7 @@ impl JavaZk {
         data: Option<&Path>,
         extra: &[&str],
         class_path: &str,
+        jvm_flags: &[&str],
     ) -> Result<JavaZk, (bool, String)> {
         let dir = tempfile::Builder::new()
             .prefix("zkrs-javazk-")
@@ -159,6 +167,9 @@ impl JavaZk {
                 "-XX:TieredStopAtLevel=1",
                 "-Dznode.container.checkIntervalMs=100",
                 "-Dzookeeper.admin.enableServer=false",
+            ])
+            .args(jvm_flags)
+            .args([
                 "-cp",
                 class_path,
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
