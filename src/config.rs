@@ -1113,7 +1113,7 @@ fn build(
             "zkrs.shards" => config.shards = parse_positive(&ctx, key, v, 4096)?,
             "zkrs.cpuPinning" => {
                 config.cpu_pinning =
-                    crate::server::placement::Pinning::parse(&v.text).ok_or_else(|| {
+                    crate::server::placement::Pinning::parse(v.text).ok_or_else(|| {
                         ctx.error(
                             Some(v.line),
                             key,

@@ -276,7 +276,16 @@ fn export_zk(path: Option<&Path>, to: Option<&Path>) -> ExitCode {
     };
     // The files must not change under the export (recovery may cut a live log's tail).
     let address = config.client_connect_address();
-    if TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+    // A server that has just exited can leave its listening socket for a few milliseconds
+    // (io_uring tears it down after the process is gone): only a port that keeps
+    // accepting for a second is a running server.
+    let listening = (0..5).all(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
+    });
+    if listening {
         eprintln!(
             "export-zk: a server is listening on {address} (this config's client port): stop \
              it first (zkrs stop, or zkServer.sh stop for Apache ZooKeeper)"
