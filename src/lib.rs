@@ -11,6 +11,7 @@ pub mod net;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod tree;
 pub mod wal;
 pub mod zab;
