@@ -39,7 +39,7 @@ pub fn outstanding_handshakes() -> i64 {
 pub struct HandshakeGuard(());
 
 impl HandshakeGuard {
-    pub fn new() -> HandshakeGuard {
+    pub fn start() -> HandshakeGuard {
         OUTSTANDING_HANDSHAKES.fetch_add(1, Ordering::Relaxed);
         HandshakeGuard(())
     }
@@ -564,12 +564,14 @@ mod tests {
 
     #[test]
     fn cipher_suites_by_iana_name() {
-        let mut t = TlsConfig::default();
-        t.cipher_suites = Some(vec![
-            "TLS_AES_128_GCM_SHA256".into(),
-            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
-            "TLS_RSA_WITH_NULL_SHA".into(),
-        ]);
+        let mut t = TlsConfig {
+            cipher_suites: Some(vec![
+                "TLS_AES_128_GCM_SHA256".into(),
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+                "TLS_RSA_WITH_NULL_SHA".into(),
+            ]),
+            ..TlsConfig::default()
+        };
         assert_eq!(crypto_provider(&t).unwrap().cipher_suites.len(), 2);
         t.cipher_suites = Some(vec!["TLS_NOPE".into()]);
         assert!(crypto_provider(&t).is_err());

@@ -1207,7 +1207,7 @@ async fn tls_handshake(
     stream: TcpStream,
     peer: SocketAddr,
 ) -> Option<(futures_rustls::server::TlsStream<TcpStream>, Vec<Id>)> {
-    let _outstanding = crate::tls::HandshakeGuard::new();
+    let _outstanding = crate::tls::HandshakeGuard::start();
     let accepted = glommio::timer::timeout(tls.handshake_timeout, async {
         Ok(tls.acceptor.accept(stream).await)
     })
