@@ -1089,6 +1089,19 @@ fn scenario(addr: &str, pki: &Pki) -> Vec<String> {
         "bad acl {}",
         c.create("/bad", b"", &[(31, "x509", "bob")])
     ));
+    let (err, _) = c.call(
+        raw::OP_AUTH,
+        &Enc::new()
+            .int(0)
+            .string("x509")
+            .buffer(b"anything")
+            .finish(),
+    );
+    out.push(format!("addauth x509 with a certificate {err}"));
+    out.push(format!(
+        "whoami after addauth {:?}",
+        x509_ids(&c.who_am_i())
+    ));
     out.push(format!("no cert {}", tls(addr, pki, None).is_ok()));
     out.push(format!(
         "expired {}",

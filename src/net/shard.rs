@@ -727,12 +727,25 @@ impl Shard {
             .borrow_mut()
             .insert(conn.session_id.get(), started);
         if let Request::Auth(packet) = &request {
-            let result = acl::authenticate_from(
-                Some(&conn.peer.ip()),
-                &packet.scheme,
-                &packet.auth,
-                self.config.super_digest.as_deref(),
-            );
+            // As 3.8's X509AuthenticationProvider: `addauth x509` succeeds (adding nothing
+            // new) on a connection whose TLS handshake gave it an x509 id, and fails
+            // elsewhere.
+            let has_certificate = packet.scheme == acl::SCHEME_X509
+                && conn
+                    .auth
+                    .borrow()
+                    .iter()
+                    .any(|id| id.scheme == acl::SCHEME_X509);
+            let result = if has_certificate {
+                Ok(Vec::new())
+            } else {
+                acl::authenticate_from(
+                    Some(&conn.peer.ip()),
+                    &packet.scheme,
+                    &packet.auth,
+                    self.config.super_digest.as_deref(),
+                )
+            };
             match result {
                 Ok(ids) => {
                     let mut auth = conn.auth.borrow_mut();
