@@ -1477,6 +1477,61 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tls_keys_as_zookeeper_reads_them() {
+        let (c, warnings) = parse_ok(
+            "dataDir=/d\nclientPort=2181\nsecureClientPort=2281\n\
+             secureClientPortAddress=127.0.0.1\nclient.portUnification=TRUE\n\
+             ssl.keyStore.location=/k.p12\nssl.keyStore.password=pw\n\
+             zookeeper.ssl.trustStore.location=/t.pem\nssl.trustStore.type=pem\n\
+             ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n\
+             ssl.enabledProtocols=TLSv1.3, TLSv1.2\nssl.ciphersuites=A,B\n\
+             ssl.hostnameVerification=false\nssl.handshakeDetectionTimeoutMillis=700\n\
+             X509AuthenticationProvider.superUser=CN=admin\nssl.quorum.keyStore.location=/q\n",
+        );
+        let t = &c.tls;
+        assert_eq!(t.secure_client_port, Some(2281));
+        assert_eq!(
+            t.secure_client_port_address,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert!(t.port_unification);
+        assert_eq!(t.key_store.location, Some(PathBuf::from("/k.p12")));
+        assert_eq!(t.key_store.password.as_deref(), Some("pw"));
+        assert_eq!(t.trust_store.location, Some(PathBuf::from("/t.pem")));
+        assert_eq!(t.trust_store.store_type.as_deref(), Some("pem"));
+        assert_eq!(t.client_auth, ClientAuth::Want);
+        assert_eq!(t.protocol, "TLSv1.3");
+        assert_eq!(
+            t.enabled_protocols,
+            Some(vec!["TLSv1.3".to_string(), "TLSv1.2".to_string()])
+        );
+        assert_eq!(
+            t.cipher_suites,
+            Some(vec!["A".to_string(), "B".to_string()])
+        );
+        assert!(!t.hostname_verification);
+        assert_eq!(t.handshake_timeout_ms, 700);
+        assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin"));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("ssl.quorum.keyStore.location")),
+            "{warnings:?}"
+        );
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\nssl.clientAuth=\n");
+        assert_eq!(c.tls.client_auth, ClientAuth::Need);
+        assert!(!c.tls.enabled());
+        assert!(
+            parse_err("dataDir=/d\nclientPort=1\nssl.clientAuth=maybe\n")
+                .contains("ssl.clientAuth: expected none, want or need")
+        );
+        assert!(
+            parse_err("dataDir=/d\nclientPort=1\nsecureClientPortAddress=1.2.3.4\n")
+                .contains("secureClientPort is not set")
+        );
+    }
+
     const SAMPLE: &str = "\
 # The number of milliseconds of each tick
 tickTime=2000

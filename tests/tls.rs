@@ -7,7 +7,9 @@
 //!
 //! Needs `openssl`, `keytool`/`java` and Debian's zookeeper package (CI installs them), and
 //! kazoo for the kazoo test; each test FAILS when its tool is missing unless
-//! ZKRS_SKIP_JAVA=1 / ZKRS_SKIP_KAZOO=1 say to skip the Java / kazoo parts.
+//! ZKRS_SKIP_DIFFERENTIAL=1 / ZKRS_SKIP_KAZOO=1 say to skip the Java / kazoo parts.
+//! Against an external server (ZKRS_TEST_TARGET) these tests return at once: they start
+//! servers with TLS settings of their own.
 
 mod common;
 
@@ -123,6 +125,39 @@ impl Pki {
         leaf("other", "/O=zkrs/CN=other", "ca", "client.ext");
         leaf("admin", "/O=zkrs/CN=admin", "ca", "client.ext");
         leaf("untrusted", "/O=zkrs/CN=client", "rogue", "client.ext");
+        // A subject with escaping, a multi-valued RDN and an attribute without a keyword.
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "fancy.key",
+            "-out",
+            "fancy.csr",
+            "-multivalue-rdn",
+            "-subj",
+            "/C=US/O=zkrs\\, Inc./CN=fancy+UID=u1/emailAddress=m@example.com",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "fancy.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "fancy.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+        ]);
         // An expired client certificate: `openssl ca` can set the dates.
         std::fs::write(d.join("index.txt"), "").unwrap();
         std::fs::write(d.join("serial"), "1000\n").unwrap();
@@ -228,6 +263,15 @@ impl Pki {
     }
 }
 
+/// True (and says so) when the tests run against an external server.
+fn external() -> bool {
+    let external = std::env::var_os("ZKRS_TEST_TARGET").is_some();
+    if external {
+        eprintln!("ZKRS_TEST_TARGET is set: the TLS tests start their own servers; skipped");
+    }
+    external
+}
+
 fn java_available() -> bool {
     let ok = Command::new("keytool")
         .arg("-help")
@@ -237,11 +281,15 @@ fn java_available() -> bool {
         .is_ok()
         && JavaZk::check_available().is_ok();
     if !ok {
-        if std::env::var("ZKRS_SKIP_JAVA").as_deref() == Ok("1") {
-            eprintln!("java/keytool or Debian's zookeeper is missing; skipped (ZKRS_SKIP_JAVA=1)");
+        if std::env::var("ZKRS_SKIP_DIFFERENTIAL").as_deref() == Ok("1") {
+            eprintln!(
+                "java/keytool or Debian's zookeeper is missing; skipped (ZKRS_SKIP_DIFFERENTIAL=1)"
+            );
             return false;
         }
-        panic!("java, keytool and Debian's zookeeper package are needed (or ZKRS_SKIP_JAVA=1)");
+        panic!(
+            "java, keytool and Debian's zookeeper package are needed (or ZKRS_SKIP_DIFFERENTIAL=1)"
+        );
     }
     true
 }
@@ -461,6 +509,9 @@ fn plaintext_works(addr: &str, path: &str) {
 
 #[test]
 fn rust_client_create_get_watch_with_pem_stores() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let s = start(&pki.pem_server_lines(&[]));
     let mut c = must_tls(&s.secure, &pki, Some("client"));
@@ -499,6 +550,9 @@ fn rust_client_create_get_watch_with_pem_stores() {
 
 #[test]
 fn pkcs12_stores_and_java_trust_store() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let Some(trust) = pki.keytool_trust_store() else {
         return;
@@ -517,6 +571,9 @@ fn pkcs12_stores_and_java_trust_store() {
 
 #[test]
 fn x509_acl_only_the_certificate_dn_reads() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let s = start(
         &pki.pem_server_lines(&[&format!("X509AuthenticationProvider.superUser={ADMIN_DN}")]),
@@ -568,6 +625,9 @@ fn x509_acl_only_the_certificate_dn_reads() {
 
 #[test]
 fn client_auth_need_want_none() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     // need (the default): no certificate, an expired one, or one from an unknown CA: refused.
     let s = start(&pki.pem_server_lines(&[]));
@@ -602,6 +662,9 @@ fn client_auth_need_want_none() {
 
 #[test]
 fn protocols_and_cipher_suites() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let s = start(&pki.pem_server_lines(&[
         "ssl.protocol=TLSv1.3",
@@ -640,6 +703,9 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn failed_and_stalled_handshakes_are_closed_while_plaintext_works() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let s = start(&pki.pem_server_lines(&["ssl.handshakeDetectionTimeoutMillis=4000"]));
     // Stalled: connect and send nothing.
@@ -693,6 +759,9 @@ fn failed_and_stalled_handshakes_are_closed_while_plaintext_works() {
 
 #[test]
 fn port_unification_serves_tls_and_plaintext_on_the_client_port() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let mut lines = pki.pem_server_lines(&["client.portUnification=true"]);
     lines.push("ssl.clientAuth=want".into());
@@ -755,6 +824,9 @@ fn refuses_to_start(lines: &[String], expect: &str) {
 
 #[test]
 fn broken_tls_config_refuses_to_start_naming_the_key() {
+    if external() {
+        return;
+    }
     let pki = Pki::new();
     let key = |v: &str| format!("ssl.keyStore.location={v}");
     let trust = format!("ssl.trustStore.location={}", pki.p("ca.pem"));
@@ -883,6 +955,9 @@ print("all checks passed")
 
 #[test]
 fn kazoo_with_use_ssl() {
+    if external() {
+        return;
+    }
     if !kazoo_available() {
         return;
     }
@@ -949,6 +1024,9 @@ fn zkcli(flags: &str, server: &str, args: &[&str]) -> String {
 
 #[test]
 fn java_zkcli_over_tls() {
+    if external() {
+        return;
+    }
     if !java_available() {
         return;
     }
@@ -1038,6 +1116,9 @@ fn java_zkcli_over_tls() {
 /// provider) and zkrs: the same answers.
 #[test]
 fn same_answers_as_apache_zookeeper_with_the_same_tls_config() {
+    if external() {
+        return;
+    }
     if !java_available() {
         return;
     }
@@ -1102,6 +1183,8 @@ fn scenario(addr: &str, pki: &Pki) -> Vec<String> {
         "whoami after addauth {:?}",
         x509_ids(&c.who_am_i())
     ));
+    let mut fancy = must_tls(addr, pki, Some("fancy"));
+    out.push(format!("fancy {:?}", x509_ids(&fancy.who_am_i())));
     out.push(format!("no cert {}", tls(addr, pki, None).is_ok()));
     out.push(format!(
         "expired {}",
