@@ -548,6 +548,41 @@ fn rust_client_create_get_watch_with_pem_stores() {
     );
 }
 
+/// Large replies to a client that sends many requests before reading: the socket fills,
+/// TLS records wait in the server's TLS buffer, and every reply still arrives whole.
+#[test]
+fn large_pipelined_replies_over_tls() {
+    if external() {
+        return;
+    }
+    let pki = Pki::new();
+    let s = start(&pki.pem_server_lines(&[]));
+    let mut c = must_tls(&s.secure, &pki, Some("client"));
+    let data = vec![b'x'; 900 * 1024];
+    assert_eq!(c.create("/big", &data, &[(31, "world", "anyone")]), 0);
+    const N: i32 = 24;
+    for i in 0..N {
+        let payload = Enc::new()
+            .int(1000 + i)
+            .int(raw::OP_GET_DATA)
+            .string("/big")
+            .bool(false)
+            .finish();
+        c.write_frame(&payload).unwrap();
+    }
+    // Let the server fill the socket before reading anything.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..N {
+        let frame = c.read_frame().expect("reply");
+        let mut d = Dec::new(&frame);
+        assert_eq!(d.int(), 1000 + i);
+        let _zxid = d.long();
+        assert_eq!(d.int(), 0);
+        assert_eq!(d.buffer().map(|b| b.len()), Some(data.len()));
+    }
+    plaintext_works(&s.server.addr, "/after-big");
+}
+
 #[test]
 fn pkcs12_stores_and_java_trust_store() {
     if external() {

@@ -1170,14 +1170,14 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream, port: Port) {
     let Some(tls) = tls else {
         let fd = stream.as_raw_fd();
         let auth = vec![acl::ip_id(&peer.ip())];
-        return serve_connection(shard, stream, peer, fd, auth).await;
+        return serve_connection::<_, false>(shard, stream, peer, fd, auth).await;
     };
     let fd = stream.as_raw_fd();
     match tls_handshake(&tls, stream, peer).await {
         Some((stream, x509)) => {
             let mut auth = vec![acl::ip_id(&peer.ip())];
             auth.extend(x509);
-            serve_connection(shard, stream, peer, fd, auth).await
+            serve_connection::<_, true>(shard, stream, peer, fd, auth).await
         }
         None => {
             // As ZooKeeper: a failed handshake counts as a failed authentication.
@@ -1248,8 +1248,10 @@ async fn tls_handshake(
 }
 
 /// Serves one admitted connection (plaintext or TLS: `stream` is its byte stream) until it
-/// closes. `fd` is its socket; `auth` the ids it starts with.
-async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+/// closes. `fd` is its socket; `auth` the ids it starts with. `FLUSH`: the stream buffers
+/// (TLS records a write left in rustls when the socket was full), so every write is
+/// followed by a flush; a plaintext `TcpStream` writes through and needs none.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static, const FLUSH: bool>(
     shard: Rc<Shard>,
     stream: S,
     peer: SocketAddr,
@@ -1301,7 +1303,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
         .detach();
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer, shard.clone()));
+    let writer_task =
+        glommio::spawn_local(write_loop::<_, FLUSH>(conn.clone(), writer, shard.clone()));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         log::info!("Closing connection from {peer}: {reason}");
     }
@@ -1337,7 +1340,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
+async fn write_loop<W: AsyncWrite + Unpin, const FLUSH: bool>(
     conn: Rc<Conn>,
     mut writer: futures_lite::io::WriteHalf<W>,
     shard: Rc<Shard>,
@@ -1346,7 +1349,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
         if !chunk.is_empty() {
             conn.in_flight_bytes.set(chunk.len());
-            let result = writer.write_all(&chunk).await;
+            let result = match writer.write_all(&chunk).await {
+                Ok(()) if FLUSH => writer.flush().await,
+                result => result,
+            };
             conn.in_flight_bytes.set(0);
             shard
                 .unsent_total
