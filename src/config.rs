@@ -1145,6 +1145,12 @@ fn build(
             | "zookeeper.X509AuthenticationProvider.superUser" => {
                 config.tls.x509_super_user = (!v.text.is_empty()).then(|| v.text.to_string());
             }
+            // The x509 provider is built in (see crate::tls): naming it is no warning.
+            _ if key
+                .strip_prefix("zookeeper.")
+                .unwrap_or(key)
+                .starts_with("authProvider.")
+                && v.text == "org.apache.zookeeper.server.auth.X509AuthenticationProvider" => {}
             _ if ssl_key(key).is_some() => {
                 let name = ssl_key(key).unwrap_or_default();
                 parse_ssl_key(&mut ctx, &mut config.tls, name, key, v)?;
@@ -1487,7 +1493,8 @@ mod tests {
              ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n\
              ssl.enabledProtocols=TLSv1.3, TLSv1.2\nssl.ciphersuites=A,B\n\
              ssl.hostnameVerification=false\nssl.handshakeDetectionTimeoutMillis=700\n\
-             X509AuthenticationProvider.superUser=CN=admin\nssl.quorum.keyStore.location=/q\n",
+             X509AuthenticationProvider.superUser=CN=admin\nssl.quorum.keyStore.location=/q\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
         );
         let t = &c.tls;
         assert_eq!(t.secure_client_port, Some(2281));
