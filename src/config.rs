@@ -103,9 +103,89 @@ pub struct Config {
     pub admin_server: AdminServerConfig,
     /// `metricsProvider.className=...PrometheusMetricsProvider`: its `/metrics` endpoint.
     pub prometheus: Option<PrometheusConfig>,
+    /// TLS on `secureClientPort` (and the client port with `client.portUnification`).
+    pub tls: TlsConfig,
     /// SASL and authentication enforcement (`java.security.auth.login.config`,
     /// `authProvider.N`, `enforce.auth.*`, `sessionRequireClientSASLAuth`, `superUser`, ...).
     pub auth: crate::sasl::AuthConfig,
+}
+
+/// ZooKeeper's `X509Util.ClientAuth` (`ssl.clientAuth`): whether a TLS client must show a
+/// certificate. Unset or empty is `Need`, as in ZooKeeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Want,
+    Need,
+}
+
+/// A key or trust store: `ssl.keyStore.*` or `ssl.trustStore.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `.location` (unset or empty: none).
+    pub location: Option<PathBuf>,
+    /// `.password`, or the first line of the file `.passwordPath` names (read at start-up).
+    pub password: Option<String>,
+    pub password_path: Option<PathBuf>,
+    /// `.type` (JKS, PEM, PKCS12, BCFKS; case-insensitive); unset: from the file name.
+    pub store_type: Option<String>,
+}
+
+/// The client-port TLS settings: ZooKeeper's `ClientX509Util` keys (`ssl.*`, or
+/// `zookeeper.ssl.*` as system properties), `secureClientPort[Address]`,
+/// `client.portUnification` and `X509AuthenticationProvider.superUser`. The stores are read
+/// and checked at start-up (`crate::tls::TlsServer::new`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub secure_client_port: Option<u16>,
+    pub secure_client_port_address: Option<IpAddr>,
+    /// `client.portUnification`: the plain client port also accepts TLS.
+    pub port_unification: bool,
+    pub key_store: StoreConfig,
+    pub trust_store: StoreConfig,
+    pub client_auth: ClientAuth,
+    /// `ssl.protocol` (default TLSv1.2, as ZooKeeper 3.8's X509Util).
+    pub protocol: String,
+    /// `ssl.enabledProtocols` (default: `ssl.protocol` alone).
+    pub enabled_protocols: Option<Vec<String>>,
+    /// `ssl.ciphersuites` (default: the TLS library's).
+    pub cipher_suites: Option<Vec<String>>,
+    /// `ssl.hostnameVerification` (default true). As in ZooKeeper's ClientX509Util, the
+    /// server does not check a client's host name against its certificate: read, no effect
+    /// on the client port.
+    pub hostname_verification: bool,
+    /// `ssl.handshakeDetectionTimeoutMillis` (default 5000): how long a TLS handshake may
+    /// take.
+    pub handshake_timeout_ms: u64,
+    /// `zookeeper.X509AuthenticationProvider.superUser`: the certificate subject DN that
+    /// gets `super` (every ACL passes).
+    pub x509_super_user: Option<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> TlsConfig {
+        TlsConfig {
+            secure_client_port: None,
+            secure_client_port_address: None,
+            port_unification: false,
+            key_store: StoreConfig::default(),
+            trust_store: StoreConfig::default(),
+            client_auth: ClientAuth::Need,
+            protocol: "TLSv1.2".to_string(),
+            enabled_protocols: None,
+            cipher_suites: None,
+            hostname_verification: true,
+            handshake_timeout_ms: 5000,
+            x509_super_user: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether any port serves TLS.
+    pub fn enabled(&self) -> bool {
+        self.secure_client_port.is_some() || self.port_unification
+    }
 }
 
 /// ZooKeeper's `JettyAdminServer` settings (`admin.*`, or the `zookeeper.admin.*` system
@@ -204,6 +284,7 @@ impl Default for Config {
             admin_server: AdminServerConfig::default(),
             prometheus: None,
             auth: crate::sasl::AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -266,8 +347,6 @@ pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 const IGNORED_KEYS: &[&str] = &[
     "localSessionsEnabled",
     "localSessionsUpgradingEnabled",
-    "secureClientPort",
-    "secureClientPortAddress",
     "observerMasterPort",
     "clientPortListenBacklog",
     "connectToLearnerMasterLimit",
@@ -320,7 +399,7 @@ const IGNORED_KEYS: &[&str] = &[
     "largeRequestThreshold",
     "throttledOpWaitTime",
     "learnerHandlerDebugConnections",
-    "X509AuthenticationProvider.superUser",
+    "client.secure",
 ];
 
 /// Prefixes of ZooKeeper key families zkrs does not act on.
@@ -998,6 +1077,7 @@ fn build(
     let mut enforce_enabled = false;
     let mut enforce_schemes: Option<(String, usize)> = None;
     let mut require_sasl = false;
+    let mut secure_client_port_address: Option<(String, usize)> = None;
 
     for key in order {
         let Some(v) = values.get(key) else { continue };
@@ -1170,6 +1250,30 @@ fn build(
                 // Boolean.parseBoolean: "true" in any case, anything else is false.
                 prometheus.export_jvm_info = v.text.eq_ignore_ascii_case("true");
             }
+            "secureClientPort" => {
+                let port: u16 = parse_ranged(&ctx, key, v, 0, 65535, "a port number (0-65535)")?;
+                config.tls.secure_client_port = (port != 0).then_some(port);
+            }
+            "secureClientPortAddress" => {
+                secure_client_port_address = Some((v.text.to_string(), v.line))
+            }
+            "client.portUnification" | "zookeeper.client.portUnification" => {
+                config.tls.port_unification = parse_java_boolean(v.text);
+            }
+            "X509AuthenticationProvider.superUser"
+            | "zookeeper.X509AuthenticationProvider.superUser" => {
+                config.tls.x509_super_user = (!v.text.is_empty()).then(|| v.text.to_string());
+            }
+            // The x509 provider is built in (see crate::tls): naming it is no warning.
+            _ if key
+                .strip_prefix("zookeeper.")
+                .unwrap_or(key)
+                .starts_with("authProvider.")
+                && v.text == "org.apache.zookeeper.server.auth.X509AuthenticationProvider" => {}
+            _ if ssl_key(key).is_some() => {
+                let name = ssl_key(key).unwrap_or_default();
+                parse_ssl_key(&mut ctx, &mut config.tls, name, key, v)?;
+            }
             "java.security.auth.login.config" | "zookeeper.java.security.auth.login.config" => {
                 config.auth.login_config = Some(PathBuf::from(v.text));
             }
@@ -1251,6 +1355,17 @@ fn build(
         }
     }
 
+    if let Some((host, line)) = &secure_client_port_address {
+        if config.tls.secure_client_port.is_none() {
+            return Err(ctx.error(
+                Some(*line),
+                "secureClientPortAddress",
+                "secureClientPortAddress is set but secureClientPort is not set",
+            ));
+        }
+        config.tls.secure_client_port_address =
+            Some(resolve_host(&ctx, "secureClientPortAddress", host, *line)?);
+    }
     // AuthenticationHelper: sessionRequireClientSASLAuth means enforce.auth with [sasl];
     // every enforced scheme must have a provider (ip, digest, and sasl when registered).
     if require_sasl {
@@ -1486,6 +1601,87 @@ fn build(
     Ok((config, ctx.warnings))
 }
 
+/// Java's `Boolean.parseBoolean`: "true" in any case; anything else is false.
+fn parse_java_boolean(text: &str) -> bool {
+    text.eq_ignore_ascii_case("true")
+}
+
+/// The client-TLS part of an `ssl.*` (or `zookeeper.ssl.*`) key; None for other keys and
+/// for `ssl.quorum.*` (the quorum's TLS, not implemented).
+fn ssl_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("zookeeper.").unwrap_or(key);
+    let name = rest.strip_prefix("ssl.")?;
+    (!name.starts_with("quorum.")).then_some(name)
+}
+
+/// One `ssl.<name>` key of ZooKeeper's ClientX509Util.
+fn parse_ssl_key(
+    ctx: &mut Context<'_>,
+    tls: &mut TlsConfig,
+    name: &str,
+    key: &str,
+    v: &Value<'_>,
+) -> Result<(), ConfigError> {
+    let text = v.text;
+    let path = || (!text.is_empty()).then(|| PathBuf::from(text));
+    let list = || {
+        let items: Vec<String> = text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!items.is_empty()).then_some(items)
+    };
+    match name {
+        "keyStore.location" => tls.key_store.location = path(),
+        "keyStore.password" => tls.key_store.password = Some(text.to_string()),
+        "keyStore.passwordPath" => tls.key_store.password_path = path(),
+        "keyStore.type" => tls.key_store.store_type = (!text.is_empty()).then(|| text.into()),
+        "trustStore.location" => tls.trust_store.location = path(),
+        "trustStore.password" => tls.trust_store.password = Some(text.to_string()),
+        "trustStore.passwordPath" => tls.trust_store.password_path = path(),
+        "trustStore.type" => tls.trust_store.store_type = (!text.is_empty()).then(|| text.into()),
+        "clientAuth" => {
+            // X509Util.ClientAuth.fromPropertyValue: empty is NEED, else NONE/WANT/NEED in
+            // any case; anything else refuses to start.
+            tls.client_auth = match text.to_ascii_lowercase().as_str() {
+                "" | "need" => ClientAuth::Need,
+                "want" => ClientAuth::Want,
+                "none" => ClientAuth::None,
+                _ => {
+                    return Err(ctx.error(
+                        Some(v.line),
+                        key,
+                        format!("expected none, want or need, got \"{text}\""),
+                    ))
+                }
+            }
+        }
+        "protocol" => {
+            if !text.is_empty() {
+                tls.protocol = text.to_string();
+            }
+        }
+        "enabledProtocols" => tls.enabled_protocols = list(),
+        "ciphersuites" => tls.cipher_suites = list(),
+        "hostnameVerification" => tls.hostname_verification = parse_java_boolean(text),
+        "handshakeDetectionTimeoutMillis" => {
+            tls.handshake_timeout_ms = parse_positive(&*ctx, key, v, i32::MAX as i64)?;
+        }
+        // ZooKeeper's default provider is the x509 one; CRL and OCSP checks are not
+        // implemented (see README).
+        "authProvider" if text.is_empty() || text == "x509" => {}
+        "crl" | "ocsp" if !parse_java_boolean(text) => {}
+        "context.supplier.class" if text.is_empty() => {}
+        _ => ctx.warn(
+            Some(v.line),
+            key,
+            "a ZooKeeper TLS setting zkrs does not implement; ignored",
+        ),
+    }
+    Ok(())
+}
+
 fn parse_whitelist(ctx: &mut Context<'_>, key: &str, v: &Value<'_>) -> FourLetterWhitelist {
     let mut words: Vec<String> = Vec::new();
     for word in v.text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -1530,6 +1726,62 @@ mod tests {
             Ok(_) => panic!("expected an error for {text:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn tls_keys_as_zookeeper_reads_them() {
+        let (c, warnings) = parse_ok(
+            "dataDir=/d\nclientPort=2181\nsecureClientPort=2281\n\
+             secureClientPortAddress=127.0.0.1\nclient.portUnification=TRUE\n\
+             ssl.keyStore.location=/k.p12\nssl.keyStore.password=pw\n\
+             zookeeper.ssl.trustStore.location=/t.pem\nssl.trustStore.type=pem\n\
+             ssl.clientAuth=WANT\nssl.protocol=TLSv1.3\n\
+             ssl.enabledProtocols=TLSv1.3, TLSv1.2\nssl.ciphersuites=A,B\n\
+             ssl.hostnameVerification=false\nssl.handshakeDetectionTimeoutMillis=700\n\
+             X509AuthenticationProvider.superUser=CN=admin\nssl.quorum.keyStore.location=/q\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+        );
+        let t = &c.tls;
+        assert_eq!(t.secure_client_port, Some(2281));
+        assert_eq!(
+            t.secure_client_port_address,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert!(t.port_unification);
+        assert_eq!(t.key_store.location, Some(PathBuf::from("/k.p12")));
+        assert_eq!(t.key_store.password.as_deref(), Some("pw"));
+        assert_eq!(t.trust_store.location, Some(PathBuf::from("/t.pem")));
+        assert_eq!(t.trust_store.store_type.as_deref(), Some("pem"));
+        assert_eq!(t.client_auth, ClientAuth::Want);
+        assert_eq!(t.protocol, "TLSv1.3");
+        assert_eq!(
+            t.enabled_protocols,
+            Some(vec!["TLSv1.3".to_string(), "TLSv1.2".to_string()])
+        );
+        assert_eq!(
+            t.cipher_suites,
+            Some(vec!["A".to_string(), "B".to_string()])
+        );
+        assert!(!t.hostname_verification);
+        assert_eq!(t.handshake_timeout_ms, 700);
+        assert_eq!(t.x509_super_user.as_deref(), Some("CN=admin"));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("ssl.quorum.keyStore.location")),
+            "{warnings:?}"
+        );
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\nssl.clientAuth=\n");
+        assert_eq!(c.tls.client_auth, ClientAuth::Need);
+        assert!(!c.tls.enabled());
+        assert!(
+            parse_err("dataDir=/d\nclientPort=1\nssl.clientAuth=maybe\n")
+                .contains("ssl.clientAuth: expected none, want or need")
+        );
+        assert!(
+            parse_err("dataDir=/d\nclientPort=1\nsecureClientPortAddress=1.2.3.4\n")
+                .contains("secureClientPort is not set")
+        );
     }
 
     const SAMPLE: &str = "\

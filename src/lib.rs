@@ -15,6 +15,7 @@ pub mod session;
 /// The deterministic ensemble simulation (tests only).
 #[cfg(test)]
 pub mod sim;
+pub mod tls;
 pub mod tree;
 pub mod wal;
 pub mod zab;

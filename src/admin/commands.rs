@@ -473,7 +473,10 @@ fn monitor(m: &mut JsonMap, facts: &AdminFacts) {
     m.put("last_client_response_size", snap.last_client_response_size);
     m.put("max_client_response_size", snap.max_client_response_size);
     m.put("min_client_response_size", snap.min_client_response_size);
-    m.put("outstanding_tls_handshake", 0i64);
+    m.put(
+        "outstanding_tls_handshake",
+        crate::tls::outstanding_handshakes(),
+    );
     m.put("auth_failed_count", snap.auth_failed_count);
     m.put("non_mtls_remote_conn_count", 0i64);
     m.put("non_mtls_local_conn_count", 0i64);

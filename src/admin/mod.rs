@@ -318,7 +318,10 @@ fn render_mntr(out: &mut String, snap: &ServerSnapshot) {
     line("last_client_response_size", &snap.last_client_response_size);
     line("max_client_response_size", &snap.max_client_response_size);
     line("min_client_response_size", &snap.min_client_response_size);
-    line("outstanding_tls_handshake", &0);
+    line(
+        "outstanding_tls_handshake",
+        &crate::tls::outstanding_handshakes(),
+    );
     line("auth_failed_count", &snap.auth_failed_count);
     line("non_mtls_remote_conn_count", &0);
     line("non_mtls_local_conn_count", &0);

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
@@ -46,7 +46,20 @@ use crate::proto::{
 };
 use crate::server::messages::*;
 use crate::server::SharedStats;
+use crate::tls::TlsServer;
 use crate::tree::{self, acl, ConnId, DataTree, SessionView, WatchTable};
+
+/// What a listening port serves.
+#[derive(Clone)]
+enum Port {
+    /// The client port: plaintext.
+    Plain,
+    /// `secureClientPort`: TLS only.
+    Secure(Arc<TlsServer>),
+    /// The client port with `client.portUnification=true`: a connection whose first byte
+    /// starts a TLS handshake record is TLS, any other plaintext.
+    Unified(Arc<TlsServer>),
+}
 
 /// A connection must complete its handshake within this time (ZooKeeper's
 /// `zookeeper.nio.sessionlessCnxnTimeout` default).
@@ -718,12 +731,25 @@ impl Shard {
             .borrow_mut()
             .insert(conn.session_id.get(), started);
         if let Request::Auth(packet) = &request {
-            let result = acl::authenticate_from(
-                Some(&conn.peer.ip()),
-                &packet.scheme,
-                &packet.auth,
-                self.config.super_digest.as_deref(),
-            );
+            // As 3.8's X509AuthenticationProvider: `addauth x509` succeeds (adding nothing
+            // new) on a connection whose TLS handshake gave it an x509 id, and fails
+            // elsewhere.
+            let has_certificate = packet.scheme == acl::SCHEME_X509
+                && conn
+                    .auth
+                    .borrow()
+                    .iter()
+                    .any(|id| id.scheme == acl::SCHEME_X509);
+            let result = if has_certificate {
+                Ok(Vec::new())
+            } else {
+                acl::authenticate_from(
+                    Some(&conn.peer.ip()),
+                    &packet.scheme,
+                    &packet.auth,
+                    self.config.super_digest.as_deref(),
+                )
+            };
             match result {
                 Ok(ids) => {
                     let mut auth = conn.auth.borrow_mut();
@@ -1026,12 +1052,20 @@ impl Shard {
     }
 }
 
+/// The TLS side of a shard: the server settings and `secureClientPort`'s address.
+pub struct ShardTls {
+    pub server: Arc<TlsServer>,
+    pub secure_listen: Option<SocketAddr>,
+}
+
 /// Runs shard `index` on the current glommio executor.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     index: usize,
     config: Arc<Config>,
     stats: Arc<SharedStats>,
     listen: SocketAddr,
+    tls: Option<ShardTls>,
     to_ordering: SharedSender<ToOrdering>,
     from_ordering: SharedReceiver<ToShard>,
     admin_inbox: crate::admin_glue::AdminReceiver,
@@ -1157,16 +1191,45 @@ pub async fn run(
             std::process::exit(1);
         }
     };
+    let plain_port = match &tls {
+        Some(tls) if config.tls.port_unification => Port::Unified(tls.server.clone()),
+        _ => Port::Plain,
+    };
+    if let Some(ShardTls {
+        server,
+        secure_listen: Some(secure_listen),
+    }) = &tls
+    {
+        let secure = match bind_listener(*secure_listen) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("shard {index}: cannot bind secureClientPort {secure_listen}: {e}");
+                std::process::exit(1);
+            }
+        };
+        log::info!("shard {index}: accepting TLS on {secure_listen}");
+        glommio::spawn_local(accept_loop(
+            shard.clone(),
+            secure,
+            Port::Secure(server.clone()),
+        ))
+        .detach();
+    }
     log::info!("shard {index}: accepting on {listen}");
+    accept_loop(shard, listener, plain_port).await;
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, port: Port) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let shard = shard.clone();
-                glommio::spawn_local(async move { handle_connection(shard, stream).await })
+                let port = port.clone();
+                glommio::spawn_local(async move { handle_connection(shard, stream, port).await })
                     .detach();
             }
             Err(e) => {
-                log::warn!("shard {index}: accept failed: {e}");
+                log::warn!("shard {}: accept failed: {e}", shard.index);
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -1219,7 +1282,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
-async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
+async fn handle_connection(shard: Rc<Shard>, stream: TcpStream, port: Port) {
     let peer = match stream.peer_addr() {
         Ok(p) => p,
         Err(_) => return,
@@ -1236,6 +1299,109 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         );
         return;
     }
+    let tls = match port {
+        Port::Plain => None,
+        Port::Secure(tls) => Some(tls),
+        Port::Unified(tls) => match starts_tls(&stream, peer).await {
+            Some(true) => Some(tls),
+            Some(false) => None,
+            None => {
+                shard.stats.release_ip(peer.ip());
+                return;
+            }
+        },
+    };
+    let Some(tls) = tls else {
+        let fd = stream.as_raw_fd();
+        let auth = vec![acl::ip_id(&peer.ip())];
+        return serve_connection::<_, false>(shard, stream, peer, fd, auth).await;
+    };
+    let fd = stream.as_raw_fd();
+    match tls_handshake(&tls, stream, peer).await {
+        Some((stream, x509)) => {
+            let mut auth = vec![acl::ip_id(&peer.ip())];
+            auth.extend(x509);
+            serve_connection::<_, true>(shard, stream, peer, fd, auth).await
+        }
+        None => {
+            // As ZooKeeper: a failed handshake counts as a failed authentication.
+            shard.auth_failed.set(shard.auth_failed.get() + 1);
+            shard.stats.release_ip(peer.ip());
+        }
+    }
+}
+
+/// `client.portUnification`: whether the connection's first byte starts a TLS handshake
+/// record (ZooKeeper's DualModeSslHandler). None: the client closed, or sent nothing within
+/// the sessionless-connection timeout.
+async fn starts_tls(stream: &TcpStream, peer: SocketAddr) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match glommio::timer::timeout(SESSIONLESS_CONNECTION_TIMEOUT, async {
+        Ok(stream.peek(&mut first).await)
+    })
+    .await
+    {
+        Ok(Ok(1)) => Some(first[0] == crate::tls::TLS_HANDSHAKE_RECORD_TYPE),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => {
+            log::debug!("read from {peer} failed: {e}");
+            None
+        }
+        Err(_) => {
+            log::info!(
+                "Closing connection from {peer}: nothing sent in {SESSIONLESS_CONNECTION_TIMEOUT:?}"
+            );
+            None
+        }
+    }
+}
+
+/// The TLS handshake, within `ssl.handshakeDetectionTimeoutMillis`. A handshake that fails
+/// or stalls is logged once and the connection dropped (nothing else is affected). Some:
+/// the stream and the `x509` (and `super`) ids of the client certificate.
+async fn tls_handshake(
+    tls: &TlsServer,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(futures_rustls::server::TlsStream<TcpStream>, Vec<Id>)> {
+    let _outstanding = crate::tls::HandshakeGuard::start();
+    let accepted = glommio::timer::timeout(tls.handshake_timeout, async {
+        Ok(tls.acceptor.accept(stream).await)
+    })
+    .await;
+    match accepted {
+        Ok(Ok(stream)) => match tls.x509_ids(stream.get_ref().1) {
+            Ok(ids) => Some((stream, ids)),
+            Err(e) => {
+                log::error!("Authentication failed for a TLS connection from {peer}: {e}");
+                None
+            }
+        },
+        Ok(Err(e)) => {
+            log::warn!("Unsuccessful TLS handshake with {peer}: {e}");
+            None
+        }
+        Err(_) => {
+            log::warn!(
+                "Unsuccessful TLS handshake with {peer}: not completed in {:?}",
+                tls.handshake_timeout
+            );
+            None
+        }
+    }
+}
+
+/// Serves one admitted connection (plaintext or TLS: `stream` is its byte stream) until it
+/// closes. `fd` is its socket; `auth` the ids it starts with. `FLUSH`: the stream buffers
+/// (TLS records a write left in rustls when the socket was full), so every write is
+/// followed by a flush; a plaintext `TcpStream` writes through and needs none.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + 'static, const FLUSH: bool>(
+    shard: Rc<Shard>,
+    stream: S,
+    peer: SocketAddr,
+    fd: i32,
+    auth: Vec<Id>,
+) {
     let id = shard.next_conn.get();
     shard.next_conn.set(id + 1);
     let conn = Rc::new(Conn {
@@ -1244,7 +1410,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         established: Instant::now(),
         session_id: Cell::new(0),
         timeout_ms: Cell::new(0),
-        auth: RefCell::new(Arc::new(vec![acl::ip_id(&peer.ip())])),
+        auth: RefCell::new(Arc::new(auth)),
         sasl: RefCell::new(None),
         out: RefCell::new(BytesMut::with_capacity(4096)),
         in_flight_bytes: Cell::new(0),
@@ -1256,7 +1422,7 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         connect_wake: Notify::new(),
         closing: Cell::new(false),
         lagging: Cell::new(false),
-        fd: stream.as_raw_fd(),
+        fd,
         stats: ConnStats::default(),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
@@ -1282,7 +1448,8 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
         .detach();
     }
     let (reader, writer) = futures_lite::io::split(stream);
-    let writer_task = glommio::spawn_local(write_loop(conn.clone(), writer, shard.clone()));
+    let writer_task =
+        glommio::spawn_local(write_loop::<_, FLUSH>(conn.clone(), writer, shard.clone()));
     if let Err(reason) = read_loop(&shard, &conn, reader).await {
         log::info!("Closing connection from {peer}: {reason}");
     }
@@ -1318,16 +1485,19 @@ async fn handle_connection(shard: Rc<Shard>, stream: TcpStream) {
     }
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin, const FLUSH: bool>(
     conn: Rc<Conn>,
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    mut writer: futures_lite::io::WriteHalf<W>,
     shard: Rc<Shard>,
 ) {
     loop {
         let chunk: Bytes = conn.out.borrow_mut().split().freeze();
         if !chunk.is_empty() {
             conn.in_flight_bytes.set(chunk.len());
-            let result = writer.write_all(&chunk).await;
+            let result = match writer.write_all(&chunk).await {
+                Ok(()) if FLUSH => writer.flush().await,
+                result => result,
+            };
             conn.in_flight_bytes.set(0);
             shard.take_unsent(chunk.len());
             shard
@@ -1372,8 +1542,8 @@ fn request_body(frame: &Bytes) -> Bytes {
     }
 }
 
-async fn read_exact_frame(
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+async fn read_exact_frame<R: AsyncRead + Unpin>(
+    reader: &mut futures_lite::io::ReadHalf<R>,
     buf: &mut BytesMut,
     decoder: &mut FrameDecoder,
     scratch: &mut [u8],
@@ -1395,10 +1565,10 @@ async fn read_exact_frame(
     }
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shard: &Rc<Shard>,
     conn: &Rc<Conn>,
-    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    mut reader: futures_lite::io::ReadHalf<R>,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut scratch = vec![0u8; 64 * 1024];

@@ -299,6 +299,27 @@ pub fn run(config: Config) -> io::Result<()> {
     probe
         .map_err(|e| io::Error::new(e.kind(), format!("cannot bind client port {listen}: {e}")))?;
 
+    // TLS: the stores are read now, so that a broken setting refuses to start.
+    let tls = crate::tls::TlsServer::new(&config.tls)
+        .map_err(|e| io::Error::other(format!("zkrs refuses to start: {e}")))?;
+    let secure_listen = config.tls.secure_client_port.map(|port| {
+        SocketAddr::new(
+            config
+                .tls
+                .secure_client_port_address
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port,
+        )
+    });
+    if let Some(addr) = secure_listen {
+        probe_port(addr).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind secureClientPort {addr}: {e}"),
+            )
+        })?;
+    }
+
     let (persistence, recovered) = persistence::Persistence::open(&config)
         .map_err(|e| io::Error::other(format!("zkrs refuses to start: {e}")))?;
     release_freed_memory();
@@ -397,13 +418,17 @@ pub fn run(config: Config) -> io::Result<()> {
     {
         let config = config.clone();
         let stats = stats.clone();
+        let tls = tls.clone().map(|server| crate::net::shard::ShardTls {
+            server,
+            secure_listen,
+        });
         let placement = cpu_plan.shard_placement(index);
         handles.push(
             LocalExecutorBuilder::new(placement)
                 .name(&format!("zkrs-shard-{index}"))
                 .io_memory(EXECUTOR_IO_MEMORY)
                 .spawn(move || {
-                    crate::net::shard::run(index, config, stats, listen, tx, srx, admin_inbox)
+                    crate::net::shard::run(index, config, stats, listen, tls, tx, srx, admin_inbox)
                 })
                 .map_err(|e| io::Error::other(format!("cannot start shard {index}: {e}")))?,
         );

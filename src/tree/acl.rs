@@ -8,7 +8,10 @@
 //! `auth/IPAuthenticationProvider`, `auth/ProviderRegistry`. The providers registered by
 //! default are `ip` and `digest`; `world` is handled inline by `checkACL` and `fixupACL`,
 //! `auth` by `fixupACL`, and `super` ids (granted by a super digest) bypass every check.
-//! There is no provider for `super`, `auth`, `sasl` or `x509` unless configured; `sasl`
+//! `x509` ids come from a TLS client certificate (`crate::tls`): as with 3.8's
+//! `authProvider.x509=...X509AuthenticationProvider` (always on here), `x509` ACL entries
+//! are valid and match the connection's certificate subject DN exactly. There is no
+//! provider for `super`, `auth` or `sasl` unless configured; `sasl`
 //! (`SASLAuthenticationProvider`, registered by `authProvider.N`) comes in as a flag to
 //! [`expand_and_validate_acl`]; [`check`] matches `sasl` entries against the `sasl` ids a
 //! connection gains from SASL (which it can only hold when SASL is configured).
@@ -28,6 +31,9 @@ pub const SCHEME_DIGEST: &str = "digest";
 pub const SCHEME_IP: &str = "ip";
 pub const SCHEME_SUPER: &str = "super";
 pub const SCHEME_SASL: &str = "sasl";
+/// A TLS client certificate's subject DN (ZooKeeper's X509AuthenticationProvider); the id
+/// is granted by the handshake (`crate::tls`), never by `addauth`.
+pub const SCHEME_X509: &str = "x509";
 /// The only id of the `world` scheme.
 pub const WORLD_ANYONE: &str = "anyone";
 
@@ -165,6 +171,9 @@ fn entry_matches(entry: &Id, auth: &[Id]) -> bool {
         SCHEME_SASL => auth
             .iter()
             .any(|id| id.scheme == SCHEME_SASL && (id.id == entry.id || id.id == "super")),
+        SCHEME_X509 => auth
+            .iter()
+            .any(|id| id.scheme == SCHEME_X509 && id.id == entry.id),
         _ => false,
     }
 }
@@ -182,10 +191,12 @@ fn entry_matches(entry: &Id, auth: &[Id]) -> bool {
 ///   parts), else InvalidACL;
 /// - an `ip` entry is kept when its id is `a.b.c.d` or `a.b.c.d/bits` with bits in 0..=32,
 ///   else InvalidACL (3.8 has no IPv6 ACLs);
+/// - an `x509` entry is kept when its id reads as a DN (`k=v,k=v`, or empty), else
+///   InvalidACL;
 /// - a `sasl` entry, when `sasl_scheme` (SASLAuthenticationProvider registered), is kept
 ///   when its id is a valid Kerberos name (`sasl::is_valid_sasl_id`), else InvalidACL; and
 ///   `auth` entries then also expand to the session's `sasl` ids;
-/// - any other scheme (`super`, `x509`, unknown; `sasl` without the provider) is InvalidACL.
+/// - any other scheme (`super`, unknown; `sasl` without the provider) is InvalidACL.
 ///
 /// Perms are not checked (3.8 accepts any int). Duplicates made by the expansion stay, as
 /// in 3.8.
@@ -224,6 +235,7 @@ pub fn expand_and_validate_acl_with(
             SCHEME_SASL if sasl_scheme && crate::sasl::is_valid_sasl_id(&id.id) => {
                 expanded.push(entry.clone())
             }
+            SCHEME_X509 if x509_id_is_valid(&id.id) => expanded.push(entry.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
@@ -242,7 +254,18 @@ pub fn expand_and_validate_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, Err
 /// Schemes whose provider answers `isAuthenticated() == true` in 3.8's default registry:
 /// the ids an `auth` ACL entry expands to.
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == SCHEME_DIGEST
+    scheme == SCHEME_DIGEST || scheme == SCHEME_X509
+}
+
+/// An `x509` ACL id must read as a distinguished name (3.8's `isValid` parses it with
+/// `X500Principal`, which takes the empty name too): here, empty or comma-separated
+/// `attribute=value` parts.
+fn x509_id_is_valid(id: &str) -> bool {
+    id.is_empty()
+        || id.split(',').all(|part| {
+            part.split_once('=')
+                .is_some_and(|(k, _)| !k.trim().is_empty())
+        })
 }
 
 /// 3.8's `DigestAuthenticationProvider.isValid`: Java's `id.split(":")` has 2 parts.
@@ -572,6 +595,22 @@ mod tests {
     }
 
     #[test]
+    fn x509_entries_match_the_certificate_dn() {
+        let entries = [acl(READ, "x509", "CN=client,O=zkrs")];
+        assert_eq!(
+            check(&entries, READ, &[id("x509", "CN=client,O=zkrs")]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&entries, READ, &[id("x509", "CN=other,O=zkrs")]),
+            Err(ErrorCode::NoAuth)
+        );
+        let expanded =
+            expand_and_validate_acl(&[acl(READ, "auth", "")], &[id("x509", "CN=c")]).unwrap();
+        assert_eq!(expanded, vec![acl(READ, "x509", "CN=c")]);
+    }
+
+    #[test]
     fn entries_of_other_schemes_never_match() {
         let auth = [id("digest", "bob:x"), id("auth", ""), id("sasl", "bob")];
         for scheme in ["auth", "super", "sasl", "x509", "nonsense"] {
@@ -693,7 +732,8 @@ mod tests {
             acl(ALL, "ip", ""),
             acl(ALL, "super", ""),
             acl(ALL, "sasl", "bob"),
-            acl(ALL, "x509", "CN=bob"),
+            acl(ALL, "x509", "bob"),
+            acl(ALL, "x509", "CN=a,b"),
             acl(ALL, "nonsense", "x"),
             acl(ALL, "", ""),
         ];

@@ -211,7 +211,7 @@ fn mask_digest(entry: &Acl) -> Acl {
 fn client_info(id: &Id) -> ClientInfo {
     let user = match id.scheme.as_str() {
         "digest" => id.id.split(':').next().unwrap_or("").to_string(),
-        "ip" => id.id.clone(),
+        "ip" | "x509" => id.id.clone(),
         _ => String::new(),
     };
     ClientInfo {
