@@ -1,20 +1,18 @@
 //! Where the executors run: which CPUs this process may use (its affinity mask), how much
 //! CPU time its cgroup grants (`cpu.max` / `cpu.cfs_quota_us`), and `zkrs.cpuPinning`.
 //!
-//! On a machine the server has to itself, pinned shards are much faster (measured on 2
-//! cores: one synchronous writer's p99 0.5-0.7 ms pinned against 3.3-4.4 ms unpinned, see
-//! perf/README.md), so `auto` pins every shard to a CPU of its own when the affinity mask
-//! has one for each and no cgroup quota caps the process below its CPUs; the ordering core
-//! gets a CPU of its own when one is left. A pinned thread whose core a neighbour takes
-//! waits for it even when another core is idle: where other busy processes share the
-//! cores, `zkrs.cpuPinning=no` lets the kernel move the threads.
+//! Pinning a shard to a core pays off only when that core is the shard's: with CPUs to
+//! spare for the ordering core, and no quota or neighbour taking them. A pinned thread
+//! whose core is busy with another process waits for it even when another core is idle
+//! (measured: see perf/README.md), so `auto` pins only when every shard and the ordering
+//! core get a CPU of their own and no cgroup quota caps the process below its CPUs.
 
 use glommio::Placement;
 
 /// `zkrs.cpuPinning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pinning {
-    /// Pin when each shard gets a CPU of its own and no quota caps the process.
+    /// Pin when each executor gets a CPU of its own and no quota caps the process.
     Auto,
     /// Pin the shards (and the ordering core when a CPU is left for it).
     Yes,
@@ -116,7 +114,7 @@ pub fn plan(shards: usize, pinning: Pinning, allowed: &[usize], quota: Option<f6
     let pin = match pinning {
         Pinning::No => false,
         Pinning::Yes => !allowed.is_empty(),
-        Pinning::Auto => allowed.len() >= shards && !allowed.is_empty() && !capped,
+        Pinning::Auto => own_cpus && !capped,
     };
     let quota_text = match quota {
         Some(q) => format!("a cgroup quota of {q:.2} cores"),
@@ -128,7 +126,10 @@ pub fn plan(shards: usize, pinning: Pinning, allowed: &[usize], quota: Option<f6
             Pinning::No => "zkrs.cpuPinning=no".to_string(),
             _ if allowed.is_empty() => "the affinity mask is unreadable".to_string(),
             _ if capped => "the quota is below the CPUs".to_string(),
-            _ => format!("{shards} shard(s) need {shards} CPUs"),
+            _ => format!(
+                "{shards} shard(s) and the ordering core need {} CPUs",
+                shards + 1
+            ),
         };
         return CpuPlan {
             ordering: None,
@@ -161,19 +162,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_pins_only_with_a_cpu_for_every_shard_and_no_quota() {
+    fn auto_pins_only_with_a_cpu_for_every_executor_and_no_quota() {
         let p = plan(3, Pinning::Auto, &[0, 1, 2, 3], None);
         assert_eq!(p.ordering, Some(0));
         assert_eq!(p.shards, vec![Some(1), Some(2), Some(3)]);
-        // As many shards as CPUs: the shards pinned, nothing left for the ordering core.
+        // As many shards as CPUs: nothing left for the ordering core.
         let p = plan(2, Pinning::Auto, &[0, 1], None);
-        assert_eq!(
-            (p.ordering, p.shards.clone()),
-            (None, vec![Some(0), Some(1)])
-        );
-        // More shards than CPUs: nothing pinned.
-        let p = plan(3, Pinning::Auto, &[0, 1], None);
-        assert_eq!(p.shards, vec![None; 3]);
+        assert_eq!((p.ordering, p.shards.clone()), (None, vec![None, None]));
         assert!(p.summary.contains("not pinned"), "{}", p.summary);
         // A quota below the CPUs: the kernel shares them out, pinning would fight it.
         let p = plan(3, Pinning::Auto, &[0, 1, 2, 3], Some(2.0));
