@@ -360,7 +360,8 @@ fn multi_op_for(sub: &Txn, client_id: i64, hint: OpHint) -> Result<i32, TxnEncod
     }
 }
 
-fn txn_name(txn: &Txn) -> &'static str {
+/// The name ZooKeeper gives a txn type (`Request.op2String`).
+pub fn txn_name(txn: &Txn) -> &'static str {
     match txn {
         Txn::CreateSession { .. } => "createSession",
         Txn::CloseSession { .. } => "closeSession",

@@ -398,17 +398,7 @@ impl<'a> TxnJson<'a> {
 
 /// The name ZooKeeper's tools print for a txn type (`Request.op2String`).
 pub(super) fn txn_type(txn: &Txn) -> &'static str {
-    match txn {
-        Txn::CreateSession { .. } => "createSession",
-        Txn::CloseSession { .. } => "closeSession",
-        Txn::Create { .. } => "create",
-        Txn::Delete { .. } => "delete",
-        Txn::SetData { .. } => "setData",
-        Txn::SetAcl { .. } => "setACL",
-        Txn::Check { .. } => "check",
-        Txn::Multi(_) => "multi",
-        Txn::Error(_) => "error",
-    }
+    crate::zab::txn::txn_name(txn)
 }
 
 pub(super) fn txn_text(txn: &Txn, depth: usize, line: &mut String) {
