@@ -90,6 +90,7 @@ lock = zk.Lock(root + "/lock", "first")
 with lock:
     contender = other.Lock(root + "/lock", "second")
     assert not contender.acquire(blocking=False)
+    zk.sync(root + "/lock")  # other's give-up (a delete) may come from another server
     assert lock.contenders() == ["first"], lock.contenders()
 assert contender.acquire(timeout=10)
 contender.release()
@@ -120,6 +121,9 @@ assert zk.get(secure)[0] == b"s"
 eph = other.create(root + "/eph", b"", ephemeral=True)
 other.stop()
 other.close()
+# The close was answered by other's server; zk may be on another server of an ensemble,
+# and ZooKeeper promises a client the writes of others only after a sync.
+zk.sync(eph)
 assert zk.exists(eph) is None, "ephemeral survived its session's close"
 
 zk.delete(root, recursive=True)
