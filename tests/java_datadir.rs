@@ -488,6 +488,11 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     {
         durable::note(line);
     }
+    // Java's snapshots are fuzzy: the newest may have been written after /jd/last was
+    // applied, and then no damage to the log can take /jd/last away.
+    let last_in_snapshot = log
+        .lines()
+        .any(|l| l.contains("fuzzy snapshot already reflects") && l.contains("\"/jd/last\""));
     assert_same("zkrs on Java's dataDir", &expected, &dump(&server.addr));
     let mut resumed = Raw::resume(&server.addr, owner.id, &owner.passwd, 0, SESSION_MS);
     assert!(resumed.exists("/jd/eph", false).err == 0);
@@ -594,7 +599,12 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
         std::fs::write(&newest, torn).unwrap();
     };
     let (torn, log) = same_after_damage("torn tail", &java_data, &tear);
-    assert!(!torn.contains_key("/jd/last") && torn.contains_key("/jd/n/39"));
+    assert!(torn.contains_key("/jd/n/39"));
+    assert_eq!(
+        torn.contains_key("/jd/last"),
+        last_in_snapshot,
+        "/jd/last survives the torn log only when the newest snapshot holds it"
+    );
     assert!(log.contains("torn record"), "{log}");
 
     // The newest snapshot damaged: both fall back to the one before it.
