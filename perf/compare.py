@@ -180,6 +180,53 @@ def free_port(preferred):
     raise RuntimeError("no free port")
 
 
+# ------------------------------------------------------------------ metrics scraper
+
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+
+
+class Scraper:
+    """--zkrs-metrics: fetches zkrs's Prometheus /metrics every `interval` seconds on a
+    thread of its own (a scrape every second, 15x Prometheus's default rate), so the
+    runs measure the request path with metrics collected and exported."""
+
+    def __init__(self, port, interval):
+        import threading
+        self.port, self.interval = port, interval
+        self.stop_flag = threading.Event()
+        self.scrapes = self.failures = self.bytes = 0
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def loop(self):
+        request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        while not self.stop_flag.wait(self.interval):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                    s.sendall(request)
+                    body = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        body += chunk
+                if not body.startswith(b"HTTP/1.1 200") or b"znode_count" not in body:
+                    raise RuntimeError("unexpected answer %r" % body[:80])
+                self.scrapes += 1
+                self.bytes += len(body)
+            except Exception as e:  # counted and reported, never fatal to the benchmark
+                self.failures += 1
+                log("metrics scrape failed: %s" % e)
+
+    def finish(self):
+        self.stop_flag.set()
+        self.thread.join(timeout=10)
+        return {"interval_s": self.interval, "scrapes": self.scrapes,
+                "failures": self.failures, "bytes": self.bytes}
+
+
 # ------------------------------------------------------------------ servers
 
 class Server:
@@ -439,6 +486,10 @@ def bench_server(server, loadgen, args, raw_dir):
     res = {"workloads": {}}
     log("%s: starting on port %d" % (server.kind, server.port))
     res["first_start_s"] = server.start()
+    scraper = None
+    if server.kind == "zkrs" and args.zkrs_metrics:
+        scraper = Scraper(args.metrics_port, args.scrape_interval)
+        scraper.start()
     # Warm-up (JIT, caches) and key setup; not measured.
     log("%s: warm-up %ds (creates %d keys)" % (server.kind, args.jit_warmup, KEYS))
     rc = run_loadgen(loadgen_cmd(loadgen, server.port,
@@ -479,6 +530,9 @@ def bench_server(server, loadgen, args, raw_dir):
                 log("%s:   %.0f ops/s, p99 %.3f ms, %.1f us/op"
                     % (server.kind, w.get("throughput", 0),
                        w.get("latency_ms", {}).get("p99", -1), w.get("cpu_us_per_op") or -1))
+    if scraper is not None:
+        res["metrics_scraper"] = scraper.finish()
+        log("%s: /metrics scraped %s" % (server.kind, res["metrics_scraper"]))
     log("%s: creating %d znodes" % (server.kind, args.znodes))
     res["znodes"] = load_znodes(server, loadgen, args.znodes, raw_dir)
     log("%s:   %s" % (server.kind, res["znodes"]))
@@ -549,6 +603,17 @@ def build_report(args, info, fsync, res, load_before, load_after, started, elaps
              "%d s unmeasured warm-up per server). Java: `-Xmx%s`."
              % (" --quick" if args.quick else "", elapsed, KEYS, VALUE, args.duration,
                 args.warmup, args.jit_warmup, args.java_heap))
+    if args.zkrs_metrics:
+        sc = z.get("metrics_scraper", {})
+        L.append("")
+        L.append("**Metrics on** (`--zkrs-metrics`): zkrs ran with the Prometheus provider "
+                 "(`metricsProvider.className=%s`) and `/metrics` was scraped every %.1f s "
+                 "through the workloads and fixed-rate runs (%d scrapes, %d failed, %.1f KiB "
+                 "each). Java ran as always: its ServerMetrics are collected in every "
+                 "build; Debian's package has no Prometheus provider to export them."
+                 % (PROMETHEUS_PROVIDER, args.scrape_interval, sc.get("scrapes", 0),
+                    sc.get("failures", 0),
+                    sc.get("bytes", 0) / 1024.0 / max(1, sc.get("scrapes", 0))))
     L.append("")
     L.append("## Machine")
     L.append("")
@@ -1209,8 +1274,14 @@ def main():
     parser.add_argument("--snap-znodes", type=int,
                         help="ensemble mode: znodes a stopped follower must catch up on "
                         "(default 1000000, --quick 100000)")
+    parser.add_argument("--zkrs-metrics", action="store_true",
+                        help="standalone mode: run zkrs with the Prometheus metrics provider "
+                        "and scrape /metrics every --scrape-interval seconds during the runs")
+    parser.add_argument("--scrape-interval", type=float, default=1.0)
     args = parser.parse_args()
     args.fixed_rate_base = None
+    if args.zkrs_metrics and args.ensemble:
+        parser.error("--zkrs-metrics is for the standalone comparison")
     if args.quick:
         args.duration, args.warmup, args.jit_warmup, args.znodes = 3, 1, 2, 100_000
         args.idle = 5
@@ -1231,9 +1302,10 @@ def main():
     started = datetime.datetime.now()
     t_start = time.monotonic()
     host = socket.gethostname().split(".")[0]
-    stem = "%s-%s%s%s" % (started.strftime("%Y-%m-%d"), host,
-                          "-ensemble%d" % args.ensemble if args.ensemble else "",
-                          "-quick" if args.quick else "")
+    stem = "%s-%s%s%s%s" % (started.strftime("%Y-%m-%d"), host,
+                            "-ensemble%d" % args.ensemble if args.ensemble else "",
+                            "-metrics" if args.zkrs_metrics else "",
+                            "-quick" if args.quick else "")
     os.makedirs(args.out, exist_ok=True)
     args.raw_dir = os.path.join(args.out, stem)
     shutil.rmtree(args.raw_dir, ignore_errors=True)
@@ -1262,7 +1334,14 @@ def main():
                 servers.append(server)
                 res[kind] = bench_ensemble(server, args.loadgen, args, args.raw_dir)
             else:
-                server = Server(kind, tmp_root, free_port(port), args.zkrs, args.java_heap)
+                extra = []
+                if kind == "zkrs" and args.zkrs_metrics:
+                    args.metrics_port = free_port(27000)
+                    extra = ["metricsProvider.className=%s" % PROMETHEUS_PROVIDER,
+                             "metricsProvider.httpHost=127.0.0.1",
+                             "metricsProvider.httpPort=%d" % args.metrics_port]
+                server = Server(kind, tmp_root, free_port(port), args.zkrs, args.java_heap,
+                                extra_cfg=extra)
                 servers.append(server)
                 res[kind] = bench_server(server, args.loadgen, args, args.raw_dir)
                 if kind == "java":

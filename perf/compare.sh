@@ -10,6 +10,8 @@
 #   --out DIR     where the Markdown report and raw JSON go (default perf/results)
 #   --tmp DIR     parent of the temporary data dirs (default $TMPDIR or /tmp): the disk tested
 #   --keep-tmp    leave the data dirs behind
+#   --zkrs-metrics  zkrs runs with the Prometheus metrics provider on and /metrics scraped
+#                 every second (--scrape-interval S) through the workloads (standalone only)
 #   --ensemble N  N zkrs servers vs N Java servers on this machine (3 or 5): reads, writes,
 #                 90/10 spread over all servers, leader failover under 2000 writes/s
 #                 (--failover-rate), follower catch-up of 1M znodes (--quick: 100k;
@@ -23,7 +25,7 @@ args=()
 for a in "$@"; do
   case "$a" in
     --skip-build) build=0;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0;;
     *) args+=("$a");;
   esac
 done

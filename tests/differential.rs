@@ -16,6 +16,8 @@
 mod common;
 #[path = "differential/gen.rs"]
 mod gen;
+#[path = "common/mixed.rs"]
+mod mixed;
 #[path = "differential/side.rs"]
 mod side;
 
@@ -25,7 +27,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use common::javazk::JavaZk;
-use common::TestServer;
+use common::{TestServer, SUPER_DIGEST};
 use gen::{Gen, Op};
 use side::{Outcome, Side};
 
@@ -225,17 +227,26 @@ fn run_seed(seed: u64, nops: usize, a: &mut Side, b: &mut Side) -> Result<(), St
     Ok(())
 }
 
-#[test]
-fn zkrs_matches_zookeeper() {
+/// False (with a message) when Java or the ZooKeeper jar is missing and
+/// ZKRS_SKIP_DIFFERENTIAL=1; panics when they are missing without it.
+fn java_available() -> bool {
     if let Err(why) = JavaZk::check_available() {
         if std::env::var("ZKRS_SKIP_DIFFERENTIAL").as_deref() == Ok("1") {
             eprintln!("differential test skipped (ZKRS_SKIP_DIFFERENTIAL=1): {why}");
-            return;
+            return false;
         }
         panic!(
             "the differential test needs Apache ZooKeeper 3.8 and Java: {why}. Install \
              Debian's `zookeeper` package (.ci/run does), or set ZKRS_SKIP_DIFFERENTIAL=1"
         );
+    }
+    true
+}
+
+#[test]
+fn zkrs_matches_zookeeper() {
+    if !java_available() {
+        return;
     }
     let mut seeds = env_list("ZKRS_DIFF_SEED").unwrap_or_else(|| DEFAULT_SEEDS.to_vec());
     seeds.dedup();
@@ -277,4 +288,212 @@ fn zkrs_matches_zookeeper() {
         eprintln!("differential: seed {seed} matched ({:?})", t.elapsed());
     }
     eprintln!("differential: all seeds matched in {:?}", started.elapsed());
+}
+
+/// Seeds of the mixed-ensemble comparison (`ZKRS_DIFF_MIXED_SEED` replaces both lists).
+const MIXED_SEEDS_ZKRS_LEADS: &[u64] = &[101, 102];
+const MIXED_SEEDS_JAVA_LEADS: &[u64] = &[103, 104];
+const MIXED_OPS: usize = 200;
+const MIXED_START_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// One side's run of a seed: each step's description and outcome, with the side's own
+/// parent path taken out (`/j0/s101...` reads `/s101...`). The sides of one ensemble share
+/// its tree, so each runs under a parent of its own (the seed's sequential nodes at the
+/// root's level go there too), with paths of the same length on every side.
+type Record = Vec<(String, Outcome)>;
+
+fn normalise_root(mut o: Outcome, root: &str, canonical: &str) -> Outcome {
+    for line in o.lines.iter_mut().chain(o.frames.iter_mut().flatten()) {
+        if line.contains(root) {
+            *line = line.replace(root, canonical);
+        }
+    }
+    o
+}
+
+/// Runs seed `seed` on one side alone under `parent` (created here when missing, e.g.
+/// `/j0`: one letter and one digit on every side); the comparison comes after.
+fn record_seed(seed: u64, nops: usize, side: &mut Side, parent: &str) -> Record {
+    let canonical = format!("/s{seed}");
+    let root = format!("{parent}{canonical}");
+    side.ensure_parent(parent);
+    let norm = |o: Outcome| normalise_root(o, &root, &canonical);
+    let mut record = Vec::with_capacity(nops + 3);
+    record.push(("setup".to_string(), norm(side.begin_seed(&root))));
+    let mut gen = Gen::new_in_shared_tree(seed, &root);
+    for i in 0..nops {
+        let op = gen.next_op();
+        std::thread::sleep(side.prepare(&op));
+        let o = guarded(side, &op);
+        for p in &o.created {
+            gen.observe_created(p);
+        }
+        let desc = format!("#{i} {}", format!("{op:?}").replace(&root, &canonical));
+        if trace() {
+            eprintln!("{root} {desc}\n{}", o.render());
+        }
+        let panicked = o.lines.iter().any(|l| l.starts_with("PANIC"));
+        record.push((desc, norm(o)));
+        if panicked {
+            return record;
+        }
+    }
+    record.push(("final tree dump".to_string(), norm(side.dump())));
+    record.push((
+        "end (close every session, wait for the container manager, dump the tree)".to_string(),
+        norm(side.end_seed()),
+    ));
+    record
+}
+
+/// The first step at which two records differ (or one side's harness panicked), reported
+/// as `report` does.
+fn compare_records(seed: u64, nops: usize, a: &Record, b: &Record) -> Result<(), String> {
+    let mut history: VecDeque<(String, Outcome)> = VecDeque::new();
+    for (i, ((desc, oa), (_, ob))) in a.iter().zip(b).enumerate() {
+        let panicked = [oa, ob]
+            .iter()
+            .any(|o| o.lines.iter().any(|l| l.starts_with("PANIC")));
+        if oa != ob || panicked {
+            return Err(report(seed, &i.to_string(), nops, desc, oa, ob, &history));
+        }
+        history.push_back((desc.clone(), oa.clone()));
+        if history.len() > CONTEXT {
+            history.pop_front();
+        }
+    }
+    if a.len() != b.len() {
+        return Err(format!(
+            "seed {seed}: one side ran {} steps, the other {}",
+            a.len(),
+            b.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A mixed ensemble with the differential's settings on every member (those of the
+/// standalone servers: extended types, the super digest, long sessions, no fsync, a 100 ms
+/// container check), started zkrs first; returns it with its leader's index.
+fn start_mixed(kinds: &[mixed::Kind]) -> (mixed::Mixed, usize) {
+    let mut e = mixed::Mixed::new(kinds);
+    for m in &mut e.members {
+        let cfg = m.dir.join("zoo.cfg");
+        let mut text = std::fs::read_to_string(&cfg).expect("zoo.cfg");
+        text.push_str(&format!(
+            "extendedTypesEnabled=true\n\
+             DigestAuthenticationProvider.superDigest=super:{SUPER_DIGEST}\n"
+        ));
+        for line in EXTRA_CFG {
+            text.push_str(line);
+            text.push('\n');
+        }
+        match m.kind {
+            mixed::Kind::Zkrs => text.push_str("znode.container.checkIntervalMs=100\n"),
+            // ZooKeeper reads this one as a system property of its own name only.
+            mixed::Kind::Java => m
+                .java_props
+                .push("znode.container.checkIntervalMs=100".to_string()),
+        }
+        std::fs::write(&cfg, text).expect("zoo.cfg");
+    }
+    for kind in [mixed::Kind::Zkrs, mixed::Kind::Java] {
+        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
+            m.start();
+        }
+    }
+    let leader = e.wait_serving(kinds.len(), MIXED_START_LIMIT);
+    (e, leader)
+}
+
+/// The differential test inside mixed ensembles (zkrs and Apache ZooKeeper 3.8 in one
+/// ensemble): each seed runs through the Java member and through the zkrs member of the
+/// same ensemble (every session of a run on that one member, one run after the other,
+/// each under a parent of its own, with the generator's few paths outside its root, `/`
+/// and `/zookeeper/...`, moved inside: the standalone test covers those), and through a
+/// standalone Apache ZooKeeper; all three must answer alike. First zkrs leads (server 3) and the Java side is its follower (server 1):
+/// Java applies the txns zkrs proposes (their encoding, error txns, multis, sessions,
+/// the container manager's deletions). Then Java leads and zkrs follows: zkrs applies
+/// Java's txns, forwards its clients' writes and answers them from the committed txns.
+#[test]
+fn mixed_ensembles_match_zookeeper() {
+    if !java_available() {
+        return;
+    }
+    let override_seeds = env_list("ZKRS_DIFF_MIXED_SEED");
+    let nops = env_list("ZKRS_DIFF_OPS")
+        .and_then(|v| v.first().copied())
+        .map(|n| n as usize)
+        .unwrap_or(MIXED_OPS);
+    let started = Instant::now();
+    let reference = std::thread::spawn(|| JavaZk::start(EXTRA_CFG));
+    use mixed::Kind::{Java, Zkrs};
+    let cases: [(&[mixed::Kind], usize, usize, &[u64], &str); 2] = [
+        // kinds, the Java member, the zkrs member, seeds, what leads
+        (&[Java, Java, Zkrs], 0, 2, MIXED_SEEDS_ZKRS_LEADS, "zkrs leads"),
+        (&[Zkrs, Java, Java], 2, 0, MIXED_SEEDS_JAVA_LEADS, "Java leads"),
+    ];
+    let mut reference = Some(reference);
+    let mut zk: Option<JavaZk> = None;
+    for (index, (kinds, java_at, zkrs_at, seeds, case)) in cases.into_iter().enumerate() {
+        let (e, leader) = start_mixed(kinds);
+        let expected = if case == "zkrs leads" { zkrs_at } else { java_at };
+        assert_eq!(
+            leader,
+            expected,
+            "{case}: server {} leads instead (modes {:?})",
+            leader + 1,
+            e.modes()
+        );
+        if let Some(handle) = reference.take() {
+            zk = Some(match handle.join() {
+                Ok(Ok(zk)) => zk,
+                Ok(Err(e)) => panic!("could not start Apache ZooKeeper: {e}"),
+                Err(_) => panic!("starting Apache ZooKeeper panicked"),
+            });
+        }
+        let zk = zk.as_ref().expect("the reference server");
+        let (java_addr, zkrs_addr) = (e.members[java_at].addr(), e.members[zkrs_at].addr());
+        eprintln!(
+            "differential: mixed ensemble, {case}: Java server {} at {java_addr}, zkrs server \
+             {} at {zkrs_addr}, standalone ZooKeeper at {}",
+            java_at + 1,
+            zkrs_at + 1,
+            zk.addr
+        );
+        let mut java_side = Side::new("java member", &java_addr);
+        let mut zkrs_side = Side::new("zkrs member", &zkrs_addr);
+        let mut reference_side = Side::new("standalone zookeeper", &zk.addr);
+        let seeds = override_seeds.clone().unwrap_or_else(|| seeds.to_vec());
+        for seed in seeds {
+            let t = Instant::now();
+            let of_java = record_seed(seed, nops, &mut java_side, &format!("/j{index}"));
+            let of_zkrs = record_seed(seed, nops, &mut zkrs_side, &format!("/z{index}"));
+            let of_reference =
+                record_seed(seed, nops, &mut reference_side, &format!("/r{index}"));
+            let verdict = compare_records(seed, nops, &of_zkrs, &of_java)
+                .map_err(|r| format!("the zkrs member vs the Java member of the ensemble: {r}"))
+                .and_then(|()| {
+                    compare_records(seed, nops, &of_zkrs, &of_reference).map_err(|r| {
+                        format!("the zkrs member vs a standalone Apache ZooKeeper: {r}")
+                    })
+                });
+            if let Err(report) = verdict {
+                panic!(
+                    "mixed ensemble, {case} (replay: ZKRS_DIFF_MIXED_SEED={seed} \
+                     ZKRS_DIFF_OPS={nops} cargo test --test differential mixed): {report}\n\
+                     (\"zookeeper\" above is the Java side)\nensemble logs:\n{}",
+                    e.logs()
+                );
+            }
+            eprintln!(
+                "differential: mixed ensemble, {case}: seed {seed} matched on all three ({:?})",
+                t.elapsed()
+            );
+        }
+    }
+    eprintln!(
+        "differential: mixed ensembles matched in {:?}",
+        started.elapsed()
+    );
 }

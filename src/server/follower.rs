@@ -410,7 +410,7 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
                 (Some(request), _) => ordering.tree.process_write(request, &ctx),
                 (None, _) => ordering.tree.fail_write(&ctx, ErrorCode::MarshallingError),
             };
-            if out.txn != txn {
+            if !txn.same_change_as(&out.txn) {
                 panic!(
                     "replica divergence at 0x{zxid:x}: the leader committed {txn:?}, this \
                      server's tree gives {:?}",

@@ -130,6 +130,47 @@ pub enum Txn {
     Error(ErrorCode),
 }
 
+impl Txn {
+    /// Whether `self`, a txn a leader committed, makes the change `derived` makes, the txn
+    /// this tree derived from the same request (a follower answering its own client checks
+    /// this; a mismatch means the replicas diverged). Exact equality, except closeSession,
+    /// which deletes every ephemeral of the session whatever it lists: a Java leader lists
+    /// them in its hash set's order (or not at all, `zookeeper.closeSessionTxn.enabled=
+    /// false`), zkrs in path order cut at [`CLOSE_SESSION_LIST_MAX`] bytes. Two
+    /// closeSessions agree when the leader lists nothing, or the same paths in any order,
+    /// or more paths than a cut list of ours whose next path would not have fit.
+    pub fn same_change_as(&self, derived: &Txn) -> bool {
+        match (self, derived) {
+            (Txn::CloseSession { ephemerals: leader }, Txn::CloseSession { ephemerals: ours }) => {
+                if leader.is_empty() || leader == ours {
+                    return true;
+                }
+                let leader: std::collections::BTreeSet<&str> =
+                    leader.iter().map(String::as_str).collect();
+                let ours: std::collections::BTreeSet<&str> =
+                    ours.iter().map(String::as_str).collect();
+                if leader == ours {
+                    return true;
+                }
+                if !ours.is_subset(&leader) {
+                    return false;
+                }
+                // Ours cut: its paths are the first ones in path order, and the next one
+                // would have taken the list past the limit.
+                let listed: usize = ours.iter().map(|p| 4 + p.len()).sum();
+                let last = ours.last().copied().unwrap_or("");
+                match leader.difference(&ours).next() {
+                    Some(next) => {
+                        *next > last && listed + 4 + next.len() > CLOSE_SESSION_LIST_MAX
+                    }
+                    None => true,
+                }
+            }
+            _ => self == derived,
+        }
+    }
+}
+
 /// Watch triggers and the ACL of each (see [`WriteOutcome::trigger_acls`]).
 type FiredWithAcls = (Vec<WatchTrigger>, Vec<Arc<Vec<Acl>>>);
 

@@ -3012,3 +3012,50 @@ fn tree_digest_follows_every_kind_of_change() {
     .unwrap();
     assert_eq!(rebuilt.digest(), h.tree.digest());
 }
+
+/// A Java leader's closeSession lists the session's ephemerals in hash order, or not at all;
+/// a zkrs follower's own derivation (path order, cut at the limit) is the same change.
+#[test]
+fn close_session_txns_agree_whatever_their_list_order() {
+    let close = |paths: &[&str]| Txn::CloseSession {
+        ephemerals: paths.iter().map(|p| p.to_string()).collect(),
+    };
+    let ours = close(&["/a", "/b0000000001"]);
+    assert!(close(&["/b0000000001", "/a"]).same_change_as(&ours));
+    assert!(close(&["/a", "/b0000000001"]).same_change_as(&ours));
+    assert!(close(&[]).same_change_as(&ours), "a closeSession without body");
+    assert!(!close(&["/a"]).same_change_as(&ours), "one ephemeral fewer");
+    assert!(!close(&["/a", "/c"]).same_change_as(&ours), "another path");
+    assert!(
+        !close(&["/a", "/b0000000001", "/c"]).same_change_as(&ours),
+        "a path our uncut list lacks"
+    );
+    // Our list cut at the limit: the leader's longer list agrees only past the cut.
+    let long = |i: usize| format!("/e{i:06}{}", "x".repeat(990));
+    let all: Vec<String> = (0..2000).map(long).collect();
+    let mut listed = 0;
+    let cut: Vec<String> = all
+        .iter()
+        .take_while(|p| {
+            listed += 4 + p.len();
+            listed <= CLOSE_SESSION_LIST_MAX
+        })
+        .cloned()
+        .collect();
+    assert!(cut.len() < all.len());
+    let ours = Txn::CloseSession { ephemerals: cut.clone() };
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert!(Txn::CloseSession { ephemerals: reversed }.same_change_as(&ours));
+    let mut gap = all.clone();
+    gap.remove(cut.len() - 1);
+    assert!(!Txn::CloseSession { ephemerals: gap }.same_change_as(&ours));
+    // Other txns: exact.
+    let create = |v: i32| Txn::SetData {
+        path: "/a".into(),
+        data: Bytes::from_static(b"x"),
+        version: v,
+    };
+    assert!(create(1).same_change_as(&create(1)));
+    assert!(!create(1).same_change_as(&create(2)));
+}

@@ -389,6 +389,10 @@ pub struct Gen {
     /// Per slot: the digest identities its connection is authenticated with.
     auth_ids: Vec<Vec<&'static str>>,
     expires: usize,
+    /// The tree is shared with other runs (sides of one ensemble, one after the other):
+    /// the odd paths outside the root (`/`, `/zookeeper/...`) are taken inside it instead,
+    /// as their state there would carry the other runs' history.
+    shared_tree: bool,
 }
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -404,6 +408,16 @@ impl Gen {
             watched: vec![Vec::new(); SLOTS],
             auth_ids: (0..SLOTS).map(Self::initial_auth).collect(),
             expires: 0,
+            shared_tree: false,
+        }
+    }
+
+    /// As `new`, for a tree other runs share: the same sequence of operations, with the
+    /// odd paths outside the root moved inside it (the random choices are the same).
+    pub fn new_in_shared_tree(seed: u64, root: &str) -> Gen {
+        Gen {
+            shared_tree: true,
+            ..Gen::new(seed, root)
         }
     }
 
@@ -502,7 +516,11 @@ impl Gen {
             "/zookeeper/x".to_string(),
             format!("{r}/zookeeper"),
         ];
-        self.rng.pick(&choices)
+        let picked = self.rng.pick(&choices);
+        if self.shared_tree && (picked == "/" || picked.starts_with("/zookeeper")) {
+            return format!("{r}/outside{}", &picked[1..]);
+        }
+        picked
     }
 
     fn data(&mut self) -> Option<Vec<u8>> {

@@ -445,6 +445,19 @@ impl Side {
     }
 
     /// Creates the seed's root (its zxid becomes the base) and opens the seed's sessions.
+    /// Creates `parent` (a persistent node under `/`) unless it exists: the mixed-ensemble
+    /// comparison runs each side's seeds under a parent of its own.
+    pub fn ensure_parent(&mut self, parent: &str) {
+        const NODE_EXISTS: i32 = -110;
+        let r = self.obs.create(parent, b"", 0);
+        assert!(
+            r.err == OK || r.err == NODE_EXISTS,
+            "{}: creating {parent} failed: {}",
+            self.name,
+            r.err
+        );
+    }
+
     pub fn begin_seed(&mut self, root: &str) -> Outcome {
         self.root = root.to_string();
         self.sessions.clear();
