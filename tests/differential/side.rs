@@ -44,11 +44,14 @@ const NORM_CONTAINER_DELETION_ORDER: bool = true;
 const OP_DELETE_CONTAINER: i32 = 20;
 const OP_ERROR: i32 = -1;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
-/// Requested by the sessions of [`SHORT_SLOT`] (above the servers' minimum of 2 ticks).
+/// Requested by the sessions of [`SHORT_SLOT`] (above the servers' minimum of 2 ticks);
+/// [`Side::with_short_timeout`] takes another.
 const SHORT_TIMEOUT_MS: i32 = 1_500;
 /// How long an abandoned short session takes to expire for sure: its timeout, rounded up to
 /// the next tick by the expiry buckets, plus a margin.
-pub const EXPIRE_WAIT: Duration = Duration::from_millis(1_500 + 200 + 500);
+fn expire_wait(short_timeout_ms: i32) -> Duration {
+    Duration::from_millis(short_timeout_ms as u64 + 200 + 500)
+}
 const OP_PING: i32 = 11;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection (after closeSession or a failed auth) may take to close.
@@ -179,6 +182,8 @@ pub struct Side {
     expiring: Option<(i64, Vec<u8>, i64)>,
     /// zxid renaming, see `canonicalise_async_deletions`.
     alias: HashMap<i64, i64>,
+    /// The timeout the sessions of [`SHORT_SLOT`] ask for.
+    short_timeout_ms: i32,
 }
 
 fn now_ms() -> i64 {
@@ -375,13 +380,6 @@ fn multi_read_body(ops: &[(bool, String, bool)], check_version: Option<i32>) -> 
     e.int(-1).bool(true).int(-1).finish()
 }
 
-fn timeout_of(slot: usize) -> i32 {
-    if slot == SHORT_SLOT {
-        SHORT_TIMEOUT_MS
-    } else {
-        SESSION_TIMEOUT_MS
-    }
-}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
@@ -441,10 +439,27 @@ impl Side {
             started_ms: now_ms(),
             expiring: None,
             alias: HashMap::new(),
+            short_timeout_ms: SHORT_TIMEOUT_MS,
         }
     }
 
-    /// Creates the seed's root (its zxid becomes the base) and opens the seed's sessions.
+    /// As `new`, with the short session's timeout `ms` (the run's one session expiry waits
+    /// about that long).
+    pub fn with_short_timeout(name: &'static str, addr: &str, ms: i32) -> Side {
+        Side {
+            short_timeout_ms: ms,
+            ..Side::new(name, addr)
+        }
+    }
+
+    fn timeout_of(&self, slot: usize) -> i32 {
+        if slot == SHORT_SLOT {
+            self.short_timeout_ms
+        } else {
+            SESSION_TIMEOUT_MS
+        }
+    }
+
     /// Creates `parent` (a persistent node under `/`) unless it exists: the mixed-ensemble
     /// comparison runs each side's seeds under a parent of its own.
     pub fn ensure_parent(&mut self, parent: &str) {
@@ -458,6 +473,7 @@ impl Side {
         );
     }
 
+    /// Creates the seed's root (its zxid becomes the base) and opens the seed's sessions.
     pub fn begin_seed(&mut self, root: &str) -> Outcome {
         self.root = root.to_string();
         self.sessions.clear();
@@ -791,7 +807,7 @@ impl Side {
         }
         self.slots[slot].auths.clear();
         let mut lines = Vec::new();
-        match Raw::try_handshake(&self.addr, &ConnectReq::new_session(timeout_of(slot))) {
+        match Raw::try_handshake(&self.addr, &ConnectReq::new_session(self.timeout_of(slot))) {
             Ok((raw, resp)) => {
                 let idx = self.next_session;
                 self.next_session += 1;
@@ -853,7 +869,7 @@ impl Side {
         let req = ConnectReq {
             protocol_version: 0,
             last_zxid_seen: last,
-            timeout_ms: timeout_of(slot),
+            timeout_ms: self.timeout_of(slot),
             session_id: sid,
             passwd,
             read_only: Some(false),
@@ -889,7 +905,7 @@ impl Side {
             if let Some(raw) = self.slots[*slot].take_raw() {
                 self.expiring = Some(raw.disconnect());
             }
-            return EXPIRE_WAIT;
+            return expire_wait(self.short_timeout_ms);
         }
         Duration::ZERO
     }
