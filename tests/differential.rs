@@ -434,14 +434,30 @@ fn mixed_ensembles_match_zookeeper() {
     use mixed::Kind::{Java, Zkrs};
     let cases: [(&[mixed::Kind], usize, usize, &[u64], &str); 2] = [
         // kinds, the Java member, the zkrs member, seeds, what leads
-        (&[Java, Java, Zkrs], 0, 2, MIXED_SEEDS_ZKRS_LEADS, "zkrs leads"),
-        (&[Zkrs, Java, Java], 2, 0, MIXED_SEEDS_JAVA_LEADS, "Java leads"),
+        (
+            &[Java, Java, Zkrs],
+            0,
+            2,
+            MIXED_SEEDS_ZKRS_LEADS,
+            "zkrs leads",
+        ),
+        (
+            &[Zkrs, Java, Java],
+            2,
+            0,
+            MIXED_SEEDS_JAVA_LEADS,
+            "Java leads",
+        ),
     ];
     let mut reference = Some(reference);
     let mut zk: Option<JavaZk> = None;
     for (index, (kinds, java_at, zkrs_at, seeds, case)) in cases.into_iter().enumerate() {
         let (e, leader) = start_mixed(kinds);
-        let expected = if case == "zkrs leads" { zkrs_at } else { java_at };
+        let expected = if case == "zkrs leads" {
+            zkrs_at
+        } else {
+            java_at
+        };
         assert_eq!(
             leader,
             expected,
@@ -474,8 +490,7 @@ fn mixed_ensembles_match_zookeeper() {
             let t = Instant::now();
             let of_java = record_seed(seed, nops, &mut java_side, &format!("/j{index}"));
             let of_zkrs = record_seed(seed, nops, &mut zkrs_side, &format!("/z{index}"));
-            let of_reference =
-                record_seed(seed, nops, &mut reference_side, &format!("/r{index}"));
+            let of_reference = record_seed(seed, nops, &mut reference_side, &format!("/r{index}"));
             let verdict = compare_records(seed, nops, &of_zkrs, &of_java)
                 .map_err(|r| format!("the zkrs member vs the Java member of the ensemble: {r}"))
                 .and_then(|()| {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::javazk::{JavaZk, CLASS_PATH};
 use common::raw::{self, Enc, MultiOp, Raw, RawAcl, RawStat};
-use common::{digest, free_port, SUPER_DIGEST};
+use common::{digest, SUPER_DIGEST};
 use durable::{copy_dir, flip_byte, run_zkrs, ServerDir, ZKRS};
 use zkrs::zkdata::txnlog::scan_log;
 
@@ -417,6 +417,23 @@ fn java_copy(java_data: &Path) -> (tempfile::TempDir, PathBuf) {
 
 /// Applies `damage` to a Java copy and a zkrs copy; both servers must serve the same tree.
 fn same_after_damage(what: &str, java_data: &Path, damage: &dyn Fn(&Path)) -> (Dump, String) {
+    same_after_damage_but(what, java_data, damage, None)
+}
+
+/// As `same_after_damage`; with `expected` (the tree Java served before the damage), a
+/// ZooKeeper 3.8 defect is allowed for: Java may lose persistent znodes after passing over
+/// a damaged snapshot. FileSnap.deserialize reads the next snapshot into the same DataTree
+/// after the damaged one failed its seal check, and DataTree.deserialize clears the nodes
+/// but not the ephemerals index: a znode the damage made look ephemeral stays listed under
+/// an owner that is no session, and loadData's dead-session cleanup deletes it (seen in
+/// about 1 run in 15, when the flipped byte lands in an ephemeralOwner). zkrs reads each
+/// snapshot into a fresh tree; the caller checks that it served `expected`.
+fn same_after_damage_but(
+    what: &str,
+    java_data: &Path,
+    damage: &dyn Fn(&Path),
+    expected: Option<&Dump>,
+) -> (Dump, String) {
     let (_root, jdata) = java_copy(java_data);
     damage(&jdata.join("version-2"));
     let zdir = zkrs_dir_from(java_data);
@@ -424,11 +441,34 @@ fn same_after_damage(what: &str, java_data: &Path, damage: &dyn Fn(&Path)) -> (D
     let java =
         JavaZk::start_on(Some(&jdata), JAVA_EXTRA).unwrap_or_else(|e| panic!("{what}: Java: {e}"));
     let from_java = dump(&java.addr);
+    let java_log = java.log();
     java.kill9();
     let server = zdir.start();
     let from_zkrs = dump(&server.addr);
     let log = server.kill9();
-    assert_same(what, &from_java, &from_zkrs);
+    let lost_by_java: Vec<&String> = from_zkrs
+        .keys()
+        .filter(|p| !from_java.contains_key(*p))
+        .collect();
+    let java_defect = expected.is_some_and(|expected| {
+        !lost_by_java.is_empty()
+            && java_log.contains("problem reading snap file")
+            && from_java.keys().all(|p| from_zkrs.contains_key(p))
+            && lost_by_java.iter().all(|p| {
+                expected
+                    .get(*p)
+                    .is_some_and(|n| n.stat.ephemeral_owner == 0)
+            })
+    });
+    if java_defect {
+        durable::note(&format!(
+            "{what}: Apache ZooKeeper lost the persistent znodes {lost_by_java:?} after passing \
+             over the damaged snapshot (its ephemerals index kept what the damage made \
+             ephemeral); zkrs kept them: compared with the tree before the damage instead"
+        ));
+    } else {
+        assert_same(what, &from_java, &from_zkrs);
+    }
     (from_zkrs, log)
 }
 
@@ -474,14 +514,36 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
     let log = server.log();
     assert!(log.contains("imported Apache ZooKeeper's data"), "{log}");
     // Java's digests (the snapshot's, each txn's after it) match the tree zkrs rebuilt.
-    let checked: u64 = log
-        .lines()
-        .find_map(|l| {
-            let (before, _) = l.split_once(" digests checked, all match")?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no digest check in the import log:\n{log}"));
-    assert!(checked > 1, "{checked} digests checked");
+    let checked: Option<u64> = log.lines().find_map(|l| {
+        let (before, _) = l.split_once(" digests checked, all match")?;
+        before.rsplit(' ').next()?.parse().ok()
+    });
+    match checked {
+        Some(checked) => assert!(checked > 1, "{checked} digests checked"),
+        None => {
+            // A mismatch zkrs reports must be one ZooKeeper reports on the same files: a
+            // fuzzy snapshot's (zxid, digest) pair is read while txns are applied, and
+            // seen torn once in CI. Java, loading a copy, has to say so too.
+            let line = log
+                .lines()
+                .find(|l| l.contains("digests do not match"))
+                .unwrap_or_else(|| panic!("no digest check in the import log:\n{log}"));
+            let (_copy_root, copy) = java_copy(&java_data);
+            let java = JavaZk::start_on(Some(&copy), JAVA_EXTRA)
+                .unwrap_or_else(|e| panic!("Java on a copy: {e}"));
+            let java_log = java.log();
+            java.kill9();
+            assert!(
+                java_log.contains("Digests are not matching"),
+                "zkrs's import says {line}, but Apache ZooKeeper loading the same files \
+                 found every digest matching:\n{java_log}"
+            );
+            durable::note(&format!(
+                "the import reported {line}; Apache ZooKeeper reports a mismatch on the \
+                 same files too"
+            ));
+        }
+    }
     for line in log
         .lines()
         .filter(|l| l.contains("imported Apache ZooKeeper's data") || l.contains("fuzzy snapshot"))
@@ -613,8 +675,12 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
         let len = std::fs::metadata(&newest).unwrap().len();
         flip_byte(&newest, len / 2);
     };
-    let (fallback, log) =
-        same_after_damage("damaged newest snapshot", &java_data, &damage_snapshot);
+    let (fallback, log) = same_after_damage_but(
+        "damaged newest snapshot",
+        &java_data,
+        &damage_snapshot,
+        Some(&expected),
+    );
     assert_same("fallback", &expected, &fallback);
     assert!(log.contains("passed over"), "{log}");
 
@@ -679,7 +745,16 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
 /// An ensemble member's zoo.cfg (3 servers; only this one runs) over `data`, myid 1.
 fn member_cfg(dir: &Path, data: &Path) -> PathBuf {
     std::fs::write(data.join("myid"), "1").unwrap();
-    let ports: Vec<u16> = (0..7).map(|_| free_port()).collect();
+    // Seven different ports: each listener is held until all are chosen (one free port
+    // after another can repeat one; CI saw server.3's quorum and election ports equal).
+    let listeners: Vec<std::net::TcpListener> = (0..7)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    drop(listeners);
     let cfg = format!(
         "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
          admin.enableServer=false\n4lw.commands.whitelist=*\n\

@@ -160,9 +160,7 @@ impl Txn {
                 let listed: usize = ours.iter().map(|p| 4 + p.len()).sum();
                 let last = ours.last().copied().unwrap_or("");
                 match leader.difference(&ours).next() {
-                    Some(next) => {
-                        *next > last && listed + 4 + next.len() > CLOSE_SESSION_LIST_MAX
-                    }
+                    Some(next) => *next > last && listed + 4 + next.len() > CLOSE_SESSION_LIST_MAX,
                     None => true,
                 }
             }

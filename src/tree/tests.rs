@@ -3023,7 +3023,10 @@ fn close_session_txns_agree_whatever_their_list_order() {
     let ours = close(&["/a", "/b0000000001"]);
     assert!(close(&["/b0000000001", "/a"]).same_change_as(&ours));
     assert!(close(&["/a", "/b0000000001"]).same_change_as(&ours));
-    assert!(close(&[]).same_change_as(&ours), "a closeSession without body");
+    assert!(
+        close(&[]).same_change_as(&ours),
+        "a closeSession without body"
+    );
     assert!(!close(&["/a"]).same_change_as(&ours), "one ephemeral fewer");
     assert!(!close(&["/a", "/c"]).same_change_as(&ours), "another path");
     assert!(
@@ -3043,10 +3046,15 @@ fn close_session_txns_agree_whatever_their_list_order() {
         .cloned()
         .collect();
     assert!(cut.len() < all.len());
-    let ours = Txn::CloseSession { ephemerals: cut.clone() };
+    let ours = Txn::CloseSession {
+        ephemerals: cut.clone(),
+    };
     let mut reversed = all.clone();
     reversed.reverse();
-    assert!(Txn::CloseSession { ephemerals: reversed }.same_change_as(&ours));
+    assert!(Txn::CloseSession {
+        ephemerals: reversed
+    }
+    .same_change_as(&ours));
     let mut gap = all.clone();
     gap.remove(cut.len() - 1);
     assert!(!Txn::CloseSession { ephemerals: gap }.same_change_as(&ours));

@@ -2,7 +2,10 @@
 # Run kazoo's own test suite against a 3-server ensemble of either Apache ZooKeeper
 # (Debian's 3.8.0 jars) or zkrs.
 #
-#   tests/clients/kazoo_suite.sh java|zkrs [pytest args...]   e.g. ... zkrs -k test_lock
+#   tests/clients/kazoo_suite.sh java|zkrs|mixed|mixed-java-leads [pytest args...]
+#                                                              e.g. ... zkrs -k test_lock
+#   mixed: server 3 is zkrs, servers 1 and 2 Apache ZooKeeper (zkrs, up first with the
+#   highest myid, leads); mixed-java-leads: server 1 is zkrs, 2 and 3 Java (Java leads).
 #
 # Last results (2026-12-02, kazoo 2.11.0, 493 tests): Java 3.8.0 389 passed, 104 skipped
 # (eventlet, Kerberos, CI-only); zkrs 382 passed, 7 failed: TestSSLClient (no TLS client
@@ -40,7 +43,12 @@
 set -u
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${1:-}"; shift || true
-case "$TARGET" in java|zkrs) ;; *) echo "usage: $0 java|zkrs [pytest args...]" >&2; exit 2;; esac
+case "$TARGET" in
+  java|zkrs) KZ_ZKRS_IDS="";;
+  mixed) KZ_ZKRS_IDS=" 3 ";;
+  mixed-java-leads) KZ_ZKRS_IDS=" 1 ";;
+  *) echo "usage: $0 java|zkrs|mixed|mixed-java-leads [pytest args...]" >&2; exit 2;;
+esac
 
 ZKRS_BIN="${ZKRS_BIN:-$REPO/target/debug/zkrs}"
 REAL_JAVA="${REAL_JAVA:-/usr/bin/java}"
@@ -55,9 +63,13 @@ fi
 OUTDIR="${OUTDIR:-$REPO/target/kazoo-suite/$TARGET}"
 SUITE_TIMEOUT="${SUITE_TIMEOUT:-3600}"
 TEST_TIMEOUT="${TEST_TIMEOUT:-180}"
-if [ "$TARGET" = java ]; then PORT_OFFSET="${PORT_OFFSET:-20000}"; else PORT_OFFSET="${PORT_OFFSET:-21000}"; fi
+case "$TARGET" in
+  java) PORT_OFFSET="${PORT_OFFSET:-20000}";;
+  zkrs) PORT_OFFSET="${PORT_OFFSET:-21000}";;
+  *) PORT_OFFSET="${PORT_OFFSET:-22000}";;
+esac
 
-if [ "$TARGET" = zkrs ] && [ ! -x "$ZKRS_BIN" ]; then
+if [ "$TARGET" != java ] && [ ! -x "$ZKRS_BIN" ]; then
   echo "no zkrs binary at $ZKRS_BIN (cargo build)" >&2; exit 2
 fi
 "$PYTHON" -c 'import pytest, pytest_timeout, kazoo, OpenSSL, jks' || { echo "python deps missing (see setup in $0)" >&2; exit 2; }
@@ -77,7 +89,7 @@ log="$KZ_LOGDIR/server${myid:-X}-$(date +%H%M%S.%N | cut -c1-10)-$$.log"
 # the harness reads <working dir>/zookeeper.log; keep the real file outside that dir
 rm -f "$dir/zookeeper.log"; : > "$log"; ln -s "$log" "$dir/zookeeper.log"
 echo "== $(date -Is) pid $$ $KZ_TARGET server $myid cfg $cfg" >> "$log"
-if [ "$KZ_TARGET" = java ]; then
+if [ "$KZ_TARGET" = java ] || { [ "$KZ_TARGET" != zkrs ] && [[ "$KZ_ZKRS_IDS" != *" $myid "* ]]; }; then
   exec "$KZ_REAL_JAVA" "$@"
 fi
 zcfg="$dir/zoo.zkrs.cfg"
@@ -90,7 +102,7 @@ exec "$KZ_ZKRS_BIN" start-foreground "$zcfg" >> "$log" 2>&1
 EOF
 chmod +x "$WRAPDIR/java"
 
-export KZ_TARGET="$TARGET" KZ_REAL_JAVA="$REAL_JAVA" KZ_ZKRS_BIN="$ZKRS_BIN" KZ_LOGDIR="$OUTDIR/logs"
+export KZ_TARGET="$TARGET" KZ_ZKRS_IDS KZ_REAL_JAVA="$REAL_JAVA" KZ_ZKRS_BIN="$ZKRS_BIN" KZ_LOGDIR="$OUTDIR/logs"
 export PATH="$WRAPDIR:$PATH"
 export ZOOKEEPER_VERSION=3.8.0
 export ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar:/usr/share/java/netty-transport-native-unix-common.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar:/usr/share/java/servlet-api.jar
@@ -103,7 +115,7 @@ rm -rf "$OUTDIR/work/tmp"; mkdir -p "$OUTDIR/work/tmp"
 export TMPDIR="$OUTDIR/work/tmp"   # the harness's mkdtemp working dirs (zoo.cfg, data) go here
 cd "$OUTDIR/work"
 echo "target=$TARGET ports=$PORT_OFFSET.. zkrs=$ZKRS_BIN out=$OUTDIR start=$(date -Is)" | tee "$OUTDIR/pytest.log"
-if [ "$TARGET" = zkrs ]; then
+if [ "$TARGET" != java ]; then
   echo "zkrs: $("$ZKRS_BIN" version 2>&1 | head -1); binary mtime $(stat -c %y "$ZKRS_BIN"); sha256 $(sha256sum "$ZKRS_BIN" | cut -c1-16)" | tee -a "$OUTDIR/pytest.log"
 fi
 # -p no:cacheprovider: nothing written into site-packages; signal method: a hung test fails

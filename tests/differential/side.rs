@@ -380,7 +380,6 @@ fn multi_read_body(ops: &[(bool, String, bool)], check_version: Option<i32>) -> 
     e.int(-1).bool(true).int(-1).finish()
 }
 
-
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
