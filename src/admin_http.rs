@@ -220,6 +220,11 @@ impl AdminServer {
                     advanced: false,
                     histogram: crate::metrics::FSYNC_TIME.snapshot(),
                 },
+                SummaryFacts {
+                    name: "election_time",
+                    advanced: false,
+                    histogram: crate::metrics::quorum::ELECTION_TIME.snapshot(),
+                },
             ]
         } else {
             Vec::new()
@@ -312,7 +317,7 @@ const WINDOW: Duration = Duration::from_secs(600);
 const WINDOW_STEP: Duration = Duration::from_secs(120);
 
 /// The summaries' totals: read latency, update latency, fsync time.
-type Totals = [HistogramSnapshot; 3];
+type Totals = [HistogramSnapshot; 4];
 
 struct MetricsEndpoint {
     config: Arc<Config>,
@@ -360,6 +365,7 @@ impl MetricsEndpoint {
                 now[0].since(&old[0]),
                 now[1].since(&old[1]),
                 now[2].since(&old[2]),
+                now[3].since(&old[3]),
             ],
             None => now.clone(),
         };
@@ -379,7 +385,12 @@ impl MetricsEndpoint {
         let parts = admin_glue::parts_blocking(&self.stats, &self.config, true);
         let serving = parts.reports.iter().any(|r| r.serving);
         let (read, update) = merged_latencies(&parts);
-        let totals: Totals = [read, update, crate::metrics::FSYNC_TIME.snapshot()];
+        let totals: Totals = [
+            read,
+            update,
+            crate::metrics::FSYNC_TIME.snapshot(),
+            crate::metrics::quorum::ELECTION_TIME.snapshot(),
+        ];
         let windows = self.windows(&totals);
         let snap = snapshot_of(parts, "metrics", &self.stats, serving);
         let gauge = |name: &str, value: f64| Family::single(name, Kind::Gauge, value);
@@ -412,6 +423,18 @@ impl MetricsEndpoint {
             gauge("non_mtls_remote_conn_count", 0.0),
             gauge("non_mtls_local_conn_count", 0.0),
         ];
+        // ServerMetrics' ensemble counters are registered on every server (0 standalone);
+        // quorum_size only while a quorum member serves (QuorumZooKeeperServer).
+        for (name, value) in crate::metrics::quorum::counters() {
+            out.push(Family::single(name, Kind::Counter, value as f64));
+        }
+        if matches!(
+            snap.server_state.as_str(),
+            "leader" | "follower" | "observer"
+        ) {
+            let voters = self.config.servers.iter().filter(|s| !s.observer).count();
+            out.push(gauge("quorum_size", voters as f64));
+        }
         if snap.server_state == "leader" {
             let q = self.stats.quorum.lock().map(|g| *g).unwrap_or_default();
             out.push(gauge("learners", q.learners.into()));
@@ -438,6 +461,12 @@ impl MetricsEndpoint {
             &[0.5],
             &windows[2],
             &totals[2],
+        ));
+        out.push(Family::summary(
+            "election_time",
+            &[0.5],
+            &windows[3],
+            &totals[3],
         ));
         if self
             .config

@@ -142,6 +142,59 @@ pub fn record_fsync(ms: u64) {
     }
 }
 
+/// Ensemble metrics, with the names of ZooKeeper 3.8's ServerMetrics, process-wide. Only
+/// the ordering executor writes them (election decisions, the leader's proposals, commits
+/// and learner syncs, a learner's received packets), so a count is a relaxed load and store,
+/// no read-modify-write; readers (the metrics endpoint) load them.
+pub mod quorum {
+    use super::AtomicHistogram;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// `election_time` (ms): from entering LOOKING to the decision, per decision
+    /// (Leader.lead / Follower.followLeader).
+    pub static ELECTION_TIME: AtomicHistogram = AtomicHistogram::new();
+    /// `looking_count`: times this server entered LOOKING (QuorumPeer.run).
+    pub static LOOKING_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `proposal_count`: PROPOSALs this server made as leader (Leader.propose).
+    pub static PROPOSAL_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `commit_count`: COMMITs this server sent as leader (Leader.commit).
+    pub static COMMIT_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `diff_count`: learner syncs by DIFF or TRUNC (LearnerHandler).
+    pub static DIFF_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `snap_count`: learner syncs by SNAP (LearnerHandler).
+    pub static SNAP_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `learner_proposal_received_count`: PROPOSALs a follower received in the broadcast.
+    pub static LEARNER_PROPOSAL_RECEIVED_COUNT: AtomicU64 = AtomicU64::new(0);
+    /// `learner_commit_received_count`: COMMITs (observer: INFORMs) a learner received in
+    /// the broadcast.
+    pub static LEARNER_COMMIT_RECEIVED_COUNT: AtomicU64 = AtomicU64::new(0);
+
+    /// Adds `n` to a count of the ordering executor's (its only writer).
+    pub fn add(count: &AtomicU64, n: u64) {
+        count.store(count.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Every counter with its ZooKeeper name, for the metrics endpoint.
+    pub fn counters() -> [(&'static str, u64); 7] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("looking_count", get(&LOOKING_COUNT)),
+            ("proposal_count", get(&PROPOSAL_COUNT)),
+            ("commit_count", get(&COMMIT_COUNT)),
+            ("diff_count", get(&DIFF_COUNT)),
+            ("snap_count", get(&SNAP_COUNT)),
+            (
+                "learner_proposal_received_count",
+                get(&LEARNER_PROPOSAL_RECEIVED_COUNT),
+            ),
+            (
+                "learner_commit_received_count",
+                get(&LEARNER_COMMIT_RECEIVED_COUNT),
+            ),
+        ]
+    }
+}
+
 /// A shard's server-wide packet counts (ZooKeeper's `ServerStats` packets_received /
 /// packets_sent: cumulative, reset only by `srst`). Connections count their own packets
 /// (`cons`, reset by `crst`); what a connection counted is folded in here when it closes

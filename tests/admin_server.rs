@@ -1326,6 +1326,45 @@ fn ensemble_members_name_their_leader_and_quorum() {
     assert!(exposition.value("learners", &[]).is_some());
     let follower = (leader + 1) % 3;
     assert!(scrape(metrics[follower]).value("learners", &[]).is_none());
+
+    // ServerMetrics' ensemble metrics: elections, the leader's proposals, commits and learner
+    // syncs, the learners' received packets (a write through the leader makes some).
+    let mut client = common::raw::Raw::connect(&e.members[leader].addr(), 10_000);
+    for i in 0..5 {
+        assert_eq!(
+            client.create(&format!("/quorum-metrics-{i}"), b"x", 0).err,
+            0
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (lead_x, follow_x) = loop {
+        let (l, f) = (scrape(metrics[leader]), scrape(metrics[follower]));
+        let done = l.value("commit_count", &[]).unwrap_or(0.0) >= 5.0
+            && f.value("learner_commit_received_count", &[]).unwrap_or(0.0) >= 5.0;
+        if done || Instant::now() > deadline {
+            break (l, f);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for x in [&lead_x, &follow_x] {
+        assert_eq!(x.must("quorum_size"), 3.0);
+        assert_eq!(
+            x.types.get("looking_count").map(String::as_str),
+            Some("counter")
+        );
+        assert!(x.must("looking_count") >= 1.0);
+        assert_eq!(
+            x.types.get("election_time").map(String::as_str),
+            Some("summary")
+        );
+        assert!(x.must("election_time_count") >= 1.0);
+    }
+    assert!(lead_x.must("proposal_count") >= 5.0);
+    assert!(lead_x.must("commit_count") >= 5.0);
+    // One sync per learner (more if one reconnected on a slow machine).
+    assert!(lead_x.must("diff_count") + lead_x.must("snap_count") >= 2.0);
+    assert!(follow_x.must("learner_proposal_received_count") >= 5.0);
+    assert!(follow_x.must("learner_commit_received_count") >= 5.0);
 }
 
 #[test]

@@ -376,6 +376,10 @@ fn compare_records(seed: u64, nops: usize, a: &Record, b: &Record) -> Result<(),
     Ok(())
 }
 
+/// A mixed-ensemble case: the members' kinds, the Java member's index, the zkrs member's
+/// index, the seeds, what leads.
+type MixedCase = (&'static [mixed::Kind], usize, usize, &'static [u64], &'static str);
+
 /// A mixed ensemble with the differential's settings on every member (those of the
 /// standalone servers: extended types, the super digest, long sessions, no fsync, a 100 ms
 /// container check), started zkrs first; returns it with its leader's index.
@@ -432,7 +436,7 @@ fn mixed_ensembles_match_zookeeper() {
     let started = Instant::now();
     let reference = std::thread::spawn(|| JavaZk::start(EXTRA_CFG));
     use mixed::Kind::{Java, Zkrs};
-    let cases: [(&[mixed::Kind], usize, usize, &[u64], &str); 2] = [
+    let cases: [MixedCase; 2] = [
         // kinds, the Java member, the zkrs member, seeds, what leads
         (
             &[Java, Java, Zkrs],

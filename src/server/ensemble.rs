@@ -115,6 +115,9 @@ pub(crate) async fn run(
     // election runs on its own threads), so a failover does not wait for the reload.
     let mut announced: Option<i64> = None;
     loop {
+        // ZooKeeper's election_time: from entering LOOKING to the decision.
+        let looking_since = std::time::Instant::now();
+        crate::metrics::quorum::add(&crate::metrics::quorum::LOOKING_COUNT, 1);
         if let Some(last_zxid) = announced {
             let (_, current_epoch) = or_exit(epochs.load(last_zxid));
             stats.set_mode(super::Mode::Looking);
@@ -147,6 +150,11 @@ pub(crate) async fn run(
             }
             glommio::timer::sleep(Duration::from_millis(10)).await;
         };
+        // Recorded by ZooKeeper's Leader.lead and Follower.followLeader (not observers).
+        if matches!(state, PeerState::Leading | PeerState::Following) {
+            crate::metrics::quorum::ELECTION_TIME
+                .record(looking_since.elapsed().as_millis() as u64);
+        }
         // As ZooKeeper's Leader binds its quorum port before it loads its database: the
         // learners that decided with us may connect at once (they retry only briefly), and
         // wait in the backlog until the state is read. Bound after the recovery instead,

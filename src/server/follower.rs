@@ -623,6 +623,17 @@ pub(crate) async fn run_term(
         for input in inputs {
             match input {
                 Input::Leader(LeaderEvent::Packet(packet)) => {
+                    // Counted in the broadcast only, as Follower/Observer.processPacket do.
+                    use crate::metrics::quorum;
+                    match packet.kind {
+                        packet::PROPOSAL => {
+                            quorum::add(&quorum::LEARNER_PROPOSAL_RECEIVED_COUNT, 1)
+                        }
+                        packet::COMMIT | packet::INFORM => {
+                            quorum::add(&quorum::LEARNER_COMMIT_RECEIVED_COUNT, 1)
+                        }
+                        _ => {}
+                    }
                     if let Err(e) = on_leader_packet(ordering, packet, &mut items, &mut txns) {
                         end = Some(e);
                         break;

@@ -210,6 +210,7 @@ impl Leading {
             }
             self.outstanding.push_back((header.zxid, data));
         }
+        crate::metrics::quorum::add(&crate::metrics::quorum::PROPOSAL_COUNT, txns.len() as u64);
         if let (Some(tree), Some((last, _))) = (tree, txns.last()) {
             self.versions.push_back((last.zxid, tree));
         }
@@ -240,6 +241,7 @@ impl Leading {
             let Some((zxid, data)) = self.outstanding.pop_front() else {
                 break;
             };
+            crate::metrics::quorum::add(&crate::metrics::quorum::COMMIT_COUNT, 1);
             let commit = QuorumPacket::new(packet::COMMIT, zxid);
             let inform = QuorumPacket::with_data(packet::INFORM, zxid, data.clone());
             for learner in self.learners.values() {
@@ -294,6 +296,12 @@ impl Leading {
             self.tracker.forget(sid);
         }
         let plan = self.committed_log.plan_sync(peer_last_zxid);
+        // ZooKeeper's LearnerHandler counts every sync that is not a SNAP as a diff.
+        let kind = match plan {
+            SyncPlan::Snap => &crate::metrics::quorum::SNAP_COUNT,
+            _ => &crate::metrics::quorum::DIFF_COUNT,
+        };
+        crate::metrics::quorum::add(kind, 1);
         match plan {
             SyncPlan::Trunc { zxid, txns } => {
                 log::info!(

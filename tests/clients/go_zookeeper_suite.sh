@@ -26,6 +26,8 @@
 #   REAL_JAVA  default /usr/bin/java
 #   SUITE_TIMEOUT  go test -timeout (default 30m)
 #
+# The harness's start-up check is patched in the copy (see below); nothing else is changed.
+#
 # Output: $OUTDIR/go-test.log (go test -v), $OUTDIR/results.txt (one "OUTCOME test" a line).
 set -u
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -50,6 +52,14 @@ rm -rf "$OUTDIR"; mkdir -p "$OUTDIR/logs" "$OUTDIR/bin" "$OUTDIR/zkpath/contrib/
 GOPATH_DIR="$OUTDIR/gopath"
 mkdir -p "$GOPATH_DIR/src/github.com/samuel"
 cp -r "$SRC" "$GOPATH_DIR/src/github.com/samuel/"
+# The harness waits for its servers with FLWSrvr, whose parser only knows ZooKeeper 3.4's
+# `srvr` ("built on MM/dd/yyyy", integer average latency): against 3.8, Java or zkrs, every
+# test would fail with "unable to verify health of servers". The copy waits for `ruok`
+# answering imok on every server instead (the suite's own FLW tests use canned answers).
+perl -0pi -e 's/_, ok := FLWSrvr\(serverAddrs, time.Second\)\n\t\tif ok \{/ok := true\n\t\tfor _, up := range FLWRuok(serverAddrs, time.Second) {\n\t\t\tok = ok \&\& up\n\t\t}\n\t\tif ok {/' \
+  "$GOPATH_DIR/src/github.com/samuel/go-zookeeper/zk/server_help.go"
+grep -q "FLWRuok(serverAddrs, time.Second) {" "$GOPATH_DIR/src/github.com/samuel/go-zookeeper/zk/server_help.go" ||
+  { echo "could not patch the harness's waitForStart" >&2; exit 2; }
 
 cat > "$OUTDIR/bin/java" <<'EOF'
 #!/usr/bin/env bash
@@ -79,7 +89,10 @@ export TMPDIR="$OUTDIR/tmp" RUST_LOG="${RUST_LOG:-info}"
 
 echo "target=$TARGET zkrs=$ZKRS_BIN out=$OUTDIR start=$(date -Is)" | tee "$OUTDIR/go-test.log"
 cd "$GOPATH_DIR/src/github.com/samuel/go-zookeeper"
-go test -v -timeout "${SUITE_TIMEOUT:-30m}" ./zk/ "$@" >> "$OUTDIR/go-test.log" 2>&1
+# TestDecodeShortBuffer and TestEncodeShortBuffer panic inside the library's own codec (no server),
+# which ends the whole test binary: it is left out (Go 1.19 has no -skip, hence the list).
+run_list="^($(go test -list . ./zk/ 2>/dev/null | grep '^Test' | grep -v -E '^Test(De|En)codeShortBuffer$' | paste -sd'|'))\$"
+go test -v -timeout "${SUITE_TIMEOUT:-30m}" -run "$run_list" ./zk/ "$@" >> "$OUTDIR/go-test.log" 2>&1
 rc=$?
 echo "go test rc=$rc end=$(date -Is)" | tee -a "$OUTDIR/go-test.log"
 # any server the harness left behind (their cfg paths are under our TMPDIR)
