@@ -10,6 +10,14 @@
 # Needs: apt-get install golang-go golang-github-samuel-go-zookeeper-dev zookeeper. Not run by
 # CI (a few minutes; Go is not otherwise needed).
 #
+# Last results (2026-12-02, Debian's go-zookeeper 0.0~git20180130.c4fab1a, 33 tests): java 30
+# passed, zkrs 30 passed, mixed 31 passed, 1 skipped on each (TestRecurringReAuthHang: the
+# suite skips it); the failures are alike on Java and zkrs:
+# TestAuth (expects getACL without READ permission to succeed, as ZooKeeper 3.4 did; 3.8
+# answers NoAuth) and, now and then on either server, TestDNSHostProviderReconnect /
+# TestIfAuthdataSurvivesReconnect (they restart a server and send at once: the request races
+# the client's noticing the old connection is gone and fails with "connection closed").
+#
 # How: the suite's harness (zk/server_help.go, server_java.go) writes a zoo.cfg + myid per
 # server and starts each as `java -jar <zookeeper fatjar> server <zoo.cfg>`, with the jar found
 # under $ZOOKEEPER_PATH/contrib/fatjar/. Here ZOOKEEPER_PATH points at a directory holding an
