@@ -316,7 +316,7 @@ fn last_snapshot(config: &Config) -> Option<(i64, i64)> {
 const WINDOW: Duration = Duration::from_secs(600);
 const WINDOW_STEP: Duration = Duration::from_secs(120);
 
-/// The summaries' totals: read latency, update latency, fsync time.
+/// The summaries' totals: read latency, update latency, fsync time, election time.
 type Totals = [HistogramSnapshot; 4];
 
 struct MetricsEndpoint {
