@@ -1410,7 +1410,19 @@ fn build(
                     key: Some("java.security.auth.login.config".to_string()),
                     message,
                 })?;
-            config.auth.server = Some(std::sync::Arc::new(server));
+            match server {
+                Some(server) => config.auth.server = Some(std::sync::Arc::new(server)),
+                None => ctx.warn(
+                    None,
+                    "java.security.auth.login.config",
+                    format_args!(
+                        "{} has no JAAS configuration section named '{}' \
+                         (zookeeper.sasl.serverconfig): serving without SASL, as ZooKeeper does",
+                        path.display(),
+                        config.auth.server_section
+                    ),
+                ),
+            }
         }
     }
 

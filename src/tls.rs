@@ -381,9 +381,19 @@ impl TlsServer {
             }
         };
         let config = builder.with_single_cert(certs, key).map_err(|e| {
-            format!(
-                "ssl.keyStore.location: the key does not fit the certificate or is not usable: {e}"
-            )
+            if format!("{e:?}").contains("UnsupportedCertVersion") {
+                // Java takes X.509 v1 certificates (e.g. pyOpenSSL's default); the TLS
+                // library takes v3 only.
+                "ssl.keyStore.location: the certificate is X.509 version 1, which zkrs cannot \
+                 use: issue it as version 3 (`openssl req -x509` and `keytool -genkeypair` make \
+                 v3 certificates)"
+                    .to_string()
+            } else {
+                format!(
+                    "ssl.keyStore.location: the key does not fit the certificate or is not \
+                     usable: {e}"
+                )
+            }
         })?;
         Ok(Some(Arc::new(TlsServer {
             acceptor: futures_rustls::TlsAcceptor::from(Arc::new(config)),

@@ -110,16 +110,23 @@ pub struct SaslServerConfig {
     pub mechanism: Mechanism,
 }
 
-/// Reads the JAAS file and builds the server mechanism from `section`. An error carries the
-/// line it is about, when there is one (ZooKeeper refuses to start without the section).
+/// Reads the JAAS file and builds the server mechanism from `section`; None when the file
+/// has no such section (ZooKeeper's ServerCnxnFactory.configureSaslLogin then serves without
+/// SASL: it refuses to start only when the file cannot be read or parsed). An error carries
+/// the line it is about, when there is one.
 pub fn load_server_config(
     path: &Path,
     section: &str,
-) -> Result<SaslServerConfig, (Option<usize>, String)> {
+) -> Result<Option<SaslServerConfig>, (Option<usize>, String)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| (None, format!("cannot read the JAAS file: {e}")))?;
     let file = jaas::parse(&text).map_err(|e| (Some(e.line), e.message))?;
-    server_config_from(&file, section).map_err(|e| (None, e))
+    if !file.sections.contains_key(section) {
+        return Ok(None);
+    }
+    server_config_from(&file, section)
+        .map(Some)
+        .map_err(|e| (None, e))
 }
 
 /// The mechanism `section` of a parsed JAAS file configures.
