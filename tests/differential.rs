@@ -378,7 +378,13 @@ fn compare_records(seed: u64, nops: usize, a: &Record, b: &Record) -> Result<(),
 
 /// A mixed-ensemble case: the members' kinds, the Java member's index, the zkrs member's
 /// index, the seeds, what leads.
-type MixedCase = (&'static [mixed::Kind], usize, usize, &'static [u64], &'static str);
+type MixedCase = (
+    &'static [mixed::Kind],
+    usize,
+    usize,
+    &'static [u64],
+    &'static str,
+);
 
 /// A mixed ensemble with the differential's settings on every member (those of the
 /// standalone servers: extended types, the super digest, long sessions, no fsync, a 100 ms
