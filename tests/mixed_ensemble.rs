@@ -11,6 +11,9 @@
 //!    follows and sees zkrs's writes and the other way round; after kill -9 of the zkrs
 //!    leader the other zkrs server leads the Java server, and the killed one rejoins.
 //! 3. Two Java servers and zkrs with the highest myid: zkrs leads two Java followers.
+//! 4. Observers across implementations: a zkrs observer of two Java voters, a Java observer
+//!    of two zkrs voters (synced reads, forwarded writes, `zk_synced_observers`, kill -9 and
+//!    rejoin).
 //!
 //! Needs `java` and Debian's `zookeeper` package; without them the tests fail and say so.
 //! The tests run one at a time (each starts up to two JVMs).
@@ -1088,4 +1091,123 @@ fn a_java_follower_answers_write_sync_read_pipelined_through_a_zkrs_leader() {
     // Another client's write through the same Java follower is answered too.
     create(&addrs[0], "/ps/after", b"a");
     assert_eq!(synced_children(&addrs[0], "/ps").len(), 101);
+}
+
+/// Makes member `index` an observer: `:observer` on its `server.N` line in every member's
+/// zoo.cfg, and `peerType=observer` in its own (ZooKeeper wants both).
+fn make_observer(e: &mut Mixed, index: usize) {
+    let id = e.members[index].id;
+    for (i, m) in e.members.iter().enumerate() {
+        let cfg = m.dir.join("zoo.cfg");
+        let text = std::fs::read_to_string(&cfg).expect("zoo.cfg");
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("server.{id}=")) {
+                    format!("{l}:observer")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        if i == index {
+            lines.push("peerType=observer".to_string());
+        }
+        std::fs::write(&cfg, lines.join("\n") + "\n").expect("zoo.cfg");
+    }
+}
+
+/// Starts every member (zkrs first), member `observer` as an observer; waits until the two
+/// voters serve and the observer says `Mode: observer`; returns the leader's index.
+fn start_with_observer(kinds: &[Kind], observer: usize) -> (Mixed, usize) {
+    let mut e = Mixed::new(kinds);
+    make_observer(&mut e, observer);
+    for kind in [Kind::Zkrs, Kind::Java] {
+        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
+            m.start();
+        }
+    }
+    let leader = e.wait_serving(2, START_LIMIT);
+    wait_mode(&e, observer, "observer", START_LIMIT);
+    (e, leader)
+}
+
+fn wait_mode(e: &Mixed, index: usize, mode: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while e.members[index].mode().as_deref() != Some(mode) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never said Mode: {mode} (modes {:?})",
+            e.members[index].name(),
+            e.modes()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `zk_synced_observers` in `mntr` of the member at `addr`, retried until it is `want`.
+fn wait_synced_observers(addr: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = common::four_letter_opt(addr, "mntr").and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("zk_synced_observers"))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        });
+        if value == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zk_synced_observers on {addr}: {value:?}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The observer scenario on any mix: the observer serves synced reads of the voters' writes,
+/// forwards its own clients' writes, counts as a synced observer on the leader and rejoins
+/// after kill -9 with what was written meanwhile.
+fn observer_scenario(kinds: &[Kind], observer: usize) {
+    let (mut e, leader) = start_with_observer(kinds, observer);
+    let follower = (0..3).find(|i| *i != leader && *i != observer).unwrap();
+    eprintln!(
+        "observer {}, leader {}, follower {}",
+        e.members[observer].name(),
+        e.members[leader].name(),
+        e.members[follower].name()
+    );
+    let (leader_addr, observer_addr) = (e.members[leader].addr(), e.members[observer].addr());
+    wait_synced_observers(&leader_addr, 1);
+    create(&leader_addr, "/obs-from-leader", b"l");
+    create(&observer_addr, "/obs-from-observer", b"o");
+    create(&e.members[follower].addr(), "/obs-from-follower", b"f");
+    let written: &[(&str, &[u8])] = &[
+        ("/obs-from-leader", b"l"),
+        ("/obs-from-observer", b"o"),
+        ("/obs-from-follower", b"f"),
+    ];
+    assert_everywhere(&e, &[0, 1, 2], written);
+    // kill -9 of the observer: the voters go on; it rejoins with what it missed.
+    e.members[observer].kill9();
+    create(&leader_addr, "/obs-while-down", b"d");
+    e.members[observer].start();
+    wait_mode(&e, observer, "observer", ELECT_LIMIT);
+    assert_everywhere(&e, &[observer], &[("/obs-while-down", b"d")]);
+    assert_everywhere(&e, &[observer], written);
+    wait_synced_observers(&leader_addr, 1);
+}
+
+/// A zkrs observer of a Java ensemble (two Java voters).
+#[test]
+fn a_zkrs_observer_follows_a_java_ensemble() {
+    let _serial = serial();
+    observer_scenario(&[Kind::Java, Kind::Java, Kind::Zkrs], 2);
+}
+
+/// A Java observer of a zkrs ensemble (two zkrs voters, zkrs leading).
+#[test]
+fn a_java_observer_follows_a_zkrs_ensemble() {
+    let _serial = serial();
+    observer_scenario(&[Kind::Zkrs, Kind::Zkrs, Kind::Java], 2);
 }
