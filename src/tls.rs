@@ -349,6 +349,9 @@ impl TlsServer {
         let provider = Arc::new(crypto_provider(tls)?);
         let versions = protocol_versions(tls)?;
         let (certs, key) = load_key_store(&tls.key_store)?;
+        if let Some(leaf) = certs.first() {
+            refuse_version_1(leaf)?;
+        }
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
             .map_err(|e| format!("ssl.ciphersuites: no suite for the enabled protocols: {e}"))?;
@@ -381,19 +384,9 @@ impl TlsServer {
             }
         };
         let config = builder.with_single_cert(certs, key).map_err(|e| {
-            if format!("{e:?}").contains("UnsupportedCertVersion") {
-                // Java takes X.509 v1 certificates (e.g. pyOpenSSL's default); the TLS
-                // library takes v3 only.
-                "ssl.keyStore.location: the certificate is X.509 version 1, which zkrs cannot \
-                 use: issue it as version 3 (`openssl req -x509` and `keytool -genkeypair` make \
-                 v3 certificates)"
-                    .to_string()
-            } else {
-                format!(
-                    "ssl.keyStore.location: the key does not fit the certificate or is not \
-                     usable: {e}"
-                )
-            }
+            format!(
+                "ssl.keyStore.location: the key does not fit the certificate or is not usable: {e}"
+            )
         })?;
         Ok(Some(Arc::new(TlsServer {
             acceptor: futures_rustls::TlsAcceptor::from(Arc::new(config)),
@@ -432,6 +425,23 @@ impl TlsServer {
         });
         Ok(ids)
     }
+}
+
+/// Java takes X.509 version 1 certificates (pyOpenSSL's default, for one); the TLS library
+/// takes version 3 only and would say only "UnsupportedCertVersion".
+fn refuse_version_1(cert: &[u8]) -> Result<(), String> {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
+        .map_err(|e| format!("ssl.keyStore.location: cannot parse the certificate: {e}"))?;
+    if parsed.version() == x509_parser::x509::X509Version::V1 {
+        return Err(
+            "ssl.keyStore.location: the certificate is X.509 version 1, which zkrs \
+                    cannot use: issue it as version 3 (`openssl req -x509` and `keytool \
+                    -genkeypair` make v3 certificates)"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The subject of a DER certificate as Java's `X500Principal.getName()` writes it (RFC 2253:

@@ -52,6 +52,13 @@ fn env_list(name: &str) -> Option<Vec<u64>> {
     (!list.is_empty()).then_some(list)
 }
 
+/// `ZKRS_DIFF_OPS` (operations per seed), else `default`.
+fn ops_per_seed(default: usize) -> usize {
+    env_list("ZKRS_DIFF_OPS")
+        .and_then(|v| v.first().copied())
+        .map_or(default, |n| n as usize)
+}
+
 /// Runs `op` on one side, turning a panic (e.g. a refused new session) into an outcome.
 fn guarded(side: &mut Side, op: &Op) -> Outcome {
     match std::panic::catch_unwind(AssertUnwindSafe(|| side.exec(op))) {
@@ -250,10 +257,7 @@ fn zkrs_matches_zookeeper() {
     }
     let mut seeds = env_list("ZKRS_DIFF_SEED").unwrap_or_else(|| DEFAULT_SEEDS.to_vec());
     seeds.dedup();
-    let nops = env_list("ZKRS_DIFF_OPS")
-        .and_then(|v| v.first().copied())
-        .map(|n| n as usize)
-        .unwrap_or(DEFAULT_OPS);
+    let nops = ops_per_seed(DEFAULT_OPS);
 
     let started = Instant::now();
     // Java takes seconds to start: let it start while zkrs does.
@@ -411,11 +415,7 @@ fn start_mixed(kinds: &[mixed::Kind]) -> (mixed::Mixed, usize) {
         }
         std::fs::write(&cfg, text).expect("zoo.cfg");
     }
-    for kind in [mixed::Kind::Zkrs, mixed::Kind::Java] {
-        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
-            m.start();
-        }
-    }
+    e.start_members();
     let leader = e.wait_serving(kinds.len(), MIXED_START_LIMIT);
     (e, leader)
 }
@@ -435,10 +435,7 @@ fn mixed_ensembles_match_zookeeper() {
         return;
     }
     let override_seeds = env_list("ZKRS_DIFF_MIXED_SEED");
-    let nops = env_list("ZKRS_DIFF_OPS")
-        .and_then(|v| v.first().copied())
-        .map(|n| n as usize)
-        .unwrap_or(MIXED_OPS);
+    let nops = ops_per_seed(MIXED_OPS);
     let started = Instant::now();
     let reference = std::thread::spawn(|| JavaZk::start(EXTRA_CFG));
     use mixed::Kind::{Java, Zkrs};

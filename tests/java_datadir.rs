@@ -745,16 +745,9 @@ fn zkrs_reads_and_writes_apache_zookeeper_data_dirs() {
 /// An ensemble member's zoo.cfg (3 servers; only this one runs) over `data`, myid 1.
 fn member_cfg(dir: &Path, data: &Path) -> PathBuf {
     std::fs::write(data.join("myid"), "1").unwrap();
-    // Seven different ports: each listener is held until all are chosen (one free port
-    // after another can repeat one; CI saw server.3's quorum and election ports equal).
-    let listeners: Vec<std::net::TcpListener> = (0..7)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect();
-    drop(listeners);
+    // Seven different ports (one free port after another can repeat one: CI saw server.3's
+    // quorum and election ports equal).
+    let ports = common::distinct_free_ports(7);
     let cfg = format!(
         "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
          admin.enableServer=false\n4lw.commands.whitelist=*\n\

@@ -1006,11 +1006,7 @@ fn start_without_fsync(kinds: &[Kind], java_props: &[&str]) -> (Mixed, usize) {
         let text = std::fs::read_to_string(&cfg).expect("zoo.cfg");
         std::fs::write(&cfg, format!("{text}forceSync=no\n")).expect("zoo.cfg");
     }
-    for kind in [Kind::Zkrs, Kind::Java] {
-        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
-            m.start();
-        }
-    }
+    e.start_members();
     let leader = e.wait_serving(kinds.len(), START_LIMIT);
     (e, leader)
 }
@@ -1122,11 +1118,7 @@ fn make_observer(e: &mut Mixed, index: usize) {
 fn start_with_observer(kinds: &[Kind], observer: usize) -> (Mixed, usize) {
     let mut e = Mixed::new(kinds);
     make_observer(&mut e, observer);
-    for kind in [Kind::Zkrs, Kind::Java] {
-        for m in e.members.iter_mut().filter(|m| m.kind == kind) {
-            m.start();
-        }
-    }
+    e.start_members();
     let leader = e.wait_serving(2, START_LIMIT);
     wait_mode(&e, observer, "observer", START_LIMIT);
     (e, leader)

@@ -909,6 +909,28 @@ fn broken_tls_config_refuses_to_start_naming_the_key() {
         ],
         "ssl.protocol: unknown protocol",
     );
+    // An X.509 version 1 certificate (`openssl x509 -req` without extensions; ZooKeeper
+    // takes it, the TLS library does not): refused, saying to reissue it as version 3.
+    let dir = std::path::Path::new(&pki.p("server.pem"))
+        .parent()
+        .expect("the PKI dir")
+        .to_path_buf();
+    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&dir));
+    openssl(&[
+        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "v1.key", "-subj", "/CN=v1",
+        "-out", "v1.csr",
+    ]);
+    openssl(&[
+        "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-days", "2", "-out", "v1.crt",
+    ]);
+    let v1 = dir.join("v1.pem");
+    let mut pem = std::fs::read(dir.join("v1.key")).unwrap();
+    pem.extend(std::fs::read(dir.join("v1.crt")).unwrap());
+    std::fs::write(&v1, pem).unwrap();
+    refuses_to_start(
+        &[key(v1.to_str().unwrap()), trust.clone()],
+        "the certificate is X.509 version 1",
+    );
     if java_available() {
         let jks = pki.p("server.jks");
         run(Command::new("keytool").args([

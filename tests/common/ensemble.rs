@@ -14,14 +14,7 @@ pub const TICK_MS: u64 = 100;
 
 /// Ports for `n` servers: (client, quorum, election) each, all free when chosen.
 fn free_ports(n: usize) -> Vec<(u16, u16, u16)> {
-    // Bind them all at once so that no two are the same, then let them go.
-    let listeners: Vec<std::net::TcpListener> = (0..n * 3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect();
+    let ports = crate::common::distinct_free_ports(n * 3);
     (0..n)
         .map(|i| (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]))
         .collect()

@@ -30,13 +30,7 @@ pub enum Kind {
 
 /// Ports for `n` servers: (client, quorum, election) each, all free when chosen.
 fn free_ports(n: usize) -> Vec<(u16, u16, u16)> {
-    let listeners: Vec<std::net::TcpListener> = (0..n * 3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect();
+    let ports = crate::common::distinct_free_ports(n * 3);
     (0..n)
         .map(|i| (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]))
         .collect()
@@ -318,13 +312,18 @@ impl Mixed {
         for m in &mut e.members {
             m.java_props = java_props.iter().map(|p| p.to_string()).collect();
         }
+        e.start_members();
+        let leader = e.wait_serving(kinds.len(), limit);
+        (e, leader)
+    }
+
+    /// Starts every member, zkrs first (see `start`), without waiting.
+    pub fn start_members(&mut self) {
         for kind in [Kind::Zkrs, Kind::Java] {
-            for m in e.members.iter_mut().filter(|m| m.kind == kind) {
+            for m in self.members.iter_mut().filter(|m| m.kind == kind) {
                 m.start();
             }
         }
-        let leader = e.wait_serving(kinds.len(), limit);
-        (e, leader)
     }
 
     pub fn addrs(&self) -> Vec<String> {

@@ -281,6 +281,18 @@ impl Drop for TestServer {
     }
 }
 
+/// `n` different free TCP ports on loopback: all bound at once, then let go (one free port
+/// after another can repeat one).
+pub fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
 /// Finds a free TCP port on loopback.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
