@@ -56,6 +56,9 @@ pub const KNOWN_FOUR_LETTER_WORDS: &[&str] = &[
     "wchc", "wchp", "wchs", "mntr", "isro", "hash",
 ];
 
+/// ZooKeeper's default `zookeeper.snapshotSizeFactor`.
+pub const DEFAULT_SNAPSHOT_SIZE_FACTOR: f64 = 0.33;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tick_time_ms: u32,
@@ -79,6 +82,12 @@ pub struct Config {
     pub jute_max_buffer_extra_size: Option<usize>,
     pub four_letter_whitelist: FourLetterWhitelist,
     pub snap_count: u64,
+    /// `snapshotSizeFactor` (ZooKeeper's system property `zookeeper.snapshotSizeFactor`;
+    /// either key is read): a leader syncs a learner older than its in-memory committed log
+    /// by DIFF from the txn log files only while the txns to send take less than this
+    /// fraction of the newest snapshot file's size. 0: no limit; negative: never from the
+    /// files (always SNAP).
+    pub snapshot_size_factor: f64,
     pub pre_alloc_size_bytes: u64,
     pub force_sync: bool,
     /// `enforceQuota` (ZooKeeper's system property `zookeeper.enforceQuota`; either key is
@@ -267,6 +276,7 @@ impl Default for Config {
             jute_max_buffer_extra_size: None,
             four_letter_whitelist: FourLetterWhitelist::All,
             snap_count: 100_000,
+            snapshot_size_factor: DEFAULT_SNAPSHOT_SIZE_FACTOR,
             pre_alloc_size_bytes: 64 * 1024 * 1024,
             force_sync: true,
             enforce_quota: false,
@@ -1150,6 +1160,24 @@ fn build(
                 // ZooKeeper rolls a random offset in [0, snapCount/2): 2 is the least it takes.
                 config.snap_count =
                     parse_ranged(&ctx, key, v, 2, i32::MAX as i64, "an integer >= 2")?
+            }
+            "snapshotSizeFactor" | "zookeeper.snapshotSizeFactor" => {
+                // ZooKeeper falls back to the default for a value it cannot parse or over 1.
+                match v.text.trim().parse::<f64>() {
+                    Ok(f) if f.is_finite() && f <= 1.0 => config.snapshot_size_factor = f,
+                    _ => {
+                        ctx.warn(
+                            Some(v.line),
+                            key,
+                            format_args!(
+                                "\"{}\" is not a number up to 1; using \
+                                 {DEFAULT_SNAPSHOT_SIZE_FACTOR}",
+                                v.text
+                            ),
+                        );
+                        config.snapshot_size_factor = DEFAULT_SNAPSHOT_SIZE_FACTOR;
+                    }
+                }
             }
             "preAllocSize" => {
                 let kilobytes: u64 = parse_positive(&ctx, key, v, i64::MAX / 1024)?;
@@ -2095,6 +2123,26 @@ clientPort=2181
         );
         assert_eq!(c.super_digest.as_deref(), Some("super:x"));
         assert!(c.force_sync);
+    }
+
+    #[test]
+    fn snapshot_size_factor_under_either_key_with_zookeepers_fallback() {
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\n");
+        assert_eq!(c.snapshot_size_factor, 0.33);
+        assert!(warnings.is_empty());
+        let (c, warnings) = parse_ok("dataDir=/d\nclientPort=1\nsnapshotSizeFactor=0.5\n");
+        assert_eq!(c.snapshot_size_factor, 0.5);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (c, _) = parse_ok("dataDir=/d\nclientPort=1\nzookeeper.snapshotSizeFactor=-1\n");
+        assert_eq!(c.snapshot_size_factor, -1.0);
+        for bad in ["1.5", "lots", "NaN"] {
+            let (c, warnings) = parse_ok(&format!(
+                "dataDir=/d\nclientPort=1\nsnapshotSizeFactor={bad}\n"
+            ));
+            assert_eq!(c.snapshot_size_factor, 0.33, "{bad}");
+            assert_eq!(warnings.len(), 1, "{bad}: {warnings:?}");
+            assert!(warnings[0].contains("snapshotSizeFactor"), "{warnings:?}");
+        }
     }
 
     #[test]

@@ -263,7 +263,9 @@ fn a_restarted_follower_catches_up_by_diff_and_by_snap() {
     e.start_member(follower);
     e.wait_serving(3, Duration::from_secs(20));
     assert_eq!(synced_children(&addrs[follower], "/c").len(), 20);
-    // Many more writes than the leader keeps for DIFF (500): it comes back by SNAP.
+    // Many more writes than the leader keeps for DIFF in memory (500), and the only
+    // snapshot is of the empty tree (snapCount is 100000), so the txn log files cannot
+    // serve a DIFF under snapshotSizeFactor either: it comes back by SNAP.
     e.members[follower].kill9();
     let requests: Vec<(i32, Vec<u8>)> = (0..1200)
         .map(|i| {
@@ -285,6 +287,118 @@ fn a_restarted_follower_catches_up_by_diff_and_by_snap() {
     assert!(
         logs.contains("syncing with the leader by DIFF") && logs.contains("by SNAP"),
         "the follower did not sync by DIFF and then by SNAP:\n{logs}"
+    );
+    writer.close();
+}
+
+/// The data of `path` as the server at `addr` has it, after a sync.
+fn synced_data(addr: &str, path: &str) -> Vec<u8> {
+    let mut conn = Conn::connect(addr, SESSION_MS);
+    let reply = conn
+        .call(raw::OP_SYNC, &Enc::new().string(path).finish())
+        .expect("sync");
+    assert_eq!(reply.err, OK, "sync {path} on {addr}");
+    let mut got = conn.get_many(&[path.to_string()]).expect("getData");
+    conn.close();
+    got.remove(0).expect("getData reply").0
+}
+
+/// A follower further behind than the leader's in-memory committed log (500 txns) is synced
+/// by DIFF from the leader's txn log files while the txns to send take less than
+/// snapshotSizeFactor (0.33) of the newest snapshot's size, as ZooKeeper's leader does
+/// (LearnerHandler from the txn log); past that share it gets a SNAP.
+#[test]
+fn a_follower_behind_the_committed_log_gets_a_diff_from_the_log_files() {
+    let mut e = Ensemble::start(3, "snapCount=100\npreAllocSize=64\n");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let follower = (leader + 1) % 3;
+    let follower_id = e.members[follower].id;
+    let mut writer = Conn::connect(&addrs[leader], SESSION_MS);
+    // A tree of about 640 KiB, then enough txns that a snapshot (every 50-100) holds it.
+    assert_eq!(
+        writer.create("/big", b"", CREATE_PERSISTENT).unwrap().err,
+        OK
+    );
+    let big: Vec<(i32, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let body = durable::create_body(
+                &format!("/big/{i:02}"),
+                &vec![b'b'; 16 * 1024],
+                CREATE_PERSISTENT,
+            );
+            (raw::OP_CREATE, body)
+        })
+        .collect();
+    for reply in writer.pipeline(&big, 16).expect("big creates") {
+        assert_eq!(reply.err, OK);
+    }
+    assert_eq!(writer.create("/c", b"", CREATE_PERSISTENT).unwrap().err, OK);
+    for i in 0..150 {
+        assert_eq!(
+            writer
+                .set_data("/c", format!("{i}").as_bytes())
+                .unwrap()
+                .err,
+            OK
+        );
+    }
+    // 700 small creates (about 70 KiB of records, far under a third of the snapshot) while
+    // the follower is down: more than the committed log keeps, so they come from the files.
+    e.members[follower].kill9();
+    let small: Vec<(i32, Vec<u8>)> = (0..700)
+        .map(|i| {
+            let body = durable::create_body(&format!("/c/n-{i:04}"), b"s", CREATE_PERSISTENT);
+            (raw::OP_CREATE, body)
+        })
+        .collect();
+    for reply in writer.pipeline(&small, 64).expect("small creates") {
+        assert_eq!(reply.err, OK);
+    }
+    e.start_member(follower);
+    e.wait_serving(3, Duration::from_secs(30));
+    let expected = synced_children(&addrs[leader], "/c");
+    assert_eq!(expected.len(), 700);
+    assert_eq!(synced_children(&addrs[follower], "/c"), expected);
+    assert_eq!(synced_data(&addrs[follower], "/c"), b"149");
+    let logs = e.members[leader].logs();
+    assert!(
+        logs.lines().any(
+            |l| l.contains(&format!("syncing server {follower_id} by DIFF"))
+                && l.contains("read back from the txn log files")
+                && !l.contains(" 0 of them")
+        ),
+        "the leader did not sync server {follower_id} by DIFF from its log files:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&format!("syncing server {follower_id} by SNAP")),
+        "the leader sent server {follower_id} a SNAP:\n{logs}"
+    );
+    // 600 writes of 2 KiB (1.2 MiB, past a third of the snapshot): SNAP.
+    e.members[follower].kill9();
+    let payload = vec![b'p'; 2048];
+    let large: Vec<(i32, Vec<u8>)> = (0..600)
+        .map(|_| {
+            let body = Enc::new()
+                .string("/big/00")
+                .buffer(&payload)
+                .int(-1)
+                .finish();
+            (raw::OP_SET_DATA, body)
+        })
+        .collect();
+    for reply in writer.pipeline(&large, 64).expect("large setData") {
+        assert_eq!(reply.err, OK);
+    }
+    e.start_member(follower);
+    e.wait_serving(3, Duration::from_secs(30));
+    assert_eq!(synced_data(&addrs[follower], "/big/00"), payload);
+    assert_eq!(synced_children(&addrs[follower], "/c"), expected);
+    let logs = e.members[leader].logs();
+    assert!(
+        logs.contains("cannot serve a DIFF: the txns to send take more than")
+            && logs.contains(&format!("syncing server {follower_id} by SNAP")),
+        "the leader did not fall back to SNAP for server {follower_id}:\n{logs}"
     );
     writer.close();
 }

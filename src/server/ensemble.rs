@@ -209,7 +209,11 @@ pub(crate) async fn run(
                     accepted_epoch,
                     current_epoch,
                     tick * config.sync_limit.max(1),
-                    (recent_base, &recent),
+                    super::leader::LeaderHistory {
+                        recent_base,
+                        recent: &recent,
+                        files: Some(super::persistence::LogHistory::new(&config)),
+                    },
                 )));
                 super::ordering::spawn_log_task(persistence, &log, &wiring.inbox);
                 super::leader::run_term(

@@ -45,6 +45,9 @@ pub(crate) enum LearnerEvent {
         observer: bool,
         out: Rc<PeerOut>,
         peer_last_zxid: i64,
+        /// For a learner older than the committed log: the txns from its last zxid on,
+        /// read back from the log files (see [`older_history`]).
+        older: Option<Vec<CommittedTxn>>,
     },
     /// The learner acknowledged NEWLEADER.
     NewLeaderAcked {
@@ -81,6 +84,10 @@ pub(crate) struct Discovery {
     pub established: bool,
     /// The term is over (timeout or lost quorum): learner tasks stop.
     pub ended: bool,
+    /// Where older txns are read back from for a DIFF (None: never, always SNAP).
+    history: Option<super::persistence::LogHistory>,
+    /// The committed log's (base, last): a learner behind `base` needs the files.
+    committed: (i64, i64),
 }
 
 struct Learner {
@@ -115,6 +122,25 @@ pub(crate) struct Leading {
     sync_limit: Duration,
 }
 
+/// What a new leader syncs learners from: the txns its log ends with (`recent`, after
+/// `recent_base`: the committed log's start) and, for learners older than those, the log
+/// files (None: SNAP them).
+pub(crate) struct LeaderHistory<'a> {
+    pub recent_base: i64,
+    pub recent: &'a [(TxnHeader, Txn)],
+    pub files: Option<super::persistence::LogHistory>,
+}
+
+/// A learner to sync (the fields of [`LearnerEvent::Sync`]).
+struct SyncRequest {
+    link: u64,
+    sid: ServerId,
+    observer: bool,
+    out: Rc<PeerOut>,
+    peer_last_zxid: i64,
+    older: Option<Vec<CommittedTxn>>,
+}
+
 impl Leading {
     pub(crate) fn new(
         me: ServerId,
@@ -123,7 +149,11 @@ impl Leading {
         accepted_epoch: i64,
         current_epoch: i64,
         sync_limit: Duration,
-        (recent_base, recent): (i64, &[(TxnHeader, Txn)]),
+        LeaderHistory {
+            recent_base,
+            recent,
+            files: history,
+        }: LeaderHistory<'_>,
     ) -> Leading {
         let last = tree.last_zxid();
         // The txns this server's log ends with: learners a little behind sync by DIFF from
@@ -158,6 +188,8 @@ impl Leading {
                 newleader_acks: BTreeSet::from([me]),
                 established: false,
                 ended: false,
+                history,
+                committed: (committed_log.base(), committed_log.last()),
             })),
             tracker: AckTracker::new(me, (*config).clone(), last),
             committed_log,
@@ -234,6 +266,7 @@ impl Leading {
     }
 
     fn commit_upto(&mut self, upto: i64) {
+        let mut committed = false;
         while let Some((zxid, _)) = self.outstanding.front() {
             if *zxid > upto {
                 break;
@@ -252,6 +285,11 @@ impl Leading {
                 }
             }
             self.committed_log.push(CommittedTxn { zxid, data });
+            committed = true;
+        }
+        if committed {
+            self.discovery.borrow_mut().committed =
+                (self.committed_log.base(), self.committed_log.last());
         }
         while let Some((zxid, _)) = self.versions.front() {
             if *zxid > upto {
@@ -275,15 +313,15 @@ impl Leading {
     /// Syncs a learner that finished ACKEPOCH: DIFF (with the committed txns it lacks) or
     /// SNAP (of the last committed version), the outstanding proposals, then NEWLEADER;
     /// from here on it gets every new proposal.
-    fn sync_learner(
-        &mut self,
-        link: u64,
-        sid: ServerId,
-        observer: bool,
-        out: Rc<PeerOut>,
-        peer_last_zxid: i64,
-        sessions: &[(i64, i32)],
-    ) {
+    fn sync_learner(&mut self, request: SyncRequest, sessions: &[(i64, i32)]) {
+        let SyncRequest {
+            link,
+            sid,
+            observer,
+            out,
+            peer_last_zxid,
+            older,
+        } = request;
         let Some(epoch) = self.epoch() else {
             out.close();
             return;
@@ -295,7 +333,13 @@ impl Leading {
         if sid != self.me {
             self.tracker.forget(sid);
         }
-        let plan = self.committed_log.plan_sync(peer_last_zxid);
+        let plan = match &older {
+            Some(older) => self.committed_log.plan_sync_from(peer_last_zxid, older),
+            None => self.committed_log.plan_sync(peer_last_zxid),
+        };
+        // How many of a DIFF's txns came from the files (those up to the log's base).
+        let base = self.committed_log.base();
+        let from_files = |txns: &[CommittedTxn]| txns.iter().filter(|t| t.zxid <= base).count();
         // ZooKeeper's LearnerHandler counts every sync that is not a SNAP as a diff.
         let kind = match plan {
             SyncPlan::Snap => &crate::metrics::quorum::SNAP_COUNT,
@@ -320,10 +364,19 @@ impl Leading {
                 }
             }
             SyncPlan::Diff { zxid, txns } => {
-                log::info!(
-                    "syncing server {sid} by DIFF from 0x{peer_last_zxid:x} ({} txns)",
-                    txns.len()
-                );
+                if peer_last_zxid < base {
+                    log::info!(
+                        "syncing server {sid} by DIFF from 0x{peer_last_zxid:x} ({} txns, {} of \
+                         them read back from the txn log files)",
+                        txns.len(),
+                        from_files(&txns)
+                    );
+                } else {
+                    log::info!(
+                        "syncing server {sid} by DIFF from 0x{peer_last_zxid:x} ({} txns)",
+                        txns.len()
+                    );
+                }
                 out.send(&QuorumPacket::new(packet::DIFF, zxid));
                 for txn in txns {
                     out.send(&QuorumPacket::with_data(
@@ -602,12 +655,14 @@ async fn learner_task(
             }
         }
         wait_for(&discovery, deadline, |d| d.epoch_acked).await?;
+        let older = older_history(&discovery, sid, peer_last_zxid).await;
         inbox.push(Input::Learner(LearnerEvent::Sync {
             link,
             sid,
             observer,
             out: out.clone(),
             peer_last_zxid,
+            older,
         }));
         let ack = quorum::read_one(&mut reader, &mut buf, LEARNER_DATA_MAX, init_limit).await?;
         if ack.kind != packet::ACK {
@@ -640,6 +695,58 @@ async fn learner_task(
     log::info!("server {sid} left: {reason}");
     out.close();
     inbox.push(Input::Learner(LearnerEvent::Closed { link, reason }));
+}
+
+/// For a learner whose last zxid is older than the committed log: the txns from that zxid
+/// up to the last committed one, read back from the log files on a blocking thread (the
+/// ordering core goes on meanwhile). The log may move on before the sync: it keeps
+/// `COMMITTED_LOG_CAPACITY` txns, so the read covers its base at sync time unless that many
+/// commit meanwhile, and then the sync falls back to SNAP (`CommittedLog::plan_sync_from`).
+/// None when the log covers the learner, the learner has nothing (it gets a SNAP), or the
+/// files cannot serve it (logged with the reason).
+async fn older_history(
+    discovery: &Rc<RefCell<Discovery>>,
+    sid: ServerId,
+    peer_last: i64,
+) -> Option<Vec<CommittedTxn>> {
+    let (history, (base, last)) = {
+        let d = discovery.borrow();
+        (d.history.clone()?, d.committed)
+    };
+    if peer_last >= base || peer_last <= 0 {
+        return None;
+    }
+    let started = Instant::now();
+    let read = glommio::executor()
+        .spawn_blocking(move || {
+            history.read(peer_last, last).map(|txns| {
+                txns.iter()
+                    .map(|(header, txn)| CommittedTxn {
+                        zxid: header.zxid,
+                        data: encode_for_learners(header, txn, None),
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await;
+    match read {
+        Ok(txns) => {
+            log::info!(
+                "server {sid} is behind the committed log (0x{peer_last:x} < 0x{base:x}): read \
+                 {} txns back from the txn log files in {} ms",
+                txns.len(),
+                started.elapsed().as_millis()
+            );
+            Some(txns)
+        }
+        Err(why) => {
+            log::info!(
+                "server {sid} is behind the committed log (0x{peer_last:x} < 0x{base:x}) and \
+                 the txn log files cannot serve a DIFF: {why}"
+            );
+            None
+        }
+    }
 }
 
 /// Accepts learners on the quorum port until the term ends.
@@ -719,8 +826,17 @@ pub(crate) fn on_learner_event(
             observer,
             out,
             peer_last_zxid,
+            older,
         } => {
-            leading.sync_learner(link, sid, observer, out, peer_last_zxid, &sessions);
+            let request = SyncRequest {
+                link,
+                sid,
+                observer,
+                out,
+                peer_last_zxid,
+                older,
+            };
+            leading.sync_learner(request, &sessions);
             None
         }
         LearnerEvent::NewLeaderAcked { link } => {

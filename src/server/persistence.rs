@@ -461,36 +461,16 @@ pub fn replace_with_snapshot(
 /// directory claims nothing; the next sync sends a snapshot). Runs while not serving.
 pub fn truncate_after(config: &Config, zxid: i64) -> Result<(), String> {
     use crate::wal::recovery::{scan_segment, truncate_log_at};
-    use crate::wal::{parse_name, SEGMENT_PREFIX, SNAPSHOT_PREFIX};
+    use crate::wal::{SEGMENT_PREFIX, SNAPSHOT_PREFIX};
     let dirs = wal_dirs(config);
-    let named = |dir: &std::path::Path, prefix: &str| -> Result<Vec<(i64, PathBuf)>, String> {
-        let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                Some((parse_name(&name, prefix)?, e.path()))
-            })
-            .collect();
-        files.sort();
-        Ok(files)
-    };
-    let snapshots = named(&dirs.snapshot_dir, SNAPSHOT_PREFIX)?;
-    let segments = named(&dirs.log_dir, SEGMENT_PREFIX)?;
+    let snapshots = named_files(&dirs.snapshot_dir, SNAPSHOT_PREFIX)?;
+    let segments = named_files(&dirs.log_dir, SEGMENT_PREFIX)?;
     // Where the history holds `zxid`: a record in a segment, or a snapshot at it.
     let mut cut: Option<(PathBuf, u64)> = None;
     let mut found = snapshots.iter().any(|(z, _)| *z == zxid);
-    for (_, path) in &segments {
+    for (name_zxid, path) in &segments {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let name_zxid = parse_name(
-            &path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            SEGMENT_PREFIX,
-        )
-        .unwrap_or(0);
-        let scan = scan_segment(&bytes, name_zxid);
+        let scan = scan_segment(&bytes, *name_zxid);
         for (offset, record) in &scan.records {
             if record.header.zxid == zxid {
                 found = true;
@@ -525,6 +505,118 @@ pub fn truncate_after(config: &Config, zxid: i64) -> Result<(), String> {
     std::fs::File::open(&dirs.snapshot_dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("{}: {e}", dirs.snapshot_dir.display()))
+}
+
+/// The files in `dir` named `prefix` + zxid, as (zxid, path), in zxid order.
+fn named_files(dir: &std::path::Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, String> {
+    let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            Some((crate::wal::parse_name(&name, prefix)?, e.path()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads committed txns back from the txn log files, for a leader that syncs a learner
+/// older than its in-memory committed log (ZooKeeper's `getProposalsFromTxnLog`). `Send`:
+/// it runs on a blocking thread, off the ordering executor.
+#[derive(Debug, Clone)]
+pub struct LogHistory {
+    dirs: WalDirs,
+    /// See [`Config::snapshot_size_factor`].
+    size_factor: f64,
+}
+
+impl LogHistory {
+    pub fn new(config: &Config) -> LogHistory {
+        LogHistory {
+            dirs: wal_dirs(config),
+            size_factor: config.snapshot_size_factor,
+        }
+    }
+
+    /// The logged txns from `from` (that txn itself first) up to `upto`, in zxid order.
+    /// An Err says why they cannot serve a DIFF: reading from the files is disabled, no
+    /// segment holds `from` itself (a learner's zxid the log does not have may be a txn the
+    /// leader never had), a gap, or the txns' records pass the size limit (the factor times
+    /// the newest snapshot file's size: past it a SNAP is the cheaper sync). The list may end
+    /// before `upto` (the files end, or the current segment's tail is being written).
+    pub fn read(&self, from: i64, upto: i64) -> Result<Vec<(TxnHeader, Txn)>, String> {
+        use crate::wal::recovery::{scan_segment, ScanEnd};
+        use crate::wal::{zxid_follows, SEGMENT_PREFIX, SNAPSHOT_PREFIX};
+        if self.size_factor < 0.0 {
+            return Err("snapshotSizeFactor is negative: syncing from the txn log is off".into());
+        }
+        let limit = if self.size_factor == 0.0 {
+            u64::MAX
+        } else {
+            let snapshots = named_files(&self.dirs.snapshot_dir, SNAPSHOT_PREFIX)?;
+            let newest = snapshots.last().ok_or("no snapshot")?;
+            let len = std::fs::metadata(&newest.1)
+                .map_err(|e| format!("{}: {e}", newest.1.display()))?
+                .len();
+            (len as f64 * self.size_factor) as u64
+        };
+        let segments = named_files(&self.dirs.log_dir, SEGMENT_PREFIX)?;
+        let start = segments
+            .iter()
+            .rposition(|(first, _)| *first <= from)
+            .ok_or_else(|| format!("no log segment starts at or before 0x{from:x}"))?;
+        let mut txns: Vec<(TxnHeader, Txn)> = Vec::new();
+        let mut bytes = 0u64;
+        for (name_zxid, path) in &segments[start..] {
+            let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let scan = scan_segment(&data, *name_zxid);
+            drop(data);
+            let (end, clean) = match scan.end {
+                ScanEnd::Clean { offset } => (offset, true),
+                ScanEnd::Torn { offset, .. } | ScanEnd::Corrupt { offset, .. } => (offset, false),
+            };
+            let offsets: Vec<u64> = scan.records.iter().map(|(offset, _)| *offset).collect();
+            for (index, (offset, record)) in scan.records.into_iter().enumerate() {
+                let zxid = record.header.zxid;
+                if zxid < from {
+                    continue;
+                }
+                if zxid > upto {
+                    return Ok(txns);
+                }
+                match txns.last() {
+                    None if zxid != from => {
+                        return Err(format!("the txn log does not hold 0x{from:x}"));
+                    }
+                    Some((previous, _)) if !zxid_follows(previous.zxid, zxid) => {
+                        return Err(format!(
+                            "the txn log skips from 0x{:x} to 0x{zxid:x}",
+                            previous.zxid
+                        ));
+                    }
+                    _ => {}
+                }
+                let next = offsets.get(index + 1).copied().unwrap_or(end);
+                bytes += next.saturating_sub(offset);
+                if bytes > limit {
+                    return Err(format!(
+                        "the txns to send take more than {limit} bytes ({} of the newest \
+                         snapshot's size)",
+                        self.size_factor
+                    ));
+                }
+                txns.push((record.header, record.txn));
+            }
+            if !clean {
+                break;
+            }
+        }
+        if txns.is_empty() {
+            return Err(format!("the txn log does not hold 0x{from:x}"));
+        }
+        Ok(txns)
+    }
 }
 
 /// Removes every log segment and snapshot (the data directory then starts fresh).

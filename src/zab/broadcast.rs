@@ -191,6 +191,11 @@ impl CommittedLog {
         self.entries.back().map_or(self.base, |e| e.zxid)
     }
 
+    /// The last committed zxid before the first entry.
+    pub fn base(&self) -> i64 {
+        self.base
+    }
+
     /// The oldest zxid held (ZooKeeper's minCommittedLog; `base` when empty).
     pub fn min(&self) -> i64 {
         self.entries.front().map_or(self.base, |e| e.zxid)
@@ -209,9 +214,7 @@ impl CommittedLog {
     pub fn push(&mut self, txn: CommittedTxn) {
         let last = self.last();
         assert!(
-            txn.zxid > last
-                && (epoch_of(txn.zxid) > epoch_of(last)
-                    || counter_of(txn.zxid) == counter_of(last) + 1),
+            follows(last, txn.zxid),
             "committed log: 0x{:x} does not follow 0x{last:x}",
             txn.zxid
         );
@@ -316,6 +319,39 @@ impl CommittedLog {
         }
         SyncPlan::Snap
     }
+
+    /// [`CommittedLog::plan_sync`] for a learner older than the log, given `older`: txns
+    /// read back from the leader's log files, which must start with the learner's own last
+    /// zxid and run without a gap to at least `base`. Then the learner gets a DIFF of the
+    /// rest of them up to `base` and the log's entries after it; otherwise (and for a
+    /// learner the log itself covers) the plan is `plan_sync`'s.
+    pub fn plan_sync_from(&self, peer_last: i64, older: &[CommittedTxn]) -> SyncPlan {
+        let plan = self.plan_sync(peer_last);
+        if plan != SyncPlan::Snap || peer_last >= self.base {
+            return plan;
+        }
+        if older.first().map(|t| t.zxid) != Some(peer_last)
+            || !older.windows(2).all(|w| follows(w[0].zxid, w[1].zxid))
+        {
+            return plan;
+        }
+        let Some(end) = older.iter().position(|t| t.zxid == self.base) else {
+            return plan;
+        };
+        let mut txns: Vec<CommittedTxn> = older[1..=end].to_vec();
+        txns.extend(self.entries.iter().cloned());
+        SyncPlan::Diff {
+            zxid: self.last(),
+            txns,
+        }
+    }
+}
+
+/// Whether `next` may come right after `previous` in a history (the next counter, or a
+/// later epoch at any counter).
+fn follows(previous: i64, next: i64) -> bool {
+    next > previous
+        && (epoch_of(next) > epoch_of(previous) || counter_of(next) == counter_of(previous) + 1)
 }
 
 #[cfg(test)]
@@ -454,6 +490,63 @@ mod tests {
         // Older than the log: SNAP.
         assert_eq!(log.plan_sync(z(1, 2)), SyncPlan::Snap);
         assert_eq!(log.plan_sync(0), SyncPlan::Snap);
+    }
+
+    #[test]
+    fn an_older_learner_gets_a_diff_from_the_txns_read_back_from_the_files() {
+        let log = log_with(z(1, 5), &[z(1, 6), z(2, 1)]);
+        let files = |zxids: &[i64]| -> Vec<CommittedTxn> {
+            zxids
+                .iter()
+                .map(|&zxid| CommittedTxn {
+                    zxid,
+                    data: Bytes::from(zxid.to_be_bytes().to_vec()),
+                })
+                .collect()
+        };
+        // The files hold the learner's (1,2) and everything up to the base (1,5) and past.
+        let older = files(&[z(1, 2), z(1, 3), z(1, 4), z(1, 5), z(1, 6)]);
+        match log.plan_sync_from(z(1, 2), &older) {
+            SyncPlan::Diff { zxid, txns } => {
+                assert_eq!(zxid, z(2, 1));
+                assert_eq!(
+                    zxids(&txns),
+                    vec![z(1, 3), z(1, 4), z(1, 5), z(1, 6), z(2, 1)]
+                );
+                assert_eq!(txns[0].data, older[1].data);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Exactly at the base's predecessor, across an epoch change in the files.
+        let older = files(&[z(0, 9), z(1, 1), z(1, 2), z(1, 3), z(1, 4), z(1, 5)]);
+        match log.plan_sync_from(z(0, 9), &older) {
+            SyncPlan::Diff { txns, .. } => assert_eq!(txns.len(), 7),
+            other => panic!("{other:?}"),
+        }
+        // The files do not start at the learner's zxid (it may hold a txn the leader never
+        // had), skip one, or stop before the base: SNAP.
+        let snap = [
+            (
+                z(1, 2),
+                files(&[z(1, 1), z(1, 2), z(1, 3), z(1, 4), z(1, 5)]),
+            ),
+            (z(1, 2), files(&[z(1, 3), z(1, 4), z(1, 5)])),
+            (z(1, 2), files(&[z(1, 2), z(1, 4), z(1, 5)])),
+            (z(1, 2), files(&[z(1, 2), z(1, 3), z(1, 4)])),
+            (z(1, 2), Vec::new()),
+        ];
+        for (peer, older) in snap {
+            assert_eq!(
+                log.plan_sync_from(peer, &older),
+                SyncPlan::Snap,
+                "{:?}",
+                zxids(&older)
+            );
+        }
+        // A learner the in-memory log covers gets the same plan as without the files.
+        let older = files(&[z(1, 5), z(1, 6)]);
+        assert_eq!(log.plan_sync_from(z(1, 5), &older), log.plan_sync(z(1, 5)));
+        assert_eq!(log.plan_sync_from(z(1, 6), &older), log.plan_sync(z(1, 6)));
     }
 
     #[test]
