@@ -44,9 +44,15 @@ const NORM_CONTAINER_DELETION_ORDER: bool = true;
 const OP_DELETE_CONTAINER: i32 = 20;
 const OP_ERROR: i32 = -1;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
+/// The probe session's: it idles while the other sides run their seed (the servers'
+/// maxSessionTimeout caps it).
+const PROBE_SESSION_TIMEOUT_MS: i32 = 60_000;
 /// Requested by the sessions of [`SHORT_SLOT`] (above the servers' minimum of 2 ticks);
 /// [`Side::with_short_timeout`] takes another.
 const SHORT_TIMEOUT_MS: i32 = 1_500;
+/// Every session is pinged (not recorded) before a step when this long passed since the last
+/// pings: a third of the shortest session timeout.
+const KEEPALIVE_EVERY: Duration = Duration::from_millis(500);
 /// How long an abandoned short session takes to expire for sure: its timeout, rounded up to
 /// the next tick by the expiry buckets, plus a margin.
 fn expire_wait(short_timeout_ms: i32) -> Duration {
@@ -56,6 +62,8 @@ const OP_PING: i32 = 11;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection (after closeSession or a failed auth) may take to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A reply this late gets a nudge (see `nudge_commit_processor`).
+const NUDGE_AFTER: Duration = Duration::from_millis(300);
 /// How long the container manager may take to remove a node that qualifies.
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 const CONTAINER_OWNER: i64 = i64::MIN;
@@ -184,6 +192,8 @@ pub struct Side {
     alias: HashMap<i64, i64>,
     /// The timeout the sessions of [`SHORT_SLOT`] ask for.
     short_timeout_ms: i32,
+    /// When [`Side::keepalive`] last pinged every session.
+    last_keepalive: Instant,
 }
 
 fn now_ms() -> i64 {
@@ -385,10 +395,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 /// Reads frames until the reply to `xid` (events and other frames stay in `raw.log`).
-fn wait_reply(raw: &mut Raw, xid: i32) -> Result<RawReply, String> {
+fn wait_reply(raw: &mut Raw, xid: i32, nudge: &mut Raw) -> Result<RawReply, String> {
     let deadline = Instant::now() + REPLY_TIMEOUT;
     loop {
-        match raw.read_frame(deadline) {
+        let now = Instant::now();
+        match raw.read_frame(deadline.min(now + NUDGE_AFTER)) {
             Ok(Frame::Reply(r)) if r.xid == xid => return Ok(r),
             Ok(Frame::Reply(r)) => {
                 return Err(format!(
@@ -397,10 +408,59 @@ fn wait_reply(raw: &mut Raw, xid: i32) -> Result<RawReply, String> {
                 ))
             }
             Ok(Frame::Event(_)) => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < deadline => {
+                nudge_commit_processor(nudge)
+            }
             Err(e) if e.kind() == ErrorKind::TimedOut => {
                 return Err(format!("no reply within {REPLY_TIMEOUT:?}"))
             }
             Err(e) => return Err(format!("connection lost ({:?})", e.kind())),
+        }
+    }
+}
+
+/// Pings on `obs` (not recorded), waiting for the answer. Apache ZooKeeper 3.8.0 (Debian's
+/// package) has ZOOKEEPER-4537, fixed in 3.8.1: its CommitProcessor can miss the wake-up of
+/// a commit that lands between its queue checks and its wait, and then sleeps until another
+/// request or commit reaches it. A follower's sync answered quickly by its leader hits that
+/// window often, and the harness must not wait for a commit that never comes (the stall
+/// ends only when a session expires, which changes the record). A ping is a request: it
+/// wakes the CommitProcessor without changing anything observable.
+fn nudge_commit_processor(obs: &mut Raw) {
+    let payload = Enc::new().int(XID_PING).int(OP_PING).finish();
+    if obs.send_bytes(&frame(&payload)).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    while let Ok(f) = obs.read_frame(deadline) {
+        if matches!(f, Frame::Reply(r) if r.xid == XID_PING) {
+            break;
+        }
+    }
+}
+
+/// A sync on the probe session that survives ZOOKEEPER-4537 (see `nudge_commit_processor`):
+/// while its reply is late, pings on the same connection wake the CommitProcessor; their
+/// replies come after the sync's and are read here.
+fn probe_sync(obs: &mut Raw, path: &str) {
+    let xid = obs.send(OP_SYNC, &Enc::new().string(path).finish());
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let mut pings = 0;
+    let mut synced = false;
+    while !synced || pings > 0 {
+        let now = Instant::now();
+        match obs.read_frame(deadline.min(now + NUDGE_AFTER)) {
+            Ok(Frame::Reply(r)) if r.xid == xid => synced = true,
+            Ok(Frame::Reply(r)) if r.xid == XID_PING => pings -= 1,
+            Ok(Frame::Reply(r)) => panic!("probe sync: reply to xid {} (err {})", r.xid, r.err),
+            Ok(Frame::Event(_)) => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < deadline => {
+                if !synced {
+                    obs.send_with_xid(XID_PING, OP_PING, &[]);
+                    pings += 1;
+                }
+            }
+            Err(e) => panic!("probe sync of {path}: {e}"),
         }
     }
 }
@@ -419,7 +479,7 @@ fn closes(raw: &mut Raw) -> &'static str {
 
 impl Side {
     pub fn new(name: &'static str, addr: &str) -> Side {
-        let mut obs = Raw::connect(addr, SESSION_TIMEOUT_MS);
+        let mut obs = Raw::connect(addr, PROBE_SESSION_TIMEOUT_MS);
         let r = obs.auth("digest", b"super:superpw");
         assert_eq!(
             r.err, OK,
@@ -439,6 +499,7 @@ impl Side {
             expiring: None,
             alias: HashMap::new(),
             short_timeout_ms: SHORT_TIMEOUT_MS,
+            last_keepalive: Instant::now(),
         }
     }
 
@@ -753,6 +814,7 @@ impl Side {
         body: &[u8],
         mark: bool,
     ) -> Result<RawReply, String> {
+        let obs = &mut self.obs;
         let s = &mut self.slots[slot];
         let raw = s.raw.as_mut().ok_or("no connection")?;
         let xid = xid.unwrap_or_else(|| {
@@ -765,7 +827,7 @@ impl Side {
         let payload = Enc::new().int(xid).int(opcode).bytes(body).finish();
         raw.send_bytes(&frame(&payload))
             .map_err(|e| format!("send failed ({:?})", e.kind()))?;
-        wait_reply(raw, xid)
+        wait_reply(raw, xid, obs)
     }
 
     fn request(
@@ -987,6 +1049,19 @@ impl Side {
 
     /// Runs one generated operation and returns its normalised outcome.
     pub fn exec(&mut self, op: &Op) -> Outcome {
+        // A slot the sequence leaves idle must not expire because the machine is slow (a
+        // loaded CI machine with four JVMs took seconds over steps that usually take
+        // milliseconds, and the short session expired on one side only).
+        if self.last_keepalive.elapsed() >= KEEPALIVE_EVERY {
+            self.keepalive();
+            // Their replies are not the step's (a Ping step marks the same xid).
+            for s in &mut self.slots {
+                if let Some(raw) = s.raw.as_mut() {
+                    raw.log
+                        .retain(|f| !matches!(f, Frame::Reply(r) if r.xid == XID_PING));
+                }
+            }
+        }
         let mut lines = Vec::new();
         let mut created: Vec<(String, Kind)> = Vec::new();
         let mut unordered = false;
@@ -1160,6 +1235,7 @@ impl Side {
     /// Pings every session (not recorded), so that a long probe does not let the short
     /// sessions expire. Frames read meanwhile stay for the step's record.
     fn keepalive(&mut self) {
+        self.last_keepalive = Instant::now();
         for slot in 0..SLOTS {
             if self.slots[slot].raw.is_some() {
                 let _ = self.request_xid(slot, Some(XID_PING), OP_PING, &[], false);
@@ -1225,7 +1301,7 @@ impl Side {
             let mut keep = Vec::new();
             // zkrs serves reads on the session's shard: sync first to see every write.
             let root = self.root.clone();
-            self.obs.sync(&root);
+            probe_sync(&mut self.obs, &root);
             for (p, kind) in std::mem::take(&mut self.tracked) {
                 let r = self.obs.exists(&p, false);
                 if r.err != OK {
@@ -1322,7 +1398,7 @@ impl Side {
     pub fn dump(&mut self) -> Outcome {
         let mut lines = Vec::new();
         let root = self.root.clone();
-        self.obs.sync(&root);
+        probe_sync(&mut self.obs, &root);
         let mut todo = vec![root];
         while let Some(p) = todo.pop() {
             if lines.len() % 16 == 15 {
