@@ -494,6 +494,14 @@ pub struct Raw {
     pub events: VecDeque<RawEvent>,
     /// Every frame in arrival order since the last `take_log` (replies and events).
     pub log: Vec<Frame>,
+    /// When set, [`Raw::wait_reply`] pings the server each time a reply is this late. Apache
+    /// ZooKeeper 3.8.0 (Debian's package) has ZOOKEEPER-4537, fixed in 3.8.1: its
+    /// CommitProcessor can miss the wake-up of a commit that lands between its queue checks
+    /// and its wait, then holds the request until another request or commit reaches that
+    /// server. A follower's sync answered quickly by its leader (a zkrs leader answers in
+    /// microseconds) hits that window often. A ping is a request: it wakes the processor and
+    /// changes nothing a test observes.
+    pub nudge_after: Option<Duration>,
 }
 
 impl Raw {
@@ -561,6 +569,7 @@ impl Raw {
             next_xid: 1,
             events: VecDeque::new(),
             log: Vec::new(),
+            nudge_after: None,
         }
     }
 
@@ -617,14 +626,36 @@ impl Raw {
         Ok(frame)
     }
 
-    /// Reads frames until the reply with `xid`; notifications are queued in `events`.
+    /// Reads frames until the reply with `xid`; notifications are queued in `events`. With
+    /// [`Raw::nudge_after`], a late reply gets pings, whose replies (after the awaited one, the
+    /// server answers a session in order) are read here too.
     pub fn wait_reply(&mut self, xid: i32) -> RawReply {
         let deadline = Instant::now() + READ_TIMEOUT;
+        let mut reply = None;
+        let mut pings = 0;
         loop {
-            match self.read_frame(deadline) {
+            if pings == 0 {
+                if let Some(r) = reply.take() {
+                    return r;
+                }
+            }
+            let until = match self.nudge_after {
+                Some(after) => deadline.min(Instant::now() + after),
+                None => deadline,
+            };
+            match self.read_frame(until) {
                 Ok(Frame::Event(ev)) => self.events.push_back(ev),
-                Ok(Frame::Reply(r)) if r.xid == xid => return r,
+                Ok(Frame::Reply(r)) if r.xid == xid && reply.is_none() => reply = Some(r),
+                Ok(Frame::Reply(r)) if r.xid == XID_PING && pings > 0 => pings -= 1,
                 Ok(Frame::Reply(r)) => panic!("expected reply to xid {xid}, got {r:?}"),
+                Err(e)
+                    if e.kind() == ErrorKind::TimedOut
+                        && reply.is_none()
+                        && Instant::now() < deadline =>
+                {
+                    self.send_with_xid(XID_PING, OP_PING, &[]);
+                    pings += 1;
+                }
                 Err(e) => panic!("waiting for reply to xid {xid}: {e}"),
             }
         }

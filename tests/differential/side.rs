@@ -62,7 +62,7 @@ const OP_PING: i32 = 11;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed connection (after closeSession or a failed auth) may take to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// A reply this late gets a nudge (see `nudge_commit_processor`).
+/// A reply this late gets a ping on the probe session (see `Raw::nudge_after`).
 const NUDGE_AFTER: Duration = Duration::from_millis(300);
 /// How long the container manager may take to remove a node that qualifies.
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
@@ -408,59 +408,14 @@ fn wait_reply(raw: &mut Raw, xid: i32, nudge: &mut Raw) -> Result<RawReply, Stri
                 ))
             }
             Ok(Frame::Event(_)) => {}
+            // A ping on the probe session wakes the server (see `Raw::nudge_after`).
             Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < deadline => {
-                nudge_commit_processor(nudge)
+                nudge.ping();
             }
             Err(e) if e.kind() == ErrorKind::TimedOut => {
                 return Err(format!("no reply within {REPLY_TIMEOUT:?}"))
             }
             Err(e) => return Err(format!("connection lost ({:?})", e.kind())),
-        }
-    }
-}
-
-/// Pings on `obs` (not recorded), waiting for the answer. Apache ZooKeeper 3.8.0 (Debian's
-/// package) has ZOOKEEPER-4537, fixed in 3.8.1: its CommitProcessor can miss the wake-up of
-/// a commit that lands between its queue checks and its wait, and then sleeps until another
-/// request or commit reaches it. A follower's sync answered quickly by its leader hits that
-/// window often, and the harness must not wait for a commit that never comes (the stall
-/// ends only when a session expires, which changes the record). A ping is a request: it
-/// wakes the CommitProcessor without changing anything observable.
-fn nudge_commit_processor(obs: &mut Raw) {
-    let payload = Enc::new().int(XID_PING).int(OP_PING).finish();
-    if obs.send_bytes(&frame(&payload)).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    while let Ok(f) = obs.read_frame(deadline) {
-        if matches!(f, Frame::Reply(r) if r.xid == XID_PING) {
-            break;
-        }
-    }
-}
-
-/// A sync on the probe session that survives ZOOKEEPER-4537 (see `nudge_commit_processor`):
-/// while its reply is late, pings on the same connection wake the CommitProcessor; their
-/// replies come after the sync's and are read here.
-fn probe_sync(obs: &mut Raw, path: &str) {
-    let xid = obs.send(OP_SYNC, &Enc::new().string(path).finish());
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let mut pings = 0;
-    let mut synced = false;
-    while !synced || pings > 0 {
-        let now = Instant::now();
-        match obs.read_frame(deadline.min(now + NUDGE_AFTER)) {
-            Ok(Frame::Reply(r)) if r.xid == xid => synced = true,
-            Ok(Frame::Reply(r)) if r.xid == XID_PING => pings -= 1,
-            Ok(Frame::Reply(r)) => panic!("probe sync: reply to xid {} (err {})", r.xid, r.err),
-            Ok(Frame::Event(_)) => {}
-            Err(e) if e.kind() == ErrorKind::TimedOut && Instant::now() < deadline => {
-                if !synced {
-                    obs.send_with_xid(XID_PING, OP_PING, &[]);
-                    pings += 1;
-                }
-            }
-            Err(e) => panic!("probe sync of {path}: {e}"),
         }
     }
 }
@@ -480,6 +435,7 @@ fn closes(raw: &mut Raw) -> &'static str {
 impl Side {
     pub fn new(name: &'static str, addr: &str) -> Side {
         let mut obs = Raw::connect(addr, PROBE_SESSION_TIMEOUT_MS);
+        obs.nudge_after = Some(NUDGE_AFTER);
         let r = obs.auth("digest", b"super:superpw");
         assert_eq!(
             r.err, OK,
@@ -1054,13 +1010,6 @@ impl Side {
         // milliseconds, and the short session expired on one side only).
         if self.last_keepalive.elapsed() >= KEEPALIVE_EVERY {
             self.keepalive();
-            // Their replies are not the step's (a Ping step marks the same xid).
-            for s in &mut self.slots {
-                if let Some(raw) = s.raw.as_mut() {
-                    raw.log
-                        .retain(|f| !matches!(f, Frame::Reply(r) if r.xid == XID_PING));
-                }
-            }
         }
         let mut lines = Vec::new();
         let mut created: Vec<(String, Kind)> = Vec::new();
@@ -1233,12 +1182,20 @@ impl Side {
     }
 
     /// Pings every session (not recorded), so that a long probe does not let the short
-    /// sessions expire. Frames read meanwhile stay for the step's record.
+    /// sessions expire. Frames read meanwhile stay for the step's record; the ping replies
+    /// do not (a Ping step marks the same xid).
     fn keepalive(&mut self) {
         self.last_keepalive = Instant::now();
         for slot in 0..SLOTS {
-            if self.slots[slot].raw.is_some() {
-                let _ = self.request_xid(slot, Some(XID_PING), OP_PING, &[], false);
+            // A slot without a connection answers Err("no connection").
+            if self
+                .request_xid(slot, Some(XID_PING), OP_PING, &[], false)
+                .is_ok()
+            {
+                // The reply is the last frame `wait_reply` read.
+                if let Some(raw) = self.slots[slot].raw.as_mut() {
+                    raw.log.pop();
+                }
             }
         }
     }
@@ -1301,7 +1258,7 @@ impl Side {
             let mut keep = Vec::new();
             // zkrs serves reads on the session's shard: sync first to see every write.
             let root = self.root.clone();
-            probe_sync(&mut self.obs, &root);
+            self.obs.sync(&root);
             for (p, kind) in std::mem::take(&mut self.tracked) {
                 let r = self.obs.exists(&p, false);
                 if r.err != OK {
@@ -1398,7 +1355,7 @@ impl Side {
     pub fn dump(&mut self) -> Outcome {
         let mut lines = Vec::new();
         let root = self.root.clone();
-        probe_sync(&mut self.obs, &root);
+        self.obs.sync(&root);
         let mut todo = vec![root];
         while let Some(p) = todo.pop() {
             if lines.len() % 16 == 15 {
