@@ -383,6 +383,7 @@ pub fn run(config: Config) -> io::Result<()> {
         let stats = stats.clone();
         handles.push(
             LocalExecutorBuilder::new(cpu_plan.ordering_placement())
+                .blocking_thread_pool_placement(cpu_plan.ordering_pool_placement())
                 .name("zkrs-ordering")
                 .io_memory(EXECUTOR_IO_MEMORY)
                 .spawn(move || async move {

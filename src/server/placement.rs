@@ -7,7 +7,7 @@
 //! (measured: see perf/README.md), so `auto` pins only when every shard and the ordering
 //! core get a CPU of their own and no cgroup quota caps the process below its CPUs.
 
-use glommio::Placement;
+use glommio::{CpuSet, Placement, PoolPlacement};
 
 /// `zkrs.cpuPinning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,24 @@ pub struct CpuPlan {
 impl CpuPlan {
     pub fn ordering_placement(&self) -> Placement {
         self.ordering.map_or(Placement::Unbound, Placement::Fixed)
+    }
+
+    /// The ordering executor's blocking threads: the txn log's writes and syncs (one at a
+    /// time), and beside them the reads that may run while it writes (a leader reading
+    /// old txns back for a learner's DIFF, a term's recovery). On the ordering core's CPU
+    /// when that is pinned (the executor sleeps while its log write runs).
+    pub fn ordering_pool_placement(&self) -> PoolPlacement {
+        const THREADS: usize = 3;
+        match self.ordering {
+            Some(cpu) => match CpuSet::online() {
+                Ok(online) => {
+                    let set = online.filter(|location| location.cpu == cpu);
+                    PoolPlacement::Custom(vec![set; THREADS])
+                }
+                Err(_) => PoolPlacement::Unbound(THREADS),
+            },
+            None => PoolPlacement::Unbound(THREADS),
+        }
     }
 
     pub fn shard_placement(&self, index: usize) -> Placement {

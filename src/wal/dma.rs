@@ -1,33 +1,152 @@
-//! The server's txn log executor: carries out [`LogLayout`] plans with glommio's direct I/O
-//! (`DmaFile`: O_DIRECT, aligned DMA buffers, io_uring writes and fdatasync), so that a
-//! write and its sync never block the executor that awaits them.
+//! The server's txn log executor: carries out [`LogLayout`] plans with direct I/O
+//! (O_DIRECT from aligned buffers) and never blocks the glommio executor that awaits them.
 //!
 //! This is the one place in `wal` that touches files without the [`super::Storage`] trait;
 //! it makes no decision of its own: what to write where, when to start a segment, how far to
 //! preallocate and how to pad comes from the same [`LogLayout`] that the sync
 //! [`super::Wal`] follows under the crash tests.
 //!
-//! Writes are aligned to [`DIRECT_IO_ALIGNMENT`] (a multiple of every logical block size
-//! glommio reports: 512 or 4096). A file system that refuses O_DIRECT (the open fails with
-//! EINVAL) gets buffered writes instead, with a warning naming the directory; glommio
-//! itself uses buffered I/O on tmpfs. With forceSync on, O_DIRECT segments are opened with
-//! O_DSYNC: a batch is one durable write (no separate fdatasync to submit and wait for);
-//! buffered segments write, then fdatasync.
+//! Writes are aligned to [`DIRECT_IO_ALIGNMENT`] (a multiple of every direct-I/O alignment
+//! the file systems report: 512 or 4096). With forceSync on, O_DIRECT segments are opened
+//! with O_DSYNC: a batch is one durable write (no separate fdatasync to submit and wait for).
+//! A file system that refuses O_DIRECT (the open fails with EINVAL), and tmpfs, get
+//! buffered writes through glommio's `BufferedFile` instead (write, then fdatasync), with a
+//! warning naming the directory.
+//!
+//! The O_DIRECT segment's system calls (open, write, fallocate, fdatasync) run on the
+//! executor's blocking thread pool, not through glommio's `DmaFile`: glommio puts a
+//! `DmaFile`'s reads and writes on its IOPOLL ring wherever the kernel accepts them, and an
+//! executor with a request in flight on that ring never sleeps: it spins through its
+//! reactor (arming and cancelling a preemption timer each turn) until the device answers.
+//! With one durable write in flight most of the time at moderate write rates, that spin was
+//! most of the ordering core's CPU (74% of a core at 500 writes/s, perf/README.md). A pool
+//! thread blocks in the kernel instead, and wakes the executor through its eventfd.
 
+use std::cell::RefCell;
+use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
-use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, OpenOptions};
 use glommio::GlommioError;
 
+use super::aligned::AlignedBuf;
 use super::writer::{io_error, AppendPlan, LogLayout, WalError};
 use crate::tree::{Txn, TxnHeader};
 
 /// The alignment of every log write: offsets, lengths and preallocation steps.
 pub const DIRECT_IO_ALIGNMENT: u64 = 4096;
 
+/// A write buffer larger than this is not kept for the next write.
+const KEPT_BUFFER_MAX: usize = 4 << 20;
+
+/// Runs `work` on the current executor's blocking thread pool.
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(work).await
+}
+
+/// An O_DIRECT segment whose system calls run on the blocking pool.
+struct DirectFile {
+    file: Arc<File>,
+    /// The write buffer, kept between writes (taken while a write runs).
+    buffer: RefCell<Option<AlignedBuf>>,
+}
+
+impl DirectFile {
+    async fn create(path: &Path, sync_flags: i32) -> io::Result<DirectFile> {
+        let path = path.to_path_buf();
+        let file = blocking(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_DIRECT | sync_flags)
+                .open(&path)
+        })
+        .await?;
+        Ok(DirectFile {
+            file: Arc::new(file),
+            buffer: RefCell::new(None),
+        })
+    }
+
+    /// The file system's direct-I/O alignment (offset and memory), 512 where it does not
+    /// say (statx without STATX_DIOALIGN).
+    fn alignment(&self) -> u64 {
+        // SAFETY: statx fills a zeroed local struct for an open descriptor and an empty
+        // NUL-terminated path (AT_EMPTY_PATH).
+        let (found, stx) = unsafe {
+            let mut stx: libc::statx = std::mem::zeroed();
+            let rc = libc::statx(
+                self.file.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_DIOALIGN,
+                &mut stx,
+            );
+            (rc == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0, stx)
+        };
+        let reported = if found {
+            stx.stx_dio_offset_align.max(stx.stx_dio_mem_align) as u64
+        } else {
+            0
+        };
+        reported.max(512)
+    }
+
+    async fn write_at(&self, data: &[u8], offset: u64) -> io::Result<usize> {
+        let mut buffer = match self.buffer.borrow_mut().take() {
+            Some(buffer) if buffer.capacity() >= data.len() => buffer,
+            _ => AlignedBuf::with_capacity(data.len().max(64 * 1024), DIRECT_IO_ALIGNMENT as usize),
+        };
+        buffer.fill(data);
+        let file = self.file.clone();
+        let (buffer, written) = blocking(move || {
+            let written = file.write_at(buffer.as_slice(), offset);
+            (buffer, written)
+        })
+        .await;
+        if buffer.capacity() <= KEPT_BUFFER_MAX {
+            *self.buffer.borrow_mut() = Some(buffer);
+        }
+        written
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking(move || {
+            // SAFETY: fallocate on a descriptor this Arc keeps open.
+            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+        .await
+    }
+
+    async fn file_size(&self) -> io::Result<u64> {
+        let file = self.file.clone();
+        blocking(move || file.metadata().map(|m| m.len())).await
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking(move || file.set_len(len)).await
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking(move || file.sync_data()).await
+    }
+}
+
 enum LogFile {
-    Direct(DmaFile),
+    Direct(DirectFile),
     Buffered(BufferedFile),
 }
 
@@ -59,9 +178,7 @@ impl LogFile {
             let position = offset + done as u64;
             let written = match self {
                 LogFile::Direct(file) => {
-                    let mut buffer = file.alloc_dma_buffer(rest.len());
-                    buffer.as_bytes_mut().copy_from_slice(rest);
-                    let written = file.write_at(buffer, position).await.map_err(to_io)?;
+                    let written = file.write_at(rest, position).await?;
                     // A short O_DIRECT write can only be continued from an aligned offset.
                     if written < rest.len() && !(written as u64).is_multiple_of(DIRECT_IO_ALIGNMENT)
                     {
@@ -84,26 +201,24 @@ impl LogFile {
 
     async fn allocate(&self, len: u64) -> io::Result<()> {
         let result = match self {
-            LogFile::Direct(file) => file.pre_allocate(len, false).await,
-            LogFile::Buffered(file) => file.pre_allocate(len, false).await,
+            LogFile::Direct(file) => file.allocate(len).await,
+            LogFile::Buffered(file) => file.pre_allocate(len, false).await.map_err(to_io),
         };
-        match result.map_err(to_io) {
+        match result {
             Ok(()) => Ok(()),
             // File systems without fallocate: a sparse extension reads back as zeros too.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP)) => {
                 let size = match self {
-                    LogFile::Direct(file) => file.file_size().await,
-                    LogFile::Buffered(file) => file.file_size().await,
-                }
-                .map_err(to_io)?;
+                    LogFile::Direct(file) => file.file_size().await?,
+                    LogFile::Buffered(file) => file.file_size().await.map_err(to_io)?,
+                };
                 if size >= len {
                     return Ok(());
                 }
                 match self {
                     LogFile::Direct(file) => file.truncate(len).await,
-                    LogFile::Buffered(file) => file.truncate(len).await,
+                    LogFile::Buffered(file) => file.truncate(len).await.map_err(to_io),
                 }
-                .map_err(to_io)
             }
             Err(e) => Err(e),
         }
@@ -111,19 +226,20 @@ impl LogFile {
 
     async fn sync(&self) -> io::Result<()> {
         match self {
-            LogFile::Direct(file) => file.fdatasync().await,
-            LogFile::Buffered(file) => file.fdatasync().await,
+            LogFile::Direct(file) => file.sync().await,
+            LogFile::Buffered(file) => file.fdatasync().await.map_err(to_io),
         }
-        .map_err(to_io)
     }
 
     async fn close(self) {
-        let result = match self {
-            LogFile::Direct(file) => file.close().await,
-            LogFile::Buffered(file) => file.close().await,
-        };
-        if let Err(e) = result {
-            log::warn!("closing a txn log segment: {e}");
+        match self {
+            // close(2) of a descriptor with nothing buffered (O_DIRECT): returns at once.
+            LogFile::Direct(file) => drop(file),
+            LogFile::Buffered(file) => {
+                if let Err(e) = file.close().await {
+                    log::warn!("closing a txn log segment: {e}");
+                }
+            }
         }
     }
 }
@@ -258,7 +374,7 @@ impl DmaLog {
                 }
                 Ok(file) => {
                     let alignment = file.alignment();
-                    let _ = file.close().await;
+                    drop(file);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         format!(
@@ -281,23 +397,16 @@ impl DmaLog {
         open_buffered(path, true).await
     }
 
-    async fn open_direct(&self, path: &Path) -> io::Result<DmaFile> {
+    async fn open_direct(&self, path: &Path) -> io::Result<DirectFile> {
         let sync_flags = if self.layout.config().force_sync {
             libc::O_DSYNC
         } else {
             0
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(sync_flags)
-            .dma_open(path)
-            .await
-            .map_err(to_io)?;
+        let file = DirectFile::create(path, sync_flags).await?;
         #[cfg(test)]
         if self.refuse_direct_io {
-            let _ = file.close().await;
+            drop(file);
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(file)
@@ -328,7 +437,7 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 #[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
-/// Whether `path` is on tmpfs (where glommio does buffered I/O even for a `DmaFile`).
+/// Whether `path` is on tmpfs (written buffered: no direct I/O there before Linux 6.6).
 fn is_tmpfs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {

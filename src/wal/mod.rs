@@ -15,8 +15,8 @@
 //! - [`writer`]: [`LogLayout`] (the writer's decisions: encoding, segments, preallocation,
 //!   alignment and padding), [`Wal`], which carries them out over a [`Storage`], and
 //!   `Wal::open`, the start-up recovery.
-//! - [`dma`]: `DmaLog`, which carries out the same plans with glommio's O_DIRECT `DmaFile`
-//!   (the server's writer).
+//! - [`dma`]: `DmaLog`, which carries out the same plans with O_DIRECT writes on the
+//!   executor's blocking pool (the server's writer); [`aligned`]: its aligned buffers.
 //! - [`purge`]: which old snapshots and segments may be deleted (ZooKeeper's PurgeTxnLog).
 //! - [`storage`]: the [`Storage`] trait and [`RealStorage`]; [`sim`]: [`SimStorage`].
 //! - [`tools`]: the offline dump, purge and truncate commands of the `zkrs` CLI.
@@ -24,6 +24,7 @@
 //! On disk, as in ZooKeeper: log segments `log.<first zxid hex>` in the log directory,
 //! snapshots `snapshot.<last zxid hex>` in the snapshot directory (the two may be the same).
 
+pub mod aligned;
 mod codec;
 pub mod dma;
 pub mod format;
