@@ -1046,6 +1046,79 @@ fn a_zkrs_follower_of_a_java_leader_counts_no_digest_mismatch() {
     assert_digests_agree(&e);
 }
 
+/// A zkrs leader's term starts from its log: the txns it replays become the committed log
+/// learners a little behind sync from by DIFF, each with the tree digest after it
+/// (ZooKeeper's TxnDigest), as a Java leader's committed log holds them. Java (1) is down
+/// while 60 creates commit; zkrs (3) is restarted and leads again; Java (1) then syncs by
+/// DIFF from the replayed txns, logs each with a version-2 digest, and counts no mismatch.
+#[test]
+fn a_restarted_zkrs_leader_diffs_its_replayed_txns_with_their_digests() {
+    let _serial = serial();
+    let (mut e, leader) = start_without_fsync(&[Kind::Java, Kind::Java, Kind::Zkrs], &[JAVA_TTL]);
+    assert_eq!(
+        leader,
+        2,
+        "zkrs (myid 3) should lead; modes {:?}",
+        e.modes()
+    );
+    let addrs = e.addrs();
+    create(&addrs[2], "/replayed", b"");
+    synced_children(&addrs[0], "/replayed");
+    assert!(
+        e.members[0].stop(Duration::from_secs(30)),
+        "Java (1) did not stop"
+    );
+    let behind = e.members[2].srvr_zxid().expect("zxid of the leader");
+    create_many(&addrs[2], "/replayed", 60);
+    assert!(
+        e.members[2].stop(Duration::from_secs(30)),
+        "zkrs (3) did not stop"
+    );
+    e.members[2].start();
+    assert_eq!(
+        e.wait_serving(2, ELECT_LIMIT),
+        2,
+        "zkrs should lead again: {:?}",
+        e.modes()
+    );
+    e.members[0].start();
+    wait_for_log(&e, 0, "Getting a diff from the leader", START_LIMIT);
+    assert_eq!(e.wait_serving(3, START_LIMIT), 2, "modes {:?}", e.modes());
+    assert_eq!(synced_children(&addrs[0], "/replayed").len(), 60);
+    assert_eq!(digest_mismatches(&addrs[0]), 0, "{}", e.members[0].logs(60));
+
+    // What Java (1) logged of the old epoch after `behind`: the DIFF's txns, as received.
+    let v2 = e.members[0].dir.join("data").join("version-2");
+    let mut replayed = Vec::new();
+    for entry in std::fs::read_dir(&v2).expect("version-2") {
+        let path = entry.expect("entry").path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("log.")
+        {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("log file");
+        for (_, txn) in zkrs::zkdata::txnlog::scan_log(&bytes).records {
+            let zxid = txn.header.zxid;
+            if zxid > behind && zxid >> 32 == behind >> 32 {
+                replayed.push((zxid, txn.digest));
+            }
+        }
+    }
+    assert!(
+        replayed.len() >= 60,
+        "Java (1) logged {} txns of the DIFF: {replayed:x?}",
+        replayed.len()
+    );
+    for (zxid, digest) in &replayed {
+        let digest = digest.unwrap_or_else(|| panic!("txn 0x{zxid:x} came without a TxnDigest"));
+        assert_eq!(digest.version, 2, "txn 0x{zxid:x}");
+    }
+}
+
 /// A client of a Java follower pipelines a write, a sync and a read, again and again, with
 /// a zkrs leader: every request is answered. (A SYNC from the leader that overtook the
 /// COMMIT of the learner's earlier write left the Java follower's request queue stuck: the

@@ -481,8 +481,8 @@ fn check_digest(ordering: &Ordering, zxid: i64, digest: Option<TxnDigest>) {
 /// compute digests differently). ZooKeeper 3.8 counts it (`zk_digest_mismatches_count`),
 /// logs the first one as an error, and carries on (no DigestWatcher is registered); so
 /// does this server, logging an error naming the zxid at the 1st, 2nd, 4th, 8th, ...
-/// mismatch. No digest (an older leader, or a txn a zkrs leader read back from its log at
-/// the start of its term) or another digest version: nothing to compare, as in ZooKeeper.
+/// mismatch. No digest (an older leader, or a txn a zkrs leader read back from its older log
+/// files for a DIFF) or another digest version: nothing to compare, as in ZooKeeper.
 pub(crate) fn compare_digest(
     stats: &super::SharedStats,
     zxid: i64,

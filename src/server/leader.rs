@@ -127,7 +127,7 @@ pub(crate) struct Leading {
 /// files (None: SNAP them).
 pub(crate) struct LeaderHistory<'a> {
     pub recent_base: i64,
-    pub recent: &'a [(TxnHeader, Txn)],
+    pub recent: &'a [super::persistence::RecentTxn],
     pub files: Option<super::persistence::LogHistory>,
 }
 
@@ -159,10 +159,10 @@ impl Leading {
         // The txns this server's log ends with: learners a little behind sync by DIFF from
         // them (they are the history the new epoch adopts, as ZooKeeper's committed log).
         let mut committed_log = CommittedLog::new(recent_base, COMMITTED_LOG_CAPACITY);
-        for (header, txn) in recent {
+        for (header, txn, digest) in recent {
             committed_log.push(CommittedTxn {
                 zxid: header.zxid,
-                data: encode_for_learners(header, txn, None),
+                data: encode_for_learners(header, txn, Some(*digest)),
             });
         }
         assert_eq!(

@@ -42,11 +42,15 @@ pub struct Recovered {
     pub sessions: Vec<(i64, i32)>,
     /// The last txns replayed from the log (at most [`RECENT_TXNS_MAX`], oldest first,
     /// ending at the tree's last zxid): a new leader syncs learners from them by DIFF, as
-    /// ZooKeeper's leader does from the committed log it loads at start-up.
-    pub recent: Vec<(TxnHeader, Txn)>,
+    /// ZooKeeper's leader does from the committed log it loads at start-up. Each comes with
+    /// the tree digest after it (what its TxnDigest carried when it was proposed).
+    pub recent: Vec<RecentTxn>,
     /// The zxid just before `recent` (the snapshot's, or the last txn left out).
     pub recent_base: i64,
 }
+
+/// One of [`Recovered::recent`]: a replayed txn and the tree's digest right after it.
+pub type RecentTxn = (TxnHeader, Txn, i64);
 
 /// How many of the last replayed txns [`Recovered::recent`] keeps (ZooKeeper's
 /// `zookeeper.commitLogCount` default).
@@ -255,7 +259,7 @@ pub struct RecoveredState {
     /// Open sessions: id -> timeout ms.
     pub sessions: std::collections::BTreeMap<i64, i32>,
     /// See [`Recovered::recent`] and [`Recovered::recent_base`].
-    pub recent: Vec<(TxnHeader, Txn)>,
+    pub recent: Vec<RecentTxn>,
     pub recent_base: i64,
 }
 
@@ -303,7 +307,8 @@ pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
         Some(before) => recovered.txns[before].0.zxid,
         None => tree.last_zxid(),
     };
-    for (header, txn) in &recovered.txns {
+    let mut recent_digests = Vec::with_capacity(recovered.txns.len() - kept_from);
+    for (index, (header, txn)) in recovered.txns.iter().enumerate() {
         tree.try_apply_txn(header, txn).map_err(|e| {
             format!(
                 "the txn log does not fit the snapshot it follows ({e}); restore the data \
@@ -320,6 +325,11 @@ pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
             }
             _ => {}
         }
+        if index >= kept_from {
+            // The same tree as when this txn was first applied (snapshots hold committed
+            // versions only), so the same digest its proposal carried.
+            recent_digests.push(tree.digest());
+        }
     }
     log::info!(
         "recovered {} znodes, {} sessions, last zxid 0x{:x} ({} txns replayed{})",
@@ -332,7 +342,13 @@ pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
             None => ", fresh start".to_string(),
         }
     );
-    let recent = recovered.txns.split_off(kept_from);
+    let recent = recovered
+        .txns
+        .split_off(kept_from)
+        .into_iter()
+        .zip(recent_digests)
+        .map(|((header, txn), digest)| (header, txn, digest))
+        .collect();
     Ok(RecoveredState {
         wal,
         fresh,
@@ -639,4 +655,61 @@ fn wipe(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn config_in(dir: &std::path::Path) -> Config {
+        let text = format!("dataDir={}\nclientPort=2181\n", dir.display());
+        Config::parse(&text, None).expect("config").0
+    }
+
+    #[test]
+    fn the_recent_txns_carry_the_tree_digest_after_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = config_in(tmp.path());
+        // The first start writes the initial snapshot; then txns are logged after it.
+        drop(Persistence::open(&config).unwrap());
+        let txns: Vec<(TxnHeader, Txn)> = (1..=RECENT_TXNS_MAX as i64 + 20)
+            .map(|zxid| {
+                let header = TxnHeader {
+                    session_id: 0,
+                    zxid,
+                    time_ms: 1_700_000_000_000 + zxid,
+                    ..Default::default()
+                };
+                let txn = Txn::Create {
+                    path: format!("/n{zxid}"),
+                    data: Bytes::from(vec![zxid as u8; 3]),
+                    acl: crate::zab::txn::open_acl_unsafe(),
+                    ephemeral_owner: 0,
+                    parent_cversion: zxid as i32,
+                };
+                (header, txn)
+            })
+            .collect();
+        let mut state = recover_state(&config).unwrap();
+        state.wal.append_batch(&txns).unwrap();
+        drop(state);
+
+        let state = recover_state(&config).unwrap();
+        assert_eq!(state.recent.len(), RECENT_TXNS_MAX);
+        let mut expected = DataTree::new();
+        let mut after = Vec::new();
+        for (header, txn) in &txns {
+            expected.apply_txn(header, txn);
+            after.push((header.zxid, expected.digest()));
+        }
+        let kept = &after[after.len() - RECENT_TXNS_MAX..];
+        assert_eq!(state.recent_base, kept[0].0 - 1);
+        for ((header, _, digest), (zxid, want)) in state.recent.iter().zip(kept) {
+            assert_eq!((header.zxid, *digest), (*zxid, *want));
+        }
+        // Distinct per txn: a digest taken once (e.g. the last tree's) would not pass.
+        assert_ne!(state.recent[0].2, state.recent[1].2);
+        assert_eq!(state.recent.last().unwrap().2, state.tree.digest());
+    }
 }
