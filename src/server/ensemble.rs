@@ -251,7 +251,8 @@ pub(crate) async fn run(
         };
         // A term that never served (its handshake or sync failed) is retried after a
         // growing pause, up to a tick: a leader that keeps refusing us must not be
-        // hammered. A term that served ends in a prompt new election (failover).
+        // hammered. A term that served ends in a new election at once (failover: every
+        // millisecond here is one the ensemble cannot write).
         let served = stats.mode() != super::Mode::Looking;
         if let Err(reason) = outcome {
             log::warn!("the term as {} ended: {reason}", state.mode_name());
@@ -261,7 +262,9 @@ pub(crate) async fn run(
         wiring.releaser.reset(0);
         log.stop().await;
         announced = Some(log.persisted());
-        let pause_ms = (50 * (1u64 << failed_terms.min(6))).min(config.tick_time_ms as u64);
-        glommio::timer::sleep(Duration::from_millis(pause_ms.max(50))).await;
+        if !served {
+            let pause_ms = (50 * (1u64 << failed_terms.min(6))).min(config.tick_time_ms as u64);
+            glommio::timer::sleep(Duration::from_millis(pause_ms.max(50))).await;
+        }
     }
 }

@@ -188,7 +188,21 @@ pub struct Election {
     poll_deadline_ms: Option<u64>,
     /// Invariant: `Some` only while looking.
     finalization: Option<Finalization>,
+    /// The latest notification of each LOOKING peer that arrived while we were not in a
+    /// started round (with when it arrived): the round we start next takes up those no
+    /// older than [`EARLY_NOTIFICATION_MAX_AGE_MS`], as if they had arrived just after it
+    /// began. A Java server queues what arrives once it is LOOKING, before its
+    /// `lookForLeader` polls; between losing a leader and starting a round we still
+    /// answer as a follower (the term winds down first), and without this a peer that
+    /// started looking a moment earlier would go unheard until its notification timeout
+    /// (a better vote is not re-sent to a peer whose worse vote arrives).
+    early: BTreeMap<ServerId, (u64, Notification)>,
 }
+
+/// How old a notification that arrived before our round started may be for the round to
+/// take it up (see `Election::early`): a notification timeout, after which its sender
+/// sends again anyway if it heard nothing.
+pub const EARLY_NOTIFICATION_MAX_AGE_MS: u64 = NOTIFICATION_TIMEOUT_MIN_MS;
 
 impl Election {
     /// A server that has not started looking yet: call `step(StartElection)` next. Its
@@ -224,6 +238,7 @@ impl Election {
             notification_timeout_ms: NOTIFICATION_TIMEOUT_MIN_MS,
             poll_deadline_ms: None,
             finalization: None,
+            early: BTreeMap::new(),
             config,
         };
         election.check_invariants();
@@ -320,6 +335,11 @@ impl Election {
             self.proposal
         );
         self.broadcast(actions);
+        for (from, (arrived_ms, notification)) in std::mem::take(&mut self.early) {
+            if now_ms.saturating_sub(arrived_ms) <= EARLY_NOTIFICATION_MAX_AGE_MS {
+                self.receive(now_ms, from, &notification, actions);
+            }
+        }
     }
 
     /// The receiver thread (§2.4), then the election loop (§2.5).
@@ -349,11 +369,14 @@ impl Election {
             }
             if self.started {
                 self.poll(now_ms, from, notification, actions);
+            } else if notification.state == PeerState::Looking {
+                self.early.insert(from, (now_ms, notification.clone()));
             }
         } else if notification.state == PeerState::Looking {
             // Not looking: tell a looking peer whom we follow / that we lead. The vote
             // keeps the round we decided in, not our logicalclock.
             actions.push(self.send(from, self.state, self.current_vote));
+            self.early.insert(from, (now_ms, notification.clone()));
         }
     }
 
@@ -822,6 +845,57 @@ mod tests {
         }
     }
 
+    /// Leader 3 of 1 and 2 dies; 2 starts looking first, and its notification reaches 1
+    /// while 1 still follows (1 answers it with its old vote). 1's round, started
+    /// `delay_ms` later, takes that notification up if it is recent: both then decide
+    /// after one finalizeWait. Returns when they decided (from 2's start).
+    fn failover_with_a_late_peer(delay_ms: u64) -> u64 {
+        let q = config(&[1, 2, 3], &[]);
+        let z = make_zxid(1, 7);
+        let mut net = Net::new(
+            (1..=3)
+                .map(|id| Election::new(id, q.clone(), z, 1))
+                .collect(),
+        );
+        for id in [1, 2, 3] {
+            net.start(id);
+        }
+        net.run(5_000);
+        assert_eq!(net.decisions[&3].0, PeerState::Leading);
+        net.servers.remove(&3);
+        net.decisions.clear();
+        net.now_ms += 1_000;
+        let start_ms = net.now_ms;
+        net.start(2);
+        while let Some((from, to, notification)) = net.in_flight.pop_front() {
+            if net.servers.contains_key(&to) {
+                let now_ms = net.now_ms;
+                net.step(to, received(now_ms, from, notification));
+            }
+        }
+        assert!(net.decisions.is_empty());
+        net.now_ms += delay_ms;
+        net.start(1);
+        net.run(start_ms + 10_000);
+        let expected = (PeerState::Leading, PeerState::Following);
+        assert_eq!((net.decisions[&2].0, net.decisions[&1].0), expected);
+        assert_eq!(net.decisions[&1].1.leader, 2);
+        net.now_ms - start_ms
+    }
+
+    #[test]
+    fn a_notification_that_arrived_before_our_round_counts_in_it() {
+        // Taken up: decided one finalizeWait after 1 started.
+        assert_eq!(failover_with_a_late_peer(30), 30 + FINALIZE_WAIT_MS);
+        // Too old to take up: 1 goes unheard by 2 until 2's notification timeout (this net
+        // does not tick while 1 waits, so 2 sends again only once 1 has started).
+        let late = EARLY_NOTIFICATION_MAX_AGE_MS + 50;
+        assert_eq!(
+            failover_with_a_late_peer(late),
+            late + NOTIFICATION_TIMEOUT_MIN_MS + FINALIZE_WAIT_MS
+        );
+    }
+
     /// ZAB-WIRE.md §2.3: peer epoch first, then zxid, then id. Server 2 has the newest
     /// epoch and wins although 1 and 3 logged more; the 1/3 tie would go to 3.
     #[test]
@@ -1194,9 +1268,12 @@ mod tests {
                 )
             )]
         );
-        // Back to LOOKING: a new round with the new log position.
+        // Back to LOOKING: a new round with the new log position (3's notification is
+        // by now too old for the round to take it up, see `Election::early`).
         e.set_log_position(make_zxid(2, 8), 2);
-        let actions = e.step(Input::StartElection { now_ms: 200 });
+        let actions = e.step(Input::StartElection {
+            now_ms: 101 + EARLY_NOTIFICATION_MAX_AGE_MS,
+        });
         assert_eq!(e.state(), PeerState::Looking);
         assert_eq!(e.round(), 3);
         assert_eq!(
