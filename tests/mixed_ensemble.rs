@@ -1119,6 +1119,52 @@ fn a_restarted_zkrs_leader_diffs_its_replayed_txns_with_their_digests() {
     }
 }
 
+/// ZooKeeper's `initConfigInZKDatabase`: every member of an ensemble shows the quorum
+/// config in `/zookeeper/config` (what `getConfig` and zkCli.sh's `config` read). The zkrs
+/// member shows the same text as the Java members, with the stat fields Java gives it
+/// (dataVersion -1, mzxid the config's version, 0 for a static config), leading or not.
+#[test]
+fn every_member_shows_the_quorum_config_in_zookeeper_config() {
+    let _serial = serial();
+    for kinds in [
+        [Kind::Java, Kind::Java, Kind::Zkrs],
+        [Kind::Zkrs, Kind::Java, Kind::Java],
+    ] {
+        let (e, leader) = Mixed::start(&kinds, START_LIMIT);
+        let mut seen = Vec::new();
+        for (m, addr) in e.members.iter().zip(e.addrs()) {
+            let mut conn = connect(&addr);
+            let got = conn
+                .get_many(&["/zookeeper/config".to_string()])
+                .unwrap_or_else(|e| panic!("getData /zookeeper/config on {addr}: {e}"))
+                .remove(0)
+                .unwrap_or_else(|err| panic!("getData /zookeeper/config on {addr}: error {err}"));
+            conn.close();
+            let (data, stat) = got;
+            let text = String::from_utf8(data).expect("utf-8");
+            assert!(
+                text.starts_with("server.1=127.0.0.1:") && text.ends_with("\nversion=0"),
+                "{}: {text:?}",
+                m.name()
+            );
+            assert_eq!(
+                (stat.version, stat.mzxid),
+                (-1, 0),
+                "{}: {stat:?}",
+                m.name()
+            );
+            seen.push((m.name(), text));
+        }
+        for (name, text) in &seen {
+            assert_eq!(
+                text, &seen[0].1,
+                "{name} and {} (leader {leader})",
+                seen[0].0
+            );
+        }
+    }
+}
+
 /// A client of a Java follower pipelines a write, a sync and a read, again and again, with
 /// a zkrs leader: every request is answered. (A SYNC from the leader that overtook the
 /// COMMIT of the learner's earlier write left the Java follower's request queue stuck: the

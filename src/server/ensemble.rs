@@ -82,6 +82,19 @@ pub(crate) async fn bind_quorum(addr: SocketAddr) -> Result<glommio::net::TcpLis
     Err(format!("cannot bind the quorum port {addr}: {last}"))
 }
 
+/// ZooKeeper's `initConfigInZKDatabase` (at start-up and after each sync): the quorum
+/// config as `/zookeeper/config`, which clients read with `getConfig` (zkCli.sh `config`).
+pub(crate) fn init_config_node(tree: &mut crate::tree::DataTree, quorum: &QuorumConfig) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    tree.set_config_node(
+        &crate::zab::wire::config_to_zk_string(quorum),
+        quorum.version,
+        now_ms,
+    );
+}
+
 /// The value, or the server stops with the reason: state on disk it cannot use between
 /// terms (as at start-up, where the same checks refuse to start).
 fn or_exit<T>(result: Result<T, String>) -> T {
@@ -193,6 +206,7 @@ pub(crate) async fn run(
         }
         // Whatever clients sent before this term is void (their connections were closed).
         wiring.inbox.clear();
+        init_config_node(&mut recovered.tree, &quorum);
         let recent = std::mem::take(&mut recovered.recent);
         let recent_base = recovered.recent_base;
         let mut ordering = Ordering::new(&config, stats.clone(), recovered);

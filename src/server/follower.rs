@@ -723,8 +723,11 @@ fn reopen(
 ) -> Result<(), String> {
     // The recovery below must be the only reader and writer of the files.
     *persistence = None;
-    let (reopened, recovered) = super::persistence::Persistence::open(config)?;
+    let (reopened, mut recovered) = super::persistence::Persistence::open(config)?;
     *persistence = Some(reopened);
+    // The snapshot holds the leader's `/zookeeper/config`; a learner writes its own after
+    // the sync, as ZooKeeper's Learner does.
+    super::ensemble::init_config_node(&mut recovered.tree, &super::ensemble::quorum_config(config));
     ordering.replace_state(recovered);
     *log_queue = super::log_stage::LogQueue::new(ordering.tree.last_zxid());
     Ok(())

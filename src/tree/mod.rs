@@ -1463,6 +1463,24 @@ impl DataTree {
         }
     }
 
+    /// ZooKeeper's `ZKDatabase.initConfigInZKDatabase`: an ensemble member writes its quorum
+    /// config (`QuorumVerifier.toString()`) into `/zookeeper/config` when it starts and after
+    /// each sync with a leader, outside any txn: the data is that text, mzxid the config's
+    /// version, dataVersion -1 (what `DataTree.setData` is given there), mtime `time_ms`.
+    /// The node is not part of the tree digest, and `last_zxid` does not move.
+    pub fn set_config_node(&mut self, text: &str, config_version: i64, time_ms: i64) {
+        let data = Bytes::copy_from_slice(text.as_bytes());
+        let hdr = TxnHeader {
+            zxid: config_version,
+            time_ms,
+            ..Default::default()
+        };
+        let set = self.update("/zookeeper/config", |node| {
+            set_data_on(node, &data, -1, &hdr);
+        });
+        debug_assert!(set.is_some(), "every tree has /zookeeper/config");
+    }
+
     /// Runs `f` on the node at `path`, copying its ancestors (and the node, once `f`
     /// changes it) where an older version shares them. None when there is no such node.
     fn update<R>(&mut self, path: &str, f: impl FnOnce(&mut Znode) -> R) -> Option<R> {
