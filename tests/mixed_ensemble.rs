@@ -450,12 +450,7 @@ fn zkrs_leads_two_java_followers_then_the_zkrs_leader_is_killed() {
         kinds_of(&e),
         e.members[leader].name()
     );
-    assert_eq!(
-        leader,
-        2,
-        "zkrs (myid 3) should lead; modes {:?}",
-        e.modes()
-    );
+    assert_zkrs_leads(&e, leader);
     let addrs = e.addrs();
     create(&addrs[2], "/d", b"from-zkrs");
     create(&addrs[0], "/d/j1", b"from-java-1");
@@ -644,6 +639,16 @@ fn killing_a_java_leader_under_load_loses_no_acknowledged_write() {
 fn killing_a_zkrs_leader_under_load_loses_no_acknowledged_write() {
     let _serial = serial();
     kill_leader_under_load(&[Kind::Java, Kind::Zkrs, Kind::Zkrs], Kind::Zkrs);
+}
+
+/// In the [Java, Java, zkrs] ensembles: zkrs (myid 3, the highest) leads.
+fn assert_zkrs_leads(e: &Mixed, leader: usize) {
+    assert_eq!(
+        leader,
+        2,
+        "zkrs (myid 3) should lead; modes {:?}",
+        e.modes()
+    );
 }
 
 /// Waits until a line containing `needle` is in the member's logs; panics after `limit`.
@@ -1018,12 +1023,7 @@ fn start_without_fsync(kinds: &[Kind], java_props: &[&str]) -> (Mixed, usize) {
 fn java_followers_of_a_zkrs_leader_count_no_digest_mismatch() {
     let _serial = serial();
     let (e, leader) = start_without_fsync(&[Kind::Java, Kind::Java, Kind::Zkrs], &[JAVA_TTL]);
-    assert_eq!(
-        leader,
-        2,
-        "zkrs (myid 3) should lead; modes {:?}",
-        e.modes()
-    );
+    assert_zkrs_leads(&e, leader);
     digest_load(&e.addrs(), 100);
     assert_digests_agree(&e);
 }
@@ -1055,12 +1055,7 @@ fn a_zkrs_follower_of_a_java_leader_counts_no_digest_mismatch() {
 fn a_restarted_zkrs_leader_diffs_its_replayed_txns_with_their_digests() {
     let _serial = serial();
     let (mut e, leader) = start_without_fsync(&[Kind::Java, Kind::Java, Kind::Zkrs], &[JAVA_TTL]);
-    assert_eq!(
-        leader,
-        2,
-        "zkrs (myid 3) should lead; modes {:?}",
-        e.modes()
-    );
+    assert_zkrs_leads(&e, leader);
     let addrs = e.addrs();
     create(&addrs[2], "/replayed", b"");
     synced_children(&addrs[0], "/replayed");
@@ -1173,12 +1168,7 @@ fn every_member_shows_the_quorum_config_in_zookeeper_config() {
 fn a_java_follower_answers_write_sync_read_pipelined_through_a_zkrs_leader() {
     let _serial = serial();
     let (e, leader) = Mixed::start(&[Kind::Java, Kind::Java, Kind::Zkrs], START_LIMIT);
-    assert_eq!(
-        leader,
-        2,
-        "zkrs (myid 3) should lead; modes {:?}",
-        e.modes()
-    );
+    assert_zkrs_leads(&e, leader);
     let addrs = e.addrs();
     create(&addrs[2], "/ps", b"");
     let mut conn = connect(&addrs[0]);
