@@ -707,6 +707,171 @@ fn a_leader_that_committed_nothing_rejoins_from_a_lower_zxid_and_serves() {
     on_three.close();
 }
 
+/// Every node under `/kept` as one server has it after a sync: (name, data, stat).
+fn synced_tree(addr: &str) -> Vec<(String, Vec<u8>, raw::RawStat)> {
+    let names = synced_children(addr, "/kept");
+    let mut conn = Conn::connect(addr, SESSION_MS);
+    let paths: Vec<String> = names.iter().map(|n| format!("/kept/{n}")).collect();
+    let got = conn.get_many(&paths).expect("getData");
+    conn.close();
+    names
+        .into_iter()
+        .zip(got)
+        .map(|(name, reply)| {
+            let (data, stat) = reply.unwrap_or_else(|e| panic!("getData /kept/{name}: {e}"));
+            (name, data, stat)
+        })
+        .collect()
+}
+
+fn digest_mismatches(addr: &str) -> u64 {
+    let mntr = common::four_letter_opt(addr, "mntr").expect("mntr");
+    mntr.lines()
+        .find_map(|l| l.strip_prefix("zk_digest_mismatches_count"))
+        .map(|v| v.trim().parse().expect("a count"))
+        .unwrap_or_else(|| panic!("no zk_digest_mismatches_count in {mntr}"))
+}
+
+/// A term hands its state to the next one in memory (a failover must not wait for a
+/// large database to be read back): a leader that lost its quorum with proposals logged
+/// and not committed, and the followers whose leader went, start their next terms from
+/// what they hold, and that state is the one their logs hold. Checked from outside: the
+/// servers' logs say where each term started from, the trees' digests (every txn a
+/// follower applies is compared with the leader's digest after it) never differ, every
+/// server shows the same data and stats, and so does the old leader once it restarted
+/// from its files.
+#[test]
+fn the_next_term_starts_from_the_state_in_memory_which_matches_the_log() {
+    // The ephemeral's session must outlive every failover below.
+    let mut e = Ensemble::start(3, "maxSessionTimeout=60000\n");
+    let addrs = e.addrs();
+    let leader = e.leader();
+    let (one, two) = ((leader + 1) % 3, (leader + 2) % 3);
+    let mut owner = Raw::connect(&addrs[one], 60000);
+    let reply = owner.call(
+        raw::OP_CREATE,
+        &Enc::new()
+            .string("/eph")
+            .buffer(b"")
+            .open_acl()
+            .int(CREATE_EPHEMERAL)
+            .finish(),
+    );
+    assert_eq!(reply.err, OK);
+    let (session_id, passwd) = (owner.session_id, owner.passwd.clone());
+    drop(owner);
+    let mut conn = Conn::connect(&addrs[leader], SESSION_MS);
+    assert_eq!(
+        conn.create("/kept", b"", CREATE_PERSISTENT).unwrap().err,
+        OK
+    );
+    for i in 0..20 {
+        let path = format!("/kept/n{i}");
+        assert_eq!(
+            conn.create(&path, b"v1", CREATE_PERSISTENT).unwrap().err,
+            OK
+        );
+        assert_eq!(conn.set_data(&path, b"v2").unwrap().err, OK);
+    }
+    // The leader's quorum goes; writes sent now are proposed and logged by the leader but
+    // cannot commit (their clients see the connection go, no reply).
+    e.members[one].kill9();
+    e.members[two].kill9();
+    for i in 0..5 {
+        let body = Enc::new()
+            .string(&format!("/kept/late{i}"))
+            .buffer(b"late")
+            .open_acl()
+            .int(CREATE_PERSISTENT)
+            .finish();
+        let _ = conn.send(raw::OP_CREATE, &body);
+    }
+    drop(conn);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.members[leader].mode().is_some() {
+        assert!(Instant::now() < deadline, "the leader did not step down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kept = "the next term starts from the state in memory";
+    let wait_for = |e: &Ensemble, index: usize, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !e.members[index].logs().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "server {} never logged {text:?}:\n{}",
+                index + 1,
+                e.members[index].logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&e, leader, kept);
+    e.start_member(one);
+    e.start_member(two);
+    e.wait_serving(3, Duration::from_secs(30));
+    // Another failover, where the survivors keep their state (whoever leads now).
+    let second = e.leader();
+    e.members[second].kill9();
+    e.wait_serving(2, Duration::from_secs(20));
+    for i in (0..3).filter(|i| *i != second) {
+        wait_for(&e, i, kept);
+    }
+    let mut conn = Conn::connect(&addrs[(second + 1) % 3], SESSION_MS);
+    for i in 0..20 {
+        let path = format!("/kept/n{i}");
+        assert_eq!(conn.set_data(&path, b"v3").unwrap().err, OK);
+    }
+    conn.close();
+    e.start_member(second);
+    e.wait_serving(3, Duration::from_secs(30));
+    // The old leader, restarted from its files, applies new txns on that state.
+    e.members[leader].kill9();
+    e.start_member(leader);
+    e.wait_serving(3, Duration::from_secs(30));
+    let mut conn = Conn::connect(&addrs[leader], SESSION_MS);
+    for i in 0..20 {
+        let path = format!("/kept/n{i}");
+        assert_eq!(conn.set_data(&path, b"v4").unwrap().err, OK);
+    }
+    conn.close();
+    let views: Vec<_> = addrs.iter().map(|a| synced_tree(a)).collect();
+    assert!(
+        views[0]
+            .iter()
+            .filter(|(n, _, _)| n.starts_with('n'))
+            .count()
+            == 20
+            && views[0]
+                .iter()
+                .filter(|(n, _, _)| n.starts_with('n'))
+                .all(|(_, data, stat)| data == b"v4" && stat.version == 3),
+        "{:?}",
+        views[0]
+    );
+    assert_eq!(views[0], views[1], "servers 1 and 2 differ");
+    assert_eq!(views[1], views[2], "servers 2 and 3 differ");
+    for addr in &addrs {
+        assert_eq!(
+            digest_mismatches(addr),
+            0,
+            "{addr}: a tree digest differed; logs:\n{}",
+            e.logs()
+        );
+        assert_eq!(
+            synced_children(addr, "/"),
+            vec![
+                "eph".to_string(),
+                "kept".to_string(),
+                "zookeeper".to_string()
+            ],
+            "{addr}: the ephemeral's session lives on"
+        );
+    }
+    let resumed = Raw::resume(&addrs[two], session_id, &passwd, 0, 60000);
+    assert_eq!(resumed.session_id, session_id);
+    drop(resumed);
+}
+
 /// ZooKeeper's SessionMoved: once a session reconnected through another server, a request
 /// on its old connection fails (the leader owns the session table and knows the move).
 #[test]

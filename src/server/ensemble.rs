@@ -1,11 +1,19 @@
-//! An ensemble member's life: terms of service, each starting from what is on disk.
+//! An ensemble member's life: terms of service, each starting from the state the log holds.
 //!
-//! A term: recover the state from the data directory, look for a leader (the election
-//! threads), then lead or follow until the quorum or the leader is lost. When a term ends
-//! the shards close every client connection (clients reconnect, to this or another
-//! server), the log task stops, and the next term recovers from disk again: the in-memory
-//! state a term starts from is always snapshot + every logged txn (ZOOKEEPER-2845), and a
-//! leader's speculative (proposed, uncommitted) state never outlives its term.
+//! A term: look for a leader (the election threads), then lead or follow until the quorum
+//! or the leader is lost. When a term ends the shards close every client connection
+//! (clients reconnect, to this or another server) and the log task stops once it has
+//! written everything queued.
+//!
+//! Invariant: the state a term starts from is always snapshot + every logged txn
+//! (ZOOKEEPER-2845): nothing a term applied outlives it unless its log holds it. The first
+//! term recovers it from the files. A later one starts from what the previous term kept in
+//! memory ([`Ordering::into_recovered`]: a leader's tree holds every txn it made, all of
+//! them logged by then; a follower's committed tree gets its logged proposals applied, as
+//! ZooKeeper's `fastForwardDataBase` does), with the log's files left open, so a failover
+//! does not wait for a database to be read back; only when that state does not end where
+//! the log does is it read from the files again, on a blocking thread while the election
+//! runs.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -207,12 +215,13 @@ pub(crate) async fn run(
         // Whatever clients sent before this term is void (their connections were closed).
         wiring.inbox.clear();
         init_config_node(&mut recovered.tree, &quorum);
-        let recent = std::mem::take(&mut recovered.recent);
-        let recent_base = recovered.recent_base;
         let mut ordering = Ordering::new(&config, stats.clone(), recovered);
         ordering.accepted_epoch = accepted_epoch;
         ordering.current_epoch = current_epoch;
         let mut log = LogQueue::new(last_zxid);
+        // A follower's term may end before it started the log task (in its sync): then the
+        // persistence is still here.
+        let mut unspent = None;
         let tick = Duration::from_millis(config.tick_time_ms as u64);
         let outcome = match state {
             PeerState::Leading => {
@@ -224,8 +233,7 @@ pub(crate) async fn run(
                     current_epoch,
                     tick * config.sync_limit.max(1),
                     super::leader::LeaderHistory {
-                        recent_base,
-                        recent: &recent,
+                        recent: &ordering.recent,
                         files: Some(super::persistence::LogHistory::new(&config)),
                     },
                 )));
@@ -245,6 +253,7 @@ pub(crate) async fn run(
                 .await
             }
             PeerState::Following | PeerState::Observing => {
+                unspent = Some(persistence);
                 super::follower::run_term(
                     Term {
                         config: &config,
@@ -255,13 +264,16 @@ pub(crate) async fn run(
                         epochs: &epochs,
                     },
                     vote.leader,
-                    Some(persistence),
+                    &mut unspent,
                     &election,
                     state == PeerState::Observing,
                 )
                 .await
             }
-            PeerState::Looking => Ok(()),
+            PeerState::Looking => {
+                unspent = Some(persistence);
+                Ok(())
+            }
         };
         // A term that never served (its handshake or sync failed) is retried after a
         // growing pause, up to a tick: a leader that keeps refusing us must not be
@@ -275,7 +287,30 @@ pub(crate) async fn run(
         stats.set_mode(super::Mode::Looking);
         wiring.releaser.reset(0);
         log.stop().await;
-        announced = Some(log.persisted());
+        let durable = log.persisted();
+        announced = Some(durable);
+        let kept = match unspent.take().or_else(|| log.take_persistence()) {
+            Some(persistence) => match ordering.into_recovered(durable, last_zxid) {
+                Ok(recovered) => {
+                    log::info!(
+                        "the next term starts from the state in memory: {} znodes, {} sessions, \
+                         last zxid 0x{durable:x}",
+                        recovered.tree.node_count(),
+                        recovered.sessions.len()
+                    );
+                    Some((persistence, recovered))
+                }
+                Err(reason) => {
+                    log::warn!("the next term recovers the state from the files: {reason}");
+                    None
+                }
+            },
+            None => {
+                log::info!("the next term recovers the state from the files");
+                None
+            }
+        };
+        next = kept;
         if !served {
             let pause_ms = (50 * (1u64 << failed_terms.min(6))).min(config.tick_time_ms as u64);
             glommio::timer::sleep(Duration::from_millis(pause_ms.max(50))).await;

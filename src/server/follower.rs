@@ -124,6 +124,11 @@ impl Following {
     pub(crate) fn close(&self) {
         self.out.close();
     }
+
+    /// The proposals logged or being logged and not committed, oldest first.
+    pub(crate) fn into_logged(self) -> VecDeque<(ZkTxnHeader, Txn, Option<TxnDigest>)> {
+        self.proposals
+    }
 }
 
 /// Handles a client-side input while following (the ordering core's `handle` delegates
@@ -463,16 +468,18 @@ fn commit(ordering: &mut Ordering, zxid: i64, items: &mut Vec<CommitItem>) -> Re
         }
     }
     ordering.note_txn_applied(&tree_header, &txn);
-    check_digest(ordering, zxid, digest);
+    let actual = check_digest(ordering, zxid, digest);
+    ordering.recent.push((tree_header, txn, actual));
     Ok(())
 }
 
 /// ZooKeeper's `DataTree.compareDigest` after applying the committed txn `zxid` (see
-/// [`compare_digest`]); also notes the digest for `hash`.
-fn check_digest(ordering: &Ordering, zxid: i64, digest: Option<TxnDigest>) {
+/// [`compare_digest`]); also notes the digest for `hash`. Returns this tree's digest.
+fn check_digest(ordering: &Ordering, zxid: i64, digest: Option<TxnDigest>) -> i64 {
     let actual = ordering.tree.digest();
     ordering.stats().note_digest(zxid, actual);
     compare_digest(ordering.stats(), zxid, actual, digest);
+    actual
 }
 
 /// Compares the leader's TxnDigest of txn `zxid` (the leader's tree digest after it) with
@@ -541,7 +548,7 @@ async fn connect_leader(
 pub(crate) async fn run_term(
     term: super::ensemble::Term<'_>,
     leader: ServerId,
-    mut persistence: Option<super::persistence::Persistence>,
+    persistence: &mut Option<super::persistence::Persistence>,
     election: &super::election::ElectionHandle,
     observer: bool,
 ) -> Result<(), String> {
@@ -571,7 +578,7 @@ pub(crate) async fn run_term(
         wiring,
         log_queue,
         epochs,
-        &mut persistence,
+        persistence,
         me,
         observer,
         init_limit,
@@ -723,14 +730,34 @@ fn reopen(
 ) -> Result<(), String> {
     // The recovery below must be the only reader and writer of the files.
     *persistence = None;
-    let (reopened, mut recovered) = super::persistence::Persistence::open(config)?;
-    *persistence = Some(reopened);
+    install(
+        config,
+        ordering,
+        log_queue,
+        persistence,
+        super::persistence::Persistence::open(config)?,
+    );
+    Ok(())
+}
+
+/// Takes up the state the files now hold, `(persistence, recovered)`: the ordering core's
+/// tree and sessions, and a log queue that starts where the log ends.
+fn install(
+    config: &crate::config::Config,
+    ordering: &mut Ordering,
+    log_queue: &mut super::log_stage::LogQueue,
+    persistence: &mut Option<super::persistence::Persistence>,
+    (files, mut recovered): (
+        super::persistence::Persistence,
+        super::persistence::Recovered,
+    ),
+) {
+    *persistence = Some(files);
     // The snapshot holds the leader's `/zookeeper/config`; a learner writes its own after
     // the sync, as ZooKeeper's Learner does.
     super::ensemble::init_config_node(&mut recovered.tree, &super::ensemble::quorum_config(config));
     ordering.replace_state(recovered);
     *log_queue = super::log_stage::LogQueue::new(ordering.tree.last_zxid());
-    Ok(())
 }
 
 /// The handshake and sync, up to UPTODATE; leaves the ordering core following with the
@@ -898,8 +925,15 @@ async fn sync_with_leader(
                 if let Some(snapshot) = snap.take() {
                     let rest = apply_committed_to_snapshot(snapshot, &mut buffered, &committed)?;
                     committed.clear();
-                    super::persistence::replace_with_snapshot(config, &rest.tree, rest.sessions)?;
-                    reopen(config, ordering, log_queue, persistence)?;
+                    // The files become the snapshot and an empty log after it; the tree
+                    // in memory is what they now hold (not read back).
+                    *persistence = None;
+                    let replaced = super::persistence::Persistence::replace_with(
+                        config,
+                        rest.tree,
+                        rest.sessions,
+                    )?;
+                    install(config, ordering, log_queue, persistence, replaced);
                     log::info!(
                         "SNAP sync: state at 0x{:x} written",
                         ordering.tree.last_zxid()

@@ -126,8 +126,7 @@ pub(crate) struct Leading {
 /// `recent_base`: the committed log's start) and, for learners older than those, the log
 /// files (None: SNAP them).
 pub(crate) struct LeaderHistory<'a> {
-    pub recent_base: i64,
-    pub recent: &'a [super::persistence::RecentTxn],
+    pub recent: &'a super::persistence::RecentLog,
     pub files: Option<super::persistence::LogHistory>,
 }
 
@@ -150,7 +149,6 @@ impl Leading {
         current_epoch: i64,
         sync_limit: Duration,
         LeaderHistory {
-            recent_base,
             recent,
             files: history,
         }: LeaderHistory<'_>,
@@ -158,8 +156,8 @@ impl Leading {
         let last = tree.last_zxid();
         // The txns this server's log ends with: learners a little behind sync by DIFF from
         // them (they are the history the new epoch adopts, as ZooKeeper's committed log).
-        let mut committed_log = CommittedLog::new(recent_base, COMMITTED_LOG_CAPACITY);
-        for (header, txn, digest) in recent {
+        let mut committed_log = CommittedLog::new(recent.base(), COMMITTED_LOG_CAPACITY);
+        for (header, txn, digest) in recent.iter() {
             committed_log.push(CommittedTxn {
                 zxid: header.zxid,
                 data: encode_for_learners(header, txn, Some(*digest)),
@@ -202,6 +200,28 @@ impl Leading {
             config,
             sync_limit,
         }
+    }
+
+    /// The txns after `zxid` that this term made or adopted, committed or still
+    /// outstanding, oldest first, each with the tree digest after it (decoded from what
+    /// was sent to the learners): with the ones before, the txns the log ends with once
+    /// everything queued is durable. An Err if one cannot be decoded or has no digest.
+    pub(crate) fn txns_after(
+        &self,
+        zxid: i64,
+    ) -> Result<Vec<super::persistence::RecentTxn>, String> {
+        let committed = self.committed_log.iter().map(|t| (t.zxid, &t.data));
+        let outstanding = self.outstanding.iter().map(|(z, data)| (*z, data));
+        committed
+            .chain(outstanding)
+            .filter(|(z, _)| *z > zxid)
+            .map(|(z, data)| {
+                let (header, txn, digest) = crate::zab::txn::decode_txn(data)
+                    .map_err(|e| format!("txn 0x{z:x} cannot be decoded: {e}"))?;
+                let digest = digest.ok_or_else(|| format!("txn 0x{z:x} has no digest"))?;
+                Ok((header.tree_header(), txn, digest.tree_digest))
+            })
+            .collect()
     }
 
     /// The term's epoch, once decided.

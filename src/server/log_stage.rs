@@ -52,6 +52,8 @@ pub struct LogQueue {
     done: Rc<Cell<bool>>,
     /// Whether a task runs over this queue ([`run`] sets it).
     started: Rc<Cell<bool>>,
+    /// What the task hands back when it ends: the persistence, its log closed.
+    returned: Rc<RefCell<Option<Persistence>>>,
 }
 
 impl LogQueue {
@@ -66,6 +68,7 @@ impl LogQueue {
             stopped: Rc::new(Notify::new()),
             done: Rc::default(),
             started: Rc::default(),
+            returned: Rc::default(),
         }
     }
 
@@ -109,15 +112,22 @@ impl LogQueue {
         self.queued.get()
     }
 
-    /// Asks the task to end after the write in progress; resolves once it has closed the
-    /// log file (what was queued and not yet written is dropped: the log on disk is the
-    /// truth, and recovery reads it).
+    /// Asks the task to end once everything queued is written (so that the log holds
+    /// every txn the ordering core made: the state it ends with is the state recovery
+    /// would read); resolves once the task has closed the log file. Afterwards
+    /// `persisted() == queued()` unless the task was never started.
     pub async fn stop(&self) {
         self.stopping.set(true);
         self.notify.notify();
         while self.started.get() && !self.done.get() {
             self.stopped.wait().await;
         }
+    }
+
+    /// The persistence the ended task handed back (its log closed, ready for the next
+    /// term's task); None before [`LogQueue::stop`] or if the task never ran.
+    pub fn take_persistence(&self) -> Option<Persistence> {
+        self.returned.borrow_mut().take()
     }
 
     /// Up to `max` waiting messages, oldest first.
@@ -156,11 +166,11 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
     };
     let mut txns: Vec<(TxnHeader, Txn)> = Vec::new();
     loop {
-        if queue.stopping.get() {
-            break;
-        }
         let messages = queue.take(GROUP_MESSAGES_MAX);
         if messages.is_empty() {
+            if queue.stopping.get() {
+                break;
+            }
             queue.notify.wait().await;
             continue;
         }
@@ -181,10 +191,18 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
         }
         persistence.maybe_purge(&log);
     }
-    if let Err(e) = log.roll().await {
-        log::error!("cannot close the txn log: {e}");
+    match log.close().await {
+        Ok(layout) => {
+            persistence.put_back_log(layout);
+            persistence.finish_snapshot();
+            *queue.returned.borrow_mut() = Some(persistence);
+        }
+        // The next term recovers from the files (and fails there if they stay unusable).
+        Err(e) => {
+            log::error!("cannot close the txn log: {e}");
+            persistence.finish_snapshot();
+        }
     }
-    persistence.finish_snapshot();
     queue.done.set(true);
     queue.stopped.notify();
 }

@@ -220,6 +220,10 @@ pub(crate) struct Ordering {
     /// (zxid, tree digest after it) of each txn of the round being built, in order: a
     /// leader's proposals carry them (ZooKeeper's TxnDigest).
     round_digests: Vec<(i64, i64)>,
+    /// Ensembles: the txns this server applied last (a follower adds each as it commits;
+    /// a leader's are added from its committed log when its term ends), carried into the
+    /// next term, where a leader syncs learners from them by DIFF.
+    pub(crate) recent: super::persistence::RecentLog,
 }
 
 impl Ordering {
@@ -724,6 +728,7 @@ impl Ordering {
             last_write: std::collections::HashMap::new(),
             stats,
             round_digests: Vec::new(),
+            recent: super::persistence::RecentLog::new(recovered.recent_base, recovered.recent),
         };
         ordering.stats.last_zxid.store(
             ordering.tree.last_zxid(),
@@ -920,6 +925,7 @@ impl Ordering {
     /// The state a SNAP sync left on disk, recovered.
     pub(crate) fn replace_state(&mut self, recovered: super::persistence::Recovered) {
         self.tree = recovered.tree;
+        self.recent = super::persistence::RecentLog::new(recovered.recent_base, recovered.recent);
         let ids: Vec<i64> = self.sessions.iter().map(|s| s.id).collect();
         for id in ids {
             self.sessions.remove(id);
@@ -948,6 +954,72 @@ impl Ordering {
             elapsed_ms,
             sync_limit,
         )));
+    }
+
+    /// What an ended term of an ensemble member leaves for the next one, in memory: the
+    /// state recovery would read from the files now, without reading them (a failover
+    /// with a large database must not wait for a reload). `durable`: the log's end, after
+    /// the log task wrote everything queued ([`LogQueue::stop`]).
+    ///
+    /// A leader's tree already holds every txn it made (all of them logged now); a
+    /// follower's holds the committed ones, and the proposals it logged after them are
+    /// applied here, as ZooKeeper's `fastForwardDataBase` replays the log's tail onto the
+    /// tree it keeps. Sessions closing have their closeSession txn in the tree. An Err
+    /// (the tree does not end where the log does: a txn made but never queued) means the
+    /// next term recovers from the files.
+    pub(crate) fn into_recovered(
+        mut self,
+        durable: i64,
+        term_start: i64,
+    ) -> Result<super::persistence::Recovered, String> {
+        match std::mem::replace(&mut self.role, Role::Standalone) {
+            Role::Leader(leading) => {
+                for txn in leading.txns_after(self.recent.last())? {
+                    self.recent.push(txn);
+                }
+                let last = self.tree.last_zxid();
+                if crate::zab::counter_of(last) == 0 && last > durable && durable == term_start {
+                    // Established an epoch and made no txn in it.
+                    self.tree.undo_epoch_start(durable);
+                }
+            }
+            Role::Follower(following) => {
+                for (header, txn, _) in following.into_logged() {
+                    if header.zxid > durable {
+                        break;
+                    }
+                    let header = header.tree_header();
+                    self.tree
+                        .try_apply_txn(&header, &txn)
+                        .map_err(|e| format!("a logged proposal does not apply: {e}"))?;
+                    self.note_txn_applied(&header, &txn);
+                    self.recent.push((header, txn, self.tree.digest()));
+                }
+            }
+            Role::Standalone => {}
+        }
+        let last = self.tree.last_zxid();
+        if last != durable || self.recent.last() != durable {
+            return Err(format!(
+                "the tree ends at 0x{last:x} and its recent txns at 0x{:x}, the log at \
+                 0x{durable:x}",
+                self.recent.last()
+            ));
+        }
+        let mut sessions: Vec<(i64, i32)> = self
+            .sessions
+            .iter()
+            .filter(|s| !s.closing)
+            .map(|s| (s.id, s.timeout_ms))
+            .collect();
+        sessions.sort_unstable();
+        let recent_base = self.recent.base();
+        Ok(super::persistence::Recovered {
+            tree: self.tree,
+            sessions,
+            recent: self.recent.into_vec(),
+            recent_base,
+        })
     }
 
     /// Keeps the session table in step with txns applied from the leader.
@@ -1019,6 +1091,8 @@ pub async fn run(
 ) {
     let wiring = spawn_wiring(&config, from_shards, to_shards);
     let mut ordering = Ordering::new(&config, stats, recovered);
+    // Only an ensemble member syncs learners from its recent txns.
+    ordering.recent = Default::default();
     let last_zxid = ordering.tree.last_zxid();
     // The log task shares this executor: handing it txns is a local queue push, and its
     // writes and syncs go through io_uring while ordering goes on.

@@ -56,6 +56,76 @@ pub type RecentTxn = (TxnHeader, Txn, i64);
 /// `zookeeper.commitLogCount` default).
 pub const RECENT_TXNS_MAX: usize = 500;
 
+/// The txns the log ends with (at most [`RECENT_TXNS_MAX`], oldest first), each with the
+/// tree digest after it: what a server that becomes leader syncs learners from by DIFF.
+/// Recovery fills it from the log; an ensemble member keeps it up to date as it applies
+/// txns and carries it from one term of service to the next, as ZooKeeper keeps its
+/// committed log in memory across elections.
+///
+/// Invariant: zxids strictly increase, and `base` is the zxid just before the first (the
+/// last one evicted, or where recovery started).
+#[derive(Debug, Default)]
+pub struct RecentLog {
+    base: i64,
+    txns: std::collections::VecDeque<RecentTxn>,
+}
+
+impl RecentLog {
+    pub fn new(base: i64, txns: Vec<RecentTxn>) -> RecentLog {
+        let mut log = RecentLog {
+            base,
+            txns: std::collections::VecDeque::with_capacity(txns.len()),
+        };
+        for txn in txns {
+            log.push(txn);
+        }
+        log
+    }
+
+    /// Appends the txn applied after every one held (evicting the oldest beyond
+    /// [`RECENT_TXNS_MAX`]).
+    pub fn push(&mut self, txn: RecentTxn) {
+        assert!(
+            txn.0.zxid > self.last(),
+            "recent txn 0x{:x} after 0x{:x}",
+            txn.0.zxid,
+            self.last()
+        );
+        if self.txns.len() == RECENT_TXNS_MAX {
+            if let Some((header, _, _)) = self.txns.pop_front() {
+                self.base = header.zxid;
+            }
+        }
+        self.txns.push_back(txn);
+    }
+
+    /// The zxid just before the first txn held.
+    pub fn base(&self) -> i64 {
+        self.base
+    }
+
+    /// The last zxid held (`base` when empty).
+    pub fn last(&self) -> i64 {
+        self.txns.back().map_or(self.base, |(h, _, _)| h.zxid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RecentTxn> {
+        self.txns.iter()
+    }
+
+    pub fn into_vec(self) -> Vec<RecentTxn> {
+        self.txns.into()
+    }
+}
+
 /// A consistent view for a snapshot: one tree version and the sessions at its zxid.
 struct SnapshotView {
     tree: DataTree,
@@ -137,18 +207,8 @@ impl Persistence {
             recent_base,
         } = recover_state(config)?;
         crate::zkdata::migrate::check_version2_unchanged(config, tree.last_zxid())?;
-        let dirs = wal_dirs(config);
         let sessions: Vec<(i64, i32)> = sessions.into_iter().collect();
-        let mut persistence = Persistence {
-            layout: None,
-            dirs,
-            snapshot_thread: None,
-            retain: NonZeroUsize::new(config.autopurge_snap_retain_count.max(3) as usize)
-                .unwrap_or(NonZeroUsize::MIN),
-            purge_every: (config.autopurge_purge_interval_hours > 0)
-                .then(|| Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600)),
-            last_purge: Instant::now(),
-        };
+        let mut persistence = Persistence::without_log(config);
         if fresh {
             // Recovery needs a snapshot to start from before the first txn is logged.
             wal.save_snapshot(&SnapshotView {
@@ -169,10 +229,59 @@ impl Persistence {
         ))
     }
 
+    fn without_log(config: &Config) -> Persistence {
+        Persistence {
+            layout: None,
+            dirs: wal_dirs(config),
+            snapshot_thread: None,
+            retain: NonZeroUsize::new(config.autopurge_snap_retain_count.max(3) as usize)
+                .unwrap_or(NonZeroUsize::MIN),
+            purge_every: (config.autopurge_purge_interval_hours > 0)
+                .then(|| Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600)),
+            last_purge: Instant::now(),
+        }
+    }
+
+    /// SNAP sync: replaces the files with a snapshot of `tree` (and `sessions`) and an
+    /// empty log after it ([`replace_with_snapshot`]), and gives back what
+    /// [`Persistence::open`] would then recover, without reading the snapshot back (with
+    /// a large tree, that read would double the time a learner takes to join).
+    pub fn replace_with(
+        config: &Config,
+        tree: DataTree,
+        sessions: Vec<(i64, i32)>,
+    ) -> Result<(Persistence, Recovered), String> {
+        replace_with_snapshot(config, &tree, sessions.clone())?;
+        let mut persistence = Persistence::without_log(config);
+        let last_zxid = tree.last_zxid();
+        persistence.layout = Some(LogLayout::new(
+            persistence.dirs.log_dir.clone(),
+            wal_config(config),
+            last_zxid,
+            0,
+        ));
+        Ok((
+            persistence,
+            Recovered {
+                tree,
+                sessions,
+                recent: Vec::new(),
+                recent_base: last_zxid,
+            },
+        ))
+    }
+
     /// The txn log writer, on the executor that calls this (the ordering core's): glommio
     /// direct I/O, one write and one fdatasync per group commit. Called once.
     pub fn open_log(&mut self) -> Option<DmaLog> {
         self.layout.take().map(DmaLog::new)
+    }
+
+    /// Takes the log back from the log task that ends (its segment closed), so that the
+    /// next term of service appends to the same files without recovering them again.
+    pub fn put_back_log(&mut self, layout: LogLayout) {
+        debug_assert!(self.layout.is_none(), "the log was put back twice");
+        self.layout = Some(layout);
     }
 
     /// Rolls the log and writes a snapshot of `tree` (with `sessions`) on a thread of its
@@ -263,6 +372,16 @@ pub struct RecoveredState {
     pub recent_base: i64,
 }
 
+fn wal_config(config: &Config) -> WalConfig {
+    WalConfig {
+        force_sync: config.force_sync,
+        pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
+        segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
+        db_id: 0,
+        alignment: DIRECT_IO_ALIGNMENT,
+    }
+}
+
 /// Start-up recovery of zkrs's own files (`zkrs-1/`), without the import of ZooKeeper's.
 pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
     let dirs = wal_dirs(config);
@@ -270,13 +389,7 @@ pub fn recover_state(config: &Config) -> Result<RecoveredState, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let wal_config = WalConfig {
-        force_sync: config.force_sync,
-        pre_alloc_size_bytes: config.pre_alloc_size_bytes.max(4096),
-        segment_len_max_bytes: SEGMENT_LEN_MAX_BYTES.max(config.pre_alloc_size_bytes),
-        db_id: 0,
-        alignment: DIRECT_IO_ALIGNMENT,
-    };
+    let wal_config = wal_config(config);
     let mut rebuild = Rebuild::default();
     let (wal, mut recovered) = Wal::open(RealStorage, dirs.clone(), wal_config, &mut rebuild)
         .map_err(|e| {
@@ -454,7 +567,7 @@ impl EpochFiles {
 /// log segment and snapshot goes first, then the new snapshot is written. A crash in
 /// between leaves an empty data directory, which claims no zxid it does not hold
 /// (ZOOKEEPER-3642: a half-done SNAP sync must not be mistaken for state).
-pub fn replace_with_snapshot(
+fn replace_with_snapshot(
     config: &Config,
     tree: &DataTree,
     sessions: Vec<(i64, i32)>,
@@ -711,5 +824,84 @@ mod tests {
         // Distinct per txn: a digest taken once (e.g. the last tree's) would not pass.
         assert_ne!(state.recent[0].2, state.recent[1].2);
         assert_eq!(state.recent.last().unwrap().2, state.tree.digest());
+    }
+
+    fn create(zxid: i64) -> (TxnHeader, Txn) {
+        let header = TxnHeader {
+            session_id: 0,
+            zxid,
+            time_ms: 1_700_000_000_000 + zxid,
+            ..Default::default()
+        };
+        let txn = Txn::Create {
+            path: format!("/n{zxid}"),
+            data: Bytes::from(vec![zxid as u8; 3]),
+            acl: crate::zab::txn::open_acl_unsafe(),
+            ephemeral_owner: 0,
+            parent_cversion: zxid as i32,
+        };
+        (header, txn)
+    }
+
+    #[test]
+    fn the_state_a_snap_sync_installs_is_what_recovery_then_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = config_in(tmp.path());
+        // Some history of this server's own, which the snapshot replaces.
+        drop(Persistence::open(&config).unwrap());
+        let mut state = recover_state(&config).unwrap();
+        state
+            .wal
+            .append_batch(&(1..=5).map(create).collect::<Vec<_>>())
+            .unwrap();
+        drop(state);
+        let mut tree = DataTree::new();
+        for zxid in 0x2_0000_0001..=0x2_0000_0040 {
+            let (header, txn) = create(zxid);
+            tree.apply_txn(&header, &txn);
+        }
+        let sessions = vec![(0x1_0000_0000_0001, 4000), (0x2_0000_0000_0002, 6000)];
+        let (persistence, installed) =
+            Persistence::replace_with(&config, tree.clone(), sessions.clone()).unwrap();
+        drop(persistence);
+        let (_, read) = Persistence::open(&config).unwrap();
+        for state in [&installed, &read] {
+            assert_eq!(state.tree.last_zxid(), 0x2_0000_0040);
+            assert_eq!(state.tree.digest(), tree.digest());
+            assert_eq!(state.tree.node_count(), tree.node_count());
+            assert_eq!(state.sessions, sessions);
+            assert!(state.recent.is_empty());
+            assert_eq!(state.recent_base, 0x2_0000_0040);
+        }
+        assert!(read.tree.get("/n1").is_none(), "the old history is gone");
+    }
+
+    #[test]
+    fn the_recent_log_keeps_the_last_txns_and_moves_its_base() {
+        let entry = |zxid| {
+            let (header, txn) = create(zxid);
+            (header, txn, zxid * 10)
+        };
+        let mut recent = RecentLog::new(7, (8..=9).map(entry).collect());
+        assert_eq!((recent.base(), recent.last(), recent.len()), (7, 9, 2));
+        for zxid in 10..10 + RECENT_TXNS_MAX as i64 {
+            recent.push(entry(zxid));
+        }
+        assert_eq!(recent.len(), RECENT_TXNS_MAX);
+        assert_eq!(recent.last(), 9 + RECENT_TXNS_MAX as i64);
+        assert_eq!(recent.base(), 9, "8 and 9 were evicted");
+        assert_eq!(
+            recent.iter().next().map(|(h, _, d)| (h.zxid, *d)),
+            Some((10, 100))
+        );
+        assert!(RecentLog::new(42, Vec::new()).last() == 42);
+    }
+
+    #[test]
+    #[should_panic(expected = "recent txn")]
+    fn the_recent_log_refuses_a_txn_out_of_order() {
+        let (header, txn) = create(5);
+        let mut recent = RecentLog::new(5, Vec::new());
+        recent.push((header, txn, 0));
     }
 }

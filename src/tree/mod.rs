@@ -1022,6 +1022,17 @@ impl DataTree {
         self.last_zxid = zxid;
     }
 
+    /// Undoes [`DataTree::start_epoch`] for a term that applied no txn after it: the last
+    /// zxid goes back to that of the last txn applied, `zxid` (what the log ends with).
+    pub fn undo_epoch_start(&mut self, zxid: i64) {
+        assert!(
+            self.last_zxid & 0xffff_ffff == 0 && zxid < self.last_zxid,
+            "0x{:x} is no epoch start after 0x{zxid:x}",
+            self.last_zxid
+        );
+        self.last_zxid = zxid;
+    }
+
     /// Invariant: the last zxid never decreases; a txn behind it is a bug (a replayed or
     /// reordered txn), and the server stops.
     fn advance_zxid(&mut self, zxid: i64) {

@@ -412,6 +412,13 @@ impl DmaLog {
         Ok(file)
     }
 
+    /// Closes the current segment and gives the layout back (for a later [`DmaLog::new`]
+    /// on this or another executor: the layout is `Send`, the open file is not).
+    pub async fn close(mut self) -> Result<LogLayout, WalError> {
+        self.roll().await?;
+        Ok(self.layout)
+    }
+
     /// Closes the current segment; the next batch starts a new one.
     pub async fn roll(&mut self) -> Result<(), WalError> {
         let path = self.layout.current_segment().map(Path::to_path_buf);
