@@ -415,9 +415,21 @@ impl Leading {
                     tree.node_count()
                 );
                 out.send(&QuorumPacket::new(packet::SNAP, tree.last_zxid()));
-                let mut stream = BytesMut::new();
-                crate::zab::snap::encode_snap_stream(tree, sessions, &mut stream);
-                out.send_raw(&stream);
+                // Serialized on a blocking thread (a large tree takes a while; the term
+                // goes on meanwhile), sent in its place: the link holds what follows.
+                let (tree, sessions) = (tree.clone(), sessions.to_vec());
+                out.send_later(Box::pin(glommio::executor().spawn_blocking(move || {
+                    let started = Instant::now();
+                    let mut stream = BytesMut::new();
+                    crate::zab::snap::encode_snap_stream(&tree, &sessions, &mut stream);
+                    log::info!(
+                        "SNAP of 0x{:x} serialized: {} bytes in {} ms",
+                        tree.last_zxid(),
+                        stream.len(),
+                        started.elapsed().as_millis()
+                    );
+                    stream.freeze()
+                })));
             }
         }
         if !observer {

@@ -4,9 +4,12 @@
 //! `QuorumPacket`s (back to back, no framing) and hands them to the ordering core's inbox.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
@@ -17,25 +20,43 @@ use crate::zab::wire::{QuorumDecoder, QuorumPacket};
 /// cannot keep up with the broadcast would otherwise grow the leader without bound).
 pub const PEER_OUTPUT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
+/// Bytes made elsewhere (a SNAP stream serialized on a blocking thread), sent in their
+/// place in the link's order once ready.
+pub type LaterBytes = Pin<Box<dyn Future<Output = Bytes>>>;
+
 /// The sending half of a peer link.
 pub struct PeerOut {
+    /// The next bytes to write.
     buf: RefCell<BytesMut>,
+    /// After `buf`, in order: bytes still being made (taken out while the writer waits for
+    /// them), each with what was queued behind it meanwhile.
+    later: RefCell<VecDeque<(Option<LaterBytes>, BytesMut)>>,
     wake: Notify,
     closed: Cell<bool>,
     fd: i32,
 }
 
 impl PeerOut {
-    /// Queues a packet. Returns false when the link is closed or its buffer is over
+    /// Queues a packet. Returns false when the link is closed or its queued packets are over
     /// [`PEER_OUTPUT_MAX_BYTES`] (the link is then closed).
     pub fn send(&self, packet: &QuorumPacket) -> bool {
         if self.closed.get() {
             return false;
         }
-        let mut buf = self.buf.borrow_mut();
-        packet.encode(&mut buf);
-        let over = buf.len() > PEER_OUTPUT_MAX_BYTES;
-        drop(buf);
+        let mut later = self.later.borrow_mut();
+        let queued = match later.back_mut() {
+            Some((_, behind)) => {
+                packet.encode(behind);
+                self.buf.borrow().len() + later.iter().map(|(_, b)| b.len()).sum::<usize>()
+            }
+            None => {
+                let mut buf = self.buf.borrow_mut();
+                packet.encode(&mut buf);
+                buf.len()
+            }
+        };
+        drop(later);
+        let over = queued > PEER_OUTPUT_MAX_BYTES;
         if over {
             log::warn!(
                 "a peer is too slow (over {PEER_OUTPUT_MAX_BYTES} bytes unsent): dropping it"
@@ -47,10 +68,14 @@ impl PeerOut {
         true
     }
 
-    /// Queues raw bytes (the SNAP stream between two packets).
-    pub fn send_raw(&self, bytes: &[u8]) {
+    /// Queues raw bytes that another thread is making (the SNAP stream between two
+    /// packets): what is sent afterwards waits behind them. Not counted against
+    /// [`PEER_OUTPUT_MAX_BYTES`] (a snapshot is as large as the tree).
+    pub fn send_later(&self, bytes: LaterBytes) {
         if !self.closed.get() {
-            self.buf.borrow_mut().extend_from_slice(bytes);
+            self.later
+                .borrow_mut()
+                .push_back((Some(bytes), BytesMut::new()));
             self.wake.notify();
         }
     }
@@ -75,6 +100,7 @@ pub fn split(stream: TcpStream) -> (Rc<PeerOut>, futures_lite::io::ReadHalf<TcpS
     let (reader, writer) = futures_lite::io::split(stream);
     let out = Rc::new(PeerOut {
         buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+        later: RefCell::new(VecDeque::new()),
         wake: Notify::new(),
         closed: Cell::new(false),
         fd,
@@ -90,6 +116,25 @@ async fn write_loop(out: Rc<PeerOut>, mut writer: futures_lite::io::WriteHalf<Tc
             if let Err(e) = writer.write_all(&chunk).await {
                 log::info!("peer link write failed: {e}");
                 out.closed.set(true);
+            }
+            continue;
+        }
+        // Bytes being made: sends meanwhile queue behind them (the entry stays until they
+        // are written), and go out after them.
+        let making = out.later.borrow_mut().front_mut().map(|(f, _)| f.take());
+        if let Some(making) = making {
+            if let Some(making) = making {
+                let bytes = making.await;
+                if !out.closed.get() {
+                    if let Err(e) = writer.write_all(&bytes).await {
+                        log::info!("peer link write failed: {e}");
+                        out.closed.set(true);
+                    }
+                }
+            }
+            if let Some((_, behind)) = out.later.borrow_mut().pop_front() {
+                // `buf` stayed empty: every send went behind a `later` entry.
+                *out.buf.borrow_mut() = behind;
             }
             continue;
         }
@@ -173,5 +218,48 @@ pub async fn read_one(
             Ok(n) => buf.extend_from_slice(&scratch[..n]),
             Err(e) => return Err(format!("read failed: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zab::wire::packet;
+    use std::time::Duration;
+
+    #[test]
+    fn bytes_made_elsewhere_go_out_in_their_place_and_hold_what_follows() {
+        let got = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let (client, server) =
+                    futures_lite::future::zip(TcpStream::connect(addr), listener.accept()).await;
+                let (out, _reader) = split(client.unwrap());
+                out.send(&QuorumPacket::new(packet::SNAP, 7));
+                // Ready only after the packets below were queued.
+                out.send_later(Box::pin(async {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                    Bytes::from_static(b"STREAM")
+                }));
+                out.send(&QuorumPacket::new(packet::NEWLEADER, 8));
+                out.send_later(Box::pin(async { Bytes::from_static(b"MORE") }));
+                out.send(&QuorumPacket::new(packet::UPTODATE, 9));
+                let mut server = server.unwrap();
+                let mut expected = BytesMut::new();
+                QuorumPacket::new(packet::SNAP, 7).encode(&mut expected);
+                expected.extend_from_slice(b"STREAM");
+                QuorumPacket::new(packet::NEWLEADER, 8).encode(&mut expected);
+                expected.extend_from_slice(b"MORE");
+                QuorumPacket::new(packet::UPTODATE, 9).encode(&mut expected);
+                let mut got = vec![0u8; expected.len()];
+                server.read_exact(&mut got).await.unwrap();
+                out.close();
+                (got, expected.to_vec())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got.0, got.1);
     }
 }
