@@ -24,6 +24,13 @@ use crate::wal::dma::DmaLog;
 /// Most queued messages merged into one write + fdatasync.
 const GROUP_MESSAGES_MAX: usize = 256;
 
+/// A standalone server writes a group this small (at most this many txns in at most this
+/// many bytes) on the ordering executor's own thread when nothing else is queued behind it:
+/// a lone write at a low rate (see `DmaLog::set_write_here_max`). Larger groups come under
+/// load, where the ordering core should go on ordering while the group is written.
+const WRITE_HERE_MAX_TXNS: usize = 4;
+const WRITE_HERE_MAX_BYTES: usize = 16 * 1024;
+
 pub enum ToLog {
     /// Txns to make durable, in zxid order.
     Txns(Vec<(TxnHeader, Txn)>),
@@ -185,6 +192,12 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
                 }
             }
         }
+        // A few txns and nothing else waiting: blocking for the write holds up little, and
+        // skipping the pool saves two thread wake-ups.
+        let lone = persistence.writes_small_batches_here()
+            && txns.len() <= WRITE_HERE_MAX_TXNS
+            && queue.queue.borrow().is_empty();
+        log.set_write_here_max(if lone { WRITE_HERE_MAX_BYTES } else { 0 });
         let upto = flush(&mut log, &mut txns, &queue).await;
         if upto > before {
             on_persisted(upto);

@@ -181,6 +181,9 @@ pub struct Persistence {
     retain: NonZeroUsize,
     purge_every: Option<Duration>,
     last_purge: Instant,
+    /// A standalone server: its ordering executor runs nothing that must go on while a lone
+    /// small log write is in flight (an ensemble member's also runs its peer links).
+    standalone: bool,
 }
 
 /// A snapshot interval in [snapCount/2, snapCount], different per server and restart.
@@ -239,7 +242,14 @@ impl Persistence {
             purge_every: (config.autopurge_purge_interval_hours > 0)
                 .then(|| Duration::from_secs(config.autopurge_purge_interval_hours as u64 * 3600)),
             last_purge: Instant::now(),
+            standalone: !config.is_distributed(),
         }
+    }
+
+    /// Whether the log task may write a lone small batch on the executor's own thread
+    /// ([`DmaLog::set_write_here_max`]).
+    pub fn writes_small_batches_here(&self) -> bool {
+        self.standalone
     }
 
     /// SNAP sync: replaces the files with a snapshot of `tree` (and `sessions`) and an
