@@ -253,7 +253,9 @@ impl Ordering {
         self.tree.last_zxid() + 1
     }
 
-    fn publish_session_stats(&self) {
+    /// The sessions that are not closing (a closing one's closeSession txn is made), as
+    /// (id, timeout ms), in id order.
+    fn live_sessions(&self) -> Vec<(i64, i32)> {
         let mut list: Vec<(i64, i32)> = self
             .sessions
             .iter()
@@ -261,6 +263,11 @@ impl Ordering {
             .map(|s| (s.id, s.timeout_ms))
             .collect();
         list.sort_unstable();
+        list
+    }
+
+    fn publish_session_stats(&self) {
+        let list = self.live_sessions();
         if let Ok(mut guard) = self.stats.sessions.lock() {
             *guard = list;
         }
@@ -1006,13 +1013,7 @@ impl Ordering {
                 self.recent.last()
             ));
         }
-        let mut sessions: Vec<(i64, i32)> = self
-            .sessions
-            .iter()
-            .filter(|s| !s.closing)
-            .map(|s| (s.id, s.timeout_ms))
-            .collect();
-        sessions.sort_unstable();
+        let sessions = self.live_sessions();
         let recent_base = self.recent.base();
         Ok(super::persistence::Recovered {
             tree: self.tree,

@@ -796,24 +796,7 @@ mod tests {
         let config = config_in(tmp.path());
         // The first start writes the initial snapshot; then txns are logged after it.
         drop(Persistence::open(&config).unwrap());
-        let txns: Vec<(TxnHeader, Txn)> = (1..=RECENT_TXNS_MAX as i64 + 20)
-            .map(|zxid| {
-                let header = TxnHeader {
-                    session_id: 0,
-                    zxid,
-                    time_ms: 1_700_000_000_000 + zxid,
-                    ..Default::default()
-                };
-                let txn = Txn::Create {
-                    path: format!("/n{zxid}"),
-                    data: Bytes::from(vec![zxid as u8; 3]),
-                    acl: crate::zab::txn::open_acl_unsafe(),
-                    ephemeral_owner: 0,
-                    parent_cversion: zxid as i32,
-                };
-                (header, txn)
-            })
-            .collect();
+        let txns: Vec<(TxnHeader, Txn)> = (1..=RECENT_TXNS_MAX as i64 + 20).map(create).collect();
         let mut state = recover_state(&config).unwrap();
         state.wal.append_batch(&txns).unwrap();
         drop(state);
