@@ -437,6 +437,22 @@ fn encode_txn(txn: &Txn, depth: usize, out: &mut Vec<u8>) -> Result<(), EncodeEr
 /// `Ok(None)`: the length field is zero (or fewer than four bytes remain and all are zero):
 /// the end of the records. The caller decides whether what follows is really all zeros.
 /// `Ok(Some((record, consumed)))`: a valid record of `consumed` bytes.
+/// The records of a segment's bytes by their length fields alone, without checking a CRC or
+/// decoding a txn: (offset, record length with its prefix, zxid), in order, up to the end
+/// marker, the end of `bytes`, or the first length out of range. For estimates only (how
+/// many bytes a range of txns takes): what it yields past damage is not checked.
+pub fn record_extents(bytes: &[u8]) -> impl Iterator<Item = (usize, usize, i64)> + '_ {
+    let mut offset = SEGMENT_HEADER_LEN;
+    std::iter::from_fn(move || {
+        let peek = peek_record(bytes.get(offset..)?)?;
+        let total = RECORD_PREFIX_LEN + peek.payload_len;
+        bytes.get(offset..offset + total)?;
+        let at = offset;
+        offset += total;
+        Some((at, total, peek.zxid))
+    })
+}
+
 pub fn decode_record(buf: &[u8]) -> Result<Option<(LoggedTxn, usize)>, RecordError> {
     let Some(length_bytes) = buf.get(..4) else {
         if buf.iter().all(|&b| b == 0) {
@@ -726,6 +742,35 @@ mod tests {
             assert_eq!(peek.batch_seq, batch.seq);
             assert_eq!(peek.payload_len + RECORD_PREFIX_LEN, consumed);
         }
+    }
+
+    #[test]
+    fn record_extents_walk_the_records_by_their_lengths() {
+        let mut segment = vec![0u8; SEGMENT_HEADER_LEN];
+        let mut expected = Vec::new();
+        for (i, txn) in every_variant().into_iter().enumerate() {
+            let header = TxnHeader {
+                zxid: 0x5_0000_0001 + i as i64,
+                ..Default::default()
+            };
+            let at = segment.len();
+            let batch = BatchMark {
+                seq: i as u64,
+                last_in_batch: true,
+            };
+            encode_record(&header, &txn, batch, &mut segment).unwrap();
+            expected.push((at, segment.len() - at, header.zxid));
+        }
+        let clean = segment.len();
+        // The preallocated zeros end the walk; so does a record cut short.
+        segment.extend_from_slice(&[0u8; 64]);
+        assert_eq!(record_extents(&segment).collect::<Vec<_>>(), expected);
+        let cut = &segment[..clean - 3];
+        assert_eq!(
+            record_extents(cut).collect::<Vec<_>>(),
+            expected[..expected.len() - 1]
+        );
+        assert_eq!(record_extents(&segment[..10]).count(), 0);
     }
 
     /// A record as version 2 wrote it: no FLAG_REQUEST, no cxid and op.
