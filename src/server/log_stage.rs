@@ -185,6 +185,9 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
         for message in messages {
             match message {
                 ToLog::Txns(t) => txns.extend(t),
+                // Not started once the term is ending: its end would wait for the write (a
+                // snapshot only shortens recovery; a later one is asked for in time).
+                ToLog::Snapshot { .. } if queue.stopping.get() => {}
                 ToLog::Snapshot { tree, sessions } => {
                     // Everything before the snapshot is durable before its segment ends.
                     flush(&mut log, &mut txns, &queue).await;
