@@ -827,6 +827,8 @@ async fn sync_with_leader(
             log::info!("syncing with the leader by SNAP of 0x{:x}", first.zxid);
             let mut decoder = crate::zab::snap::SnapDecoder::stream(first.zxid);
             let started = Instant::now();
+            // One read buffer for the whole stream (a 1M-znode snapshot is ~200 MB).
+            let mut scratch = vec![0u8; 256 * 1024];
             let snapshot = loop {
                 match decoder.feed(buf) {
                     Ok(Some(snapshot)) => break snapshot,
@@ -836,7 +838,6 @@ async fn sync_with_leader(
                 if started.elapsed() > init_limit * 10 {
                     return Err("the SNAP stream did not complete".into());
                 }
-                let mut scratch = vec![0u8; 256 * 1024];
                 let n = glommio::timer::timeout(init_limit, async {
                     use futures_lite::AsyncReadExt;
                     reader
