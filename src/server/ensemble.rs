@@ -290,7 +290,7 @@ pub(crate) async fn run(
         let durable = log.persisted();
         announced = Some(durable);
         let kept = match unspent.take().or_else(|| log.take_persistence()) {
-            Some(persistence) => match ordering.into_recovered(durable, last_zxid) {
+            Some(persistence) => match ordering.into_recovered(durable) {
                 Ok(recovered) => {
                     log::info!(
                         "the next term starts from the state in memory: {} znodes, {} sessions, \

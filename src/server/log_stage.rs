@@ -207,17 +207,15 @@ pub async fn run(mut persistence: Persistence, queue: LogQueue, on_persisted: Rc
         }
         persistence.maybe_purge(&log);
     }
-    match log.close().await {
+    let closed = log.close().await;
+    persistence.finish_snapshot();
+    match closed {
         Ok(layout) => {
             persistence.put_back_log(layout);
-            persistence.finish_snapshot();
             *queue.returned.borrow_mut() = Some(persistence);
         }
         // The next term recovers from the files (and fails there if they stay unusable).
-        Err(e) => {
-            log::error!("cannot close the txn log: {e}");
-            persistence.finish_snapshot();
-        }
+        Err(e) => log::error!("cannot close the txn log: {e}"),
     }
     queue.done.set(true);
     queue.stopped.notify();

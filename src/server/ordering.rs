@@ -977,7 +977,6 @@ impl Ordering {
     pub(crate) fn into_recovered(
         mut self,
         durable: i64,
-        term_start: i64,
     ) -> Result<super::persistence::Recovered, String> {
         match std::mem::replace(&mut self.role, Role::Standalone) {
             Role::Leader(leading) => {
@@ -985,8 +984,9 @@ impl Ordering {
                     self.recent.push(txn);
                 }
                 let last = self.tree.last_zxid();
-                if crate::zab::counter_of(last) == 0 && last > durable && durable == term_start {
-                    // Established an epoch and made no txn in it.
+                if crate::zab::counter_of(last) == 0 && last > durable {
+                    // Established an epoch and made no txn in it (a txn would have
+                    // counter 1 or more).
                     self.tree.undo_epoch_start(durable);
                 }
             }

@@ -97,36 +97,41 @@ impl DirectFile {
         reported.max(512)
     }
 
-    async fn write_at(&self, data: &[u8], offset: u64) -> io::Result<usize> {
+    /// The kept write buffer (or a new one) holding `data`.
+    fn filled_buffer(&self, data: &[u8]) -> AlignedBuf {
         let mut buffer = match self.buffer.borrow_mut().take() {
             Some(buffer) if buffer.capacity() >= data.len() => buffer,
             _ => AlignedBuf::with_capacity(data.len().max(64 * 1024), DIRECT_IO_ALIGNMENT as usize),
         };
         buffer.fill(data);
+        buffer
+    }
+
+    /// Keeps a written buffer for the next write, unless it grew too large.
+    fn keep_buffer(&self, buffer: AlignedBuf) {
+        if buffer.capacity() <= KEPT_BUFFER_MAX {
+            *self.buffer.borrow_mut() = Some(buffer);
+        }
+    }
+
+    async fn write_at(&self, data: &[u8], offset: u64) -> io::Result<usize> {
+        let buffer = self.filled_buffer(data);
         let file = self.file.clone();
         let (buffer, written) = blocking(move || {
             let written = file.write_at(buffer.as_slice(), offset);
             (buffer, written)
         })
         .await;
-        if buffer.capacity() <= KEPT_BUFFER_MAX {
-            *self.buffer.borrow_mut() = Some(buffer);
-        }
+        self.keep_buffer(buffer);
         written
     }
 
     /// As [`DirectFile::write_at`], on the calling thread: the executor blocks for the
     /// write (see [`DmaLog::set_write_here_max`]).
     fn write_at_here(&self, data: &[u8], offset: u64) -> io::Result<usize> {
-        let mut buffer = match self.buffer.borrow_mut().take() {
-            Some(buffer) if buffer.capacity() >= data.len() => buffer,
-            _ => AlignedBuf::with_capacity(data.len().max(64 * 1024), DIRECT_IO_ALIGNMENT as usize),
-        };
-        buffer.fill(data);
+        let buffer = self.filled_buffer(data);
         let written = self.file.write_at(buffer.as_slice(), offset);
-        if buffer.capacity() <= KEPT_BUFFER_MAX {
-            *self.buffer.borrow_mut() = Some(buffer);
-        }
+        self.keep_buffer(buffer);
         written
     }
 
